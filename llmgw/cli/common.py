@@ -1,0 +1,45 @@
+"""What every command shares: loading the profile, printing one-line errors, the consoles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from ..profile import Profile, ProfileError, load_profile
+
+console = Console()
+err_console = Console(stderr=True)
+
+PROFILE_HELP = "Profile TOML (default: $LLMGW_PROFILE, ./llmgw.toml, else the built-in demo)."
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one clear line to stderr and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def load_or_exit(path: Path | None) -> Profile:
+    """The profile, or exit 1 with each problem on its own line."""
+    try:
+        return load_profile(path)
+    except ProfileError as exc:
+        for problem in exc.problems:
+            err_console.print(f"[bold red]error:[/] {exc.source}: {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def print_json(value: Any) -> None:
+    """Machine-readable output: plain JSON on stdout, no colour, no wrapping."""
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def db_path(profile: Path | None, db: Path | None) -> Path:
+    """The request-log database: ``--db`` if given, else the profile's ``[state] url``."""
+    if db is not None:
+        return db.expanduser()
+    return load_or_exit(profile).state.db_path

@@ -1,0 +1,48 @@
+"""The `llmgw` command: one Typer app, one module per command group."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from . import check as check_cmd
+from . import logs as logs_cmd
+from . import models as models_cmd
+from . import profile_cmd
+from . import serve as serve_cmd
+
+app = typer.Typer(
+    name="llmgw",
+    help="llmgw — a fast local AI gateway. Point OpenAI or Anthropic SDKs at `llmgw serve`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command()(serve_cmd.serve)
+app.command()(check_cmd.check)
+app.command()(models_cmd.models)
+app.add_typer(logs_cmd.app, name="logs")
+app.add_typer(profile_cmd.app, name="profile")
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logging.")) -> None:
+    """llmgw — a fast local AI gateway."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def run() -> None:
+    """Console-script entry point: one clear line instead of a traceback unless --debug."""
+    debug = "--debug" in sys.argv
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # a bug or an environment problem: say it in one line
+        if debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,184 @@
+"""The OpenAI client format: validating Chat Completions and Embeddings requests, rendering answers and errors.
+
+Contract:
+- ``validate_chat`` / ``validate_embeddings`` raise :class:`InvalidRequest` naming the offending field (``param``)
+  and change nothing; unknown fields pass through untouched.
+- ``render_reply`` answers with the upstream's own bytes when it sent OpenAI's format, else serialises once.
+- ``render_stream`` forwards each event as it arrives, records usage and the answer's text on the exchange, hides
+  the usage chunk from clients that did not ask for it, ends with ``[DONE]`` only when the upstream finished,
+  and on a mid-stream failure sends an OpenAI error event instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..errors import GatewayError, InvalidRequest, UpstreamError
+from ..exchange import Exchange, Usage
+from ..providers.base import UpstreamFailure
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+MAX_DEPTH = 64
+
+
+def _fail(param: str, message: str) -> InvalidRequest:
+    return InvalidRequest(f"{param}: {message}", param=param, code="invalid_value")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
+    """Refuse JSON nested deeper than ``limit`` levels (iterative; stops at the first offending branch)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            raise InvalidRequest(f"request body is nested deeper than {limit} levels", code="nesting_too_deep")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
+
+
+def _check_model(body: Mapping[str, Any]) -> None:
+    model = body.get("model")
+    if model is None:
+        raise _fail("model", "required (the model alias to call)")
+    if not isinstance(model, str) or not model:
+        raise _fail("model", "must be a non-empty string")
+
+
+_NUMERIC_RANGES = {
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "presence_penalty": (-2.0, 2.0),
+    "frequency_penalty": (-2.0, 2.0),
+}
+_POSITIVE_INTS = ("max_tokens", "max_completion_tokens", "n", "top_logprobs")
+
+
+def validate_chat(body: Mapping[str, Any]) -> None:
+    """Check the fields the gateway relies on; everything else is the upstream's to judge."""
+    _check_model(body)
+    messages = body.get("messages")
+    if messages is None:
+        raise _fail("messages", "required (a non-empty array of messages)")
+    if not isinstance(messages, list) or not messages:
+        raise _fail("messages", "must be a non-empty array")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise _fail(f"messages[{i}]", "must be an object")
+        role = message.get("role")
+        if role not in _ROLES:
+            raise _fail(f"messages[{i}].role", f"must be one of {', '.join(sorted(_ROLES))}")
+        content = message.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise _fail(f"messages[{i}].content", "must be a string or an array of content parts")
+        if content is None and role in ("user", "system", "developer"):
+            raise _fail(f"messages[{i}].content", "required")
+    for name in ("stream", "logprobs", "parallel_tool_calls"):
+        if name in body and not isinstance(body[name], bool):
+            raise _fail(name, "must be a boolean")
+    options = body.get("stream_options")
+    if options is not None and (not isinstance(options, dict)
+                                or not isinstance(options.get("include_usage", False), bool)):
+        raise _fail("stream_options", "must be an object like {\"include_usage\": true}")
+    for name, (low, high) in _NUMERIC_RANGES.items():
+        value = body.get(name)
+        if value is not None and (not _is_number(value) or not low <= value <= high):
+            raise _fail(name, f"must be a number between {low:g} and {high:g}")
+    for name in _POSITIVE_INTS:
+        value = body.get(name)
+        if value is not None and (not _is_int(value) or value < (0 if name == "top_logprobs" else 1)):
+            raise _fail(name, "must be a positive integer")
+    stop = body.get("stop")
+    if stop is not None and not isinstance(stop, str) and not (
+            isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
+        raise _fail("stop", "must be a string or an array of strings")
+    tools = body.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+        raise _fail("tools", "must be an array of tool objects")
+    check_depth(body)
+
+
+def validate_embeddings(body: Mapping[str, Any]) -> None:
+    _check_model(body)
+    value = body.get("input")
+    if value is None:
+        raise _fail("input", "required (a string or an array of strings)")
+    ok = (isinstance(value, str) and value) or (isinstance(value, list) and value and (
+        all(isinstance(x, str) for x in value) or all(_is_int(x) for x in value)
+        or all(isinstance(x, list) and all(_is_int(y) for y in x) for x in value)))
+    if not ok:
+        raise _fail("input", "must be a non-empty string, array of strings, or array of token arrays")
+    dims = body.get("dimensions")
+    if dims is not None and (not _is_int(dims) or dims < 1):
+        raise _fail("dimensions", "must be a positive integer")
+    check_depth(body)
+
+
+# --- rendering ------------------------------------------------------------------------------------------------
+
+JSON_TYPE = "application/json"
+
+
+def render_reply(ex: Exchange, headers: dict[str, str]) -> web.Response:
+    assert ex.reply is not None
+    raw = ex.reply.raw if ex.reply.raw is not None else orjson.dumps(ex.reply.body)
+    return web.Response(body=raw, status=200, content_type=JSON_TYPE, headers=headers)
+
+
+def render_error(error: GatewayError, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(error.openai_body()), status=error.status, content_type=JSON_TYPE,
+                        headers={**(headers or {}), **error.headers()})
+
+
+async def render_stream(request: web.Request, ex: Exchange, headers: dict[str, str]) -> web.StreamResponse:
+    """Forward ``ex.events`` as OpenAI SSE, chunk by chunk."""
+    assert ex.events is not None
+    response = web.StreamResponse(status=200, headers={
+        **headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive"})
+    await response.prepare(request)
+    events = ex.events
+    text = ex.streamed_text
+    try:
+        async for event in events:
+            data = event.data
+            usage = data.get("usage")
+            if usage:
+                ex.usage = Usage.from_openai(usage)
+            choices = data.get("choices")
+            if choices:
+                choice = choices[0]
+                content = (choice.get("delta") or {}).get("content")
+                if content:
+                    text.append(content)
+                if choice.get("finish_reason"):
+                    ex.finish_reason = choice["finish_reason"]
+            elif usage and not ex.include_usage:
+                continue
+            await response.write(b"data: " + (event.raw or orjson.dumps(data)) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+    except UpstreamFailure as failure:
+        error = UpstreamError(f"upstream {ex.target.name if ex.target else ''} failed mid-stream: "
+                              f"{failure.message}", upstream_status=failure.status)
+        ex.fail(error)
+        ex.outcome = "error"
+        await response.write(b"data: " + orjson.dumps(error.openai_body()) + b"\n\n")
+    except (ConnectionResetError, ConnectionError):
+        ex.outcome = "client_disconnect"
+        ex.status = 499
+        await events.aclose()  # type: ignore[attr-defined]
+        return response
+    await response.write_eof()
+    return response

@@ -1,0 +1,142 @@
+"""The gateway's error tree. Every error knows its HTTP status and renders itself in each client format.
+
+::
+
+    GatewayError                  500  api_error          something unexpected; never shows internals
+    ├── InvalidRequest            400  invalid_request_error  malformed JSON, wrong types, missing fields
+    ├── AuthenticationError       401  authentication_error   missing, unknown, revoked or expired key
+    ├── PermissionDenied          403  permission_error       model not allowed, blocked by a guardrail
+    ├── ModelNotFound             404  not_found_error        unknown model alias (also: alias not allowed)
+    ├── PayloadTooLarge           413  request_too_large      body over [server] max_body_mb
+    ├── RateLimited               429  rate_limit_error       rate limit or budget exhausted (Retry-After)
+    ├── UpstreamError             502  upstream_error         every target failed; carries the last status
+    └── UpstreamTimeout           504  timeout_error          upstream took longer than the deadline
+
+Error messages never contain secrets: they are built from the client's own input and the profile's names only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AuthenticationError",
+    "GatewayError",
+    "InvalidRequest",
+    "ModelNotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "RateLimited",
+    "UpstreamError",
+    "UpstreamTimeout",
+]
+
+# Anthropic's error types for each status (https://docs.anthropic.com/en/api/errors).
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "api_error",
+    529: "overloaded_error",
+}
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway answers with; ``status``, ``type`` and ``code`` shape the wire body."""
+
+    status: int = 500
+    type: str = "api_error"
+    code: str | None = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.param = param
+        self.retry_after = retry_after
+
+    def openai_body(self) -> dict[str, Any]:
+        """The body in OpenAI's format: ``{"error": {"message", "type", "param", "code"}}``."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def anthropic_body(self) -> dict[str, Any]:
+        """The body in Anthropic's format: ``{"type": "error", "error": {"type", "message"}}``."""
+        kind = _ANTHROPIC_TYPES.get(self.status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": self.message}}
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (``Retry-After`` for 429)."""
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, int(self.retry_after + 0.999)))}
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class AuthenticationError(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class ModelNotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(GatewayError):
+    """Every target failed. ``upstream_status`` is the last status an upstream answered with, if any."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, upstream_status: int | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.upstream_status = upstream_status
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"

@@ -1,0 +1,191 @@
+"""The one object that carries a request through its life, and the small value types it holds.
+
+An :class:`Exchange` is created by the server from an HTTP request, passed through every pipeline stage, answered
+by a provider adapter, rendered in the client's format, and finally turned into one request-log row
+(:meth:`Exchange.log_row`). Stages communicate only through it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import GatewayError
+from .profile import ModelConfig, Target
+
+
+def new_request_id() -> str:
+    """A short, unique, sortable-enough request id (``req_`` + 24 hex digits)."""
+    return "req_" + uuid.uuid4().hex[:24]
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token usage normalised once, at the adapter edge.
+
+    ``input_tokens`` counts every prompt token, cached ones included; ``cached_tokens`` is the part read from
+    the provider's prompt cache, ``cache_write_tokens`` the part written to it. ``reasoning_tokens`` is the part
+    of ``output_tokens`` spent on hidden reasoning, where reported.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @classmethod
+    def from_openai(cls, usage: dict[str, Any] | None) -> Usage:
+        """Read OpenAI's ``usage`` object (``prompt_tokens``, ``completion_tokens`` and their details)."""
+        if not usage:
+            return cls()
+        prompt_details = usage.get("prompt_tokens_details") or {}
+        completion_details = usage.get("completion_tokens_details") or {}
+        return cls(
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
+            cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+            reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        )
+
+    def to_openai(self) -> dict[str, Any]:
+        """Render as OpenAI's ``usage`` object."""
+        out: dict[str, Any] = {
+            "prompt_tokens": self.input_tokens,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": self.input_tokens + self.output_tokens,
+        }
+        if self.cached_tokens:
+            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.reasoning_tokens:
+            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        return out
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try of one target: ``status`` is the upstream's HTTP status, or 0 when no answer came."""
+
+    number: int
+    target: str
+    status: int
+    latency_ms: float
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"n": self.number, "target": self.target, "status": self.status,
+                "latency_ms": round(self.latency_ms, 3), "error": self.error}
+
+
+@dataclass(slots=True)
+class UpstreamReply:
+    """A whole (non-streamed) answer: the canonical OpenAI-format body, and its raw bytes when unchanged."""
+
+    body: dict[str, Any]
+    raw: bytes | None = None
+
+
+@dataclass(slots=True)
+class StreamEvent:
+    """One streamed event: the canonical OpenAI chunk, and its raw SSE bytes when they can be forwarded as-is."""
+
+    data: dict[str, Any]
+    raw: bytes | None = None
+
+
+@dataclass(slots=True)
+class Exchange:
+    """Everything known about one request, from arrival to its log row."""
+
+    client_format: str                     # "openai" | "anthropic"
+    endpoint: str                          # "chat" | "embeddings" | "messages"
+    id: str = field(default_factory=new_request_id)
+    started: float = field(default_factory=time.perf_counter)
+    time: float = field(default_factory=time.time)
+    body: dict[str, Any] = field(default_factory=dict)
+    raw_body: bytes = b""
+    alias: str = ""
+    stream: bool = False
+    include_usage: bool = False            # the client asked for a usage chunk in its stream
+    key_id: str = ""
+    team: str = ""
+    tags: tuple[str, ...] = ()
+    model: ModelConfig | None = None
+    target: Target | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    reply: UpstreamReply | None = None
+    events: AsyncIterator[StreamEvent] | None = None
+    error: GatewayError | None = None
+    status: int = 200
+    outcome: str = ""                      # "" while running; "ok", "error", "client_disconnect"
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    cache: str = "miss"
+    ttft_ms: float | None = None
+    latency_ms: float = 0.0
+    streamed_text: list[str] = field(default_factory=list)
+    finish_reason: str | None = None
+    dropped_params: list[str] = field(default_factory=list)
+    log_bodies: bool = True
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000.0
+
+    def mark_first_token(self) -> None:
+        if self.ttft_ms is None:
+            self.ttft_ms = self.elapsed_ms()
+
+    def fail(self, error: GatewayError) -> None:
+        """Record the error the client will get."""
+        self.error = error
+        self.status = error.status
+
+    def response_body_for_log(self) -> dict[str, Any] | None:
+        """What the client was answered with, for the log: the reply, or the stream reassembled."""
+        if self.reply is not None:
+            return self.reply.body
+        if self.stream and (self.streamed_text or self.finish_reason):
+            return {"object": "chat.completion", "streamed": True,
+                    "choices": [{"index": 0, "finish_reason": self.finish_reason,
+                                 "message": {"role": "assistant", "content": "".join(self.streamed_text)}}],
+                    "usage": self.usage.to_openai()}
+        if self.error is not None:
+            return self.error.openai_body()
+        return None
+
+    def log_row(self) -> dict[str, Any]:
+        """The request-log row for this exchange (see :mod:`llmgw.store.log` for the columns)."""
+        target = self.target
+        return {
+            "id": self.id,
+            "time": self.time,
+            "client_format": self.client_format,
+            "endpoint": self.endpoint,
+            "alias": self.alias,
+            "provider": target.provider if target else "",
+            "target": target.name if target else "",
+            "status": self.status,
+            "outcome": self.outcome or ("ok" if self.error is None else "error"),
+            "error": self.error.code if self.error is not None else None,
+            "error_message": self.error.message if self.error is not None else None,
+            "input_tokens": self.usage.input_tokens,
+            "output_tokens": self.usage.output_tokens,
+            "cached_tokens": self.usage.cached_tokens,
+            "cache_write_tokens": self.usage.cache_write_tokens,
+            "reasoning_tokens": self.usage.reasoning_tokens,
+            "cost_usd": self.cost_usd,
+            "latency_ms": round(self.latency_ms, 3),
+            "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 3),
+            "attempts": [a.as_dict() for a in self.attempts],
+            "cache": self.cache,
+            "key": self.key_id,
+            "team": self.team,
+            "tags": list(self.tags),
+            "stream": self.stream,
+            "dropped_params": list(self.dropped_params),
+            "request": self.body if self.log_bodies and self.body else None,
+            "response": self.response_body_for_log() if self.log_bodies else None,
+        }

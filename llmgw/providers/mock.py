@@ -1,0 +1,119 @@
+"""The built-in mock provider: deterministic answers, usage, streaming, and injectable latency and failures.
+
+Contract: the answer is a pure function of the request (the last user message, ``max_tokens``, ``stop``), so
+tests and offline demos can predict it; usage is estimated from the text (about four characters a token); a
+stream carries the answer in several chunks, then a finish chunk, then a usage chunk. ``latency_ms`` delays the
+answer (the first chunk of a stream); ``fail_rate`` makes that share of calls fail with ``fail_status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..exchange import Exchange, StreamEvent, UpstreamReply, Usage
+from .base import ProviderBase, UpstreamFailure
+
+_MAX_WORDS = 64
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count: one token per four characters, at least one for non-empty text."""
+    return math.ceil(len(text) / 4) if text else 0
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """The text of one chat message, whatever shape its ``content`` has."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def mock_answer(body: dict[str, Any]) -> tuple[str, str]:
+    """``(text, finish_reason)`` for a chat request: the mock's deterministic answer."""
+    messages = body.get("messages") or []
+    last_user = next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+    words = ["Mock", "answer:", *last_user.split()][:_MAX_WORDS]
+    finish = "stop"
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if isinstance(limit, int) and 0 < limit < len(words):
+        words, finish = words[:limit], "length"
+    text = " ".join(words)
+    stops = body.get("stop")
+    for stop in [stops] if isinstance(stops, str) else (stops or []):
+        if isinstance(stop, str) and stop and stop in text:
+            text, finish = text[: text.index(stop)], "stop"
+    return text, finish
+
+
+def _prompt_tokens(body: dict[str, Any]) -> int:
+    return sum(estimate_tokens(message_text(m)) + 3 for m in body.get("messages") or []) + 3
+
+
+class MockProvider(ProviderBase):
+    kind = "mock"
+
+    async def _maybe_fail(self) -> None:
+        if self.config.latency_ms:
+            await asyncio.sleep(self.config.latency_ms / 1000.0)
+        if self.config.fail_rate and self.ctx.rng.random() < self.config.fail_rate:
+            raise UpstreamFailure(self.config.fail_status, f"mock failure (fail_rate={self.config.fail_rate})")
+
+    async def chat(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
+        await self._maybe_fail()
+        text, finish = mock_answer(body)
+        usage = Usage(input_tokens=_prompt_tokens(body), output_tokens=estimate_tokens(text))
+        return UpstreamReply({
+            "id": "chatcmpl-mock-" + ex.id[4:],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
+                         "logprobs": None, "finish_reason": finish}],
+            "usage": usage.to_openai(),
+        })
+
+    async def stream(self, ex: Exchange, body: dict[str, Any], model: str) -> AsyncIterator[StreamEvent]:
+        await self._maybe_fail()
+        text, finish = mock_answer(body)
+        base = {"id": "chatcmpl-mock-" + ex.id[4:], "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": model}
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> StreamEvent:
+            return StreamEvent({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                                    "finish_reason": finish_reason}]})
+
+        yield chunk({"role": "assistant", "content": ""})
+        words = text.split(" ")
+        step = max(1, math.ceil(len(words) / 4))
+        for i in range(0, len(words), step):
+            piece = " ".join(words[i:i + step])
+            yield chunk({"content": piece if i == 0 else " " + piece})
+        yield chunk({}, finish)
+        usage = Usage(input_tokens=_prompt_tokens(body), output_tokens=estimate_tokens(text))
+        yield StreamEvent({**base, "choices": [], "usage": usage.to_openai()})
+
+    async def embeddings(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
+        await self._maybe_fail()
+        inputs = body["input"]
+        texts = [inputs] if isinstance(inputs, str) else [str(x) for x in inputs]
+        dims = body.get("dimensions") or 16
+        data = [{"object": "embedding", "index": i, "embedding": _vector(t, dims)} for i, t in enumerate(texts)]
+        tokens = sum(estimate_tokens(t) for t in texts)
+        return UpstreamReply({"object": "list", "data": data, "model": model,
+                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+
+def _vector(text: str, dims: int) -> list[float]:
+    """A deterministic unit vector for ``text``."""
+    digest = hashlib.sha256(text.encode()).digest()
+    raw = [(digest[i % len(digest)] - 127.5) / 127.5 for i in range(dims)]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return [round(x / norm, 6) for x in raw]

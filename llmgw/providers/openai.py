@@ -1,0 +1,119 @@
+"""OpenAI Chat Completions upstreams: OpenAI itself and every OpenAI-compatible server (vLLM, TGI, Ollama,
+llama.cpp). The canonical form *is* this wire format, so requests go out with only ``model`` replaced (and a usage
+request added to streams), and answers come back as the upstream sent them, raw bytes kept for forwarding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..exchange import Exchange, StreamEvent, UpstreamReply
+from ..sse import SSEDecoder
+from .base import ProviderBase, ProviderContext, UpstreamFailure, retry_after_seconds
+
+
+class OpenAIProvider(ProviderBase):
+    kind = "openai"
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        super().__init__(ctx)
+        base = ctx.config.base_url or "https://api.openai.com/v1"
+        self._chat_url = f"{base}/chat/completions"
+        self._embeddings_url = f"{base}/embeddings"
+        headers = {"Content-Type": "application/json", **ctx.config.headers}
+        if ctx.api_key:
+            headers["Authorization"] = f"Bearer {ctx.api_key}"
+        self._headers = headers
+        self._timeout = aiohttp.ClientTimeout(total=ctx.timeout_s)
+        self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(ctx.timeout_s, 30.0),
+                                                     sock_read=ctx.timeout_s)
+
+    def _payload(self, body: dict[str, Any], model: str, **extra: Any) -> bytes:
+        out = {**body, "model": model, **extra}
+        for name in self.config.drop_params:
+            out.pop(name, None)
+        return orjson.dumps(out)
+
+    async def chat(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
+        raw = await self._post(self._chat_url, self._payload(body, model))
+        return UpstreamReply(_loads(raw), raw)
+
+    async def embeddings(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
+        raw = await self._post(self._embeddings_url, self._payload(body, model))
+        return UpstreamReply(_loads(raw), raw)
+
+    async def stream(self, ex: Exchange, body: dict[str, Any], model: str) -> AsyncIterator[StreamEvent]:
+        options = {**(body.get("stream_options") or {}), "include_usage": True}
+        payload = self._payload(body, model, stream=True, stream_options=options)
+        try:
+            async with self.ctx.session.post(self._chat_url, data=payload, headers=self._headers,
+                                             timeout=self._stream_timeout) as resp:
+                if resp.status != 200:
+                    raise await _failure(resp)
+                decoder = SSEDecoder()
+                async for piece in resp.content.iter_any():
+                    for message in decoder.feed(piece):
+                        if message.data == b"[DONE]":
+                            return
+                        chunk = _loads(message.data)
+                        if "error" in chunk and "choices" not in chunk:
+                            raise _stream_error(chunk)
+                        yield StreamEvent(chunk, message.data)
+                for message in decoder.close():
+                    if message.data != b"[DONE]":
+                        yield StreamEvent(_loads(message.data), message.data)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _transport_failure(exc) from None
+
+    async def _post(self, url: str, payload: bytes) -> bytes:
+        try:
+            async with self.ctx.session.post(url, data=payload, headers=self._headers,
+                                             timeout=self._timeout) as resp:
+                if resp.status != 200:
+                    raise await _failure(resp)
+                return await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _transport_failure(exc) from None
+
+
+def _loads(raw: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamFailure(502, "upstream answered with invalid JSON") from None
+    if not isinstance(value, dict):
+        raise UpstreamFailure(502, "upstream answered with a JSON value that is not an object")
+    return value
+
+
+async def _failure(resp: aiohttp.ClientResponse) -> UpstreamFailure:
+    """Turn a non-200 answer into an :class:`UpstreamFailure` carrying the upstream's own message."""
+    try:
+        raw = await resp.read()
+        body = orjson.loads(raw) if raw else None
+    except (aiohttp.ClientError, orjson.JSONDecodeError):
+        body = None
+    message = f"HTTP {resp.status}"
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        message = str(body["error"].get("message") or message)
+    elif isinstance(body, dict) and isinstance(body.get("error"), str):
+        message = body["error"]
+    return UpstreamFailure(resp.status, message, retry_after=retry_after_seconds(resp.headers.get("Retry-After")),
+                           body=body if isinstance(body, dict) else None)
+
+
+def _stream_error(chunk: dict[str, Any]) -> UpstreamFailure:
+    error = chunk.get("error")
+    message = error.get("message", "stream error") if isinstance(error, dict) else str(error)
+    return UpstreamFailure(502, f"upstream stream error: {message}", body=chunk)
+
+
+def _transport_failure(exc: BaseException) -> UpstreamFailure:
+    if isinstance(exc, asyncio.TimeoutError):
+        return UpstreamFailure(0, "upstream timed out", timeout=True)
+    return UpstreamFailure(0, f"upstream connection failed: {type(exc).__name__}")

@@ -1,0 +1,109 @@
+"""Running the server: one event loop per process, graceful shutdown, and ``--workers N`` on one port.
+
+Contract:
+- ``serve(profile, host, port, workers)`` blocks until SIGINT/SIGTERM, then stops accepting connections, lets
+  in-flight requests finish (up to ``SHUTDOWN_GRACE_S``), flushes the request log, and returns normally.
+- With ``workers > 1`` the parent starts N worker processes that all listen on the same port (SO_REUSEPORT), each
+  with its own event loop; a signal to the parent is passed to every worker and the parent waits for them.
+- ``on_ready(url)`` is called once the socket listens (with the real port when ``port`` is 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import signal
+import socket
+from collections.abc import Callable
+
+from aiohttp import web
+
+from .profile import Profile
+from .server import make_app
+
+SHUTDOWN_GRACE_S = 30.0
+
+
+def _install_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def _serve_async(profile: Profile, host: str, port: int, reuse_port: bool,
+                       on_ready: Callable[[str], None] | None) -> None:
+    app = make_app(profile)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S)
+    await runner.setup()
+    sock = _listen_socket(host, port, reuse_port)
+    site = web.SockSite(runner, sock, backlog=2048)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if on_ready is not None:
+        on_ready(_url(host, sock.getsockname()[1]))
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.setblocking(False)
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serve_one(profile: Profile, host: str, port: int, *, reuse_port: bool = False,
+              on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve in this process until SIGINT/SIGTERM."""
+    _install_uvloop()
+    asyncio.run(_serve_async(profile, host, port, reuse_port, on_ready))
+
+
+def _worker(profile: Profile, host: str, port: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM; a terminal ^C reaches us all
+    serve_one(profile, host, port, reuse_port=True)
+
+
+def serve(profile: Profile, host: str, port: int, workers: int = 1,
+          on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve with ``workers`` processes until SIGINT/SIGTERM; returns after a clean shutdown."""
+    if workers <= 1:
+        serve_one(profile, host, port, on_ready=on_ready)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(profile, host, port), name=f"llmgw-worker-{i}", daemon=False)
+             for i in range(workers)]
+    for proc in procs:
+        proc.start()
+    stopping = False
+
+    def forward(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in procs:
+            if proc.is_alive() and proc.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    if on_ready is not None:
+        on_ready(_url(host, port))
+    for proc in procs:
+        proc.join()

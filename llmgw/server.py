@@ -1,0 +1,242 @@
+"""The HTTP server: ``make_app(profile)`` builds the aiohttp application; handlers turn HTTP into an Exchange.
+
+Contract:
+- All state lives in the application under typed :class:`web.AppKey` s, created in ``cleanup_ctx`` and released
+  there: the upstream ``ClientSession``, the providers, the router, the log writer, the pipeline.
+- Every proxied request, accepted or refused, goes through ``Pipeline.finish`` and so leaves one log row.
+- A bad request gets a precise 4xx in the client's format and never reaches a provider; an unexpected exception
+  gets a generic 500 (details only in the server's own log) and never kills the worker.
+- Shutdown (cleanup) closes the upstream session and flushes the log writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from .clients import openai as openai_client
+from .errors import GatewayError, InvalidRequest, ModelNotFound, PayloadTooLarge
+from .exchange import Exchange
+from .pipeline import Pipeline
+from .pricing import PriceTable
+from .profile import Profile
+from .providers.base import Provider, ProviderContext, registry
+from .routing import Router
+from .stages.meter import MeterStage
+from .store.log import LogWriter
+
+log = logging.getLogger("llmgw.server")
+
+PROFILE = web.AppKey("profile", Profile)
+PIPELINE = web.AppKey("pipeline", Pipeline)
+METER = web.AppKey("meter", MeterStage)
+WRITER = web.AppKey("writer", LogWriter)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def build_providers(profile: Profile, session: aiohttp.ClientSession,
+                    rng: random.Random) -> dict[str, Provider]:
+    """One adapter per ``[providers.*]`` entry, keys resolved now (``llmgw check`` reports missing ones)."""
+    kinds = registry()
+    providers: dict[str, Provider] = {}
+    for name, config in profile.providers.items():
+        factory = kinds.get(config.kind)
+        if factory is None:
+            log.warning("provider %s: kind %r is not available yet; its targets will fail", name, config.kind)
+            continue
+        api_key = config.api_key.resolve() if config.api_key else None
+        providers[name] = factory(ProviderContext(config, session, api_key, rng, profile.server.timeout_s))
+    return providers
+
+
+def make_app(profile: Profile) -> web.Application:
+    """The gateway application for ``profile``. Nothing is opened until the app starts."""
+    max_bytes = int(profile.server.max_body_mb * 1024 * 1024)
+    app = web.Application(client_max_size=max_bytes, middlewares=[_error_middleware])
+    app[PROFILE] = profile
+    app.cleanup_ctx.append(_resources)
+    chat = _chat_handler(max_bytes)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/chat/completions", chat)
+    embeddings = _embeddings_handler(max_bytes)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/embeddings", embeddings)
+    app.router.add_get("/v1/models", _models)
+    app.router.add_get("/models", _models)
+    app.router.add_get("/health", _health)
+    app.router.add_get("/ready", _ready)
+    return app
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    profile = app[PROFILE]
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
+    session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode())
+    writer = LogWriter(profile.state.db_path)
+    try:
+        rng = random.Random()
+        router = Router(build_providers(profile, session, rng), rng)
+        meter = MeterStage(PriceTable.load(profile.prices), writer)
+        app[SESSION] = session
+        app[WRITER] = writer
+        app[METER] = meter
+        app[PIPELINE] = Pipeline([meter], router)
+        yield
+    finally:
+        await session.close()
+        writer.close()
+
+
+# --- request handling ------------------------------------------------------------------------------------------
+
+
+async def read_json(request: web.Request, max_bytes: int) -> tuple[dict[str, Any], bytes]:
+    """The request body as a JSON object, or a precise :class:`GatewayError`."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"request body is {request.content_length} bytes; the limit is {max_bytes}"
+                              " (server.max_body_mb)")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes (server.max_body_mb)") from None
+    if not raw:
+        raise InvalidRequest("request body is empty; expected a JSON object", code="invalid_json")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object", code="invalid_json")
+    return body, raw
+
+
+def proxy_headers(ex: Exchange, meter: MeterStage, with_cost: bool) -> dict[str, str]:
+    """The ``x-llmgw-*`` headers of a proxied answer."""
+    headers = {
+        "x-llmgw-request-id": ex.id,
+        "x-llmgw-target": ex.target.name if ex.target else "",
+        "x-llmgw-attempts": str(len(ex.attempts)),
+        "x-llmgw-cache": ex.cache,
+    }
+    if with_cost:
+        headers["x-llmgw-cost-usd"] = f"{meter.price(ex):.8f}"
+    return headers
+
+
+def _tags(request: web.Request) -> tuple[str, ...]:
+    raw = request.headers.get("x-llmgw-tags")
+    if not raw:
+        return ()
+    return tuple(t.strip() for t in raw.split(",") if t.strip())[:16]
+
+
+def _begin(request: web.Request, endpoint: str) -> Exchange:
+    profile = request.app[PROFILE]
+    ex = Exchange("openai", endpoint, log_bodies=profile.server.log_bodies)
+    ex.tags = _tags(request)
+    return ex
+
+
+def _resolve_alias(request: web.Request, ex: Exchange) -> None:
+    ex.alias = ex.body["model"]
+    model = request.app[PROFILE].models.get(ex.alias)
+    if model is None:
+        raise ModelNotFound(f"model {ex.alias!r} does not exist; `GET /v1/models` lists the aliases",
+                            param="model")
+    ex.model = model
+
+
+def _chat_handler(max_bytes: int) -> Handler:
+    async def chat_completions(request: web.Request) -> web.StreamResponse:
+        app = request.app
+        pipeline, meter = app[PIPELINE], app[METER]
+        ex = _begin(request, "chat")
+        try:
+            ex.body, ex.raw_body = await read_json(request, max_bytes)
+            openai_client.validate_chat(ex.body)
+            ex.stream = ex.body.get("stream") is True
+            ex.include_usage = bool((ex.body.get("stream_options") or {}).get("include_usage"))
+            _resolve_alias(request, ex)
+            await pipeline.start(ex)
+            if ex.error is not None:
+                return openai_client.render_error(ex.error, proxy_headers(ex, meter, with_cost=False))
+            if ex.events is not None:
+                return await openai_client.render_stream(request, ex, proxy_headers(ex, meter, with_cost=False))
+            return openai_client.render_reply(ex, proxy_headers(ex, meter, with_cost=True))
+        except GatewayError as error:
+            ex.fail(error)
+            return openai_client.render_error(error, {"x-llmgw-request-id": ex.id})
+        finally:
+            await pipeline.finish(ex)
+
+    return chat_completions
+
+
+def _embeddings_handler(max_bytes: int) -> Handler:
+    async def embeddings(request: web.Request) -> web.StreamResponse:
+        pipeline, meter = request.app[PIPELINE], request.app[METER]
+        ex = _begin(request, "embeddings")
+        try:
+            ex.body, ex.raw_body = await read_json(request, max_bytes)
+            openai_client.validate_embeddings(ex.body)
+            _resolve_alias(request, ex)
+            await pipeline.start(ex)
+            if ex.error is not None:
+                return openai_client.render_error(ex.error, proxy_headers(ex, meter, with_cost=False))
+            return openai_client.render_reply(ex, proxy_headers(ex, meter, with_cost=True))
+        except GatewayError as error:
+            ex.fail(error)
+            return openai_client.render_error(error, {"x-llmgw-request-id": ex.id})
+        finally:
+            await pipeline.finish(ex)
+
+    return embeddings
+
+
+async def _models(request: web.Request) -> web.Response:
+    profile = request.app[PROFILE]
+    data = [{"id": alias, "object": "model", "created": 0, "owned_by": "llmgw",
+             "targets": [t.name for t in model.targets]} for alias, model in profile.models.items()]
+    return web.json_response({"object": "list", "data": data}, dumps=lambda o: orjson.dumps(o).decode())
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _ready(request: web.Request) -> web.Response:
+    writer = request.app.get(WRITER)
+    store_dir = request.app[PROFILE].state.db_path.parent
+    problems = []
+    if writer is None:
+        problems.append("request log is not open")
+    if not os.access(store_dir, os.W_OK):
+        problems.append(f"state directory {store_dir} is not writable")
+    if problems:
+        return web.json_response({"status": "not ready", "problems": problems}, status=503)
+    return web.json_response({"status": "ready", "models": len(request.app[PROFILE].models)})
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Unknown routes and unexpected exceptions answer in OpenAI's error format, never with a traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error = GatewayError(exc.reason or "error", status=exc.status,
+                             code="not_found" if exc.status == 404 else "http_error")
+        return openai_client.render_error(error)
+    except Exception:
+        log.exception("unexpected error handling %s %s", request.method, request.path)
+        return openai_client.render_error(GatewayError("internal error in the gateway; see its log"))

@@ -1,0 +1,84 @@
+"""Server-sent events, decoded byte-exactly.
+
+Contract: feeding a stream to :class:`SSEDecoder` in pieces split at any byte offset (inside a line terminator,
+inside a multi-byte UTF-8 character) yields exactly the same messages as feeding it whole. Lines end with
+``\\r\\n``, ``\\n`` or ``\\r`` (the SSE grammar); ``data`` lines of one event are joined with ``\\n``; comment lines
+(``:``) are counted in ``comments`` but produce no message. Data stays bytes: decoding is the reader's business.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass(slots=True, frozen=True)
+class SSEMessage:
+    """One dispatched event: its ``event`` name (``None`` when absent) and its ``data`` bytes."""
+
+    event: str | None
+    data: bytes
+
+
+class SSEDecoder:
+    """Incremental SSE decoder: ``feed(bytes) -> list[SSEMessage]``, then ``close()`` for a final event."""
+
+    __slots__ = ("_buf", "_data", "_event", "comments")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._data: list[bytes] = []
+        self._event: str | None = None
+        self.comments = 0
+
+    def feed(self, chunk: bytes) -> list[SSEMessage]:
+        buf = self._buf + chunk if self._buf else chunk
+        out: list[SSEMessage] = []
+        pos = 0
+        end = len(buf)
+        while pos < end:
+            match = _LINE_END.search(buf, pos)
+            if match is None:
+                break
+            if match.group() == b"\r" and match.end() == end:
+                break  # a "\r" at the very end may be the first half of "\r\n": wait for the next byte
+            self._line(buf[pos:match.start()], out)
+            pos = match.end()
+        self._buf = buf[pos:]
+        return out
+
+    def close(self) -> list[SSEMessage]:
+        """End of stream: a final event without its blank line is dispatched, as browsers do not; we do."""
+        out: list[SSEMessage] = []
+        if self._buf:
+            self._line(self._buf.rstrip(b"\r"), out)
+            self._buf = b""
+        self._line(b"", out)
+        return out
+
+    def _line(self, line: bytes, out: list[SSEMessage]) -> None:
+        if not line:
+            if self._data:
+                out.append(SSEMessage(self._event, b"\n".join(self._data)))
+            self._data = []
+            self._event = None
+            return
+        if line[0] == 0x3A:  # ":" comment / keep-alive
+            self.comments += 1
+            return
+        name, sep, value = line.partition(b":")
+        if sep and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+
+
+def encode_data(data: bytes, event: str | None = None) -> bytes:
+    """One SSE event with a single ``data`` line (``data`` must not contain newlines: JSON from orjson won't)."""
+    if event is None:
+        return b"data: " + data + b"\n\n"
+    return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"

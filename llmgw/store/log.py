@@ -1,0 +1,296 @@
+"""The request log: one SQLite table (WAL mode), its migrations, a batching writer and the read queries.
+
+Contracts:
+- The schema is owned here; ``MIGRATIONS`` is a plain list of functions, applied in order and recorded in
+  ``PRAGMA user_version``. Add a migration by appending a function; never edit a released one.
+- :class:`LogWriter` takes rows from the event loop with a non-blocking ``write(row)`` and commits them in
+  batches from its own thread. ``close()`` flushes every row it was given before returning.
+- The database is the user's to query: ``sqlite3 ~/.llmgw/llmgw.db 'select * from requests'``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("llmgw.log")
+
+_JSON_COLUMNS = ("attempts_json", "tags", "dropped_params", "request", "response")
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE requests (
+            id TEXT PRIMARY KEY,
+            time REAL NOT NULL,
+            client_format TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            alias TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            target TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            outcome TEXT NOT NULL,
+            error TEXT,
+            error_message TEXT,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cached_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            latency_ms REAL NOT NULL DEFAULT 0,
+            ttft_ms REAL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            attempts_json TEXT NOT NULL DEFAULT '[]',
+            cache TEXT NOT NULL DEFAULT 'miss',
+            key TEXT NOT NULL DEFAULT '',
+            team TEXT NOT NULL DEFAULT '',
+            tags TEXT NOT NULL DEFAULT '[]',
+            stream INTEGER NOT NULL DEFAULT 0,
+            dropped_params TEXT NOT NULL DEFAULT '[]',
+            request TEXT,
+            response TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX requests_time ON requests(time)")
+    db.execute("CREATE INDEX requests_team_time ON requests(team, time)")
+    db.execute("CREATE INDEX requests_alias_time ON requests(alias, time)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+
+_COLUMNS = (
+    "id", "time", "client_format", "endpoint", "alias", "provider", "target", "status", "outcome", "error",
+    "error_message", "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
+    "cost_usd", "latency_ms", "ttft_ms", "attempts", "attempts_json", "cache", "key", "team", "tags", "stream",
+    "dropped_params", "request", "response",
+)
+_INSERT = f"INSERT OR REPLACE INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open the log database (creating and migrating it unless ``readonly``)."""
+    if readonly:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        db.row_factory = sqlite3.Row
+        return db
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=30, check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    migrate(db)
+    return db
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Apply the migrations this database has not seen yet, each in its own transaction."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            # Another process may have migrated while we waited for the lock.
+            if db.execute("PRAGMA user_version").fetchone()[0] >= number:
+                continue
+            migration(db)
+            db.execute(f"PRAGMA user_version = {number}")
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def row_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    """Turn an :meth:`Exchange.log_row` dict into the INSERT's parameters."""
+    return (
+        row["id"], row["time"], row["client_format"], row["endpoint"], row["alias"], row["provider"],
+        row["target"], row["status"], row["outcome"], row["error"], row["error_message"], row["input_tokens"],
+        row["output_tokens"], row["cached_tokens"], row["cache_write_tokens"], row["reasoning_tokens"],
+        row["cost_usd"], row["latency_ms"], row["ttft_ms"], len(row["attempts"]), _dumps(row["attempts"]),
+        row["cache"], row["key"], row["team"], _dumps(row["tags"]), int(row["stream"]),
+        _dumps(row["dropped_params"]), _dumps(row["request"]), _dumps(row["response"]),
+    )
+
+
+class LogWriter:
+    """Batches rows into SQLite from a background thread; ``write`` never blocks the event loop."""
+
+    def __init__(self, path: Path, *, batch_size: int = 500, max_delay_s: float = 0.05) -> None:
+        self.path = path
+        self._batch_size = batch_size
+        self._max_delay_s = max_delay_s
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._db = connect(path)
+        self._closed = False
+        self.written = 0
+        self._thread = threading.Thread(target=self._run, name="llmgw-log-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Queue one row; returns at once."""
+        if self._closed:
+            raise RuntimeError("log writer is closed")
+        self._queue.put(row)
+
+    def close(self) -> None:
+        """Flush every queued row, then stop the thread and close the database."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+        self._db.close()
+
+    def _run(self) -> None:
+        done = False
+        while not done:
+            first = self._queue.get()
+            batch = []
+            if first is None:
+                done = True
+            else:
+                batch.append(first)
+                deadline = time.monotonic() + self._max_delay_s
+                while len(batch) < self._batch_size:
+                    try:
+                        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        done = True
+                        break
+                    batch.append(item)
+            if batch:
+                self._commit(batch)
+
+    def _commit(self, batch: Sequence[dict[str, Any]]) -> None:
+        for tries in range(5):
+            try:
+                with self._db:
+                    self._db.executemany(_INSERT, [row_values(r) for r in batch])
+                self.written += len(batch)
+                return
+            except sqlite3.OperationalError as exc:  # e.g. locked by another worker for longer than timeout
+                log.warning("request log busy (%s), retrying %d", exc, tries + 1)
+                time.sleep(0.1 * (tries + 1))
+        log.error("could not write %d request-log rows to %s", len(batch), self.path)
+
+
+# --- reading ---------------------------------------------------------------------------------------------------
+
+
+def record_from_row(row: sqlite3.Row, *, bodies: bool = False) -> dict[str, Any]:
+    """A stable, JSON-ready record for ``llmgw logs`` (the fields SPEC §1 lists, plus a few more)."""
+    from datetime import UTC, datetime
+
+    record = {
+        "id": row["id"],
+        "time": datetime.fromtimestamp(row["time"], UTC).isoformat(timespec="milliseconds"),
+        "alias": row["alias"],
+        "target": row["target"],
+        "provider": row["provider"],
+        "status": row["status"],
+        "outcome": row["outcome"],
+        "error": row["error"],
+        "error_message": row["error_message"],
+        "team": row["team"],
+        "key": row["key"],
+        "input_tokens": row["input_tokens"],
+        "output_tokens": row["output_tokens"],
+        "cached_tokens": row["cached_tokens"],
+        "cost_usd": row["cost_usd"],
+        "latency_ms": row["latency_ms"],
+        "ttft_ms": row["ttft_ms"],
+        "attempts": row["attempts"],
+        "cache": row["cache"],
+        "tags": orjson.loads(row["tags"]),
+        "stream": bool(row["stream"]),
+        "client_format": row["client_format"],
+        "endpoint": row["endpoint"],
+    }
+    if bodies:
+        record["attempt_log"] = orjson.loads(row["attempts_json"])
+        record["dropped_params"] = orjson.loads(row["dropped_params"])
+        record["request"] = orjson.loads(row["request"]) if row["request"] else None
+        record["response"] = orjson.loads(row["response"]) if row["response"] else None
+    return record
+
+
+def query(
+    db: sqlite3.Connection,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    model: str | None = None,
+    team: str | None = None,
+    status: str | None = None,
+    limit: int | None = 50,
+) -> list[sqlite3.Row]:
+    """Rows newest first. ``model`` matches the alias or the target; ``status`` is a code (``429``),
+    a class (``5xx``) or ``ok``/``error``."""
+    where, params = [], []
+    if since is not None:
+        where.append("time >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("time < ?")
+        params.append(until)
+    if model:
+        where.append("(alias = ? OR target = ? OR target LIKE ?)")
+        params += [model, model, f"%/{model}"]
+    if team:
+        where.append("team = ?")
+        params.append(team)
+    if status:
+        clause, values = _status_clause(status)
+        where.append(clause)
+        params += values
+    sql = "SELECT * FROM requests"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY time DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return db.execute(sql, params).fetchall()
+
+
+def _status_clause(status: str) -> tuple[str, list[Any]]:
+    s = status.lower()
+    if s == "ok":
+        return "status < 400", []
+    if s == "error":
+        return "status >= 400", []
+    if len(s) == 3 and s[0].isdigit() and s[1:] == "xx":
+        low = int(s[0]) * 100
+        return "status >= ? AND status < ?", [low, low + 100]
+    if s.isdigit():
+        return "status = ?", [int(s)]
+    return "outcome = ?", [s]
+
+
+def find(db: sqlite3.Connection, request_id: str) -> sqlite3.Row | None:
+    """The row whose id is ``request_id`` or, if unique, starts with it."""
+    row = db.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
+    if row is not None:
+        return row
+    rows = db.execute("SELECT * FROM requests WHERE id LIKE ? LIMIT 2", (request_id + "%",)).fetchall()
+    return rows[0] if len(rows) == 1 else None
+
+
+def write_rows(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Write rows synchronously (for fixtures and tools that are not on an event loop)."""
+    db = connect(path)
+    with db:
+        db.executemany(_INSERT, [row_values(r) for r in rows])
+    db.close()
