@@ -1,0 +1,34 @@
+# The two set-up commands (README.md): `make demo` and `make test`. Both work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(VENV)/.installed $@
+
+## Install and start the proxy on the built-in demo profile (mock provider, no keys, no network).
+demo: $(VENV)/.installed
+	$(BIN)/llmgw serve
+
+## Install everything the tests need and run the whole suite.
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check llmgw tests bench
+	$(BIN)/python -m pytest -n 2 -q
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check llmgw tests bench
+
+## The benchmark (not part of the tests): see bench/README.md.
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/run.py

@@ -1,0 +1,5 @@
+"""``python -m llmgw`` is the ``llmgw`` command."""
+
+from .cli.main import run
+
+run()
