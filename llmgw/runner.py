@@ -33,8 +33,17 @@ def _install_uvloop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    """A worker whose parent died (even by SIGKILL) stops by itself instead of lingering on the port."""
+    while not stop.is_set():
+        if os.getppid() != parent_pid:
+            stop.set()
+            return
+        await asyncio.sleep(0.5)
+
+
 async def _serve_async(profile: Profile, host: str, port: int, reuse_port: bool,
-                       on_ready: Callable[[str], None] | None) -> None:
+                       on_ready: Callable[[str], None] | None, parent_pid: int | None = None) -> None:
     app = make_app(profile)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S)
     await runner.setup()
@@ -47,9 +56,12 @@ async def _serve_async(profile: Profile, host: str, port: int, reuse_port: bool,
         loop.add_signal_handler(sig, stop.set)
     if on_ready is not None:
         on_ready(_url(host, sock.getsockname()[1]))
+    watcher = asyncio.create_task(_watch_parent(parent_pid, stop)) if parent_pid else None
     try:
         await stop.wait()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         await runner.cleanup()
 
 
@@ -69,15 +81,15 @@ def _url(host: str, port: int) -> str:
 
 
 def serve_one(profile: Profile, host: str, port: int, *, reuse_port: bool = False,
-              on_ready: Callable[[str], None] | None = None) -> None:
-    """Serve in this process until SIGINT/SIGTERM."""
+              on_ready: Callable[[str], None] | None = None, parent_pid: int | None = None) -> None:
+    """Serve in this process until SIGINT/SIGTERM (or, for a worker, until its parent is gone)."""
     _install_uvloop()
-    asyncio.run(_serve_async(profile, host, port, reuse_port, on_ready))
+    asyncio.run(_serve_async(profile, host, port, reuse_port, on_ready, parent_pid))
 
 
-def _worker(profile: Profile, host: str, port: int) -> None:
+def _worker(profile: Profile, host: str, port: int, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM; a terminal ^C reaches us all
-    serve_one(profile, host, port, reuse_port=True)
+    serve_one(profile, host, port, reuse_port=True, parent_pid=parent_pid)
 
 
 def serve(profile: Profile, host: str, port: int, workers: int = 1,
@@ -87,7 +99,7 @@ def serve(profile: Profile, host: str, port: int, workers: int = 1,
         serve_one(profile, host, port, on_ready=on_ready)
         return
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(profile, host, port), name=f"llmgw-worker-{i}", daemon=False)
+    procs = [ctx.Process(target=_worker, args=(profile, host, port, os.getpid()), name=f"llmgw-worker-{i}")
              for i in range(workers)]
     for proc in procs:
         proc.start()

@@ -144,6 +144,7 @@ async def test_stream_failing_before_first_event_falls_back(gateway: GatewayFact
                            models={"both": {"targets": ["up/gpt-4o-mini", "mock/mock-2"]}})
     upstream.fail_next(500)
     resp, chunks, raw = await _stream(client, model="both")
+    assert chunks[0]["model"] == "mock-2"
     assert resp.status == 200 and raw[-1] == "[DONE]"
     assert resp.headers["x-llmgw-target"] == "mock/mock-2"
 

@@ -1,0 +1,79 @@
+"""`llmgw serve --workers 2`: two processes on one port, one request log, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The serving children of ``pid`` (multiprocessing's resource tracker is not one)."""
+    pids = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+async def wait_healthy(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(url + "/ready") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("workers did not become ready")
+            await asyncio.sleep(0.1)
+
+
+async def test_two_workers_share_port_and_log(serve: Any) -> None:
+    port = free_port()
+    server = serve({"providers": {"mock": {"kind": "mock"}}, "models": {"fast": {"targets": ["mock/m"]}}},
+                   "--workers", "2", "--port", str(port))
+    assert server.url.endswith(f":{port}")
+    await wait_healthy(server.url)
+    workers = worker_pids(server.proc.pid)
+    assert len(workers) == 2
+    body = {"model": "fast", "messages": [{"role": "user", "content": "hi"}]}
+    ids = set()
+    for _ in range(4):  # fresh connections, so the kernel spreads them over both workers
+        async with aiohttp.ClientSession() as session:
+            for _ in range(10):
+                async with session.post(server.url + "/v1/chat/completions", json=body) as resp:
+                    assert resp.status == 200
+                    ids.add(resp.headers["x-llmgw-request-id"])
+    assert await asyncio.to_thread(server.stop) == 0
+    conn = sqlite3.connect(server.db)
+    logged = {row[0] for row in conn.execute("SELECT id FROM requests")}
+    conn.close()
+    assert logged == ids
+    assert not any(Path(f"/proc/{p}").exists() for p in workers)
+
+
+async def test_workers_stop_when_the_parent_is_killed(serve: Any) -> None:
+    server = serve({"providers": {"mock": {"kind": "mock"}}, "models": {"fast": {"targets": ["mock/m"]}}},
+                   "--workers", "2", "--port", str(free_port()))
+    await wait_healthy(server.url)
+    workers = worker_pids(server.proc.pid)
+    server.proc.kill()
+    server.proc.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{p}").exists() for p in workers) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert not any(Path(f"/proc/{p}").exists() for p in workers), "orphaned workers kept the port"
