@@ -17,6 +17,7 @@ Error messages never contain secrets: they are built from the client's own input
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 __all__ = [
@@ -85,7 +86,7 @@ class GatewayError(Exception):
         """Extra response headers (``Retry-After`` for 429)."""
         if self.retry_after is None:
             return {}
-        return {"Retry-After": str(max(1, int(self.retry_after + 0.999)))}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
 
 
 class InvalidRequest(GatewayError):

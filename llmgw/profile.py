@@ -303,10 +303,11 @@ def _model_raw(c: _Checker, alias: str, raw: Any) -> dict[str, Any]:
     path = f"models.{alias}"
     raw = c.table(raw, path)
     c.unknown(raw, path, _MODEL_KEYS)
-    targets = c.get(raw, "targets", path, list, None)
-    if targets is None:
+    if "targets" not in raw:
         c.problems.append(f"{path}.targets: missing (e.g. targets = [\"openai/gpt-4o-mini\"])")
-        targets = []
+    targets = c.get(raw, "targets", path, list, [])
+    if isinstance(raw.get("targets"), list) and not targets:
+        c.problems.append(f"{path}.targets: must name at least one target")
     for i, t in enumerate(targets):
         c.check(isinstance(t, str) and bool(t), f"{path}.targets[{i}]: expected a 'provider/model' string")
     strategy = c.get(raw, "strategy", path, str, "fallback")

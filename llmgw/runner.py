@@ -85,6 +85,9 @@ def serve_one(profile: Profile, host: str, port: int, *, reuse_port: bool = Fals
     """Serve in this process until SIGINT/SIGTERM (or, for a worker, until its parent is gone)."""
     _install_uvloop()
     asyncio.run(_serve_async(profile, host, port, reuse_port, on_ready, parent_pid))
+    # Shut down cleanly already: a second ^C or SIGTERM while the interpreter exits changes nothing.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _worker(profile: Profile, host: str, port: int, parent_pid: int) -> None:

@@ -7,19 +7,34 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
 
 from ..profile import Profile, ProfileError, load_profile
 
-console = Console()
-err_console = Console(stderr=True)
+
+class _Console(Console):
+    """A console that does not squeeze tables to 80 columns when its output goes to a pipe or a file."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        return size if self.is_terminal else ConsoleDimensions(max(size.width, 200), size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 PROFILE_HELP = "Profile TOML (default: $LLMGW_PROFILE, ./llmgw.toml, else the built-in demo)."
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print one clear line to stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print("[bold red]error:[/] " + escape(message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -29,7 +44,8 @@ def load_or_exit(path: Path | None) -> Profile:
         return load_profile(path)
     except ProfileError as exc:
         for problem in exc.problems:
-            err_console.print(f"[bold red]error:[/] {exc.source}: {problem}", highlight=False, soft_wrap=True)
+            err_console.print("[bold red]error:[/] " + escape(f"{exc.source}: {problem}"), highlight=False,
+                              soft_wrap=True)
         raise typer.Exit(1) from None
 
 

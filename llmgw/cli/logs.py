@@ -12,7 +12,7 @@ from ..durations import parse_point
 from ..store import log as request_log
 from .common import PROFILE_HELP, console, db_path, fail, print_json
 
-app = typer.Typer(help="Read the request log.", no_args_is_help=True)
+app = typer.Typer(help="Read the request log.", no_args_is_help=True, rich_markup_mode=None)
 
 _DB_HELP = "Request-log database (default: the profile's [state] url)."
 
@@ -65,16 +65,22 @@ def list_(
     if format == "json":
         print_json(records)
         return
-    table = Table(title=f"{len(records)} requests", title_justify="left")
-    for column in ("time", "id", "team", "alias → target", "status", "tokens in/out", "cost $", "latency ms",
-                   "cache"):
-        table.add_column(column, justify="right" if column[0] in "tcl" and column != "team" else "left")
+    table = Table(title=f"{len(records)} requests (newest first)", title_justify="left", pad_edge=False)
+    table.add_column("time", no_wrap=True)
+    table.add_column("id", no_wrap=True)
+    table.add_column("team")
+    table.add_column("alias → target", overflow="fold")
+    table.add_column("status")
+    table.add_column("tokens", justify="right", no_wrap=True)
+    table.add_column("cost $", justify="right", no_wrap=True)
+    table.add_column("ms", justify="right", no_wrap=True)
+    table.add_column("cache")
     for r in records:
         status_text = str(r["status"]) if r["status"] < 400 else f"[red]{r['status']} {r['error'] or ''}[/]"
-        table.add_row(r["time"][:19].replace("T", " "), r["id"], r["team"] or "-",
+        table.add_row(r["time"][5:19].replace("T", " "), r["id"], r["team"] or "-",
                       f"{r['alias']} → {r['target'] or '-'}", status_text,
                       f"{r['input_tokens']}/{r['output_tokens']}", f"{r['cost_usd']:.6f}",
-                      f"{r['latency_ms']:.1f}", r["cache"])
+                      f"{r['latency_ms']:.0f}", r["cache"])
     console.print(table)
 
 

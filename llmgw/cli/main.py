@@ -18,6 +18,7 @@ app = typer.Typer(
     help="llmgw — a fast local AI gateway. Point OpenAI or Anthropic SDKs at `llmgw serve`.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command()(serve_cmd.serve)

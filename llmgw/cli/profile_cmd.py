@@ -11,7 +11,7 @@ import typer
 from ..profile import parse_profile
 from .common import console, fail
 
-app = typer.Typer(help="Create and inspect profiles.", no_args_is_help=True)
+app = typer.Typer(help="Create and inspect profiles.", no_args_is_help=True, rich_markup_mode=None)
 
 _PROVIDERS: dict[str, dict[str, Any]] = {
     "openai": {"kind": "openai", "api_key": "env:OPENAI_API_KEY"},

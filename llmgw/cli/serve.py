@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from ..profile import host_problems, secret_problems
 from ..runner import serve as run_server
@@ -31,7 +32,8 @@ def serve(
         problems.append("--workers: several workers need a fixed --port (0 would give each its own port)")
     if problems:
         for problem in problems:
-            err_console.print(f"[bold red]error:[/] {prof.source}: {problem}", highlight=False, soft_wrap=True)
+            err_console.print("[bold red]error:[/] " + escape(f"{prof.source}: {problem}"), highlight=False,
+                              soft_wrap=True)
         raise typer.Exit(1)
 
     def announce(url: str) -> None:

@@ -1,4 +1,4 @@
-"""Test doubles shipped with llmgw.
+"""A fake OpenAI upstream: a real aiohttp server speaking OpenAI's wire format.
 
 :class:`FakeOpenAI` is a real aiohttp server on 127.0.0.1 that speaks OpenAI's wire format closely enough for
 the official ``openai`` SDK (and the gateway's provider code) to talk to it unchanged:
