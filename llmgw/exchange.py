@@ -82,18 +82,34 @@ class Attempt:
 
 @dataclass(slots=True)
 class UpstreamReply:
-    """A whole (non-streamed) answer: the canonical OpenAI-format body, and its raw bytes when unchanged."""
+    """A whole (non-streamed) answer.
+
+    ``body`` is in wire format ``format``: ``"openai"`` (the canonical form) unless an adapter passed a
+    same-format answer through untouched (e.g. ``"anthropic"`` for an Anthropic client on an Anthropic upstream).
+    ``raw`` is the upstream's own bytes of ``body`` when they can be forwarded as they are. ``usage`` is
+    normalised by the adapter.
+    """
 
     body: dict[str, Any]
     raw: bytes | None = None
+    usage: Usage | None = None
+    format: str = "openai"
 
 
 @dataclass(slots=True)
 class StreamEvent:
-    """One streamed event: the canonical OpenAI chunk, and its raw SSE bytes when they can be forwarded as-is."""
+    """One streamed event.
+
+    ``data`` is the event in wire format ``format`` (canonical: an OpenAI ``chat.completion.chunk``); ``raw`` is
+    the complete SSE event (``data: …\n\n``, with its ``event:`` line where the format has one) when it can be
+    written to a client of that format unchanged. ``usage`` is the answer's usage so far, set by the adapter on
+    the events that report it.
+    """
 
     data: dict[str, Any]
     raw: bytes | None = None
+    usage: Usage | None = None
+    format: str = "openai"
 
 
 @dataclass(slots=True)
@@ -105,7 +121,8 @@ class Exchange:
     id: str = field(default_factory=new_request_id)
     started: float = field(default_factory=time.perf_counter)
     time: float = field(default_factory=time.time)
-    body: dict[str, Any] = field(default_factory=dict)
+    body: dict[str, Any] = field(default_factory=dict)        # canonical (OpenAI Chat Completions) request
+    client_body: dict[str, Any] = field(default_factory=dict) # the request as the client sent it
     raw_body: bytes = b""
     alias: str = ""
     stream: bool = False
@@ -129,6 +146,9 @@ class Exchange:
     streamed_text: list[str] = field(default_factory=list)
     finish_reason: str | None = None
     dropped_params: list[str] = field(default_factory=list)
+    translation_dropped: list[str] = field(default_factory=list)  # hints lost if the target speaks another format
+    translation_error: GatewayError | None = None  # raised for targets that need the (untranslatable) canonical form
+    forward_headers: dict[str, str] = field(default_factory=dict)  # client headers kept for same-format upstreams
     log_bodies: bool = True
 
     def elapsed_ms(self) -> float:
@@ -186,6 +206,6 @@ class Exchange:
             "tags": list(self.tags),
             "stream": self.stream,
             "dropped_params": list(self.dropped_params),
-            "request": self.body if self.log_bodies and self.body else None,
+            "request": (self.client_body or self.body or None) if self.log_bodies else None,
             "response": self.response_body_for_log() if self.log_bodies else None,
         }

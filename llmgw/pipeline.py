@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .errors import GatewayError
-from .exchange import Exchange, Usage
+from .exchange import Exchange
 from .routing import Router
 
 log = logging.getLogger("llmgw.pipeline")
@@ -45,8 +45,8 @@ class Pipeline:
                 if ex.error is not None or ex.reply is not None:
                     return
             await self.router.route(ex)
-            if ex.reply is not None:
-                ex.usage = Usage.from_openai(ex.reply.body.get("usage"))
+            if ex.reply is not None and ex.reply.usage is not None:
+                ex.usage = ex.reply.usage
         except GatewayError as error:
             ex.fail(error)
 

@@ -92,6 +92,10 @@ class Router:
         raise exhausted_error(last, ex)
 
     async def _attempt(self, ex: Exchange, provider: Provider, target: Target) -> None:
+        if provider.native_format != ex.client_format:
+            if ex.translation_error is not None:
+                raise ex.translation_error
+            ex.dropped_params = list(dict.fromkeys([*ex.dropped_params, *ex.translation_dropped]))
         if ex.endpoint == "embeddings":
             ex.reply = await provider.embeddings(ex, ex.body, target.model)
         elif not ex.stream:

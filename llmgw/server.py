@@ -21,13 +21,16 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from .clients import anthropic as anthropic_client
 from .clients import openai as openai_client
+from .clients.base import ClientFormat
 from .errors import GatewayError, InvalidRequest, ModelNotFound, PayloadTooLarge
 from .exchange import Exchange
 from .pipeline import Pipeline
 from .pricing import PriceTable
 from .profile import Profile
-from .providers.base import Provider, ProviderContext, registry
+from .providers.anthropic import AnthropicProvider
+from .providers.base import Provider, ProviderContext, UpstreamFailure, adapter_for
 from .routing import Router
 from .stages.meter import MeterStage
 from .store.log import LogWriter
@@ -41,18 +44,16 @@ WRITER = web.AppKey("writer", LogWriter)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+OPENAI: ClientFormat = openai_client.OpenAIFormat()
+ANTHROPIC: ClientFormat = anthropic_client.AnthropicFormat()
 
 
 def build_providers(profile: Profile, session: aiohttp.ClientSession,
                     rng: random.Random) -> dict[str, Provider]:
     """One adapter per ``[providers.*]`` entry, keys resolved now (``llmgw check`` reports missing ones)."""
-    kinds = registry()
     providers: dict[str, Provider] = {}
     for name, config in profile.providers.items():
-        factory = kinds.get(config.kind)
-        if factory is None:
-            log.warning("provider %s: kind %r is not available yet; its targets will fail", name, config.kind)
-            continue
+        factory = adapter_for(config.kind)
         api_key = config.api_key.resolve() if config.api_key else None
         providers[name] = factory(ProviderContext(config, session, api_key, rng, profile.server.timeout_s))
     return providers
@@ -64,9 +65,11 @@ def make_app(profile: Profile) -> web.Application:
     app = web.Application(client_max_size=max_bytes, middlewares=[_error_middleware])
     app[PROFILE] = profile
     app.cleanup_ctx.append(_resources)
-    chat = _chat_handler(max_bytes)
+    chat = _chat_handler(OPENAI, max_bytes)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/chat/completions", chat)
+    app.router.add_post("/v1/messages", _chat_handler(ANTHROPIC, max_bytes))
+    app.router.add_post("/v1/messages/count_tokens", _count_tokens_handler(max_bytes))
     embeddings = _embeddings_handler(max_bytes)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/embeddings", embeddings)
@@ -139,15 +142,19 @@ def _tags(request: web.Request) -> tuple[str, ...]:
     return tuple(t.strip() for t in raw.split(",") if t.strip())[:16]
 
 
-def _begin(request: web.Request, endpoint: str) -> Exchange:
+_FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+
+
+def _begin(request: web.Request, fmt: ClientFormat, endpoint: str) -> Exchange:
     profile = request.app[PROFILE]
-    ex = Exchange("openai", endpoint, log_bodies=profile.server.log_bodies)
+    ex = Exchange(fmt.name, endpoint, log_bodies=profile.server.log_bodies)
     ex.tags = _tags(request)
+    if fmt.name == "anthropic":
+        ex.forward_headers = {h: v for h in _FORWARDED_HEADERS if (v := request.headers.get(h))}
     return ex
 
 
 def _resolve_alias(request: web.Request, ex: Exchange) -> None:
-    ex.alias = ex.body["model"]
     model = request.app[PROFILE].models.get(ex.alias)
     if model is None:
         raise ModelNotFound(f"model {ex.alias!r} does not exist; `GET /v1/models` lists the aliases",
@@ -155,39 +162,40 @@ def _resolve_alias(request: web.Request, ex: Exchange) -> None:
     ex.model = model
 
 
-def _chat_handler(max_bytes: int) -> Handler:
-    async def chat_completions(request: web.Request) -> web.StreamResponse:
+def _chat_handler(fmt: ClientFormat, max_bytes: int) -> Handler:
+    """POST handler for one client format's chat endpoint (OpenAI chat completions, Anthropic messages)."""
+
+    async def chat(request: web.Request) -> web.StreamResponse:
         app = request.app
         pipeline, meter = app[PIPELINE], app[METER]
-        ex = _begin(request, "chat")
+        ex = _begin(request, fmt, "chat")
         try:
-            ex.body, ex.raw_body = await read_json(request, max_bytes)
-            openai_client.validate_chat(ex.body)
-            ex.stream = ex.body.get("stream") is True
-            ex.include_usage = bool((ex.body.get("stream_options") or {}).get("include_usage"))
+            body, ex.raw_body = await read_json(request, max_bytes)
+            fmt.parse(ex, body)
             _resolve_alias(request, ex)
             await pipeline.start(ex)
             if ex.error is not None:
-                return openai_client.render_error(ex.error, proxy_headers(ex, meter, with_cost=False))
+                return fmt.render_error(ex.error, proxy_headers(ex, meter, with_cost=False))
             if ex.events is not None:
-                return await openai_client.render_stream(request, ex, proxy_headers(ex, meter, with_cost=False))
-            return openai_client.render_reply(ex, proxy_headers(ex, meter, with_cost=True))
+                return await fmt.render_stream(request, ex, proxy_headers(ex, meter, with_cost=False))
+            return fmt.render_reply(ex, proxy_headers(ex, meter, with_cost=True))
         except GatewayError as error:
             ex.fail(error)
-            return openai_client.render_error(error, {"x-llmgw-request-id": ex.id})
+            return fmt.render_error(error, {"x-llmgw-request-id": ex.id})
         finally:
             await pipeline.finish(ex)
 
-    return chat_completions
+    return chat
 
 
 def _embeddings_handler(max_bytes: int) -> Handler:
     async def embeddings(request: web.Request) -> web.StreamResponse:
         pipeline, meter = request.app[PIPELINE], request.app[METER]
-        ex = _begin(request, "embeddings")
+        ex = _begin(request, OPENAI, "embeddings")
         try:
             ex.body, ex.raw_body = await read_json(request, max_bytes)
             openai_client.validate_embeddings(ex.body)
+            ex.alias = ex.body["model"]
             _resolve_alias(request, ex)
             await pipeline.start(ex)
             if ex.error is not None:
@@ -202,11 +210,43 @@ def _embeddings_handler(max_bytes: int) -> Handler:
     return embeddings
 
 
+def _count_tokens_handler(max_bytes: int) -> Handler:
+    """``POST /v1/messages/count_tokens``: asked of an Anthropic upstream when the alias's first target is one,
+    estimated locally otherwise. Not a billed call: it is not logged."""
+
+    async def count_tokens(request: web.Request) -> web.Response:
+        ex = _begin(request, ANTHROPIC, "count_tokens")
+        try:
+            body, _ = await read_json(request, max_bytes)
+            anthropic_client.validate_messages(body, count_only=True)
+            ex.client_body, ex.alias = body, body["model"]
+            _resolve_alias(request, ex)
+            assert ex.model is not None
+            target = ex.model.targets[0]
+            provider = request.app[PIPELINE].router.providers.get(target.provider)
+            if isinstance(provider, AnthropicProvider):
+                try:
+                    return web.json_response(await provider.count_tokens(ex, target.model))
+                except UpstreamFailure:
+                    pass  # an estimate is better than an error for a pre-flight count
+            return web.json_response({"input_tokens": anthropic_client.estimate_input_tokens(body)})
+        except GatewayError as error:
+            return anthropic_client.render_error(error)
+
+    return count_tokens
+
+
 async def _models(request: web.Request) -> web.Response:
+    """The aliases, in a shape both SDKs read: OpenAI's model list and Anthropic's (``type``, ``display_name``,
+    ``created_at``, ``has_more``, ``first_id``, ``last_id``)."""
     profile = request.app[PROFILE]
-    data = [{"id": alias, "object": "model", "created": 0, "owned_by": "llmgw",
+    data = [{"id": alias, "object": "model", "created": 0, "owned_by": "llmgw", "type": "model",
+             "display_name": alias, "created_at": "1970-01-01T00:00:00Z",
              "targets": [t.name for t in model.targets]} for alias, model in profile.models.items()]
-    return web.json_response({"object": "list", "data": data}, dumps=lambda o: orjson.dumps(o).decode())
+    ids = [d["id"] for d in data]
+    return web.json_response({"object": "list", "data": data, "has_more": False,
+                              "first_id": ids[0] if ids else None, "last_id": ids[-1] if ids else None},
+                             dumps=lambda o: orjson.dumps(o).decode())
 
 
 async def _health(request: web.Request) -> web.Response:

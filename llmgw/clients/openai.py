@@ -18,7 +18,7 @@ import orjson
 from aiohttp import web
 
 from ..errors import GatewayError, InvalidRequest, UpstreamError
-from ..exchange import Exchange, Usage
+from ..exchange import Exchange
 from ..providers.base import UpstreamFailure
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -154,9 +154,8 @@ async def render_stream(request: web.Request, ex: Exchange, headers: dict[str, s
     try:
         async for event in events:
             data = event.data
-            usage = data.get("usage")
-            if usage:
-                ex.usage = Usage.from_openai(usage)
+            if event.usage is not None:
+                ex.usage = event.usage
             choices = data.get("choices")
             if choices:
                 choice = choices[0]
@@ -165,9 +164,9 @@ async def render_stream(request: web.Request, ex: Exchange, headers: dict[str, s
                     text.append(content)
                 if choice.get("finish_reason"):
                     ex.finish_reason = choice["finish_reason"]
-            elif usage and not ex.include_usage:
+            elif event.usage is not None and not ex.include_usage:
                 continue
-            await response.write(b"data: " + (event.raw or orjson.dumps(data)) + b"\n\n")
+            await response.write(event.raw or b"data: " + orjson.dumps(data) + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
     except UpstreamFailure as failure:
         error = UpstreamError(f"upstream {ex.target.name if ex.target else ''} failed mid-stream: "
@@ -182,3 +181,21 @@ async def render_stream(request: web.Request, ex: Exchange, headers: dict[str, s
         return response
     await response.write_eof()
     return response
+
+
+class OpenAIFormat:
+    """The OpenAI Chat Completions client format, as the server's handlers use it."""
+
+    name = "openai"
+
+    def parse(self, ex: Exchange, body: dict[str, Any]) -> None:
+        """Validate ``body`` and fill the exchange: alias, stream flags, canonical body (the body itself)."""
+        validate_chat(body)
+        ex.body = ex.client_body = body
+        ex.alias = body["model"]
+        ex.stream = body.get("stream") is True
+        ex.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+    render_reply = staticmethod(render_reply)
+    render_stream = staticmethod(render_stream)
+    render_error = staticmethod(render_error)

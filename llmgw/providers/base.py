@@ -15,11 +15,15 @@ trouble, never log secrets, and never read the client's key.
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar, Protocol
 
 import aiohttp
+import orjson
 
 from ..exchange import Exchange, StreamEvent, UpstreamReply
 from ..profile import ProviderConfig
@@ -47,6 +51,7 @@ class Provider(Protocol):
     """What the router needs from an adapter."""
 
     config: ProviderConfig
+    native_format: str
 
     async def chat(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply: ...
 
@@ -74,22 +79,27 @@ class ProviderBase:
     """Shared plumbing for adapters."""
 
     kind: ClassVar[str] = ""
+    native_format: ClassVar[str] = "openai"   # a client of this format is passed through untranslated
 
     def __init__(self, ctx: ProviderContext) -> None:
         self.ctx = ctx
         self.config = ctx.config
 
 
-def registry() -> dict[str, ProviderFactory]:
-    """Provider kind -> adapter class. Imported lazily so that importing one adapter never imports all."""
-    from .mock import MockProvider
-    from .openai import OpenAIProvider
+# Provider kind -> (module in this package, adapter class). Adding a provider is one file and one line here.
+ADAPTERS: Mapping[str, tuple[str, str]] = MappingProxyType({
+    "openai": ("openai", "OpenAIProvider"),
+    "openai-compatible": ("openai", "OpenAIProvider"),
+    "anthropic": ("anthropic", "AnthropicProvider"),
+    "gemini": ("gemini", "GeminiProvider"),
+    "mock": ("mock", "MockProvider"),
+})
 
-    return {
-        "openai": OpenAIProvider,
-        "openai-compatible": OpenAIProvider,
-        "mock": MockProvider,
-    }
+
+def adapter_for(kind: str) -> ProviderFactory:
+    """The adapter class for a provider kind, imported on first use."""
+    module, name = ADAPTERS[kind]
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -101,3 +111,21 @@ def retry_after_seconds(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
+
+
+def loads_object(raw: bytes) -> dict[str, Any]:
+    """An upstream's JSON object, or an :class:`UpstreamFailure` (502) when it is not one."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamFailure(502, "upstream answered with invalid JSON") from None
+    if not isinstance(value, dict):
+        raise UpstreamFailure(502, "upstream answered with a JSON value that is not an object")
+    return value
+
+
+def transport_failure(exc: BaseException) -> UpstreamFailure:
+    """A connection error or timeout as an :class:`UpstreamFailure` (status 0; never the URL or a key)."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return UpstreamFailure(0, "upstream timed out", timeout=True)
+    return UpstreamFailure(0, f"upstream connection failed: {type(exc).__name__}")

@@ -78,7 +78,7 @@ class MockProvider(ProviderBase):
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
                          "logprobs": None, "finish_reason": finish}],
             "usage": usage.to_openai(),
-        })
+        }, usage=usage)
 
     async def stream(self, ex: Exchange, body: dict[str, Any], model: str) -> AsyncIterator[StreamEvent]:
         await self._maybe_fail()
@@ -98,7 +98,7 @@ class MockProvider(ProviderBase):
             yield chunk({"content": piece if i == 0 else " " + piece})
         yield chunk({}, finish)
         usage = Usage(input_tokens=_prompt_tokens(body), output_tokens=estimate_tokens(text))
-        yield StreamEvent({**base, "choices": [], "usage": usage.to_openai()})
+        yield StreamEvent({**base, "choices": [], "usage": usage.to_openai()}, usage=usage)
 
     async def embeddings(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
         await self._maybe_fail()
@@ -108,7 +108,8 @@ class MockProvider(ProviderBase):
         data = [{"object": "embedding", "index": i, "embedding": _vector(t, dims)} for i, t in enumerate(texts)]
         tokens = sum(estimate_tokens(t) for t in texts)
         return UpstreamReply({"object": "list", "data": data, "model": model,
-                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
+                             usage=Usage(input_tokens=tokens))
 
 
 def _vector(text: str, dims: int) -> list[float]:

@@ -5,16 +5,22 @@ request added to streams), and answers come back as the upstream sent them, raw 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import orjson
 
-from ..exchange import Exchange, StreamEvent, UpstreamReply
+from ..exchange import Exchange, StreamEvent, UpstreamReply, Usage
 from ..sse import SSEDecoder
-from .base import ProviderBase, ProviderContext, UpstreamFailure, retry_after_seconds
+from .base import (
+    ProviderBase,
+    ProviderContext,
+    UpstreamFailure,
+    loads_object,
+    retry_after_seconds,
+    transport_failure,
+)
 
 
 class OpenAIProvider(ProviderBase):
@@ -41,11 +47,13 @@ class OpenAIProvider(ProviderBase):
 
     async def chat(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
         raw = await self._post(self._chat_url, self._payload(body, model))
-        return UpstreamReply(_loads(raw), raw)
+        reply = loads_object(raw)
+        return UpstreamReply(reply, raw, Usage.from_openai(reply.get("usage")))
 
     async def embeddings(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
         raw = await self._post(self._embeddings_url, self._payload(body, model))
-        return UpstreamReply(_loads(raw), raw)
+        reply = loads_object(raw)
+        return UpstreamReply(reply, raw, Usage.from_openai(reply.get("usage")))
 
     async def stream(self, ex: Exchange, body: dict[str, Any], model: str) -> AsyncIterator[StreamEvent]:
         options = {**(body.get("stream_options") or {}), "include_usage": True}
@@ -60,15 +68,12 @@ class OpenAIProvider(ProviderBase):
                     for message in decoder.feed(piece):
                         if message.data == b"[DONE]":
                             return
-                        chunk = _loads(message.data)
-                        if "error" in chunk and "choices" not in chunk:
-                            raise _stream_error(chunk)
-                        yield StreamEvent(chunk, message.data)
+                        yield _event(message.data)
                 for message in decoder.close():
                     if message.data != b"[DONE]":
-                        yield StreamEvent(_loads(message.data), message.data)
+                        yield _event(message.data)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_failure(exc) from None
+            raise transport_failure(exc) from None
 
     async def _post(self, url: str, payload: bytes) -> bytes:
         try:
@@ -78,17 +83,15 @@ class OpenAIProvider(ProviderBase):
                     raise await _failure(resp)
                 return await resp.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_failure(exc) from None
+            raise transport_failure(exc) from None
 
 
-def _loads(raw: bytes) -> dict[str, Any]:
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise UpstreamFailure(502, "upstream answered with invalid JSON") from None
-    if not isinstance(value, dict):
-        raise UpstreamFailure(502, "upstream answered with a JSON value that is not an object")
-    return value
+def _event(data: bytes) -> StreamEvent:
+    chunk = loads_object(data)
+    if "error" in chunk and "choices" not in chunk:
+        raise _stream_error(chunk)
+    usage = chunk.get("usage")
+    return StreamEvent(chunk, b"data: " + data + b"\n\n", Usage.from_openai(usage) if usage else None)
 
 
 async def _failure(resp: aiohttp.ClientResponse) -> UpstreamFailure:
@@ -111,9 +114,3 @@ def _stream_error(chunk: dict[str, Any]) -> UpstreamFailure:
     error = chunk.get("error")
     message = error.get("message", "stream error") if isinstance(error, dict) else str(error)
     return UpstreamFailure(502, f"upstream stream error: {message}", body=chunk)
-
-
-def _transport_failure(exc: BaseException) -> UpstreamFailure:
-    if isinstance(exc, asyncio.TimeoutError):
-        return UpstreamFailure(0, "upstream timed out", timeout=True)
-    return UpstreamFailure(0, f"upstream connection failed: {type(exc).__name__}")

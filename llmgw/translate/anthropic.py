@@ -1,0 +1,549 @@
+"""Anthropic Messages <-> the canonical form (OpenAI Chat Completions), both ways, requests, answers and streams.
+
+Contracts:
+- Pure functions and small state machines; no I/O. Nothing is fetched: image URLs stay URLs.
+- A request translation returns ``(body, dropped)``: ``dropped`` names the hints that had no equivalent and were
+  left out (they do not change what the model must produce). A parameter that *does* change it and cannot be
+  honoured raises :class:`InvalidRequest` naming it — unless the caller lists it in ``drop``, in which case it
+  is dropped and named too.
+- Usage is normalised with :func:`usage_from_anthropic`: ``input_tokens`` counts cache reads and writes too.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Collection
+from typing import Any
+
+import orjson
+
+from ..errors import InvalidRequest
+from ..exchange import StreamEvent, Usage
+
+DEFAULT_MAX_TOKENS = 4096
+
+STOP_TO_OPENAI = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
+                  "pause_turn": "stop", "refusal": "content_filter", "model_context_window_exceeded": "length"}
+FINISH_TO_ANTHROPIC = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                       "function_call": "tool_use", "content_filter": "refusal"}
+
+
+def _unsupported(param: str, target: str) -> InvalidRequest:
+    return InvalidRequest(f"{param}: not supported by {target} targets; remove it or list it in the provider's"
+                          " drop_params", param=param, code="unsupported_parameter")
+
+
+def _json_args(text: str, param: str) -> Any:
+    try:
+        return orjson.loads(text) if text else {}
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(f"{param}: tool-call arguments are not valid JSON", param=param) from None
+
+
+# --- usage ------------------------------------------------------------------------------------------------------
+
+
+def usage_from_anthropic(usage: dict[str, Any] | None) -> Usage:
+    """Normalise Anthropic's usage: its ``input_tokens`` excludes cache reads and writes; ours includes them."""
+    if not usage:
+        return Usage()
+    read = int(usage.get("cache_read_input_tokens") or 0)
+    write = int(usage.get("cache_creation_input_tokens") or 0)
+    return Usage(input_tokens=int(usage.get("input_tokens") or 0) + read + write,
+                 output_tokens=int(usage.get("output_tokens") or 0), cached_tokens=read, cache_write_tokens=write)
+
+
+def usage_to_anthropic(usage: Usage) -> dict[str, Any]:
+    return {"input_tokens": max(0, usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens),
+            "output_tokens": usage.output_tokens,
+            "cache_creation_input_tokens": usage.cache_write_tokens,
+            "cache_read_input_tokens": usage.cached_tokens}
+
+
+# --- client side: an Anthropic request in, canonical out ---------------------------------------------------------
+
+
+def _block_text(blocks: Any) -> str:
+    if isinstance(blocks, str):
+        return blocks
+    if isinstance(blocks, list):
+        return "\n".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
+    return ""
+
+
+def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
+    source = block.get("source") or {}
+    if source.get("type") == "base64":
+        url = f"data:{source.get('media_type')};base64,{source.get('data')}"
+        return {"type": "image_url", "image_url": {"url": url}}
+    if source.get("type") == "url":
+        return {"type": "image_url", "image_url": {"url": source.get("url")}}
+    raise InvalidRequest(f"{where}.source: image source type {source.get('type')!r} cannot be translated",
+                         param=f"{where}.source")
+
+
+def anthropic_request_to_openai(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """An Anthropic Messages request as a canonical Chat Completions request.
+
+    Raises :class:`InvalidRequest` for content that has no canonical form (documents, server tools, …); the caller
+    defers that error to targets that are not Anthropic (an Anthropic target gets the request untouched)."""
+    dropped: list[str] = []
+    messages: list[dict[str, Any]] = []
+    system = body.get("system")
+    if system:
+        if isinstance(system, list) and any(isinstance(b, dict) and "cache_control" in b for b in system):
+            dropped.append("cache_control")
+        messages.append({"role": "system", "content": _block_text(system)})
+    for i, message in enumerate(body.get("messages") or []):
+        messages.extend(_message_to_openai(message, f"messages[{i}]", dropped))
+    out: dict[str, Any] = {"model": body.get("model"), "messages": messages,
+                           "max_tokens": body.get("max_tokens", DEFAULT_MAX_TOKENS)}
+    for name in ("temperature", "top_p", "stream"):
+        if name in body:
+            out[name] = body[name]
+    if body.get("stop_sequences"):
+        out["stop"] = list(body["stop_sequences"])
+    if body.get("stream"):
+        out["stream_options"] = {"include_usage": True}
+    if body.get("tools"):
+        out["tools"] = [_tool_to_openai(t, f"tools[{i}]") for i, t in enumerate(body["tools"])]
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        kind = choice.get("type")
+        if kind == "tool":
+            out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
+        elif kind in ("auto", "any", "none"):
+            out["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
+        if choice.get("disable_parallel_tool_use"):
+            out["parallel_tool_calls"] = False
+    user_id = (body.get("metadata") or {}).get("user_id")
+    if user_id:
+        out["user"] = user_id
+    for hint in ("top_k", "thinking", "context_management", "service_tier", "container", "mcp_servers",
+                 "output_config"):
+        if hint in body:
+            dropped.append(hint)
+    return out, list(dict.fromkeys(dropped))
+
+
+def _tool_to_openai(tool: dict[str, Any], where: str) -> dict[str, Any]:
+    if tool.get("type") not in (None, "custom") or "input_schema" not in tool:
+        raise InvalidRequest(f"{where}: server tool {tool.get('type') or tool.get('name')!r} exists only on"
+                             " Anthropic targets", param=where, code="unsupported_parameter")
+    function = {"name": tool.get("name"), "parameters": tool.get("input_schema") or {"type": "object"}}
+    if tool.get("description"):
+        function["description"] = tool["description"]
+    return {"type": "function", "function": function}
+
+
+def _message_to_openai(message: dict[str, Any], where: str, dropped: list[str]) -> list[dict[str, Any]]:
+    role = message.get("role")
+    content = message.get("content")
+    if isinstance(content, str):
+        return [{"role": role, "content": content}]
+    tool_results: list[dict[str, Any]] = []
+    parts: list[dict[str, Any]] = []
+    tool_calls: list[dict[str, Any]] = []
+    for j, block in enumerate(content or []):
+        kind = block.get("type")
+        if "cache_control" in block:
+            dropped.append("cache_control")
+        if kind == "text":
+            parts.append({"type": "text", "text": block.get("text", "")})
+        elif kind == "image":
+            parts.append(_image_part(block, f"{where}.content[{j}]"))
+        elif kind == "tool_use":
+            tool_calls.append({"id": block.get("id"), "type": "function",
+                               "function": {"name": block.get("name"),
+                                            "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+        elif kind == "tool_result":
+            result = block.get("content")
+            text = _block_text(result) if not isinstance(result, str) else result
+            if block.get("is_error"):
+                text = f"[tool error] {text}"
+            tool_results.append({"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": text})
+        elif kind in ("thinking", "redacted_thinking"):
+            dropped.append("thinking")
+        else:
+            raise InvalidRequest(f"{where}.content[{j}]: {kind!r} blocks exist only on Anthropic targets",
+                                 param=f"{where}.content[{j}]", code="unsupported_parameter")
+    if role == "assistant":
+        text = "".join(p["text"] for p in parts if p["type"] == "text")
+        out: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if tool_calls:
+            out["tool_calls"] = tool_calls
+        return [out]
+    result = list(tool_results)
+    if parts:
+        only_text = all(p["type"] == "text" for p in parts)
+        result.append({"role": role, "content": "\n".join(p["text"] for p in parts) if only_text else parts})
+    return result
+
+
+# --- provider side: canonical out to an Anthropic upstream ------------------------------------------------------
+
+
+_MUST_HONOUR = ("response_format", "logprobs", "top_logprobs", "audio", "modalities", "prediction", "logit_bias")
+_HINTS = ("seed", "presence_penalty", "frequency_penalty", "service_tier", "reasoning_effort", "store",
+          "prompt_cache_key", "safety_identifier", "verbosity", "web_search_options", "stream_options")
+
+
+def openai_request_to_anthropic(body: dict[str, Any], *, drop: Collection[str] = ()) -> tuple[dict[str, Any],
+                                                                                            list[str]]:
+    """A canonical request as an Anthropic Messages request (``model`` is set by the caller)."""
+    dropped: list[str] = []
+    for name in _MUST_HONOUR:
+        if body.get(name) not in (None, False) and not (name == "response_format"
+                                                        and (body[name] or {}).get("type") == "text"):
+            if name not in drop:
+                raise _unsupported(name, "Anthropic")
+            dropped.append(name)
+    n = body.get("n")
+    if isinstance(n, int) and n > 1:
+        if "n" not in drop:
+            raise _unsupported("n", "Anthropic")
+        dropped.append("n")
+    system: list[str] = []
+    messages: list[dict[str, Any]] = []
+    names: dict[str, str] = {}
+    for i, message in enumerate(body.get("messages") or []):
+        where = f"messages[{i}]"
+        role = message.get("role")
+        if role in ("system", "developer"):
+            system.append(_text_of(message.get("content")))
+            continue
+        if role == "tool":
+            block = {"type": "tool_result", "tool_use_id": message.get("tool_call_id"),
+                     "content": _text_of(message.get("content"))}
+            _append(messages, "user", [block])
+            continue
+        if role == "function":
+            raise _unsupported(f"{where}.role", "Anthropic ('function' messages are deprecated; use tools)")
+        blocks = _content_to_anthropic(message.get("content"), where)
+        if role == "assistant":
+            for j, call in enumerate(message.get("tool_calls") or []):
+                function = call.get("function") or {}
+                names[call.get("id")] = function.get("name")
+                blocks.append({"type": "tool_use", "id": call.get("id"), "name": function.get("name"),
+                               "input": _json_args(function.get("arguments") or "",
+                                                   f"{where}.tool_calls[{j}].function.arguments")})
+        _append(messages, "assistant" if role == "assistant" else "user", blocks)
+    out: dict[str, Any] = {"messages": messages,
+                           "max_tokens": body.get("max_completion_tokens") or body.get("max_tokens")
+                           or DEFAULT_MAX_TOKENS}
+    if system:
+        out["system"] = "\n\n".join(s for s in system if s)
+    if body.get("temperature") is not None:
+        out["temperature"] = min(float(body["temperature"]), 1.0)
+    if body.get("top_p") is not None:
+        out["top_p"] = body["top_p"]
+    stop = body.get("stop")
+    if stop:
+        out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    if body.get("stream"):
+        out["stream"] = True
+    if body.get("tools"):
+        out["tools"] = [_tool_to_anthropic(t, f"tools[{i}]") for i, t in enumerate(body["tools"])]
+    choice = _tool_choice_to_anthropic(body.get("tool_choice"), body.get("parallel_tool_calls"))
+    if choice is not None:
+        out["tool_choice"] = choice
+    if body.get("user"):
+        out["metadata"] = {"user_id": str(body["user"])}
+    dropped.extend(h for h in _HINTS if h in body and h != "stream_options")
+    return out, dropped
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
+    """Anthropic wants user/assistant turns to alternate: merge a turn into the previous one of the same role."""
+    if not blocks:
+        return
+    if messages and messages[-1]["role"] == role:
+        messages[-1]["content"].extend(blocks)
+    else:
+        messages.append({"role": role, "content": blocks})
+
+
+def _content_to_anthropic(content: Any, where: str) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks: list[dict[str, Any]] = []
+    for j, part in enumerate(content):
+        kind = part.get("type")
+        if kind == "text":
+            blocks.append({"type": "text", "text": part.get("text", "")})
+        elif kind == "image_url":
+            url = (part.get("image_url") or {}).get("url", "")
+            if url.startswith("data:"):
+                header, _, data = url.partition(",")
+                media_type = header[5:].split(";")[0]
+                blocks.append({"type": "image", "source": {"type": "base64", "media_type": media_type,
+                                                           "data": data}})
+            else:
+                blocks.append({"type": "image", "source": {"type": "url", "url": url}})
+        else:
+            raise _unsupported(f"{where}.content[{j}] ({kind})", "Anthropic")
+    return blocks
+
+
+def _tool_to_anthropic(tool: dict[str, Any], where: str) -> dict[str, Any]:
+    if tool.get("type") != "function":
+        raise _unsupported(f"{where}.type", "Anthropic")
+    function = tool.get("function") or {}
+    out = {"name": function.get("name"),
+           "input_schema": function.get("parameters") or {"type": "object", "properties": {}}}
+    if function.get("description"):
+        out["description"] = function["description"]
+    return out
+
+
+def _tool_choice_to_anthropic(choice: Any, parallel: Any) -> dict[str, Any] | None:
+    out: dict[str, Any] | None
+    if choice is None:
+        out = None
+    elif isinstance(choice, str):
+        out = {"type": {"auto": "auto", "required": "any", "none": "none"}.get(choice, "auto")}
+    else:
+        out = {"type": "tool", "name": (choice.get("function") or {}).get("name")}
+    if parallel is False:
+        out = {**(out or {"type": "auto"}), "disable_parallel_tool_use": True}
+    return out
+
+
+# --- answers --------------------------------------------------------------------------------------------------
+
+
+def anthropic_response_to_openai(resp: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
+    """An Anthropic message as a canonical ``chat.completion``, and its normalised usage."""
+    text: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for block in resp.get("content") or []:
+        if block.get("type") == "text":
+            text.append(block.get("text", ""))
+        elif block.get("type") == "tool_use":
+            calls.append({"id": block.get("id"), "type": "function",
+                          "function": {"name": block.get("name"),
+                                       "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+    usage = usage_from_anthropic(resp.get("usage"))
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not calls else None,
+                               "refusal": None}
+    if calls:
+        message["tool_calls"] = calls
+    return {
+        "id": resp.get("id") or "chatcmpl-" + uuid.uuid4().hex,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": resp.get("model"),
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": STOP_TO_OPENAI.get(resp.get("stop_reason") or "end_turn", "stop")}],
+        "usage": usage.to_openai(),
+    }, usage
+
+
+def openai_response_to_anthropic(resp: dict[str, Any], usage: Usage) -> dict[str, Any]:
+    """A canonical ``chat.completion`` as an Anthropic message."""
+    choice = (resp.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    content: list[dict[str, Any]] = []
+    if message.get("content"):
+        content.append({"type": "text", "text": _text_of(message["content"])})
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        try:
+            arguments = orjson.loads(function.get("arguments") or "{}")
+        except orjson.JSONDecodeError:
+            arguments = {"_raw_arguments": function.get("arguments")}
+        content.append({"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": arguments})
+    return {
+        "id": _message_id(resp.get("id")),
+        "type": "message",
+        "role": "assistant",
+        "model": resp.get("model"),
+        "content": content,
+        "stop_reason": FINISH_TO_ANTHROPIC.get(choice.get("finish_reason") or "stop", "end_turn"),
+        "stop_sequence": None,
+        "usage": usage_to_anthropic(usage),
+    }
+
+
+def _message_id(source: Any) -> str:
+    if isinstance(source, str) and source.startswith("msg_"):
+        return source
+    return "msg_" + uuid.uuid4().hex[:24]
+
+
+# --- streams --------------------------------------------------------------------------------------------------
+
+
+class AnthropicStreamToOpenAI:
+    """Anthropic SSE events (parsed) in, canonical ``chat.completion.chunk`` events out.
+
+    ``feed(name, data)`` returns the chunks for one event; an ``error`` event is returned by :attr:`error`
+    for the adapter to raise. The last chunk, on ``message_stop``, carries only the usage.
+    """
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+        self._raw_usage: dict[str, Any] = {}
+        self._id = "chatcmpl-" + uuid.uuid4().hex
+        self._model: str | None = None
+        self._created = int(time.time())
+        self._tool_index: dict[int, int] = {}
+        self.error: dict[str, Any] | None = None
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> StreamEvent:
+        return StreamEvent({"id": self._id, "object": "chat.completion.chunk", "created": self._created,
+                            "model": self._model, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                                               "finish_reason": finish}]})
+
+    def _merge_usage(self, usage: dict[str, Any] | None) -> None:
+        if usage:
+            self._raw_usage.update({k: v for k, v in usage.items() if v is not None})
+            self.usage = usage_from_anthropic(self._raw_usage)
+
+    def feed(self, name: str | None, data: dict[str, Any]) -> list[StreamEvent]:
+        kind = data.get("type") or name
+        if kind == "message_start":
+            message = data.get("message") or {}
+            self._id = message.get("id") or self._id
+            self._model = message.get("model")
+            self._merge_usage(message.get("usage"))
+            return [self._chunk({"role": "assistant", "content": ""})]
+        if kind == "content_block_start":
+            block = data.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                index = len(self._tool_index)
+                self._tool_index[data.get("index", 0)] = index
+                return [self._chunk({"tool_calls": [{"index": index, "id": block.get("id"), "type": "function",
+                                                     "function": {"name": block.get("name"), "arguments": ""}}]})]
+            if block.get("type") == "text" and block.get("text"):
+                return [self._chunk({"content": block["text"]})]
+            return []
+        if kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                return [self._chunk({"content": delta.get("text", "")})]
+            if delta.get("type") == "input_json_delta":
+                index = self._tool_index.get(data.get("index", 0), 0)
+                return [self._chunk({"tool_calls": [{"index": index,
+                                                     "function": {"arguments": delta.get("partial_json", "")}}]})]
+            return []
+        if kind == "message_delta":
+            self._merge_usage(data.get("usage"))
+            reason = (data.get("delta") or {}).get("stop_reason")
+            return [self._chunk({}, STOP_TO_OPENAI.get(reason, "stop"))] if reason else []
+        if kind == "message_stop":
+            event = StreamEvent({"id": self._id, "object": "chat.completion.chunk", "created": self._created,
+                                 "model": self._model, "choices": [], "usage": self.usage.to_openai()},
+                                usage=self.usage)
+            return [event]
+        if kind == "error":
+            self.error = data.get("error") or {"type": "api_error", "message": "stream error"}
+        return []
+
+
+def sse_bytes(data: dict[str, Any], name: str | None = None) -> bytes:
+    """One Anthropic SSE event (``event:`` line named after the event's type unless ``name`` is given)."""
+    event = name or data.get("type") or "message"
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def _sse(name: str, data: dict[str, Any]) -> bytes:
+    return sse_bytes(data, name)
+
+
+class OpenAIStreamToAnthropic:
+    """Canonical chunks in, Anthropic SSE event bytes out (``feed`` per chunk, ``finish`` at the end).
+
+    The stop reason and the usage arrive in separate canonical chunks; both go out together in ``message_delta``
+    at :meth:`finish`, which the renderer calls only when the upstream finished normally.
+    """
+
+    def __init__(self, model: str) -> None:
+        self._model = model
+        self.started = False
+        self._block: int = -1
+        self._open: str | None = None           # "text" or "tool"
+        self._tool_blocks: dict[int, int] = {}  # canonical tool-call index -> block index
+        self.stop_reason: str | None = None
+        self.usage = Usage()
+
+    def _start(self, chunk: dict[str, Any]) -> list[bytes]:
+        self.started = True
+        message = {"id": _message_id(chunk.get("id")), "type": "message", "role": "assistant", "content": [],
+                   "model": chunk.get("model") or self._model, "stop_reason": None, "stop_sequence": None,
+                   "usage": usage_to_anthropic(self.usage)}
+        return [_sse("message_start", {"type": "message_start", "message": message}),
+                _sse("ping", {"type": "ping"})]
+
+    def _close_block(self) -> list[bytes]:
+        if self._open is None:
+            return []
+        self._open = None
+        return [_sse("content_block_stop", {"type": "content_block_stop", "index": self._block})]
+
+    def _open_block(self, kind: str, block: dict[str, Any]) -> list[bytes]:
+        out = self._close_block()
+        self._block += 1
+        self._open = kind
+        out.append(_sse("content_block_start", {"type": "content_block_start", "index": self._block,
+                                                "content_block": block}))
+        return out
+
+    def feed(self, chunk: dict[str, Any], usage: Usage | None = None) -> list[bytes]:
+        out = [] if self.started else self._start(chunk)
+        if usage is not None:
+            self.usage = usage
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if text:
+                if self._open != "text":
+                    out += self._open_block("text", {"type": "text", "text": ""})
+                out.append(_sse("content_block_delta", {"type": "content_block_delta", "index": self._block,
+                                                        "delta": {"type": "text_delta", "text": text}}))
+            for call in delta.get("tool_calls") or []:
+                out += self._tool_delta(call)
+            if choice.get("finish_reason"):
+                self.stop_reason = FINISH_TO_ANTHROPIC.get(choice["finish_reason"], "end_turn")
+        return out
+
+    def _tool_delta(self, call: dict[str, Any]) -> list[bytes]:
+        out: list[bytes] = []
+        index = call.get("index", 0)
+        function = call.get("function") or {}
+        if index not in self._tool_blocks:
+            call_id = call.get("id") or f"toolu_{uuid.uuid4().hex[:24]}"
+            out += self._open_block("tool", {"type": "tool_use", "id": call_id, "name": function.get("name"),
+                                             "input": {}})
+            self._tool_blocks[index] = self._block
+        arguments = function.get("arguments")
+        if arguments:
+            out.append(_sse("content_block_delta", {"type": "content_block_delta", "index": self._tool_blocks[index],
+                                                    "delta": {"type": "input_json_delta", "partial_json": arguments}}))
+        return out
+
+    def finish(self) -> list[bytes]:
+        out = [] if self.started else self._start({})
+        out += self._close_block()
+        out.append(_sse("message_delta", {"type": "message_delta",
+                                          "delta": {"stop_reason": self.stop_reason or "end_turn",
+                                                    "stop_sequence": None},
+                                          "usage": usage_to_anthropic(self.usage)}))
+        out.append(_sse("message_stop", {"type": "message_stop"}))
+        return out
+
+
+def error_event(error_type: str, message: str) -> bytes:
+    """An Anthropic ``error`` SSE event."""
+    return _sse("error", {"type": "error", "error": {"type": error_type, "message": message}})
