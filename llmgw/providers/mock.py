@@ -1,9 +1,11 @@
 """The built-in mock provider: deterministic answers, usage, streaming, and injectable latency and failures.
 
-Contract: the answer is a pure function of the request (the last user message, ``max_tokens``, ``stop``), so
-tests and offline demos can predict it; usage is estimated from the text (about four characters a token); a
-stream carries the answer in several chunks, then a finish chunk, then a usage chunk. ``latency_ms`` delays the
-answer (the first chunk of a stream); ``fail_rate`` makes that share of calls fail with ``fail_status``.
+Contract: the answer is a pure function of the request (the last user message, ``max_tokens``, ``stop``,
+``tools``), so tests and offline demos can predict it: offered tools are called (:func:`mock_tool_calls`), else
+the text is "Mock answer: " and the user's words. Usage is estimated from the text (about four characters a
+token). A stream carries the answer in several chunks, then a finish chunk, then a usage chunk. ``latency_ms``
+delays the answer (the first chunk of a stream); ``fail_rate`` makes that share of calls fail with
+``fail_status``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+
+import orjson
 
 from ..exchange import Exchange, StreamEvent, UpstreamReply, Usage
 from .base import ProviderBase, UpstreamFailure
@@ -53,6 +57,34 @@ def mock_answer(body: dict[str, Any]) -> tuple[str, str]:
     return text, finish
 
 
+def _value_for(schema: dict[str, Any], text: str) -> Any:
+    kind = schema.get("type")
+    if schema.get("enum"):
+        return schema["enum"][0]
+    return {"integer": 1, "number": 1, "boolean": True, "array": [], "object": {}}.get(kind, text)
+
+
+def mock_tool_calls(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tool calls the mock makes: when tools are offered and the last message is not a tool result, it calls
+    the chosen tool (or the first) with arguments filled from the schema's required properties."""
+    tools = [t for t in body.get("tools") or [] if t.get("type") == "function"]
+    messages = body.get("messages") or []
+    choice = body.get("tool_choice")
+    if not tools or choice == "none" or (messages and messages[-1].get("role") == "tool"):
+        return []
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        tools = [t for t in tools if t["function"].get("name") == name] or tools
+    function = tools[0]["function"]
+    schema = function.get("parameters") or {}
+    last_user = next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+    arguments = {key: _value_for((schema.get("properties") or {}).get(key) or {}, last_user)
+                 for key in schema.get("required") or list(schema.get("properties") or {})[:1]}
+    digest = hashlib.sha256(orjson.dumps(arguments) + function["name"].encode()).hexdigest()[:24]
+    return [{"id": f"call_{digest}", "type": "function",
+             "function": {"name": function["name"], "arguments": orjson.dumps(arguments).decode()}}]
+
+
 def _prompt_tokens(body: dict[str, Any]) -> int:
     return sum(estimate_tokens(message_text(m)) + 3 for m in body.get("messages") or []) + 3
 
@@ -68,15 +100,20 @@ class MockProvider(ProviderBase):
 
     async def chat(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
         await self._maybe_fail()
-        text, finish = mock_answer(body)
-        usage = Usage(input_tokens=_prompt_tokens(body), output_tokens=estimate_tokens(text))
+        calls = mock_tool_calls(body)
+        text, finish = ("", "tool_calls") if calls else mock_answer(body)
+        usage = Usage(input_tokens=_prompt_tokens(body),
+                      output_tokens=estimate_tokens(text) + sum(len(c["function"]["arguments"]) // 4 + 1
+                                                                for c in calls))
+        message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
+        if calls:
+            message["tool_calls"] = calls
         return UpstreamReply({
             "id": "chatcmpl-mock-" + ex.id[4:],
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                         "logprobs": None, "finish_reason": finish}],
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
             "usage": usage.to_openai(),
         }, usage=usage)
 
@@ -90,14 +127,27 @@ class MockProvider(ProviderBase):
             return StreamEvent({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                                     "finish_reason": finish_reason}]})
 
+        calls = mock_tool_calls(body)
+        text, finish = ("", "tool_calls") if calls else mock_answer(body)
         yield chunk({"role": "assistant", "content": ""})
-        words = text.split(" ")
-        step = max(1, math.ceil(len(words) / 4))
-        for i in range(0, len(words), step):
-            piece = " ".join(words[i:i + step])
-            yield chunk({"content": piece if i == 0 else " " + piece})
+        if calls:
+            for index, call in enumerate(calls):
+                arguments = call["function"]["arguments"]
+                yield chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                             "function": {"name": call["function"]["name"], "arguments": ""}}]})
+                half = len(arguments) // 2
+                for piece in (arguments[:half], arguments[half:]):
+                    yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+        else:
+            words = text.split(" ")
+            step = max(1, math.ceil(len(words) / 4))
+            for i in range(0, len(words), step):
+                piece = " ".join(words[i:i + step])
+                yield chunk({"content": piece if i == 0 else " " + piece})
         yield chunk({}, finish)
-        usage = Usage(input_tokens=_prompt_tokens(body), output_tokens=estimate_tokens(text))
+        usage = Usage(input_tokens=_prompt_tokens(body),
+                      output_tokens=estimate_tokens(text) + sum(len(c["function"]["arguments"]) // 4 + 1
+                                                                for c in calls))
         yield StreamEvent({**base, "choices": [], "usage": usage.to_openai()}, usage=usage)
 
     async def embeddings(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
