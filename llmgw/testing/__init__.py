@@ -1,6 +1,8 @@
 """Test doubles shipped with llmgw: fake upstreams that are real aiohttp servers speaking each provider's
 exact wire format. ``python -m llmgw.testing --port N`` serves the fake OpenAI upstream (for benchmarks)."""
 
+from .fake_anthropic import FakeAnthropic, anthropic_answer_for, anthropic_input_tokens_for
+from .fake_gemini import FakeGemini, gemini_answer_for, gemini_prompt_tokens_for
 from .fake_openai import (
     CHAT_COMPLETION_CHUNK_SAMPLE,
     CHAT_COMPLETION_SAMPLE,
@@ -22,8 +24,14 @@ __all__ = [
     "ERROR_SAMPLE",
     "MODELS_SAMPLE",
     "USAGE_CHUNK_SAMPLE",
+    "FakeAnthropic",
+    "FakeGemini",
     "FakeOpenAI",
     "answer_for",
+    "anthropic_answer_for",
+    "anthropic_input_tokens_for",
+    "gemini_answer_for",
+    "gemini_prompt_tokens_for",
     "main",
     "make_fake_openai_app",
     "prompt_tokens_for",

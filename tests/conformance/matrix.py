@@ -46,7 +46,7 @@ def render() -> str:
         "",
     ]
     lines += [f"- **{name}** — {text}" for name, text in FEATURES.items()]
-    for client, client_title in CLIENTS.items():
+    for client_title in CLIENTS.values():
         lines += ["", f"## {client_title}", ""]
         lines.append("| feature | " + " | ".join(UPSTREAMS.values()) + " |")
         lines.append("|---|" + "---|" * len(UPSTREAMS))

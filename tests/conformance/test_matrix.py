@@ -1,4 +1,4 @@
-"""The conformance matrix: client SDK × upstream kind × feature (see matrix.py and docs/compatibility.md)."""
+"""The conformance matrix: client SDK x upstream kind x feature (see matrix.py and docs/compatibility.md)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,179 @@
+"""Google Gemini upstreams (the Gemini API, REST ``v1beta``), translated both ways by :mod:`llmgw.translate.gemini`.
+
+- chat: ``POST {base_url}/v1beta/models/{model}:generateContent``;
+- stream: ``POST {base_url}/v1beta/models/{model}:streamGenerateContent?alt=sse`` (each SSE event a whole
+  ``GenerateContentResponse`` holding the next piece);
+- embeddings: ``POST {base_url}/v1beta/models/{model}:batchEmbedContents``.
+
+The key travels in the ``x-goog-api-key`` header, never in the URL (URLs end up in logs). Answers are canonical
+(``UpstreamReply.raw`` is None: the renderer serialises them). Failures are :class:`UpstreamFailure` with Gemini's
+HTTP status and message, with two normalisations: Gemini answers a bad key with 400 ``INVALID_ARGUMENT`` /
+``API_KEY_INVALID``, reported here as 401 so the gateway blames its credentials, not the client's request; and a
+429's ``RetryInfo.retryDelay`` becomes ``retry_after`` when no ``Retry-After`` header came.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from ..exchange import Exchange, StreamEvent, UpstreamReply
+from ..profile import DEFAULT_BASE_URLS
+from ..sse import SSEDecoder
+from ..translate import gemini as tr
+from .base import (
+    ProviderBase,
+    ProviderContext,
+    UpstreamFailure,
+    loads_object,
+    retry_after_seconds,
+    transport_failure,
+)
+
+
+class GeminiProvider(ProviderBase):
+    kind = "gemini"
+    native_format = "gemini"   # no client speaks it: every request is translated from the canonical form
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        super().__init__(ctx)
+        base = (ctx.config.base_url or DEFAULT_BASE_URLS["gemini"]).rstrip("/")
+        if not base.endswith(("/v1beta", "/v1")):
+            base += "/v1beta"
+        self._base = base
+        headers = {"Content-Type": "application/json", **ctx.config.headers}
+        if ctx.api_key:
+            headers["x-goog-api-key"] = ctx.api_key
+        self._headers = headers
+        self._timeout = aiohttp.ClientTimeout(total=ctx.timeout_s)
+        self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(ctx.timeout_s, 30.0),
+                                                     sock_read=ctx.timeout_s)
+
+    def _url(self, model: str, method: str) -> str:
+        name = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+        return f"{self._base}/{quote(name, safe='/-._~')}:{method}"
+
+    def _translate(self, ex: Exchange, body: dict[str, Any]) -> bytes:
+        payload, dropped = tr.openai_to_gemini(body, drop=self.config.drop_params)
+        _record_dropped(ex, dropped)
+        return orjson.dumps(payload)
+
+    async def chat(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
+        payload = self._translate(ex, body)
+        resp = loads_object(await self._post(self._url(model, "generateContent"), payload))
+        if isinstance(resp.get("error"), dict):
+            raise _error_failure(resp, None)
+        return UpstreamReply(tr.gemini_to_openai(resp, model), None, tr.usage_from_gemini(resp.get("usageMetadata")))
+
+    async def embeddings(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
+        request, dropped = tr.openai_embeddings_to_gemini(body, model)
+        _record_dropped(ex, dropped)
+        resp = loads_object(await self._post(self._url(model, "batchEmbedContents"), orjson.dumps(request)))
+        if isinstance(resp.get("error"), dict):
+            raise _error_failure(resp, None)
+        reply, usage = tr.gemini_embeddings_to_openai(resp, model, body.get("encoding_format"))
+        return UpstreamReply(reply, None, usage)
+
+    async def stream(self, ex: Exchange, body: dict[str, Any], model: str) -> AsyncIterator[StreamEvent]:
+        payload = self._translate(ex, body)
+        url = self._url(model, "streamGenerateContent") + "?alt=sse"
+        converter = tr.GeminiStreamToOpenAI(model, "chatcmpl-" + ex.id.removeprefix("req_"))
+        try:
+            async with self.ctx.session.post(url, data=payload, headers=self._headers,
+                                             timeout=self._stream_timeout) as resp:
+                if resp.status != 200:
+                    raise await _failure(resp)
+                decoder = SSEDecoder()
+                async for piece in resp.content.iter_any():
+                    for message in decoder.feed(piece):
+                        for event in _feed(converter, message.data):
+                            yield event
+                for message in decoder.close():
+                    for event in _feed(converter, message.data):
+                        yield event
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise transport_failure(exc) from None
+        if not converter.finished:
+            raise UpstreamFailure(502, "upstream stream ended before a finish reason")
+        for event in converter.finish():
+            yield event
+
+    async def _post(self, url: str, payload: bytes) -> bytes:
+        try:
+            async with self.ctx.session.post(url, data=payload, headers=self._headers,
+                                             timeout=self._timeout) as resp:
+                if resp.status != 200:
+                    raise await _failure(resp)
+                return await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise transport_failure(exc) from None
+
+
+def _record_dropped(ex: Exchange, dropped: list[str]) -> None:
+    """Note what the translation left out, once per name (a retried exchange translates again)."""
+    ex.dropped_params.extend(name for name in dropped if name not in ex.dropped_params)
+
+
+def _feed(converter: tr.GeminiStreamToOpenAI, data: bytes) -> list[StreamEvent]:
+    if not data.strip():
+        return []
+    chunk = loads_object(data)
+    if isinstance(chunk.get("error"), dict) and "candidates" not in chunk:
+        raise _error_failure(chunk, None, prefix="upstream stream error: ")
+    return converter.feed(chunk)
+
+
+def _retry_delay(error: dict[str, Any]) -> float | None:
+    """``RetryInfo.retryDelay`` (a protobuf Duration such as ``"37s"`` or ``"1.5s"``) in seconds."""
+    for detail in error.get("details") or []:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            delay = detail.get("retryDelay")
+            if isinstance(delay, str) and delay.endswith("s"):
+                try:
+                    return max(0.0, float(delay[:-1]))
+                except ValueError:
+                    return None
+    return None
+
+
+def _key_invalid(error: dict[str, Any]) -> bool:
+    return any(isinstance(d, dict) and d.get("reason") == "API_KEY_INVALID" for d in error.get("details") or [])
+
+
+def _error_failure(body: dict[str, Any], http_status: int | None, *, prefix: str = "",
+                   retry_after: float | None = None) -> UpstreamFailure:
+    """Gemini's ``{"error": {"code", "message", "status", "details"}}`` as an :class:`UpstreamFailure`.
+
+    The status is ``http_status`` when the error came as an HTTP answer, else the error's ``code`` (502 when it has
+    none); a 400 for an invalid key becomes 401.
+    """
+    error = body["error"]
+    code = error.get("code")
+    status = http_status or (code if isinstance(code, int) and 400 <= code <= 599 else 502)
+    if status == 400 and _key_invalid(error):
+        status = 401
+    message = str(error.get("message") or error.get("status") or f"HTTP {status}")
+    if retry_after is None:
+        retry_after = _retry_delay(error)
+    return UpstreamFailure(status, prefix + message, retry_after=retry_after, body=body)
+
+
+async def _failure(resp: aiohttp.ClientResponse) -> UpstreamFailure:
+    """A non-200 answer as an :class:`UpstreamFailure` carrying Gemini's own message."""
+    try:
+        raw = await resp.read()
+        body = orjson.loads(raw) if raw else None
+    except (aiohttp.ClientError, orjson.JSONDecodeError):
+        body = None
+    # Gemini sometimes wraps the error object in a one-element array.
+    if isinstance(body, list) and len(body) == 1:
+        body = body[0]
+    header_delay = retry_after_seconds(resp.headers.get("Retry-After"))
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return _error_failure(body, resp.status, retry_after=header_delay)
+    return UpstreamFailure(resp.status, f"HTTP {resp.status}", retry_after=header_delay,
+                           body=body if isinstance(body, dict) else None)

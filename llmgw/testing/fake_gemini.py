@@ -1,0 +1,597 @@
+"""A fake Google Gemini upstream: a real aiohttp server speaking the Gemini API's REST (v1beta) wire format.
+
+:class:`FakeGemini` serves, on a free port of 127.0.0.1:
+
+* ``POST /v1beta/models/{model}:generateContent`` -- a whole ``GenerateContentResponse``;
+* ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse`` -- several SSE events, each a whole
+  ``GenerateContentResponse`` carrying the next piece of text, ``usageMetadata`` (running totals) on every one and
+  ``finishReason`` on the last; without ``alt=sse`` Gemini's JSON-array form;
+* ``POST /v1beta/models/{model}:batchEmbedContents`` -- deterministic unit vectors, no usage (as Gemini sends);
+* every error in Gemini's body: ``{"error": {"code", "message", "status"}}`` (``details`` where Gemini adds them).
+
+It checks requests as strictly as Gemini does where a translation could go wrong: unknown top-level or
+``generationConfig`` fields, roles other than ``user``/``model``, empty ``contents`` or ``parts``, and JSON-schema
+keywords in function ``parameters`` that Gemini's ``Schema`` does not know all get Gemini's 400.
+
+Answers are deterministic: :func:`gemini_answer_for` and :func:`gemini_prompt_tokens_for` predict them.
+
+The samples below are recorded shapes (values vary) from Google's API reference (``models.generateContent``,
+``GenerateContentResponse``, function calling, ``models.batchEmbedContents``), a recorded ``alt=sse`` stream, and
+the error the API gives for a bad key. They are strings so that nothing at module level is mutable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import math
+import os
+import re
+from collections import deque
+from typing import Any, Final, Self
+
+import orjson
+from aiohttp import web
+
+__all__ = [
+    "GEMINI_EMBEDDINGS_SAMPLE",
+    "GEMINI_ERROR_SAMPLE",
+    "GEMINI_FUNCTION_CALL_SAMPLE",
+    "GEMINI_RESPONSE_SAMPLE",
+    "GEMINI_STREAM_SAMPLE",
+    "FakeGemini",
+    "gemini_answer_for",
+    "gemini_prompt_tokens_for",
+    "make_fake_gemini_app",
+]
+
+# ----------------------------------------------------------------------------------------------------------
+# Recorded shapes
+# ----------------------------------------------------------------------------------------------------------
+
+GEMINI_RESPONSE_SAMPLE: Final = """{
+  "candidates": [
+    {
+      "content": {
+        "parts": [
+          {"text": "AI works by using algorithms and large amounts of data to learn patterns and make predictions."}
+        ],
+        "role": "model"
+      },
+      "finishReason": "STOP",
+      "index": 0
+    }
+  ],
+  "usageMetadata": {
+    "promptTokenCount": 8,
+    "candidatesTokenCount": 18,
+    "totalTokenCount": 415,
+    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 8}],
+    "thoughtsTokenCount": 389
+  },
+  "modelVersion": "gemini-2.5-flash",
+  "responseId": "nq1yaNLJE9KPxN8PoqG0sAQ"
+}"""
+
+GEMINI_FUNCTION_CALL_SAMPLE: Final = """{
+  "candidates": [
+    {
+      "content": {
+        "parts": [
+          {"functionCall": {"name": "find_theaters", "args": {"location": "Mountain View, CA", "movie": "Barbie"}}}
+        ],
+        "role": "model"
+      },
+      "finishReason": "STOP",
+      "index": 0
+    }
+  ],
+  "usageMetadata": {"promptTokenCount": 74, "candidatesTokenCount": 20, "totalTokenCount": 94},
+  "modelVersion": "gemini-2.0-flash",
+  "responseId": "Yd1yaJ2lNtSPxN8P4LGH6Qk"
+}"""
+
+# What ``streamGenerateContent?alt=sse`` sends: one ``data:`` event per GenerateContentResponse, CRLF-framed.
+GEMINI_STREAM_SAMPLE: Final = (
+    'data: {"candidates": [{"content": {"parts": [{"text": "Hello!"}],"role": "model"},"index": 0}],'
+    '"usageMetadata": {"promptTokenCount": 2,"totalTokenCount": 2,'
+    '"promptTokensDetails": [{"modality": "TEXT","tokenCount": 2}]},'
+    '"modelVersion": "gemini-2.0-flash","responseId": "tTCwacuEBMvnitYP06qsgQY"}\r\n\r\n'
+    'data: {"candidates": [{"content": {"parts": [{"text": " How can I help you today?"}],"role": "model"},'
+    '"finishReason": "STOP","index": 0}],'
+    '"usageMetadata": {"promptTokenCount": 2,"candidatesTokenCount": 9,"totalTokenCount": 11,'
+    '"promptTokensDetails": [{"modality": "TEXT","tokenCount": 2}],'
+    '"candidatesTokensDetails": [{"modality": "TEXT","tokenCount": 9}]},'
+    '"modelVersion": "gemini-2.0-flash","responseId": "tTCwacuEBMvnitYP06qsgQY"}\r\n\r\n'
+)
+
+GEMINI_EMBEDDINGS_SAMPLE: Final = """{
+  "embeddings": [
+    {"values": [-0.0100242095, 0.0042573214, 0.012413281]},
+    {"values": [0.0031239912, -0.018226605, 0.005061452]}
+  ]
+}"""
+
+GEMINI_ERROR_SAMPLE: Final = """{
+  "error": {
+    "code": 400,
+    "message": "API key not valid. Please pass a valid API key.",
+    "status": "INVALID_ARGUMENT",
+    "details": [
+      {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "API_KEY_INVALID",
+        "domain": "googleapis.com",
+        "metadata": {"service": "generativelanguage.googleapis.com"}
+      },
+      {
+        "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+        "locale": "en-US",
+        "message": "API key not valid. Please pass a valid API key."
+      }
+    ]
+  }
+}"""
+
+# ----------------------------------------------------------------------------------------------------------
+# Deterministic helpers
+# ----------------------------------------------------------------------------------------------------------
+
+# google.rpc.Code names for the HTTP statuses Gemini answers with.
+STATUS_NAMES: Final = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "NOT_IMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+_MISSING_KEY_MESSAGE: Final = ("Method doesn't allow unregistered callers (callers without established identity). "
+                               "Please use API Key or other form of API consumer identity to call this API.")
+_BAD_KEY_MESSAGE: Final = "API key not valid. Please pass a valid API key."
+_DEFAULT_EMBEDDING_DIMENSIONS: Final = 8
+_WORD_RE: Final = re.compile(r"\s*\S+")
+_SSE_HEADERS: Final = (("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"))
+
+# Fields Gemini knows (both the JSON camelCase and the proto snake_case spelling are accepted, as by Gemini).
+_REQUEST_FIELDS: Final = frozenset({
+    "contents", "tools", "toolConfig", "tool_config", "safetySettings", "safety_settings", "systemInstruction",
+    "system_instruction", "generationConfig", "generation_config", "cachedContent", "cached_content",
+})
+_GENERATION_FIELDS: Final = frozenset({
+    "stopSequences", "responseMimeType", "responseSchema", "responseJsonSchema", "responseModalities",
+    "candidateCount", "maxOutputTokens", "temperature", "topP", "topK", "seed", "presencePenalty",
+    "frequencyPenalty", "responseLogprobs", "logprobs", "enableEnhancedCivicAnswers", "speechConfig",
+    "thinkingConfig", "imageConfig", "mediaResolution",
+})
+_SCHEMA_FIELDS: Final = frozenset({
+    "type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems", "properties", "required",
+    "minProperties", "maxProperties", "minLength", "maxLength", "pattern", "example", "anyOf", "propertyOrdering",
+    "default", "items", "minimum", "maximum",
+})
+_PART_FIELDS: Final = frozenset({
+    "text", "inlineData", "fileData", "functionCall", "functionResponse", "thought", "thoughtSignature",
+    "executableCode", "codeExecutionResult", "videoMetadata",
+})
+
+
+def _content_text(content: Any) -> str:
+    """The text parts of one Gemini content, joined by single spaces."""
+    parts = content.get("parts") if isinstance(content, dict) else None
+    return " ".join(p["text"] for p in parts or [] if isinstance(p, dict) and isinstance(p.get("text"), str))
+
+
+def gemini_answer_for(contents: list[dict[str, Any]]) -> str:
+    """The fake's answer when none is fixed: ``"Echo: " + <text parts of the last user content, space-joined>``
+    (``"Echo: "`` when there is no user content or it has no text)."""
+    for content in reversed(contents):
+        if isinstance(content, dict) and content.get("role", "user") == "user":
+            return f"Echo: {_content_text(content)}"
+    return "Echo: "
+
+
+def gemini_prompt_tokens_for(contents: list[dict[str, Any]], system_instruction: dict[str, Any] | None = None) -> int:
+    """The fake's ``promptTokenCount``: ``ceil(len(text) / 4) + 3`` summed over the contents and the system
+    instruction (text as in :func:`gemini_answer_for`)."""
+    every = [*([system_instruction] if system_instruction else []), *contents]
+    return sum(math.ceil(len(_content_text(c)) / 4) + 3 for c in every)
+
+
+def _split_words(text: str) -> list[str]:
+    """Each word with the whitespace before it; ``"".join`` gives ``text`` back (trailing space on the last)."""
+    pieces = _WORD_RE.findall(text)
+    rest = len(text) - sum(map(len, pieces))
+    if rest:
+        if pieces:
+            pieces[-1] += text[-rest:]
+        else:
+            pieces = [text]
+    return pieces
+
+
+def _embedding(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit vector for ``text`` (BLAKE2b bytes mapped to [-1, 1], then normalised)."""
+    raw = hashlib.blake2b(text.encode(), digest_size=64).digest()
+    while len(raw) < 2 * dimensions:
+        raw += hashlib.blake2b(raw, digest_size=64).digest()
+    values = [(int.from_bytes(raw[i:i + 2], "little") / 32767.5) - 1.0 for i in range(0, 2 * dimensions, 2)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
+
+
+def error_body(status: int, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Gemini's error body for ``status``."""
+    error: dict[str, Any] = {"code": status, "message": message,
+                             "status": STATUS_NAMES.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")}
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+def _error_response(status: int, message: str, details: list[dict[str, Any]] | None = None) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(error_body(status, message, details)),
+                        content_type="application/json")
+
+
+def _bad_request(message: str) -> web.Response:
+    return _error_response(400, message)
+
+
+def _unknown_field(name: str, at: str = "") -> web.Response:
+    where = f" at '{at}'" if at else ""
+    return _bad_request(f'Invalid JSON payload received. Unknown name "{name}"{where}: Cannot find field.')
+
+
+def _check_schema(schema: Any, at: str) -> web.Response | None:
+    if not isinstance(schema, dict):
+        return _bad_request(f"Invalid value at '{at}': expected an object")
+    for key, value in schema.items():
+        if key not in _SCHEMA_FIELDS:
+            return _unknown_field(key, at)
+        if key == "properties" and isinstance(value, dict):
+            for name, sub in value.items():
+                problem = _check_schema(sub, f"{at}.properties[{name}].value")
+                if problem is not None:
+                    return problem
+        elif key == "items":
+            problem = _check_schema(value, f"{at}.items")
+            if problem is not None:
+                return problem
+        elif key == "anyOf" and isinstance(value, list):
+            for i, sub in enumerate(value):
+                problem = _check_schema(sub, f"{at}.any_of[{i}]")
+                if problem is not None:
+                    return problem
+    if schema.get("type") in ("object", "OBJECT") and "properties" in schema and not schema["properties"]:
+        return _bad_request(f"* GenerateContentRequest.{at}.properties: should be non-empty for OBJECT type")
+    return None
+
+
+def _check_request(body: Any) -> web.Response | None:
+    """Gemini's 400 for a request it would refuse, or None."""
+    if not isinstance(body, dict):
+        return _bad_request("Invalid JSON payload received. Expected an object.")
+    for key in body:
+        if key not in _REQUEST_FIELDS:
+            return _unknown_field(key)
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        return _bad_request("* GenerateContentRequest.contents: contents is not specified")
+    for i, content in enumerate(contents):
+        if not isinstance(content, dict):
+            return _bad_request(f"Invalid value at 'contents[{i}]': expected an object")
+        if content.get("role", "user") not in ("user", "model"):
+            return _bad_request("Please use a valid role: user, model.")
+        parts = content.get("parts")
+        if not isinstance(parts, list) or not parts:
+            return _bad_request(f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.")
+        for j, part in enumerate(parts):
+            for key in part if isinstance(part, dict) else ():
+                if key not in _PART_FIELDS:
+                    return _unknown_field(key, f"contents[{i}].parts[{j}]")
+    config = body.get("generationConfig", body.get("generation_config")) or {}
+    for key in config:
+        if key not in _GENERATION_FIELDS:
+            return _unknown_field(key, "generation_config")
+    for i, tool in enumerate(body.get("tools") or []):
+        for j, declaration in enumerate((tool or {}).get("functionDeclarations") or []):
+            if "parameters" in declaration:
+                problem = _check_schema(declaration["parameters"],
+                                        f"tools[{i}].function_declarations[{j}].parameters")
+                if problem is not None:
+                    return problem
+    return None
+
+
+def _usage(prompt: int, candidates: int | None) -> dict[str, Any]:
+    usage: dict[str, Any] = {"promptTokenCount": prompt}
+    if candidates is not None:
+        usage["candidatesTokenCount"] = candidates
+    usage["totalTokenCount"] = prompt + (candidates or 0)
+    usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt}]
+    return usage
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The fake
+# ----------------------------------------------------------------------------------------------------------
+
+
+class FakeGemini:
+    """A fake Gemini API served by aiohttp on a free port of 127.0.0.1.
+
+    Use it as an async context manager::
+
+        async with FakeGemini(api_key="AIza-test") as up:
+            ...  # up.base_url == "http://127.0.0.1:PORT"; POST {base_url}/v1beta/models/M:generateContent
+
+    Contracts:
+
+    * ``api_key``: when set, a request without a key (``x-goog-api-key`` header or ``key`` query parameter, as
+      Gemini accepts both) gets 403 ``PERMISSION_DENIED``, a wrong key 400 ``INVALID_ARGUMENT`` with reason
+      ``API_KEY_INVALID`` -- Gemini's answers. None accepts anything.
+    * ``requests``: every request, in arrival order, as ``{"method", "path", "query", "headers", "body"}``;
+      ``query`` and ``headers`` are dicts (header names lower-cased), ``body`` the parsed JSON or None.
+    * The answer text is :func:`gemini_answer_for` of the contents unless :meth:`set_answer` fixed one;
+      :meth:`set_function_calls` answers with function calls instead. ``stopSequences`` cut the text (finish
+      ``STOP``); ``maxOutputTokens`` cuts it to that many words (finish ``MAX_TOKENS``).
+    * Usage: ``promptTokenCount`` is :func:`gemini_prompt_tokens_for`; ``candidatesTokenCount`` the number of
+      words sent, or for function calls 5 per call.
+    * Streams send ``words_per_chunk`` words per event (function calls: one event holding all of them); every event
+      carries ``usageMetadata`` with the running totals, the last one ``finishReason``. ``chunk_delay_s`` sleeps
+      before each event.
+    * ``modelVersion`` is the model named in the path; ``responseId`` a fresh id per answer.
+    """
+
+    def __init__(self, *, api_key: str | None = None, words_per_chunk: int = 2, chunk_delay_s: float = 0.0,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        if words_per_chunk < 1:
+            raise ValueError("words_per_chunk must be at least 1")
+        self.api_key = api_key
+        self.words_per_chunk = words_per_chunk
+        self.chunk_delay_s = chunk_delay_s
+        self.host = host
+        self.port = port
+        self.requests: list[dict[str, Any]] = []
+        self._answer: str | None = None
+        self._calls: list[dict[str, Any]] | None = None
+        self._failures: deque[tuple[int, str, float | None]] = deque()
+        self._stream_breaks: deque[tuple[int, int, str]] = deque()
+        self._ids = itertools.count(1)
+        self._id_base = os.urandom(4).hex()
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+
+    # -- configuration --------------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT`` once started (the Gemini ``base_url``: paths start with ``/v1beta``)."""
+        if self._base_url is None:
+            raise RuntimeError("FakeGemini is not started")
+        return self._base_url
+
+    def fail_next(self, status: int, *, times: int = 1, message: str = "fake failure",
+                  retry_after: float | None = None) -> None:
+        """Make the next ``times`` generate/stream/embed calls answer ``status`` with Gemini's error body.
+
+        The body's ``status`` is the google.rpc code name (429 ``RESOURCE_EXHAUSTED``, 500 ``INTERNAL``, 503
+        ``UNAVAILABLE``, 400 ``INVALID_ARGUMENT``, ...). ``retry_after`` adds a ``RetryInfo`` detail with that
+        ``retryDelay`` (as Gemini's 429s carry). Streams fail before any event. Taken after the key check.
+        """
+        if not 100 <= status <= 599:
+            raise ValueError(f"not an HTTP status: {status}")
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        self._failures.extend([(status, message, retry_after)] * times)
+
+    def break_next_stream(self, *, after_events: int = 1, status: int = 503,
+                          message: str = "The model is overloaded. Please try again later.") -> None:
+        """Make the next stream send ``after_events`` events, then ``data: {"error": ...}`` and end."""
+        self._stream_breaks.append((after_events, status, message))
+
+    def set_answer(self, text: str | None) -> None:
+        """Answer every call with ``text``; None goes back to :func:`gemini_answer_for`."""
+        self._answer = text
+
+    def set_function_calls(self, calls: list[dict[str, Any]] | None) -> None:
+        """Answer every call with these function calls (``{"name", "args"}`` each, ``args`` an object; an optional
+        ``"thoughtSignature"`` is put on the part); None goes back to text."""
+        if calls is None:
+            self._calls = None
+            return
+        for i, call in enumerate(calls):
+            if not isinstance(call.get("name"), str) or not call["name"]:
+                raise ValueError(f"function call {i} needs a name")
+            if not isinstance(call.get("args", {}), dict):
+                raise ValueError(f"function call {i}: args must be an object")
+        self._calls = [dict(call) for call in calls]
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            return
+        runner = web.AppRunner(make_fake_gemini_app(self), access_log=None, handle_signals=False,
+                               shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+        self._base_url = f"http://{self.host}:{self.port}"
+
+    async def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- used by the app ------------------------------------------------------------------------------------
+
+    def _next_id(self) -> str:
+        return f"{self._id_base}{next(self._ids):012d}"
+
+
+_FAKE_KEY: Final = web.AppKey("llmgw_fake_gemini", FakeGemini)
+
+
+def make_fake_gemini_app(state: FakeGemini) -> web.Application:
+    """The fake's aiohttp application, serving ``/v1beta/models/{model}:{method}`` from ``state``."""
+
+    async def prologue(request: web.Request) -> tuple[Any, web.Response | None]:
+        raw = await request.read()
+        try:
+            body: Any = orjson.loads(raw) if raw else None
+            parsed = True
+        except orjson.JSONDecodeError:
+            body, parsed = None, False
+        state.requests.append({"method": request.method, "path": request.path, "query": dict(request.query),
+                               "headers": {k.lower(): v for k, v in request.headers.items()}, "body": body})
+        if state.api_key is not None:
+            key = request.headers.get("x-goog-api-key") or request.query.get("key")
+            if not key:
+                return body, _error_response(403, _MISSING_KEY_MESSAGE)
+            if key != state.api_key:
+                return body, _error_response(400, _BAD_KEY_MESSAGE, [
+                    {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+                     "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}}])
+        if state._failures:
+            status, message, retry_after = state._failures.popleft()
+            details = None
+            if retry_after is not None:
+                details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_after:g}s"}]
+            return body, _error_response(status, message, details)
+        if not parsed:
+            return body, _bad_request("Invalid JSON payload received. Unexpected token.")
+        return body, None
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        model, _, method = request.match_info["target"].partition(":")
+        if request.method != "POST" or method not in ("generateContent", "streamGenerateContent",
+                                                      "batchEmbedContents"):
+            await prologue(request)
+            return _error_response(404, f"models/{model} is not found for API version v1beta, or is not supported"
+                                        f" for {method or 'this method'}.")
+        body, early = await prologue(request)
+        if early is not None:
+            return early
+        if method == "batchEmbedContents":
+            return embed(body, model)
+        problem = _check_request(body)
+        if problem is not None:
+            return problem
+        return await generate(request, body, model, stream=method == "streamGenerateContent")
+
+    def answer(body: dict[str, Any]) -> tuple[list[list[dict[str, Any]]], str, int]:
+        """(parts of each stream event, finish reason, candidates tokens)"""
+        if state._calls is not None:
+            parts = []
+            for call in state._calls:
+                part: dict[str, Any] = {"functionCall": {"name": call["name"], "args": call.get("args", {})}}
+                if call.get("thoughtSignature"):
+                    part["thoughtSignature"] = call["thoughtSignature"]
+                parts.append(part)
+            return [parts], "STOP", 5 * len(parts)
+        config = body.get("generationConfig") or {}
+        text = state._answer if state._answer is not None else gemini_answer_for(body["contents"])
+        cut = min((i for i in (text.find(s) for s in config.get("stopSequences") or [] if s) if i >= 0),
+                  default=-1)
+        if cut >= 0:
+            text = text[:cut]
+        words = _split_words(text)
+        finish = "STOP"
+        limit = config.get("maxOutputTokens")
+        if isinstance(limit, int) and sum(1 for w in words if w.strip()) > limit:
+            words, finish = words[:limit], "MAX_TOKENS"
+        step = state.words_per_chunk
+        events = [[{"text": "".join(words[i:i + step])}] for i in range(0, len(words), step)] or [[{"text": ""}]]
+        return events, finish, sum(1 for w in words if w.strip())
+
+    async def generate(request: web.Request, body: dict[str, Any], model: str, *, stream: bool) -> web.StreamResponse:
+        events, finish, tokens = answer(body)
+        prompt = gemini_prompt_tokens_for(body["contents"], body.get("systemInstruction"))
+        response_id = state._next_id()
+
+        def response(parts: list[dict[str, Any]], last: bool, sent: int) -> dict[str, Any]:
+            candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
+            if last:
+                candidate["finishReason"] = finish
+            candidate["index"] = 0
+            return {"candidates": [candidate], "usageMetadata": _usage(prompt, sent if sent or last else None),
+                    "modelVersion": model, "responseId": response_id}
+
+        if not stream:
+            if state.chunk_delay_s > 0:
+                await asyncio.sleep(state.chunk_delay_s * len(events))
+            whole = [part for parts in events for part in parts]
+            if all("text" in p for p in whole):
+                whole = [{"text": "".join(p["text"] for p in whole)}]
+            return web.Response(body=orjson.dumps(response(whole, True, tokens)), content_type="application/json")
+
+        chunks: list[dict[str, Any]] = []
+        sent = 0
+        for i, parts in enumerate(events):
+            sent += sum(len(_WORD_RE.findall(p.get("text", ""))) for p in parts)
+            last = i == len(events) - 1
+            chunks.append(response(parts, last, tokens if last else sent))
+        broken = state._stream_breaks.popleft() if state._stream_breaks else None
+        if broken is not None:
+            after, status, message = broken
+            chunks = [*chunks[:after], error_body(status, message)]
+        if request.query.get("alt") != "sse":  # Gemini's JSON-array form
+            return web.Response(body=orjson.dumps(chunks), content_type="application/json")
+        out = web.StreamResponse(headers=_SSE_HEADERS)
+        await out.prepare(request)
+        for chunk in chunks:
+            if state.chunk_delay_s > 0:
+                await asyncio.sleep(state.chunk_delay_s)
+            await out.write(b"data: " + orjson.dumps(chunk) + b"\r\n\r\n")
+        await out.write_eof()
+        return out
+
+    def embed(body: Any, model: str) -> web.Response:
+        requests = body.get("requests") if isinstance(body, dict) else None
+        if not isinstance(requests, list) or not requests:
+            return _bad_request("* BatchEmbedContentsRequest.requests: requests is not specified")
+        embeddings = []
+        for i, item in enumerate(requests):
+            if not isinstance(item, dict):
+                return _bad_request(f"Invalid value at 'requests[{i}]': expected an object")
+            if item.get("model") != f"models/{model}":
+                return _bad_request(f"* BatchEmbedContentsRequest.requests[{i}].model: Model names should match"
+                                    " the batch request's model.")
+            text = _content_text(item.get("content"))
+            if not text:
+                return _bad_request(f"* BatchEmbedContentsRequest.requests[{i}].content: contents must not be"
+                                    " empty")
+            dimensions = item.get("outputDimensionality") or _DEFAULT_EMBEDDING_DIMENSIONS
+            embeddings.append({"values": _embedding(text, int(dimensions))})
+        return web.Response(body=orjson.dumps({"embeddings": embeddings}), content_type="application/json")
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[_FAKE_KEY] = state
+    app.router.add_route("*", "/v1beta/models/{target}", dispatch)
+
+    async def unknown(request: web.Request) -> web.StreamResponse:
+        await prologue(request)
+        return _error_response(404, f"Not found: {request.method} {request.path}")
+
+    app.router.add_route("*", "/{tail:.*}", unknown)
+    return app
