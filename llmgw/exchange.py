@@ -103,13 +103,14 @@ class StreamEvent:
     ``data`` is the event in wire format ``format`` (canonical: an OpenAI ``chat.completion.chunk``); ``raw`` is
     the complete SSE event (``data: …\n\n``, with its ``event:`` line where the format has one) when it can be
     written to a client of that format unchanged. ``usage`` is the answer's usage so far, set by the adapter on
-    the events that report it.
+    the events that report it. ``flush`` is False on all but the last event decoded from one upstream read.
     """
 
     data: dict[str, Any]
     raw: bytes | None = None
     usage: Usage | None = None
     format: str = "openai"
+    flush: bool = True      # False: more events from the same upstream read follow; write them together
 
 
 @dataclass(slots=True)
@@ -134,7 +135,8 @@ class Exchange:
     target: Target | None = None
     attempts: list[Attempt] = field(default_factory=list)
     reply: UpstreamReply | None = None
-    events: AsyncIterator[StreamEvent] | None = None
+    first_event: StreamEvent | None = None         # a stream's first event, held back until routing is done
+    events: AsyncIterator[StreamEvent] | None = None  # the rest of the stream
     error: GatewayError | None = None
     status: int = 200
     outcome: str = ""                      # "" while running; "ok", "error", "client_disconnect"
@@ -163,10 +165,11 @@ class Exchange:
         self.error = error
         self.status = error.status
 
-    def response_body_for_log(self) -> dict[str, Any] | None:
-        """What the client was answered with, for the log: the reply, or the stream reassembled."""
+    def response_body_for_log(self) -> dict[str, Any] | bytes | None:
+        """What the upstream answered, for the log: the reply (its own bytes when kept), or the stream
+        reassembled."""
         if self.reply is not None:
-            return self.reply.body
+            return self.reply.raw if self.reply.raw is not None else self.reply.body
         if self.stream and (self.streamed_text or self.finish_reason):
             return {"object": "chat.completion", "streamed": True,
                     "choices": [{"index": 0, "finish_reason": self.finish_reason,
@@ -177,7 +180,8 @@ class Exchange:
         return None
 
     def log_row(self) -> dict[str, Any]:
-        """The request-log row for this exchange (see :mod:`llmgw.store.log` for the columns)."""
+        """The request-log row for this exchange (see :mod:`llmgw.store.log` for the columns). Bodies are JSON
+        values or, where the exchange kept them, the JSON bytes as they came (serialised later, off the loop)."""
         target = self.target
         return {
             "id": self.id,
@@ -206,6 +210,6 @@ class Exchange:
             "tags": list(self.tags),
             "stream": self.stream,
             "dropped_params": list(self.dropped_params),
-            "request": (self.client_body or self.body or None) if self.log_bodies else None,
+            "request": (self.raw_body or self.client_body or self.body or None) if self.log_bodies else None,
             "response": self.response_body_for_log() if self.log_bodies else None,
         }

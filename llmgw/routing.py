@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 
 from .errors import GatewayError, InvalidRequest, PayloadTooLarge, RateLimited, UpstreamError, UpstreamTimeout
-from .exchange import Attempt, Exchange, StreamEvent
+from .exchange import Attempt, Exchange
 from .profile import ModelConfig, Target
 from .providers.base import Provider, UpstreamFailure
 
@@ -110,18 +110,7 @@ class Router:
                 await events.aclose()
                 raise
             ex.mark_first_token()
-            ex.events = _prepend(first, events)
-
-
-async def _prepend(first: StreamEvent, rest: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
-    try:
-        yield first
-        async for event in rest:
-            yield event
-    finally:
-        aclose = getattr(rest, "aclose", None)
-        if aclose is not None:
-            await aclose()
+            ex.first_event, ex.events = first, events
 
 
 def _backoff(retry: int, last: UpstreamFailure | None, rng: random.Random) -> float:

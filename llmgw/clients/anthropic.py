@@ -19,11 +19,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..errors import GatewayError, InvalidRequest, UpstreamError
-from ..exchange import Exchange
+from ..errors import GatewayError, InvalidRequest
+from ..exchange import Exchange, StreamEvent
 from ..providers.base import UpstreamFailure
 from ..translate import anthropic as tr
 from .openai import JSON_TYPE, check_depth
+from .streaming import forward_stream
 
 _BLOCK_TYPES = frozenset({"text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking",
                           "search_result", "server_tool_use", "web_search_tool_result", "container_upload"})
@@ -134,48 +135,29 @@ def _note_native(ex: Exchange, data: dict[str, Any]) -> None:
 
 
 async def render_stream(request: web.Request, ex: Exchange, headers: dict[str, str]) -> web.StreamResponse:
-    """Forward ``ex.events`` as Anthropic SSE: native events as they came, canonical ones translated."""
-    assert ex.events is not None
-    response = web.StreamResponse(status=200, headers={
-        **headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive"})
-    await response.prepare(request)
-    events = ex.events
+    """Forward ``ex``'s stream as Anthropic SSE: native events as they came, canonical ones translated."""
     converter = tr.OpenAIStreamToAnthropic(ex.alias)
-    native = False
-    try:
-        async for event in events:
-            if event.usage is not None:
-                ex.usage = event.usage
-            if event.format == "anthropic":
-                native = True
-                _note_native(ex, event.data)
-                await response.write(event.raw or tr.sse_bytes(event.data))
-                continue
-            for choice in event.data.get("choices") or []:
-                content = (choice.get("delta") or {}).get("content")
-                if content:
-                    ex.streamed_text.append(content)
-                if choice.get("finish_reason"):
-                    ex.finish_reason = choice["finish_reason"]
-            out = converter.feed(event.data, event.usage)
-            if out:
-                await response.write(b"".join(out))
-        if not native:
-            await response.write(b"".join(converter.finish()))
-    except UpstreamFailure as failure:
-        error = UpstreamError(f"upstream {ex.target.name if ex.target else ''} failed mid-stream: {failure.message}",
-                              upstream_status=failure.status)
-        ex.fail(error)
-        ex.outcome = "error"
-        kind = "overloaded_error" if failure.status in (503, 529) else "api_error"
-        await response.write(tr.error_event(kind, error.message))
-    except (ConnectionResetError, ConnectionError):
-        ex.outcome = "client_disconnect"
-        ex.status = 499
-        await events.aclose()  # type: ignore[attr-defined]
-        return response
-    await response.write_eof()
-    return response
+
+    def encode(event: StreamEvent) -> bytes | None:
+        if event.format == "anthropic":
+            _note_native(ex, event.data)
+            return event.raw or tr.sse_bytes(event.data)
+        for choice in event.data.get("choices") or []:
+            content = (choice.get("delta") or {}).get("content")
+            if content:
+                ex.streamed_text.append(content)
+            if choice.get("finish_reason"):
+                ex.finish_reason = choice["finish_reason"]
+        return b"".join(converter.feed(event.data, event.usage))
+
+    def finish() -> bytes:
+        native = ex.first_event is not None and ex.first_event.format == "anthropic"
+        return b"" if native else b"".join(converter.finish())
+
+    def error(failed: GatewayError, failure: UpstreamFailure) -> bytes:
+        return tr.error_event("overloaded_error" if failure.status in (503, 529) else "api_error", failed.message)
+
+    return await forward_stream(request, ex, headers, encode, finish, error)
 
 
 class AnthropicFormat:

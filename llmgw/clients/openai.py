@@ -17,9 +17,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..errors import GatewayError, InvalidRequest, UpstreamError
-from ..exchange import Exchange
+from ..errors import GatewayError, InvalidRequest
+from ..exchange import Exchange, StreamEvent
 from ..providers.base import UpstreamFailure
+from .streaming import forward_stream
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 MAX_DEPTH = 64
@@ -144,43 +145,27 @@ def render_error(error: GatewayError, headers: Mapping[str, str] | None = None) 
 
 
 async def render_stream(request: web.Request, ex: Exchange, headers: dict[str, str]) -> web.StreamResponse:
-    """Forward ``ex.events`` as OpenAI SSE, chunk by chunk."""
-    assert ex.events is not None
-    response = web.StreamResponse(status=200, headers={
-        **headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive"})
-    await response.prepare(request)
-    events = ex.events
+    """Forward ``ex``'s stream as OpenAI SSE, as it arrives."""
     text = ex.streamed_text
-    try:
-        async for event in events:
-            data = event.data
-            if event.usage is not None:
-                ex.usage = event.usage
-            choices = data.get("choices")
-            if choices:
-                choice = choices[0]
-                content = (choice.get("delta") or {}).get("content")
-                if content:
-                    text.append(content)
-                if choice.get("finish_reason"):
-                    ex.finish_reason = choice["finish_reason"]
-            elif event.usage is not None and not ex.include_usage:
-                continue
-            await response.write(event.raw or b"data: " + orjson.dumps(data) + b"\n\n")
-        await response.write(b"data: [DONE]\n\n")
-    except UpstreamFailure as failure:
-        error = UpstreamError(f"upstream {ex.target.name if ex.target else ''} failed mid-stream: "
-                              f"{failure.message}", upstream_status=failure.status)
-        ex.fail(error)
-        ex.outcome = "error"
-        await response.write(b"data: " + orjson.dumps(error.openai_body()) + b"\n\n")
-    except (ConnectionResetError, ConnectionError):
-        ex.outcome = "client_disconnect"
-        ex.status = 499
-        await events.aclose()  # type: ignore[attr-defined]
-        return response
-    await response.write_eof()
-    return response
+
+    def encode(event: StreamEvent) -> bytes | None:
+        data = event.data
+        choices = data.get("choices")
+        if choices:
+            choice = choices[0]
+            content = (choice.get("delta") or {}).get("content")
+            if content:
+                text.append(content)
+            if choice.get("finish_reason"):
+                ex.finish_reason = choice["finish_reason"]
+        elif event.usage is not None and not ex.include_usage:
+            return None  # the usage chunk the gateway asked for, not the client
+        return event.raw or b"data: " + orjson.dumps(data) + b"\n\n"
+
+    def error(failed: GatewayError, failure: UpstreamFailure) -> bytes:
+        return b"data: " + orjson.dumps(failed.openai_body()) + b"\n\n"
+
+    return await forward_stream(request, ex, headers, encode, lambda: b"data: [DONE]\n\n", error)
 
 
 class OpenAIFormat:

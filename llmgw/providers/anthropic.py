@@ -96,9 +96,11 @@ class AnthropicProvider(ProviderBase):
                     raise await _failure(resp)
                 decoder = SSEDecoder()
                 async for piece in resp.content.iter_any():
-                    for message in decoder.feed(piece):
-                        for event in _events(message.event, message.data, converter, running):
-                            yield event
+                    batch = [event for message in decoder.feed(piece)
+                             for event in _events(message.event, message.data, converter, running)]
+                    for i, event in enumerate(batch, start=1 - len(batch)):
+                        event.flush = i == 0
+                        yield event
                 for message in decoder.close():
                     for event in _events(message.event, message.data, converter, running):
                         yield event

@@ -65,10 +65,14 @@ class OpenAIProvider(ProviderBase):
                     raise await _failure(resp)
                 decoder = SSEDecoder()
                 async for piece in resp.content.iter_any():
-                    for message in decoder.feed(piece):
+                    messages = decoder.feed(piece)
+                    last = len(messages) - 1
+                    for i, message in enumerate(messages):
                         if message.data == b"[DONE]":
                             return
-                        yield _event(message.data)
+                        event = _event(message.data)
+                        event.flush = i == last or (messages[last].data == b"[DONE]" and i == last - 1)
+                        yield event
                 for message in decoder.close():
                     if message.data != b"[DONE]":
                         yield _event(message.data)

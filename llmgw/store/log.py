@@ -107,7 +107,11 @@ def migrate(db: sqlite3.Connection) -> None:
 
 
 def _dumps(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray):
+        return value.decode("utf-8", "replace")  # already JSON, as it travelled
+    return orjson.dumps(value).decode()
 
 
 def row_values(row: dict[str, Any]) -> tuple[Any, ...]:

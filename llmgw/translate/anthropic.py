@@ -34,11 +34,14 @@ def _unsupported(param: str, target: str) -> InvalidRequest:
                           " drop_params", param=param, code="unsupported_parameter")
 
 
-def _json_args(text: str, param: str) -> Any:
+def _json_args(text: str, param: str) -> dict[str, Any]:
     try:
-        return orjson.loads(text) if text else {}
+        value = orjson.loads(text) if text else {}
     except orjson.JSONDecodeError:
         raise InvalidRequest(f"{param}: tool-call arguments are not valid JSON", param=param) from None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{param}: tool-call arguments must be a JSON object", param=param)
+    return value
 
 
 # --- usage ------------------------------------------------------------------------------------------------------
@@ -160,6 +163,9 @@ def _message_to_openai(message: dict[str, Any], where: str, dropped: list[str]) 
         elif kind == "tool_result":
             result = block.get("content")
             text = _block_text(result) if not isinstance(result, str) else result
+            if isinstance(result, list):  # tool messages hold text only: images follow in the user turn
+                parts.extend(_image_part(b, f"{where}.content[{j}].content[{k}]")
+                             for k, b in enumerate(result) if isinstance(b, dict) and b.get("type") == "image")
             if block.get("is_error"):
                 text = f"[tool error] {text}"
             tool_results.append({"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": text})
@@ -315,7 +321,7 @@ def _tool_choice_to_anthropic(choice: Any, parallel: Any) -> dict[str, Any] | No
         out = {"type": {"auto": "auto", "required": "any", "none": "none"}.get(choice, "auto")}
     else:
         out = {"type": "tool", "name": (choice.get("function") or {}).get("name")}
-    if parallel is False:
+    if parallel is False and (out or {}).get("type") != "none":
         out = {**(out or {"type": "auto"}), "disable_parallel_tool_use": True}
     return out
 

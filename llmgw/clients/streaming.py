@@ -1,0 +1,71 @@
+"""Forwarding a stream to a client: the part every client format shares.
+
+Contract (:func:`forward_stream`): events are taken from ``ex.first_event`` then ``ex.events`` as the upstream
+sends them; each is turned into bytes by the format's ``encode``; bytes are written when an event is marked
+``flush`` (the last one of an upstream network read), so one read from the upstream becomes one write to the
+client. When the upstream finishes, ``finish()`` ends the stream in the format's own way. When it fails
+mid-stream, ``error(gateway_error, failure)`` is written instead and the exchange records the error. When the
+client goes away, the upstream request is closed and the exchange is marked ``client_disconnect``. The upstream
+iterator is always closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from ..errors import GatewayError, UpstreamError
+from ..exchange import Exchange, StreamEvent
+from ..providers.base import UpstreamFailure
+
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive"}
+
+
+async def forward_stream(
+    request: web.Request,
+    ex: Exchange,
+    headers: dict[str, str],
+    encode: Callable[[StreamEvent], bytes | None],
+    finish: Callable[[], bytes],
+    error: Callable[[GatewayError, UpstreamFailure], bytes],
+) -> web.StreamResponse:
+    assert ex.events is not None and ex.first_event is not None
+    response = web.StreamResponse(status=200, headers={**headers, **SSE_HEADERS})
+    await response.prepare(request)
+    events = ex.events
+    pending: list[bytes] = []
+
+    def take(event: StreamEvent) -> bool:
+        if event.usage is not None:
+            ex.usage = event.usage
+        out = encode(event)
+        if out:
+            pending.append(out)
+        return event.flush
+
+    try:
+        try:
+            if take(ex.first_event) and pending:
+                await response.write(b"".join(pending))
+                pending.clear()
+            async for event in events:
+                if take(event) and pending:
+                    await response.write(b"".join(pending))
+                    pending.clear()
+            pending.append(finish())
+        except UpstreamFailure as failure:
+            where = ex.target.name if ex.target else "upstream"
+            failed = UpstreamError(f"upstream {where} failed mid-stream: {failure.message}",
+                                   upstream_status=failure.status)
+            ex.fail(failed)
+            ex.outcome = "error"
+            pending.append(error(failed, failure))
+        await response.write(b"".join(pending))
+        await response.write_eof()
+    except (ConnectionResetError, ConnectionError):
+        ex.outcome = "client_disconnect"
+        ex.status = 499
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+    return response
