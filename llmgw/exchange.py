@@ -122,6 +122,7 @@ class Exchange:
     id: str = field(default_factory=new_request_id)
     started: float = field(default_factory=time.perf_counter)
     time: float = field(default_factory=time.time)
+    deadline: float = float("inf")         # perf_counter() time by which the whole request must be answered
     body: dict[str, Any] = field(default_factory=dict)        # canonical (OpenAI Chat Completions) request
     client_body: dict[str, Any] = field(default_factory=dict) # the request as the client sent it
     raw_body: bytes = b""
@@ -159,6 +160,18 @@ class Exchange:
     def mark_first_token(self) -> None:
         if self.ttft_ms is None:
             self.ttft_ms = self.elapsed_ms()
+
+    def client_gone(self) -> None:
+        """The client hung up: record it, and the output tokens it actually received when the upstream had not
+        reported usage yet (estimated from the streamed text)."""
+        self.outcome = "client_disconnect"
+        self.status = 499
+        self.estimate_partial_usage()
+
+    def estimate_partial_usage(self) -> None:
+        """A stream cut short reports no usage: count what was streamed (about four characters a token)."""
+        if self.usage.output_tokens == 0 and self.streamed_text:
+            self.usage.output_tokens = -(-sum(len(t) for t in self.streamed_text) // 4)
 
     def fail(self, error: GatewayError) -> None:
         """Record the error the client will get."""

@@ -84,9 +84,22 @@ class ServerConfig:
     port: int = 4000
     workers: int = 1
     max_body_mb: float = 8.0
-    timeout_s: float = 600.0
+    timeout_s: float = 600.0              # total deadline per request, across every attempt
+    connect_timeout_s: float = 10.0       # per connection to an upstream
+    first_token_timeout_s: float = 300.0  # per attempt: until a stream's first event, or a whole answer
+    idle_timeout_s: float = 120.0         # between two reads of a stream (keep-alive comments count as reads)
     log_bodies: bool = True
     admin_key: Secret | None = None
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """How hard the router tries: the retry budget and the per-target circuit breaker."""
+
+    retry_budget: float = 0.2      # extra attempts (retries and fallbacks) allowed per request, on average
+    retry_reserve: int = 10        # extra attempts allowed before the budget has earned any
+    cooldown_failures: int = 3     # consecutive failures that take a target out of rotation
+    cooldown_s: float = 30.0       # how long it stays out before one probe request may try it again
 
 
 @dataclass(frozen=True)
@@ -152,6 +165,7 @@ class Profile:
     providers: Mapping[str, ProviderConfig]
     models: Mapping[str, ModelConfig]
     prices: Mapping[str, Price]
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     extra: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<built-in demo>"
 
@@ -224,7 +238,8 @@ _NUMBER = (int, float)
 
 def _server(c: _Checker, raw: Any) -> ServerConfig:
     raw = c.table(raw, "server")
-    c.unknown(raw, "server", {"host", "port", "workers", "max_body_mb", "timeout_s", "log_bodies", "admin_key"})
+    c.unknown(raw, "server", {"host", "port", "workers", "max_body_mb", "timeout_s", "connect_timeout_s",
+                              "first_token_timeout_s", "idle_timeout_s", "log_bodies", "admin_key"})
     d = ServerConfig()
     server = ServerConfig(
         host=c.get(raw, "host", "server", str, d.host),
@@ -232,14 +247,36 @@ def _server(c: _Checker, raw: Any) -> ServerConfig:
         workers=c.get(raw, "workers", "server", int, d.workers),
         max_body_mb=float(c.get(raw, "max_body_mb", "server", _NUMBER, d.max_body_mb)),
         timeout_s=float(c.get(raw, "timeout_s", "server", _NUMBER, d.timeout_s)),
+        connect_timeout_s=float(c.get(raw, "connect_timeout_s", "server", _NUMBER, d.connect_timeout_s)),
+        first_token_timeout_s=float(c.get(raw, "first_token_timeout_s", "server", _NUMBER,
+                                          d.first_token_timeout_s)),
+        idle_timeout_s=float(c.get(raw, "idle_timeout_s", "server", _NUMBER, d.idle_timeout_s)),
         log_bodies=c.get(raw, "log_bodies", "server", bool, d.log_bodies),
         admin_key=c.secret(raw, "admin_key", "server"),
     )
     c.check(0 <= server.port <= 65535, f"server.port: {server.port} is not a TCP port (0-65535)")
     c.check(server.workers >= 1, "server.workers: must be at least 1")
     c.check(server.max_body_mb > 0, "server.max_body_mb: must be greater than 0")
-    c.check(server.timeout_s > 0, "server.timeout_s: must be greater than 0")
+    for name in ("timeout_s", "connect_timeout_s", "first_token_timeout_s", "idle_timeout_s"):
+        c.check(getattr(server, name) > 0, f"server.{name}: must be greater than 0")
     return server
+
+
+def _routing(c: _Checker, raw: Any) -> RoutingConfig:
+    raw = c.table(raw, "routing")
+    c.unknown(raw, "routing", {"retry_budget", "retry_reserve", "cooldown_failures", "cooldown_s"})
+    d = RoutingConfig()
+    routing = RoutingConfig(
+        retry_budget=float(c.get(raw, "retry_budget", "routing", _NUMBER, d.retry_budget)),
+        retry_reserve=c.get(raw, "retry_reserve", "routing", int, d.retry_reserve),
+        cooldown_failures=c.get(raw, "cooldown_failures", "routing", int, d.cooldown_failures),
+        cooldown_s=float(c.get(raw, "cooldown_s", "routing", _NUMBER, d.cooldown_s)),
+    )
+    c.check(0 <= routing.retry_budget <= 10, "routing.retry_budget: must be between 0 and 10")
+    c.check(routing.retry_reserve >= 0, "routing.retry_reserve: must not be negative")
+    c.check(routing.cooldown_failures >= 1, "routing.cooldown_failures: must be at least 1")
+    c.check(routing.cooldown_s >= 0, "routing.cooldown_s: must not be negative")
+    return routing
 
 
 def _state(c: _Checker, raw: Any) -> StateConfig:
@@ -385,7 +422,7 @@ def _prices(c: _Checker, raw: Any) -> dict[str, Price]:
 
 
 _LATER_SECTIONS: dict[str, type] = {"teams": dict, "keys": dict, "cache": dict, "guardrails": list}
-_TOP_KEYS = {"server", "state", "providers", "models", "prices", *_LATER_SECTIONS}
+_TOP_KEYS = {"server", "state", "routing", "providers", "models", "prices", *_LATER_SECTIONS}
 
 
 def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile:
@@ -394,6 +431,7 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
     c.unknown(data, "", _TOP_KEYS)
     server = _server(c, data.get("server"))
     state = _state(c, data.get("state"))
+    routing = _routing(c, data.get("routing"))
     providers = {}
     for name, raw in c.table(data.get("providers"), "providers").items():
         provider = _provider(c, name, raw)
@@ -421,7 +459,7 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
     if c.problems:
         raise ProfileError(c.problems, source)
     return Profile(server=server, state=state, providers=providers, models=models, prices=prices,
-                   extra=extra, source=source)
+                   routing=routing, extra=extra, source=source)
 
 
 def load_profile(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None) -> Profile:

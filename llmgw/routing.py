@@ -1,12 +1,18 @@
-"""Routing: which target answers an alias, in which order targets are tried, and retries between them.
+"""Routing: which target answers an alias, in which order targets are tried, retries, budgets and cooldowns.
 
 Contract (:meth:`Router.route`):
 - Targets are tried in the order the alias's strategy gives: ``fallback`` as declared; ``loadbalance`` a weighted
   random first pick, then the rest in order; ``least-latency`` by the lowest moving-average latency seen so far.
-- Each target gets ``1 + retries`` attempts, with exponential backoff and jitter (honouring ``Retry-After``, capped)
-  on retryable failures; a non-retryable upstream answer (400, 401, 403, 404, 422, ...) ends routing at once.
-- A stream counts as answered only once its first event has arrived, so a stream that fails before that fails
-  over like any other attempt. The first event is kept and replayed to the renderer.
+  Targets in cooldown go last; the last healthy target of an alias is never skipped.
+- Each target gets ``1 + retries`` attempts, with full-jitter exponential backoff (at least the upstream's
+  ``Retry-After``, capped) on retryable failures (429, 5xx, 529, resets, timeouts). A non-retryable answer (400,
+  401, 403, 404, 422, ...) ends routing at once, after exactly one attempt, and is mapped to the client's error.
+- Every attempt after a request's first draws on a global :class:`RetryBudget`, so retries and fallbacks cannot
+  multiply an outage: over time at most ``retry_budget`` extra attempts per request.
+- Each attempt must produce its answer — for a stream, its first event — within ``first_token_timeout_s``; the
+  whole routing within the request's deadline (``timeout_s`` from arrival). A stream counts as answered only once
+  its first event has arrived, so a 200 followed by an error event fails over like any other failure.
+- ``fail_targets`` (``llmgw smoke --fail``) makes those targets fail without being called.
 - Every attempt is appended to ``ex.attempts``; ``ex.target`` is the target that answered (or the last tried).
 - On failure ``route`` raises a :class:`GatewayError` in the gateway's tree.
 """
@@ -16,11 +22,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from .errors import GatewayError, InvalidRequest, PayloadTooLarge, RateLimited, UpstreamError, UpstreamTimeout
 from .exchange import Attempt, Exchange
-from .profile import ModelConfig, Target
+from .profile import ModelConfig, RoutingConfig, Target
 from .providers.base import Provider, UpstreamFailure
 
 _BACKOFF_BASE_S = 0.1
@@ -42,16 +48,82 @@ class LatencyTracker:
         return self._ewma.get(target, 0.0)
 
 
+class RetryBudget:
+    """A token bucket shared by all requests: each request deposits ``ratio``; each extra attempt withdraws 1.
+
+    It starts with ``reserve`` tokens and never holds more than ``reserve`` plus what ``ratio`` earned over the
+    last ~100 requests, so a long calm period cannot bank an outage's worth of retries."""
+
+    def __init__(self, ratio: float, reserve: int) -> None:
+        self.ratio = ratio
+        self._cap = reserve + ratio * 100
+        self._balance = float(reserve)
+
+    def deposit(self) -> None:
+        self._balance = min(self._cap, self._balance + self.ratio)
+
+    def withdraw(self) -> bool:
+        """Take one extra attempt's token; False when the budget is spent."""
+        if self._balance < 1.0:
+            return False
+        self._balance -= 1.0
+        return True
+
+
+class CircuitBreaker:
+    """Per-target cooldown: ``failures`` consecutive failures open the circuit for ``cooldown_s``; then one
+    request may probe it (half-open): success closes it, failure opens it again."""
+
+    def __init__(self, failures: int, cooldown_s: float) -> None:
+        self._threshold = failures
+        self._cooldown_s = cooldown_s
+        self._consecutive: dict[str, int] = {}
+        self._open_until: dict[str, float] = {}
+        self._probing: set[str] = set()
+
+    def available(self, target: str, now: float) -> bool:
+        """Whether ``target`` may be tried now (a half-open target lets exactly one probe through)."""
+        until = self._open_until.get(target)
+        if until is None:
+            return True
+        if now < until or target in self._probing:
+            return False
+        self._probing.add(target)
+        return True
+
+    def record(self, target: str, ok: bool, now: float) -> None:
+        self._probing.discard(target)
+        if ok:
+            self._consecutive.pop(target, None)
+            self._open_until.pop(target, None)
+            return
+        count = self._consecutive.get(target, 0) + 1
+        self._consecutive[target] = count
+        if count >= self._threshold:
+            self._open_until[target] = now + self._cooldown_s
+
+    def is_open(self, target: str, now: float) -> bool:
+        until = self._open_until.get(target)
+        return until is not None and now < until
+
+
 class Router:
     """Sends an exchange to its alias's targets. Holds the providers and the routing state it learns."""
 
-    def __init__(self, providers: Mapping[str, Provider], rng: random.Random | None = None) -> None:
+    def __init__(self, providers: Mapping[str, Provider], routing: RoutingConfig | None = None, *,
+                 first_token_timeout_s: float = 300.0, rng: random.Random | None = None,
+                 fail_targets: Collection[str] = ()) -> None:
+        routing = routing or RoutingConfig()
         self.providers = providers
         self.rng = rng or random.Random()
         self.latency = LatencyTracker()
+        self.budget = RetryBudget(routing.retry_budget, routing.retry_reserve)
+        self.breaker = CircuitBreaker(routing.cooldown_failures, routing.cooldown_s)
+        self.first_token_timeout_s = first_token_timeout_s
+        self.fail_targets = frozenset(fail_targets)
 
-    def order(self, model: ModelConfig) -> list[Target]:
-        """The targets in the order they will be tried."""
+    def order(self, model: ModelConfig, now: float | None = None) -> list[Target]:
+        """The targets in the order they will be tried: by strategy, targets in cooldown last."""
         targets = list(model.targets)
         if len(targets) < 2:
             return targets
@@ -62,34 +134,67 @@ class Router:
                 targets.insert(0, targets.pop(first))
         elif model.strategy == "least-latency":
             targets.sort(key=lambda t: self.latency.get(t.name))
+        now = time.monotonic() if now is None else now
+        cooling = [t for t in targets if self.breaker.is_open(t.name, now)]
+        if cooling and len(cooling) < len(targets):
+            targets = [t for t in targets if t not in cooling] + cooling
         return targets
 
     async def route(self, ex: Exchange) -> None:
         """Answer ``ex`` from the first target that can: sets ``ex.reply`` or ``ex.events`` and ``ex.target``."""
         assert ex.model is not None
+        self.budget.deposit()
+        try:
+            async with asyncio.timeout(max(0.0, ex.deadline - time.perf_counter())):
+                await self._route(ex, ex.model)
+        except TimeoutError:
+            raise UpstreamTimeout(f"no answer within the request's deadline (tried: {_tried(ex)})") from None
+
+    async def _route(self, ex: Exchange, model: ModelConfig) -> None:
         last: UpstreamFailure | None = None
-        for target in self.order(ex.model):
-            provider = self.providers[target.provider]
-            for retry in range(ex.model.retries + 1):
+        targets = self.order(model)
+        for position, target in enumerate(targets):
+            now = time.monotonic()
+            last_resort = position == len(targets) - 1 and last is None
+            if not last_resort and not self.breaker.available(target.name, now):
+                continue
+            provider = self.providers.get(target.provider)
+            for retry in range(model.retries + 1):
+                if ex.attempts and not self.budget.withdraw():
+                    raise exhausted_error(last, ex, budget_spent=True)
                 if retry:
                     await asyncio.sleep(_backoff(retry, last, self.rng))
-                ex.target = target
-                started = time.perf_counter()
-                try:
-                    await self._attempt(ex, provider, target)
-                except UpstreamFailure as failure:
-                    latency = (time.perf_counter() - started) * 1000.0
-                    ex.attempts.append(Attempt(len(ex.attempts) + 1, target.name, failure.status, latency,
-                                               failure.message))
-                    if not failure.retryable:
-                        raise client_error(failure, target) from None
-                    last = failure
-                    continue
-                latency = (time.perf_counter() - started) * 1000.0
-                ex.attempts.append(Attempt(len(ex.attempts) + 1, target.name, 200, latency))
-                self.latency.observe(target.name, latency)
-                return
+                failure = await self._try(ex, provider, target)
+                if failure is None:
+                    return
+                if not failure.retryable:
+                    raise client_error(failure, target)
+                last = failure
         raise exhausted_error(last, ex)
+
+    async def _try(self, ex: Exchange, provider: Provider | None, target: Target) -> UpstreamFailure | None:
+        """One attempt; records it and its outcome. Returns the failure, or None when answered."""
+        ex.target = target
+        started = time.perf_counter()
+        try:
+            if provider is None or target.name in self.fail_targets:
+                raise UpstreamFailure(503, "target made to fail (--fail)" if provider else "provider not available")
+            async with asyncio.timeout(self.first_token_timeout_s):
+                await self._attempt(ex, provider, target)
+        except TimeoutError:
+            failure: UpstreamFailure | None = UpstreamFailure(0, "no first token within first_token_timeout_s",
+                                                              timeout=True)
+        except UpstreamFailure as exc:
+            failure = exc
+        else:
+            failure = None
+        latency = (time.perf_counter() - started) * 1000.0
+        ex.attempts.append(Attempt(len(ex.attempts) + 1, target.name, 200 if failure is None else failure.status,
+                                   latency, None if failure is None else failure.message))
+        self.breaker.record(target.name, failure is None or not failure.retryable, time.monotonic())
+        if failure is None:
+            self.latency.observe(target.name, latency)
+        return failure
 
     async def _attempt(self, ex: Exchange, provider: Provider, target: Target) -> None:
         if provider.native_format != ex.client_format:
@@ -107,10 +212,14 @@ class Router:
             except StopAsyncIteration:
                 raise UpstreamFailure(502, "upstream closed the stream without an event") from None
             except BaseException:
-                await events.aclose()
+                await events.aclose()  # type: ignore[attr-defined]
                 raise
             ex.mark_first_token()
             ex.first_event, ex.events = first, events
+
+
+def _tried(ex: Exchange) -> str:
+    return ", ".join(dict.fromkeys(a.target for a in ex.attempts)) or "no target"
 
 
 def _backoff(retry: int, last: UpstreamFailure | None, rng: random.Random) -> float:
@@ -137,14 +246,15 @@ def client_error(failure: UpstreamFailure, target: Target) -> GatewayError:
     return UpstreamError(f"{where} failed: {failure.message}", upstream_status=failure.status)
 
 
-def exhausted_error(last: UpstreamFailure | None, ex: Exchange) -> GatewayError:
-    """What the client gets when every attempt failed."""
-    tried = ", ".join(dict.fromkeys(a.target for a in ex.attempts)) or "no target"
+def exhausted_error(last: UpstreamFailure | None, ex: Exchange, *, budget_spent: bool = False) -> GatewayError:
+    """What the client gets when every attempt failed (or the retry budget allowed no more)."""
+    tried = _tried(ex)
+    spent = "; the retry budget is spent" if budget_spent else ""
     if last is None:
         return UpstreamError(f"model {ex.alias!r} has no target to try")
     if last.timeout:
-        return UpstreamTimeout(f"every target timed out ({tried})")
+        return UpstreamTimeout(f"every target timed out ({tried}){spent}")
     if all(a.status == 429 for a in ex.attempts):
-        return RateLimited(f"every target is rate limited ({tried})", retry_after=last.retry_after or 1.0,
+        return RateLimited(f"every target is rate limited ({tried}){spent}", retry_after=last.retry_after or 1.0,
                            code="upstream_rate_limited")
-    return UpstreamError(f"every target failed ({tried}); last: {last.message}", upstream_status=last.status)
+    return UpstreamError(f"every target failed ({tried}){spent}; last: {last.message}", upstream_status=last.status)

@@ -11,10 +11,11 @@ Contract:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any
 
 import aiohttp
@@ -42,6 +43,7 @@ PIPELINE = web.AppKey("pipeline", Pipeline)
 METER = web.AppKey("meter", MeterStage)
 WRITER = web.AppKey("writer", LogWriter)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+FAIL_TARGETS = web.AppKey("fail_targets", frozenset)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPENAI: ClientFormat = openai_client.OpenAIFormat()
@@ -55,15 +57,21 @@ def build_providers(profile: Profile, session: aiohttp.ClientSession,
     for name, config in profile.providers.items():
         factory = adapter_for(config.kind)
         api_key = config.api_key.resolve() if config.api_key else None
-        providers[name] = factory(ProviderContext(config, session, api_key, rng, profile.server.timeout_s))
+        providers[name] = factory(ProviderContext(config, session, api_key, rng,
+                                                  connect_timeout_s=profile.server.connect_timeout_s,
+                                                  idle_timeout_s=profile.server.idle_timeout_s))
     return providers
 
 
-def make_app(profile: Profile) -> web.Application:
-    """The gateway application for ``profile``. Nothing is opened until the app starts."""
+def make_app(profile: Profile, *, fail_targets: Collection[str] = ()) -> web.Application:
+    """The gateway application for ``profile``. Nothing is opened until the app starts. ``fail_targets``
+    (``provider/model`` names) are made to fail without being called, as ``llmgw smoke --fail`` asks."""
     max_bytes = int(profile.server.max_body_mb * 1024 * 1024)
-    app = web.Application(client_max_size=max_bytes, middlewares=[_error_middleware])
+    # handler_cancellation: a client that hangs up cancels its handler, and with it the upstream request.
+    app = web.Application(client_max_size=max_bytes, middlewares=[_error_middleware],
+                          handler_args={"handler_cancellation": True})
     app[PROFILE] = profile
+    app[FAIL_TARGETS] = frozenset(fail_targets)
     app.cleanup_ctx.append(_resources)
     chat = _chat_handler(OPENAI, max_bytes)
     app.router.add_post("/v1/chat/completions", chat)
@@ -87,7 +95,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     writer = LogWriter(profile.state.db_path)
     try:
         rng = random.Random()
-        router = Router(build_providers(profile, session, rng), rng)
+        router = Router(build_providers(profile, session, rng), profile.routing, rng=rng,
+                        first_token_timeout_s=profile.server.first_token_timeout_s,
+                        fail_targets=app[FAIL_TARGETS])
         meter = MeterStage(PriceTable.load(profile.prices), writer)
         app[SESSION] = session
         app[WRITER] = writer
@@ -148,6 +158,7 @@ _FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 def _begin(request: web.Request, fmt: ClientFormat, endpoint: str) -> Exchange:
     profile = request.app[PROFILE]
     ex = Exchange(fmt.name, endpoint, log_bodies=profile.server.log_bodies)
+    ex.deadline = ex.started + profile.server.timeout_s
     ex.tags = _tags(request)
     if fmt.name == "anthropic":
         ex.forward_headers = {h: v for h in _FORWARDED_HEADERS if (v := request.headers.get(h))}
@@ -182,6 +193,9 @@ def _chat_handler(fmt: ClientFormat, max_bytes: int) -> Handler:
         except GatewayError as error:
             ex.fail(error)
             return fmt.render_error(error, {"x-llmgw-request-id": ex.id})
+        except asyncio.CancelledError:
+            ex.client_gone()
+            raise
         finally:
             await pipeline.finish(ex)
 
@@ -204,6 +218,9 @@ def _embeddings_handler(max_bytes: int) -> Handler:
         except GatewayError as error:
             ex.fail(error)
             return openai_client.render_error(error, {"x-llmgw-request-id": ex.id})
+        except asyncio.CancelledError:
+            ex.client_gone()
+            raise
         finally:
             await pipeline.finish(ex)
 

@@ -11,6 +11,8 @@ iterator is always closed.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 
 from aiohttp import web
@@ -46,26 +48,30 @@ async def forward_stream(
 
     try:
         try:
-            if take(ex.first_event) and pending:
-                await response.write(b"".join(pending))
-                pending.clear()
-            async for event in events:
-                if take(event) and pending:
+            # The request's total deadline holds across the stream: keep-alive comments do not extend it.
+            async with asyncio.timeout(max(0.0, ex.deadline - time.perf_counter())):
+                if take(ex.first_event) and pending:
                     await response.write(b"".join(pending))
                     pending.clear()
+                async for event in events:
+                    if take(event) and pending:
+                        await response.write(b"".join(pending))
+                        pending.clear()
             pending.append(finish())
-        except UpstreamFailure as failure:
+        except (UpstreamFailure, TimeoutError) as exc:
+            failure = exc if isinstance(exc, UpstreamFailure) else UpstreamFailure(
+                0, "the request's deadline (timeout_s) passed mid-stream", timeout=True)
             where = ex.target.name if ex.target else "upstream"
             failed = UpstreamError(f"upstream {where} failed mid-stream: {failure.message}",
                                    upstream_status=failure.status)
             ex.fail(failed)
             ex.outcome = "error"
+            ex.estimate_partial_usage()
             pending.append(error(failed, failure))
         await response.write(b"".join(pending))
         await response.write_eof()
     except (ConnectionResetError, ConnectionError):
-        ex.outcome = "client_disconnect"
-        ex.status = 499
+        ex.client_gone()
     finally:
         await events.aclose()  # type: ignore[attr-defined]
     return response

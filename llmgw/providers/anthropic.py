@@ -45,9 +45,6 @@ class AnthropicProvider(ProviderBase):
         if ctx.api_key:
             headers["x-api-key"] = ctx.api_key
         self._headers = headers
-        self._timeout = aiohttp.ClientTimeout(total=ctx.timeout_s)
-        self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(ctx.timeout_s, 30.0),
-                                                     sock_read=ctx.timeout_s)
 
     def _request(self, ex: Exchange, model: str, stream: bool) -> tuple[bytes, dict[str, str], bool]:
         """(payload, headers, passthrough)"""
@@ -91,7 +88,7 @@ class AnthropicProvider(ProviderBase):
         running: dict[str, Any] = {}
         try:
             async with self.ctx.session.post(self._messages_url, data=payload, headers=headers,
-                                             timeout=self._stream_timeout) as resp:
+                                             timeout=self.ctx.stream_timeout) as resp:
                 if resp.status != 200:
                     raise await _failure(resp)
                 decoder = SSEDecoder()
@@ -109,7 +106,7 @@ class AnthropicProvider(ProviderBase):
 
     async def _post(self, url: str, payload: bytes, headers: dict[str, str]) -> bytes:
         try:
-            async with self.ctx.session.post(url, data=payload, headers=headers, timeout=self._timeout) as resp:
+            async with self.ctx.session.post(url, data=payload, headers=headers, timeout=self.ctx.timeout) as resp:
                 if resp.status != 200:
                     raise await _failure(resp)
                 return await resp.read()

@@ -61,15 +61,19 @@ class Provider(Protocol):
 
 
 class ProviderContext:
-    """What every adapter is built with: its config, the shared HTTP session, its resolved key, and a RNG."""
+    """What every adapter is built with: its config, the shared HTTP session, its resolved key, a RNG, and the
+    socket timeouts for whole answers (``timeout``: connect) and streams (``stream_timeout``: connect, and idle
+    between reads). Attempt and total deadlines are the router's."""
 
     def __init__(self, config: ProviderConfig, session: aiohttp.ClientSession, api_key: str | None,
-                 rng: random.Random, timeout_s: float) -> None:
+                 rng: random.Random, *, connect_timeout_s: float = 10.0, idle_timeout_s: float = 120.0) -> None:
         self.config = config
         self.session = session
         self.api_key = api_key
         self.rng = rng
-        self.timeout_s = timeout_s
+        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
+        self.stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s,
+                                                    sock_read=idle_timeout_s)
 
 
 ProviderFactory = Callable[[ProviderContext], Provider]

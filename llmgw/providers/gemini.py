@@ -49,9 +49,6 @@ class GeminiProvider(ProviderBase):
         if ctx.api_key:
             headers["x-goog-api-key"] = ctx.api_key
         self._headers = headers
-        self._timeout = aiohttp.ClientTimeout(total=ctx.timeout_s)
-        self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(ctx.timeout_s, 30.0),
-                                                     sock_read=ctx.timeout_s)
 
     def _url(self, model: str, method: str) -> str:
         name = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
@@ -84,7 +81,7 @@ class GeminiProvider(ProviderBase):
         converter = tr.GeminiStreamToOpenAI(model, "chatcmpl-" + ex.id.removeprefix("req_"))
         try:
             async with self.ctx.session.post(url, data=payload, headers=self._headers,
-                                             timeout=self._stream_timeout) as resp:
+                                             timeout=self.ctx.stream_timeout) as resp:
                 if resp.status != 200:
                     raise await _failure(resp)
                 decoder = SSEDecoder()
@@ -105,7 +102,7 @@ class GeminiProvider(ProviderBase):
     async def _post(self, url: str, payload: bytes) -> bytes:
         try:
             async with self.ctx.session.post(url, data=payload, headers=self._headers,
-                                             timeout=self._timeout) as resp:
+                                             timeout=self.ctx.timeout) as resp:
                 if resp.status != 200:
                     raise await _failure(resp)
                 return await resp.read()

@@ -35,9 +35,6 @@ class OpenAIProvider(ProviderBase):
         if ctx.api_key:
             headers["Authorization"] = f"Bearer {ctx.api_key}"
         self._headers = headers
-        self._timeout = aiohttp.ClientTimeout(total=ctx.timeout_s)
-        self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(ctx.timeout_s, 30.0),
-                                                     sock_read=ctx.timeout_s)
 
     def _payload(self, body: dict[str, Any], model: str, **extra: Any) -> bytes:
         out = {**body, "model": model, **extra}
@@ -60,7 +57,7 @@ class OpenAIProvider(ProviderBase):
         payload = self._payload(body, model, stream=True, stream_options=options)
         try:
             async with self.ctx.session.post(self._chat_url, data=payload, headers=self._headers,
-                                             timeout=self._stream_timeout) as resp:
+                                             timeout=self.ctx.stream_timeout) as resp:
                 if resp.status != 200:
                     raise await _failure(resp)
                 decoder = SSEDecoder()
@@ -82,7 +79,7 @@ class OpenAIProvider(ProviderBase):
     async def _post(self, url: str, payload: bytes) -> bytes:
         try:
             async with self.ctx.session.post(url, data=payload, headers=self._headers,
-                                             timeout=self._timeout) as resp:
+                                             timeout=self.ctx.timeout) as resp:
                 if resp.status != 200:
                     raise await _failure(resp)
                 return await resp.read()
