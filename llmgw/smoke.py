@@ -1,0 +1,111 @@
+"""Smoke tests of routing: one small request through every alias, through the real server and pipeline.
+
+Contract (:func:`run_smoke`):
+- The profile is served in-process on a free loopback port by the same ``make_app`` as ``llmgw serve``, with its
+  request log in a temporary folder (smoke traffic never mixes with the real log) and requests tagged ``smoke``.
+- ``offline`` swaps every provider for the built-in mock under the same name, so routing is exactly the profile's
+  and nothing leaves the machine or costs money.
+- ``fail_targets`` (``provider/model``) are made to fail without being called, to prove that fallbacks take over.
+- An alias passes when it answered 200 from a target that was not made to fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from .profile import Profile, ProviderConfig, StateConfig
+from .server import make_app
+
+PROMPT = "llmgw smoke test: reply with OK."
+
+
+@dataclass
+class SmokeResult:
+    alias: str
+    ok: bool
+    status: int
+    target: str
+    attempts: int
+    latency_ms: float
+    message: str
+    fallback: bool  # a target that was made to fail was passed over
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def offline_profile(profile: Profile, state_dir: Path) -> Profile:
+    """The same routing with every provider replaced by the mock, and the log in ``state_dir``."""
+    mocks = {name: ProviderConfig(name=name, kind="mock") for name in profile.providers}
+    return dataclasses.replace(profile, providers=mocks, state=StateConfig(url=f"sqlite:///{state_dir}/smoke.db"))
+
+
+def _is_embedding_alias(profile: Profile, alias: str) -> bool:
+    return any("embed" in t.model.lower() for t in profile.models[alias].targets)
+
+
+async def _probe(session: aiohttp.ClientSession, url: str, profile: Profile, alias: str,
+                 fail_targets: Collection[str]) -> SmokeResult:
+    embeddings = _is_embedding_alias(profile, alias)
+    path, body = ("/v1/embeddings", {"model": alias, "input": PROMPT}) if embeddings else (
+        "/v1/chat/completions", {"model": alias, "max_tokens": 16, "messages": [{"role": "user", "content": PROMPT}]})
+    started = time.perf_counter()
+    async with session.post(url + path, json=body, headers={"x-llmgw-tags": "smoke"}) as resp:
+        payload = await resp.json(content_type=None)
+        latency = (time.perf_counter() - started) * 1000.0
+        target = resp.headers.get("x-llmgw-target", "")
+        attempts = int(resp.headers.get("x-llmgw-attempts", "0") or 0)
+    failed_over = any(t.name in fail_targets for t in profile.models[alias].targets)
+    if resp.status != 200:
+        message = (payload.get("error") or {}).get("message", "") if isinstance(payload, dict) else str(payload)
+        return SmokeResult(alias, False, resp.status, target, attempts, latency, message, failed_over)
+    if target in fail_targets:
+        return SmokeResult(alias, False, resp.status, target, attempts, latency,
+                           f"{target} answered although it was made to fail", failed_over)
+    return SmokeResult(alias, True, resp.status, target, attempts, latency,
+                       f"answered by {target}" + (" after fallback" if attempts > 1 else ""), failed_over)
+
+
+async def run_smoke(profile: Profile, *, offline: bool = False,
+                    fail_targets: Collection[str] = ()) -> list[SmokeResult]:
+    """Probe every alias of ``profile``; see the module docstring."""
+    with tempfile.TemporaryDirectory(prefix="llmgw-smoke-") as tmp:
+        state = Path(tmp)
+        served = offline_profile(profile, state) if offline else dataclasses.replace(
+            profile, state=StateConfig(url=f"sqlite:///{state}/smoke.db"))
+        runner = web.AppRunner(make_app(served, fail_targets=fail_targets), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=profile.server.timeout_s + 5)) as s:
+                return [await _probe(s, f"http://127.0.0.1:{port}", served, alias, fail_targets)
+                        for alias in served.models]
+        finally:
+            await runner.cleanup()
+
+
+def junit_xml(results: list[SmokeResult], suite: str = "llmgw smoke") -> str:
+    """JUnit XML as CI systems read it: one test case per alias."""
+    failures = sum(not r.ok for r in results)
+    root = ET.Element("testsuite", name=suite, tests=str(len(results)), failures=str(failures), errors="0",
+                      time=f"{sum(r.latency_ms for r in results) / 1000:.3f}")
+    for r in results:
+        case = ET.SubElement(root, "testcase", classname="llmgw.smoke", name=r.alias, time=f"{r.latency_ms / 1000:.3f}")
+        if not r.ok:
+            failure = ET.SubElement(case, "failure", message=r.message, type=f"HTTP {r.status}")
+            failure.text = f"alias {r.alias}: status {r.status}, target {r.target or '-'}, attempts {r.attempts}"
+        out = ET.SubElement(case, "system-out")
+        out.text = f"target={r.target} attempts={r.attempts} status={r.status} fallback={r.fallback}"
+    return ET.tostring(root, encoding="unicode", xml_declaration=True)
