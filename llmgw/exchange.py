@@ -7,8 +7,8 @@ by a provider adapter, rendered in the client's format, and finally turned into 
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +18,8 @@ from .profile import ModelConfig, Target
 
 
 def new_request_id() -> str:
-    """A short, unique, sortable-enough request id (``req_`` + 24 hex digits)."""
-    return "req_" + uuid.uuid4().hex[:24]
+    """A unique request id: ``req_`` + 24 random hex digits."""
+    return "req_" + os.urandom(12).hex()
 
 
 @dataclass(slots=True)

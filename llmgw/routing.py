@@ -144,13 +144,7 @@ class Router:
         """Answer ``ex`` from the first target that can: sets ``ex.reply`` or ``ex.events`` and ``ex.target``."""
         assert ex.model is not None
         self.budget.deposit()
-        try:
-            async with asyncio.timeout(max(0.0, ex.deadline - time.perf_counter())):
-                await self._route(ex, ex.model)
-        except TimeoutError:
-            raise UpstreamTimeout(f"no answer within the request's deadline (tried: {_tried(ex)})") from None
-
-    async def _route(self, ex: Exchange, model: ModelConfig) -> None:
+        model = ex.model
         last: UpstreamFailure | None = None
         targets = self.order(model)
         for position, target in enumerate(targets):
@@ -163,7 +157,10 @@ class Router:
                 if ex.attempts and not self.budget.withdraw():
                     raise exhausted_error(last, ex, budget_spent=True)
                 if retry:
-                    await asyncio.sleep(_backoff(retry, last, self.rng))
+                    delay = _backoff(retry, last, self.rng)
+                    if time.perf_counter() + delay >= ex.deadline:
+                        raise _deadline_error(ex)
+                    await asyncio.sleep(delay)
                 failure = await self._try(ex, provider, target)
                 if failure is None:
                     return
@@ -176,12 +173,20 @@ class Router:
         """One attempt; records it and its outcome. Returns the failure, or None when answered."""
         ex.target = target
         started = time.perf_counter()
+        remaining = ex.deadline - started
+        if remaining <= 0:
+            raise _deadline_error(ex)
         try:
             if provider is None or target.name in self.fail_targets:
                 raise UpstreamFailure(503, "target made to fail (--fail)" if provider else "provider not available")
-            async with asyncio.timeout(self.first_token_timeout_s):
+            # One timer per attempt: the first-token limit, or what is left of the request's deadline.
+            async with asyncio.timeout(min(self.first_token_timeout_s, remaining)):
                 await self._attempt(ex, provider, target)
         except TimeoutError:
+            if time.perf_counter() >= ex.deadline:
+                ex.attempts.append(Attempt(len(ex.attempts) + 1, target.name, 0,
+                                           (time.perf_counter() - started) * 1000.0, "request deadline passed"))
+                raise _deadline_error(ex) from None
             failure: UpstreamFailure | None = UpstreamFailure(0, "no first token within first_token_timeout_s",
                                                               timeout=True)
         except UpstreamFailure as exc:
@@ -216,6 +221,10 @@ class Router:
                 raise
             ex.mark_first_token()
             ex.first_event, ex.events = first, events
+
+
+def _deadline_error(ex: Exchange) -> UpstreamTimeout:
+    return UpstreamTimeout(f"no answer within the request's deadline, timeout_s (tried: {_tried(ex)})")
 
 
 def _tried(ex: Exchange) -> str:

@@ -36,6 +36,11 @@ class SSEDecoder:
     def feed(self, chunk: bytes) -> list[SSEMessage]:
         buf = self._buf + chunk if self._buf else chunk
         out: list[SSEMessage] = []
+        if b"\r" not in buf:  # the common case: LF only, split in C
+            *lines, self._buf = buf.split(b"\n")
+            for line in lines:
+                self._line(line, out)
+            return out
         pos = 0
         end = len(buf)
         while pos < end:
@@ -59,6 +64,9 @@ class SSEDecoder:
         return out
 
     def _line(self, line: bytes, out: list[SSEMessage]) -> None:
+        if line[:6] == b"data: ":  # the common case first
+            self._data.append(line[6:])
+            return
         if not line:
             if self._data:
                 out.append(SSEMessage(self._event, b"\n".join(self._data)))
