@@ -91,6 +91,10 @@ class CircuitBreaker:
         self._probing.add(target)
         return True
 
+    def release(self, target: str) -> None:
+        """A probe ended without a verdict (the client left): let the next request probe instead."""
+        self._probing.discard(target)
+
     def record(self, target: str, ok: bool, now: float) -> None:
         self._probing.discard(target)
         if ok:
@@ -191,6 +195,9 @@ class Router:
                                                               timeout=True)
         except UpstreamFailure as exc:
             failure = exc
+        except asyncio.CancelledError:
+            self.breaker.release(target.name)
+            raise
         else:
             failure = None
         latency = (time.perf_counter() - started) * 1000.0

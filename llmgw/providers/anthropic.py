@@ -46,6 +46,9 @@ class AnthropicProvider(ProviderBase):
             headers["x-api-key"] = ctx.api_key
         self._headers = headers
 
+    async def failure_from(self, resp: aiohttp.ClientResponse) -> UpstreamFailure:
+        return await _failure(resp)
+
     def _request(self, ex: Exchange, model: str, stream: bool) -> tuple[bytes, dict[str, str], bool]:
         """(payload, headers, passthrough)"""
         headers = {**self._headers, **ex.forward_headers} if ex.forward_headers else self._headers
@@ -65,7 +68,7 @@ class AnthropicProvider(ProviderBase):
 
     async def chat(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
         payload, headers, passthrough = self._request(ex, model, stream=False)
-        raw = await self._post(self._messages_url, payload, headers)
+        raw = await self.post(self._messages_url, payload, headers)
         answer = loads_object(raw)
         if passthrough:
             return UpstreamReply(answer, raw, tr.usage_from_anthropic(answer.get("usage")), format="anthropic")
@@ -77,7 +80,7 @@ class AnthropicProvider(ProviderBase):
         body = {k: v for k, v in ex.client_body.items() if k in ("messages", "system", "tools", "tool_choice",
                                                                   "thinking", "mcp_servers")}
         headers = {**self._headers, **ex.forward_headers}
-        return loads_object(await self._post(self._count_url, orjson.dumps({**body, "model": model}), headers))
+        return loads_object(await self.post(self._count_url, orjson.dumps({**body, "model": model}), headers))
 
     async def embeddings(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
         raise UpstreamFailure(400, "Anthropic has no embeddings API; route embeddings to another provider")
@@ -90,7 +93,7 @@ class AnthropicProvider(ProviderBase):
             async with self.ctx.session.post(self._messages_url, data=payload, headers=headers,
                                              timeout=self.ctx.stream_timeout) as resp:
                 if resp.status != 200:
-                    raise await _failure(resp)
+                    raise await self.failure_from(resp)
                 decoder = SSEDecoder()
                 async for piece in resp.content.iter_any():
                     batch = [event for message in decoder.feed(piece)
@@ -104,14 +107,6 @@ class AnthropicProvider(ProviderBase):
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise transport_failure(exc) from None
 
-    async def _post(self, url: str, payload: bytes, headers: dict[str, str]) -> bytes:
-        try:
-            async with self.ctx.session.post(url, data=payload, headers=headers, timeout=self.ctx.timeout) as resp:
-                if resp.status != 200:
-                    raise await _failure(resp)
-                return await resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise transport_failure(exc) from None
 
 
 def _events(name: str | None, data: bytes, converter: tr.AnthropicStreamToOpenAI | None,

@@ -89,6 +89,20 @@ class ProviderBase:
         self.ctx = ctx
         self.config = ctx.config
 
+    async def failure_from(self, resp: aiohttp.ClientResponse) -> UpstreamFailure:
+        """Turn a non-200 answer into an :class:`UpstreamFailure` with the upstream's own message."""
+        return UpstreamFailure(resp.status, f"HTTP {resp.status}")
+
+    async def post(self, url: str, payload: bytes, headers: Mapping[str, str]) -> bytes:
+        """POST a JSON payload for a whole answer; its body, or an :class:`UpstreamFailure`."""
+        try:
+            async with self.ctx.session.post(url, data=payload, headers=headers, timeout=self.ctx.timeout) as resp:
+                if resp.status != 200:
+                    raise await self.failure_from(resp)
+                return await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise transport_failure(exc) from None
+
 
 # Provider kind -> (module in this package, adapter class). Adding a provider is one file and one line here.
 ADAPTERS: Mapping[str, tuple[str, str]] = MappingProxyType({

@@ -59,9 +59,12 @@ class GeminiProvider(ProviderBase):
         _record_dropped(ex, dropped)
         return orjson.dumps(payload)
 
+    async def failure_from(self, resp: aiohttp.ClientResponse) -> UpstreamFailure:
+        return await _failure(resp)
+
     async def chat(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
         payload = self._translate(ex, body)
-        resp = loads_object(await self._post(self._url(model, "generateContent"), payload))
+        resp = loads_object(await self.post(self._url(model, "generateContent"), payload, self._headers))
         if isinstance(resp.get("error"), dict):
             raise _error_failure(resp, None)
         return UpstreamReply(tr.gemini_to_openai(resp, model), None, tr.usage_from_gemini(resp.get("usageMetadata")))
@@ -69,7 +72,8 @@ class GeminiProvider(ProviderBase):
     async def embeddings(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
         request, dropped = tr.openai_embeddings_to_gemini(body, model)
         _record_dropped(ex, dropped)
-        resp = loads_object(await self._post(self._url(model, "batchEmbedContents"), orjson.dumps(request)))
+        resp = loads_object(await self.post(self._url(model, "batchEmbedContents"), orjson.dumps(request),
+                                          self._headers))
         if isinstance(resp.get("error"), dict):
             raise _error_failure(resp, None)
         reply, usage = tr.gemini_embeddings_to_openai(resp, model, body.get("encoding_format"))
@@ -83,7 +87,7 @@ class GeminiProvider(ProviderBase):
             async with self.ctx.session.post(url, data=payload, headers=self._headers,
                                              timeout=self.ctx.stream_timeout) as resp:
                 if resp.status != 200:
-                    raise await _failure(resp)
+                    raise await self.failure_from(resp)
                 decoder = SSEDecoder()
                 async for piece in resp.content.iter_any():
                     for message in decoder.feed(piece):
@@ -99,15 +103,6 @@ class GeminiProvider(ProviderBase):
         for event in converter.finish():
             yield event
 
-    async def _post(self, url: str, payload: bytes) -> bytes:
-        try:
-            async with self.ctx.session.post(url, data=payload, headers=self._headers,
-                                             timeout=self.ctx.timeout) as resp:
-                if resp.status != 200:
-                    raise await _failure(resp)
-                return await resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise transport_failure(exc) from None
 
 
 def _record_dropped(ex: Exchange, dropped: list[str]) -> None:

@@ -42,13 +42,16 @@ class OpenAIProvider(ProviderBase):
             out.pop(name, None)
         return orjson.dumps(out)
 
+    async def failure_from(self, resp: aiohttp.ClientResponse) -> UpstreamFailure:
+        return await _failure(resp)
+
     async def chat(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
-        raw = await self._post(self._chat_url, self._payload(body, model))
+        raw = await self.post(self._chat_url, self._payload(body, model), self._headers)
         reply = loads_object(raw)
         return UpstreamReply(reply, raw, Usage.from_openai(reply.get("usage")))
 
     async def embeddings(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
-        raw = await self._post(self._embeddings_url, self._payload(body, model))
+        raw = await self.post(self._embeddings_url, self._payload(body, model), self._headers)
         reply = loads_object(raw)
         return UpstreamReply(reply, raw, Usage.from_openai(reply.get("usage")))
 
@@ -59,7 +62,7 @@ class OpenAIProvider(ProviderBase):
             async with self.ctx.session.post(self._chat_url, data=payload, headers=self._headers,
                                              timeout=self.ctx.stream_timeout) as resp:
                 if resp.status != 200:
-                    raise await _failure(resp)
+                    raise await self.failure_from(resp)
                 decoder = SSEDecoder()
                 async for piece in resp.content.iter_any():
                     messages = decoder.feed(piece)
@@ -76,15 +79,6 @@ class OpenAIProvider(ProviderBase):
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise transport_failure(exc) from None
 
-    async def _post(self, url: str, payload: bytes) -> bytes:
-        try:
-            async with self.ctx.session.post(url, data=payload, headers=self._headers,
-                                             timeout=self.ctx.timeout) as resp:
-                if resp.status != 200:
-                    raise await _failure(resp)
-                return await resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise transport_failure(exc) from None
 
 
 def _event(data: bytes) -> StreamEvent:
