@@ -38,12 +38,13 @@ import re
 import signal
 from collections import deque
 from types import MappingProxyType
-from typing import Any, Final, NamedTuple, Self
+from typing import Any, Final, NamedTuple
 
 import orjson
 from aiohttp import web
 
 from .fake_openai import _Headers, _split_words
+from .server import FakeServer
 
 __all__ = [
     "ANTHROPIC_COUNT_TOKENS_SAMPLE",
@@ -340,7 +341,7 @@ class _Answer(NamedTuple):
 # ----------------------------------------------------------------------------------------------------------
 
 
-class FakeAnthropic:
+class FakeAnthropic(FakeServer):
     """A fake Anthropic upstream served by aiohttp on a free port of 127.0.0.1.
 
     Use it as an async context manager::
@@ -388,8 +389,6 @@ class FakeAnthropic:
     ) -> None:
         self.api_key = api_key
         self.chunk_delay_s = chunk_delay_s
-        self.host = host
-        self.port = port
         self.record_requests = record_requests
         self.requests: list[dict[str, Any]] = []
         self._answer: str | None = None
@@ -400,17 +399,9 @@ class FakeAnthropic:
         self._stream_failures: deque[tuple[str, str, int]] = deque()
         self._ids = itertools.count(1)
         self._id_base = os.urandom(5).hex()
-        self._runner: web.AppRunner | None = None
-        self._base_url: str | None = None
+        super().__init__(host=host, port=port)
 
     # -- configuration --------------------------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` once started; RuntimeError before."""
-        if self._base_url is None:
-            raise RuntimeError("FakeAnthropic is not started")
-        return self._base_url
 
     def fail_next(
         self, status: int, *, times: int = 1, message: str = "fake failure", retry_after: float | None = None
@@ -495,36 +486,11 @@ class FakeAnthropic:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Bind ``host:port`` (port 0: a free one), start serving, and set :attr:`base_url`."""
-        if self._runner is not None:
-            return
-        runner = web.AppRunner(
-            make_fake_anthropic_app(self), access_log=None, handle_signals=False, shutdown_timeout=1.0
-        )
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = runner.addresses[0][1]
-        self._base_url = f"http://{self.host}:{self.port}"
+    url_suffix = ""
 
-    async def close(self) -> None:
-        """Stop serving; idempotent."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+    def make_app(self) -> web.Application:
+        return make_fake_anthropic_app(self)
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     # -- used by the app ------------------------------------------------------------------------------------
 

@@ -29,10 +29,12 @@ import math
 import os
 import re
 from collections import deque
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
+
+from .server import FakeServer
 
 __all__ = [
     "GEMINI_EMBEDDINGS_SAMPLE",
@@ -323,7 +325,7 @@ def _usage(prompt: int, candidates: int | None) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------------
 
 
-class FakeGemini:
+class FakeGemini(FakeServer):
     """A fake Gemini API served by aiohttp on a free port of 127.0.0.1.
 
     Use it as an async context manager::
@@ -356,8 +358,6 @@ class FakeGemini:
         self.api_key = api_key
         self.words_per_chunk = words_per_chunk
         self.chunk_delay_s = chunk_delay_s
-        self.host = host
-        self.port = port
         self.requests: list[dict[str, Any]] = []
         self._answer: str | None = None
         self._calls: list[dict[str, Any]] | None = None
@@ -365,17 +365,9 @@ class FakeGemini:
         self._stream_breaks: deque[tuple[int, int, str]] = deque()
         self._ids = itertools.count(1)
         self._id_base = os.urandom(4).hex()
-        self._runner: web.AppRunner | None = None
-        self._base_url: str | None = None
+        super().__init__(host=host, port=port)
 
     # -- configuration --------------------------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` once started (the Gemini ``base_url``: paths start with ``/v1beta``)."""
-        if self._base_url is None:
-            raise RuntimeError("FakeGemini is not started")
-        return self._base_url
 
     def fail_next(self, status: int, *, times: int = 1, message: str = "fake failure",
                   retry_after: float | None = None) -> None:
@@ -415,33 +407,11 @@ class FakeGemini:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        if self._runner is not None:
-            return
-        runner = web.AppRunner(make_fake_gemini_app(self), access_log=None, handle_signals=False,
-                               shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = runner.addresses[0][1]
-        self._base_url = f"http://{self.host}:{self.port}"
+    url_suffix = ""
 
-    async def close(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+    def make_app(self) -> web.Application:
+        return make_fake_gemini_app(self)
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     # -- used by the app ------------------------------------------------------------------------------------
 

@@ -38,10 +38,12 @@ import struct
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
+
+from .server import FakeServer
 
 __all__ = [
     "CHAT_COMPLETION_CHUNK_SAMPLE",
@@ -301,7 +303,7 @@ class _Headers(dict[str, str]):
 # ----------------------------------------------------------------------------------------------------------
 
 
-class FakeOpenAI:
+class FakeOpenAI(FakeServer):
     """A fake OpenAI upstream served by aiohttp on a free port of 127.0.0.1.
 
     Use it as an async context manager::
@@ -342,8 +344,6 @@ class FakeOpenAI:
         self.api_key = api_key
         self.model_prefix = model_prefix
         self.chunk_delay_s = chunk_delay_s
-        self.host = host
-        self.port = port
         self.record_requests = record_requests
         self.requests: list[dict[str, Any]] = []
         self._answer: str | None = None
@@ -351,17 +351,9 @@ class FakeOpenAI:
         self._failures: deque[tuple[int, str, float | None]] = deque()
         self._ids = itertools.count(1)
         self._id_base = os.urandom(5).hex()
-        self._runner: web.AppRunner | None = None
-        self._base_url: str | None = None
+        super().__init__(host=host, port=port)
 
     # -- configuration --------------------------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT/v1`` once started; RuntimeError before."""
-        if self._base_url is None:
-            raise RuntimeError("FakeOpenAI is not started")
-        return self._base_url
 
     def fail_next(
         self, status: int, *, times: int = 1, message: str = "fake failure", retry_after: float | None = None
@@ -411,36 +403,11 @@ class FakeOpenAI:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Bind ``host:port`` (port 0: a free one), start serving, and set :attr:`base_url`."""
-        if self._runner is not None:
-            return
-        runner = web.AppRunner(
-            make_fake_openai_app(self), access_log=None, handle_signals=False, shutdown_timeout=1.0
-        )
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = runner.addresses[0][1]
-        self._base_url = f"http://{self.host}:{self.port}/v1"
+    url_suffix = "/v1"
 
-    async def close(self) -> None:
-        """Stop serving; idempotent."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+    def make_app(self) -> web.Application:
+        return make_fake_openai_app(self)
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     # -- used by the app ------------------------------------------------------------------------------------
 

@@ -1,0 +1,60 @@
+"""What every fake upstream shares: serving its aiohttp app on a free loopback port, as an async context manager."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Self
+
+from aiohttp import web
+
+
+class FakeServer:
+    """Lifecycle of a fake upstream.
+
+    Contract: ``start()`` binds ``host:port`` (port 0 picks a free one, read back into :attr:`port`) and serves
+    :meth:`make_app`; :attr:`base_url` is ``http://HOST:PORT`` plus the provider's ``url_suffix`` once started and
+    raises ``RuntimeError`` before; ``close()`` is idempotent.
+    """
+
+    url_suffix: ClassVar[str] = ""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+
+    def make_app(self) -> web.Application:
+        raise NotImplementedError
+
+    @property
+    def base_url(self) -> str:
+        """The provider's API root as its SDKs and the gateway's ``base_url`` expect it."""
+        if self._base_url is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return self._base_url
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            return
+        runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+        self._base_url = f"http://{self.host}:{self.port}{self.url_suffix}"
+
+    async def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
