@@ -159,6 +159,7 @@ class Router:
             provider = self.providers.get(target.provider)
             for retry in range(model.retries + 1):
                 if ex.attempts and not self.budget.withdraw():
+                    self.breaker.release(target.name)
                     raise exhausted_error(last, ex, budget_spent=True)
                 if retry:
                     delay = _backoff(retry, last, self.rng)
@@ -188,15 +189,14 @@ class Router:
                 await self._attempt(ex, provider, target)
         except TimeoutError:
             if time.perf_counter() >= ex.deadline:
-                ex.attempts.append(Attempt(len(ex.attempts) + 1, target.name, 0,
-                                           (time.perf_counter() - started) * 1000.0, "request deadline passed"))
+                self._record_cut(ex, target, started, "request deadline passed", failed=True)
                 raise _deadline_error(ex) from None
             failure: UpstreamFailure | None = UpstreamFailure(0, "no first token within first_token_timeout_s",
                                                               timeout=True)
         except UpstreamFailure as exc:
             failure = exc
-        except asyncio.CancelledError:
-            self.breaker.release(target.name)
+        except asyncio.CancelledError:  # the client went away: no verdict on the target
+            self._record_cut(ex, target, started, "client disconnected", failed=False)
             raise
         else:
             failure = None
@@ -207,6 +207,15 @@ class Router:
         if failure is None:
             self.latency.observe(target.name, latency)
         return failure
+
+    def _record_cut(self, ex: Exchange, target: Target, started: float, why: str, *, failed: bool) -> None:
+        """An attempt ended from outside (deadline, client gone): log it; a deadline counts against the target."""
+        ex.attempts.append(Attempt(len(ex.attempts) + 1, target.name, 0, (time.perf_counter() - started) * 1000.0,
+                                   why))
+        if failed:
+            self.breaker.record(target.name, False, time.monotonic())
+        else:
+            self.breaker.release(target.name)
 
     async def _attempt(self, ex: Exchange, provider: Provider, target: Target) -> None:
         if provider.native_format != ex.client_format:
