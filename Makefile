@@ -23,11 +23,11 @@ demo: $(VENV)/.installed
 
 ## Install everything the tests need and run the whole suite.
 test: $(VENV)/.installed-test
-	$(BIN)/ruff check llmgw tests bench
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 -q
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check llmgw tests bench
+	$(BIN)/ruff check .
 
 ## The benchmark (not part of the tests): see bench/README.md.
 bench: $(VENV)/.installed-test
