@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -150,6 +150,37 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """USD limits per UTC day and per UTC month; None means no limit."""
+
+    daily: float | None = None
+    monthly: float | None = None
+
+
+@dataclass(frozen=True)
+class TeamConfig:
+    name: str
+    rpm: int | None = None
+    tpm: int | None = None
+    budget: Budget = field(default_factory=Budget)
+    models: tuple[str, ...] | None = None   # allow-list of aliases; None = all
+    data_class: str | None = None
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    """A virtual key declared in the profile (its secret is a reference, resolved at start-up)."""
+
+    name: str
+    key: Secret
+    team: str
+    rpm: int | None = None
+    tpm: int | None = None
+    budget: Budget = field(default_factory=Budget)
+    models: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Price:
     """USD per one million tokens."""
 
@@ -166,6 +197,8 @@ class Profile:
     models: Mapping[str, ModelConfig]
     prices: Mapping[str, Price]
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    teams: Mapping[str, TeamConfig] = field(default_factory=dict)
+    keys: Mapping[str, KeyConfig] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<built-in demo>"
 
@@ -174,7 +207,13 @@ class Profile:
         found = [(f"providers.{p.name}.api_key", p.api_key) for p in self.providers.values() if p.api_key]
         if self.server.admin_key:
             found.append(("server.admin_key", self.server.admin_key))
+        found += [(f"keys.{k.name}.key", k.key) for k in self.keys.values()]
         return found
+
+    @property
+    def governed(self) -> bool:
+        """Whether clients must present a key (any team or key is configured; minted keys need a team)."""
+        return bool(self.teams or self.keys)
 
 
 # --- validation helpers --------------------------------------------------------------------------------------
@@ -421,6 +460,62 @@ def _prices(c: _Checker, raw: Any) -> dict[str, Price]:
     return out
 
 
+def _limits(c: _Checker, raw: dict[str, Any], path: str) -> dict[str, Any]:
+    """rpm, tpm, budget_usd and models, shared by teams and keys."""
+    out: dict[str, Any] = {}
+    for name in ("rpm", "tpm"):
+        value = c.get(raw, name, path, int, None)
+        c.check(value is None or value >= 0, f"{path}.{name}: must not be negative")
+        out[name] = value
+    budget = c.table(raw.get("budget_usd"), f"{path}.budget_usd") if "budget_usd" in raw else {}
+    c.unknown(budget, f"{path}.budget_usd", {"daily", "monthly"})
+    limits = {k: c.get(budget, k, f"{path}.budget_usd", _NUMBER, None) for k in ("daily", "monthly")}
+    for k, v in limits.items():
+        c.check(v is None or v >= 0, f"{path}.budget_usd.{k}: must not be negative")
+    out["budget"] = Budget(**{k: None if v is None else float(v) for k, v in limits.items()})
+    models = c.get(raw, "models", path, list, None)
+    if models is not None:
+        c.check(all(isinstance(m, str) for m in models), f"{path}.models: expected an array of alias names")
+        models = tuple(m for m in models if isinstance(m, str))
+    out["models"] = models
+    return out
+
+
+def _teams(c: _Checker, raw: Any, aliases: Collection[str]) -> dict[str, TeamConfig]:
+    teams = {}
+    for name, entry in c.table(raw, "teams").items():
+        path = f"teams.{name}"
+        entry = c.table(entry, path)
+        c.unknown(entry, path, {"rpm", "tpm", "budget_usd", "models", "data_class"})
+        limits = _limits(c, entry, path)
+        for alias in limits["models"] or ():
+            c.check(alias in aliases, f"{path}.models: unknown alias {alias!r}")
+        teams[name] = TeamConfig(name=name, data_class=c.get(entry, "data_class", path, str, None), **limits)
+    return teams
+
+
+def _keys(c: _Checker, raw: Any, teams: Mapping[str, TeamConfig], aliases: Collection[str]) -> dict[str, KeyConfig]:
+    keys = {}
+    for name, entry in c.table(raw, "keys").items():
+        path = f"keys.{name}"
+        entry = c.table(entry, path)
+        c.unknown(entry, path, {"key", "team", "rpm", "tpm", "budget_usd", "models"})
+        secret = c.secret(entry, "key", path)
+        team = c.get(entry, "team", path, str, None)
+        if secret is None:
+            c.problems.append(f"{path}.key: missing (e.g. key = \"env:LLMGW_{name.upper()}_KEY\")")
+        if team is None:
+            c.problems.append(f"{path}.team: missing (the [teams.*] this key belongs to)")
+        elif team not in teams:
+            c.problems.append(f"{path}.team: unknown team {team!r} (declared: {', '.join(teams) or 'none'})")
+        limits = _limits(c, entry, path)
+        for alias in limits["models"] or ():
+            c.check(alias in aliases, f"{path}.models: unknown alias {alias!r}")
+        if secret is not None and team is not None:
+            keys[name] = KeyConfig(name=name, key=secret, team=team, **limits)
+    return keys
+
+
 _LATER_SECTIONS: dict[str, type] = {"teams": dict, "keys": dict, "cache": dict, "guardrails": list}
 _TOP_KEYS = {"server", "state", "routing", "providers", "models", "prices", *_LATER_SECTIONS}
 
@@ -449,6 +544,8 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
                                     weights=raw["weights"], retries=raw["retries"], cache=raw["cache"],
                                     data_classes=raw["data_classes"])
     prices = _prices(c, data.get("prices"))
+    teams = _teams(c, data.get("teams"), models)
+    keys = _keys(c, data.get("keys"), teams, models)
     extra = {}
     for section, kind in _LATER_SECTIONS.items():
         if section in data:
@@ -459,7 +556,7 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
     if c.problems:
         raise ProfileError(c.problems, source)
     return Profile(server=server, state=state, providers=providers, models=models, prices=prices,
-                   routing=routing, extra=extra, source=source)
+                   routing=routing, teams=teams, keys=keys, extra=extra, source=source)
 
 
 def load_profile(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None) -> Profile:
@@ -506,8 +603,7 @@ def secret_problems(profile: Profile) -> list[str]:
 def host_problems(profile: Profile, host: str | None = None) -> list[str]:
     """Refuse an open proxy on a non-loopback host."""
     host = host or profile.server.host
-    has_auth = bool(profile.extra.get("keys") or profile.extra.get("teams"))
-    if host not in LOOPBACK_HOSTS and not has_auth:
+    if host not in LOOPBACK_HOSTS and not profile.governed:
         return [f"server.host: {host!r} is not loopback and no [keys] or [teams] are configured;"
                 " refusing to run an open proxy"]
     return []

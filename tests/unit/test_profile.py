@@ -238,6 +238,7 @@ def test_secrets_lists_every_reference_with_its_path(full: Profile) -> None:
         "providers.anthropic.api_key": Secret("file:/run/secrets/anthropic"),
         "providers.gemini.api_key": Secret("env:GEMINI_API_KEY"),
         "server.admin_key": Secret("env:LLMGW_TEST_ADMIN_KEY"),
+        "keys.ci.key": Secret("env:LLMGW_CI_KEY"),
     }
 
 
@@ -587,7 +588,8 @@ def test_non_loopback_without_keys_or_teams_is_refused(host: str) -> None:
 
 
 def test_non_loopback_with_keys_or_teams_is_allowed() -> None:
-    with_keys = parse_profile({"server": {"host": "0.0.0.0"}, "keys": {"ci": {"key": "env:K", "team": "t"}}})
+    with_keys = parse_profile({"server": {"host": "0.0.0.0"}, "teams": {"t": {}},
+                               "keys": {"ci": {"key": "env:K", "team": "t"}}})
     with_teams = parse_profile({"server": {"host": "0.0.0.0"}, "teams": {"t": {"rpm": 1}}})
     assert host_problems(with_keys) == []
     assert host_problems(with_teams) == []
