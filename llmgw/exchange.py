@@ -131,6 +131,8 @@ class Exchange:
     include_usage: bool = False            # the client asked for a usage chunk in its stream
     key_id: str = ""
     team: str = ""
+    credential: str | None = field(default=None, repr=False)  # the key the client presented; never logged
+    principal: Any = None                  # the key record the credential resolved to (llmgw.store.keys)
     tags: tuple[str, ...] = ()
     model: ModelConfig | None = None
     target: Target | None = None

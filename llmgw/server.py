@@ -25,14 +25,17 @@ from aiohttp import web
 from .clients import anthropic as anthropic_client
 from .clients import openai as openai_client
 from .clients.base import ClientFormat
-from .errors import GatewayError, InvalidRequest, ModelNotFound, PayloadTooLarge
+from .errors import GatewayError, InvalidRequest, PayloadTooLarge
 from .exchange import Exchange
+from .governance import open_keys, open_shared_state, refresh_keys
 from .pipeline import Pipeline
 from .pricing import PriceTable
 from .profile import Profile
 from .providers.anthropic import AnthropicProvider
 from .providers.base import Provider, ProviderContext, UpstreamFailure, adapter_for
 from .routing import Router
+from .stages.auth import AuthStage, presented_key
+from .stages.limits import LimitsStage
 from .stages.meter import MeterStage
 from .store.log import LogWriter
 
@@ -43,6 +46,7 @@ PIPELINE = web.AppKey("pipeline", Pipeline)
 METER = web.AppKey("meter", MeterStage)
 WRITER = web.AppKey("writer", LogWriter)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+AUTH = web.AppKey("auth", AuthStage)
 FAIL_TARGETS = web.AppKey("fail_targets", frozenset)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -98,12 +102,22 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         router = Router(build_providers(profile, session, rng), profile.routing, rng=rng,
                         first_token_timeout_s=profile.server.first_token_timeout_s,
                         fail_targets=app[FAIL_TARGETS])
-        meter = MeterStage(PriceTable.load(profile.prices), writer)
+        prices = PriceTable.load(profile.prices)
+        meter = MeterStage(prices, writer)
+        keys = await asyncio.to_thread(open_keys, profile) if profile.governed else None
+        state = await open_shared_state(profile)
+        auth = AuthStage(profile.models, keys)
+        limits = LimitsStage(state, prices, profile.teams, meter.price)
         app[SESSION] = session
         app[WRITER] = writer
         app[METER] = meter
-        app[PIPELINE] = Pipeline([meter], router)
+        app[AUTH] = auth
+        app[PIPELINE] = Pipeline([meter, auth, limits], router)
+        refresher = asyncio.create_task(refresh_keys(keys, profile)) if keys is not None else None
         yield
+        if refresher is not None:
+            refresher.cancel()
+        await state.close()
     finally:
         await session.close()
         writer.close()
@@ -160,17 +174,11 @@ def _begin(request: web.Request, fmt: ClientFormat, endpoint: str) -> Exchange:
     ex = Exchange(fmt.name, endpoint, log_bodies=profile.server.log_bodies)
     ex.deadline = ex.started + profile.server.timeout_s
     ex.tags = _tags(request)
+    headers = request.headers
+    ex.credential = presented_key(headers.get("Authorization"), headers.get("x-api-key"))
     if fmt.name == "anthropic":
         ex.forward_headers = {h: v for h in _FORWARDED_HEADERS if (v := request.headers.get(h))}
     return ex
-
-
-def _resolve_alias(request: web.Request, ex: Exchange) -> None:
-    model = request.app[PROFILE].models.get(ex.alias)
-    if model is None:
-        raise ModelNotFound(f"model {ex.alias!r} does not exist; `GET /v1/models` lists the aliases",
-                            param="model")
-    ex.model = model
 
 
 def _chat_handler(fmt: ClientFormat, max_bytes: int) -> Handler:
@@ -183,7 +191,6 @@ def _chat_handler(fmt: ClientFormat, max_bytes: int) -> Handler:
         try:
             body, ex.raw_body = await read_json(request, max_bytes)
             fmt.parse(ex, body)
-            _resolve_alias(request, ex)
             await pipeline.start(ex)
             if ex.error is not None:
                 return fmt.render_error(ex.error, proxy_headers(ex, meter, with_cost=False))
@@ -210,7 +217,6 @@ def _embeddings_handler(max_bytes: int) -> Handler:
             ex.body, ex.raw_body = await read_json(request, max_bytes)
             openai_client.validate_embeddings(ex.body)
             ex.alias = ex.body["model"]
-            _resolve_alias(request, ex)
             await pipeline.start(ex)
             if ex.error is not None:
                 return openai_client.render_error(ex.error, proxy_headers(ex, meter, with_cost=False))
@@ -237,7 +243,7 @@ def _count_tokens_handler(max_bytes: int) -> Handler:
             body, _ = await read_json(request, max_bytes)
             anthropic_client.validate_messages(body, count_only=True)
             ex.client_body, ex.alias = body, body["model"]
-            _resolve_alias(request, ex)
+            await request.app[AUTH].request(ex)
             assert ex.model is not None
             target = ex.model.targets[0]
             provider = request.app[PIPELINE].router.providers.get(target.provider)
@@ -257,9 +263,18 @@ async def _models(request: web.Request) -> web.Response:
     """The aliases, in a shape both SDKs read: OpenAI's model list and Anthropic's (``type``, ``display_name``,
     ``created_at``, ``has_more``, ``first_id``, ``last_id``)."""
     profile = request.app[PROFILE]
+    auth = request.app[AUTH]
+    aliases = list(profile.models)
+    if auth.keys is not None:
+        try:
+            record = auth.identify(presented_key(request.headers.get("Authorization"),
+                                                 request.headers.get("x-api-key")))
+        except GatewayError as error:
+            return openai_client.render_error(error)
+        aliases = [a for a in aliases if auth.allowed(record, a)]
     data = [{"id": alias, "object": "model", "created": 0, "owned_by": "llmgw", "type": "model",
              "display_name": alias, "created_at": "1970-01-01T00:00:00Z",
-             "targets": [t.name for t in model.targets]} for alias, model in profile.models.items()]
+             "targets": [t.name for t in profile.models[alias].targets]} for alias in aliases]
     ids = [d["id"] for d in data]
     return web.json_response({"object": "list", "data": data, "has_more": False,
                               "first_id": ids[0] if ids else None, "last_id": ids[-1] if ids else None},

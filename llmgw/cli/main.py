@@ -8,6 +8,7 @@ import sys
 import typer
 
 from . import check as check_cmd
+from . import keys as keys_cmd
 from . import logs as logs_cmd
 from . import models as models_cmd
 from . import profile_cmd
@@ -28,6 +29,7 @@ app.command()(smoke_cmd.smoke)
 app.command()(models_cmd.models)
 app.add_typer(logs_cmd.app, name="logs")
 app.add_typer(profile_cmd.app, name="profile")
+app.add_typer(keys_cmd.app, name="keys")
 
 
 @app.callback()

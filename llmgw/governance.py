@@ -1,0 +1,89 @@
+"""Wiring of keys and shared state for a running server: opening them, keeping them fresh, seeding budgets.
+
+Contracts:
+- ``open_keys`` reads the minted keys and hashes the profile's (blocking: call it in a thread).
+- ``refresh_keys`` re-reads minted keys every ``interval_s`` so that ``llmgw keys create``/``revoke`` take effect
+  on a running server within seconds.
+- ``open_shared_state`` gives Redis when ``[state] shared`` is set, else the in-process store; budget counters
+  that the store does not have yet start from the spend already in the request log (the log is the ledger).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from datetime import UTC, datetime
+
+from .profile import Profile
+from .stages.limits import budget_counter, periods
+from .store.keys import KeyIndex, KeyStore
+from .store.shared import MemoryState, SharedState
+
+log = logging.getLogger("llmgw.governance")
+
+
+def open_keys(profile: Profile) -> KeyIndex:
+    store = KeyStore(profile.state.db_path)
+    try:
+        return KeyIndex.load(profile, store)
+    finally:
+        store.close()
+
+
+async def refresh_keys(index: KeyIndex, profile: Profile, interval_s: float = 2.0) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            fresh = await asyncio.to_thread(open_keys, profile)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("could not re-read keys: %s", exc)
+            continue
+        index.replace(fresh)
+
+
+def _spend_so_far(profile: Profile, now: float) -> dict[str, float]:
+    """Spend per budget counter for the current day and month, from the request log."""
+    path = profile.state.db_path
+    if not path.exists():
+        return {}
+    owners = [("team", name) for name, team in profile.teams.items() if team.budget.daily or team.budget.monthly]
+    owners += [("key", name) for name, key in profile.keys.items() if key.budget.daily or key.budget.monthly]
+    out: dict[str, float] = {}
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        for _, suffix, _resets, _ttl in periods(now):
+            start = _period_start(suffix)
+            for column, name in owners:
+                row = db.execute(f"SELECT COALESCE(SUM(cost_usd), 0) FROM requests WHERE {column} = ? AND time >= ?",
+                                 (name, start)).fetchone()
+                out[budget_counter(f"{column}:{name}", suffix)] = float(row[0])
+    return out
+
+
+def _period_start(suffix: str) -> float:
+    kind, _, value = suffix.partition(":")
+    fmt = "%Y-%m-%d" if kind == "day" else "%Y-%m"
+    return datetime.strptime(value, fmt).replace(tzinfo=UTC).timestamp()
+
+
+async def open_shared_state(profile: Profile) -> SharedState:
+    if profile.state.shared:
+        from .store.shared_redis import RedisState
+
+        state: SharedState = RedisState(profile.state.shared)
+    else:
+        state = MemoryState()
+    if profile.governed:
+        now = time.time()
+        try:
+            spent = await asyncio.to_thread(_spend_so_far, profile, now)
+        except sqlite3.Error as exc:
+            log.warning("could not read past spend from the request log: %s", exc)
+            spent = {}
+        for key, amount in spent.items():
+            ttl = 40 * 86400 if ":month:" in key else 2 * 86400
+            with contextlib.suppress(Exception):
+                await state.seed(key, amount, ttl)
+    return state

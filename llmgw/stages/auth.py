@@ -1,0 +1,68 @@
+"""Auth and allow-lists: who is calling, and may they call this alias.
+
+Contracts:
+- With no ``[teams]``/``[keys]`` in the profile the gateway is open and this stage only resolves the alias.
+- Otherwise the key comes from ``Authorization: Bearer`` or ``x-api-key`` (same policy either way). A missing,
+  malformed, unknown, revoked or expired key gets the same 401, whatever the reason.
+- The alias must exist and be on the key's and the team's allow-lists; an alias outside them answers exactly like
+  an unknown alias (404, same message), so aliases cannot be enumerated.
+- On success ``ex.key_id``, ``ex.team`` and ``ex.model`` are set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..errors import AuthenticationError, ModelNotFound
+from ..exchange import Exchange
+from ..profile import ModelConfig
+from ..store.keys import KeyIndex, KeyRecord
+
+UNAUTHORIZED = "invalid API key: send a virtual key in Authorization: Bearer or x-api-key"
+
+
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The secret a client presented, from either header."""
+    if x_api_key:
+        return x_api_key.strip()
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return None
+
+
+def unknown_model(alias: str) -> ModelNotFound:
+    return ModelNotFound(f"model {alias!r} does not exist; `GET /v1/models` lists the aliases", param="model")
+
+
+class AuthStage:
+    def __init__(self, models: Mapping[str, ModelConfig], keys: KeyIndex | None) -> None:
+        self.models = models
+        self.keys = keys
+
+    def identify(self, secret: str | None) -> KeyRecord:
+        """The key record for a presented secret, or the one 401."""
+        record = self.keys.lookup(secret) if self.keys is not None and secret else None
+        if record is None:
+            raise AuthenticationError(UNAUTHORIZED)
+        return record
+
+    async def request(self, ex: Exchange) -> None:
+        record = None
+        if self.keys is not None:
+            record = self.identify(ex.credential)
+            ex.key_id, ex.team, ex.principal = record.id, record.team, record
+        model = self.models.get(ex.alias)
+        if model is None or (record is not None and not self.allowed(record, ex.alias)):
+            raise unknown_model(ex.alias)
+        ex.model = model
+
+    def allowed(self, record: KeyRecord, alias: str) -> bool:
+        team = self.keys.teams.get(record.team) if self.keys is not None else None
+        if record.models is not None and alias not in record.models:
+            return False
+        return not (team is not None and team.models is not None and alias not in team.models)
+
+    async def response(self, ex: Exchange) -> None:
+        return None

@@ -1,0 +1,144 @@
+"""Rate limits and budgets per key and per team, reserved before the upstream call and settled after it.
+
+Contracts:
+- Only exchanges with a key (``ex.principal``) are limited; an open proxy has no limits.
+- Before routing: requests-per-minute (exactly, over a sliding minute) and tokens-per-minute (the request's
+  estimate: its prompt at ~4 bytes a token plus its ``max_tokens``, or 1,024) for the key and its team; and the
+  request's *maximum possible cost* (prompt estimate plus ``max_tokens``, or 4,096, at the dearest of the alias's
+  targets) against each daily and monthly budget (UTC) of the key and the team. All or nothing, atomically.
+- A refusal is 429 with ``Retry-After`` naming the limit; for a budget, which budget and when it resets.
+- After the answer (or the failure): the reservation is replaced by the real tokens and cost; a failed request
+  releases its budget hold (its real cost is 0). So concurrent bursts overshoot a budget by at most one request.
+- When the shared store is down, budgets fail closed (503, no upstream call) and rate limits fail open with a
+  warning (counted in ``open_on_error``).
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from ..errors import GatewayError, RateLimited
+from ..exchange import Exchange, Usage
+from ..pricing import PriceTable
+from ..profile import Budget, TeamConfig
+from ..store.keys import KeyRecord
+from ..store.shared import Denial, Hold, SharedState, StateUnavailable, Window
+
+log = logging.getLogger("llmgw.limits")
+
+DEFAULT_TPM_OUTPUT = 1024
+DEFAULT_BUDGET_OUTPUT = 4096
+
+
+@dataclass(slots=True)
+class _Reservation:
+    windows: list[Window]
+    holds: list[Hold]
+
+
+def periods(now: float) -> list[tuple[str, str, str, int]]:
+    """(period name, counter suffix, reset time ISO, ttl seconds) for the current UTC day and month."""
+    today = datetime.fromtimestamp(now, UTC)
+    tomorrow = (today + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    days = calendar.monthrange(today.year, today.month)[1]
+    next_month = (today.replace(day=1, hour=0, minute=0, second=0, microsecond=0) + timedelta(days=days))
+    return [("daily", f"day:{today:%Y-%m-%d}", f"{tomorrow:%Y-%m-%dT%H:%M:%SZ}", int(tomorrow.timestamp() - now) + 60),
+            ("monthly", f"month:{today:%Y-%m}", f"{next_month:%Y-%m-%dT%H:%M:%SZ}",
+             int(next_month.timestamp() - now) + 60)]
+
+
+def budget_counter(owner: str, suffix: str) -> str:
+    """The counter key of an owner's (``team:search``, ``key:ci``) spend in a period."""
+    return f"llmgw:budget:{owner}:{suffix}"
+
+
+class LimitsStage:
+    def __init__(self, state: SharedState, prices: PriceTable, teams: Mapping[str, TeamConfig],
+                 price: Callable[[Exchange], float]) -> None:
+        self.state = state
+        self.prices = prices
+        self.price = price
+        self.teams = teams
+        self._reserved: dict[str, _Reservation] = {}
+        self.open_on_error = 0
+
+    def _estimate(self, ex: Exchange) -> tuple[int, int | None]:
+        body = ex.body
+        max_out = body.get("max_completion_tokens") or body.get("max_tokens")
+        return max(1, len(ex.raw_body) // 4), max_out if isinstance(max_out, int) else None
+
+    def _max_cost(self, ex: Exchange, prompt: int, max_out: int | None) -> float:
+        if ex.model is None:
+            return 0.0
+        usage = Usage(input_tokens=prompt, output_tokens=max_out or DEFAULT_BUDGET_OUTPUT)
+        return max((self.prices.cost(t, usage) for t in ex.model.targets), default=0.0)
+
+    def plan(self, ex: Exchange, record: KeyRecord, now: float) -> _Reservation:
+        prompt, max_out = self._estimate(ex)
+        tokens = prompt + (max_out or DEFAULT_TPM_OUTPUT)
+        team = self.teams.get(record.team)
+        owners = [(f"key:{record.id}", f"key {record.id}", record.rpm, record.tpm, record.budget)]
+        if team is not None:
+            owners.append((f"team:{record.team}", f"team {record.team}", team.rpm, team.tpm, team.budget))
+        windows: list[Window] = []
+        holds: list[Hold] = []
+        cost = None
+        for owner, label, rpm, tpm, budget in owners:
+            if rpm is not None:
+                windows.append(Window(f"llmgw:rpm:{owner}", "rpm", rpm, 1, f"{label} requests per minute ({rpm})"))
+            if tpm is not None:
+                windows.append(Window(f"llmgw:tpm:{owner}", "tpm", tpm, tokens, f"{label} tokens per minute ({tpm})"))
+            for period, suffix, resets, ttl in periods(now):
+                limit = getattr(budget, period) if isinstance(budget, Budget) else None
+                if limit is None:
+                    continue
+                cost = self._max_cost(ex, prompt, max_out) if cost is None else cost
+                holds.append(Hold(budget_counter(owner, suffix), limit, cost, ttl,
+                                  f"{label} {period} budget (${limit:.2f})", resets))
+        return _Reservation(windows, holds)
+
+    async def request(self, ex: Exchange) -> None:
+        record = ex.principal
+        if record is None:
+            return
+        now = time.time()
+        plan = self.plan(ex, record, now)
+        if not plan.windows and not plan.holds:
+            return
+        try:
+            denial = await self.state.acquire(ex.id, plan.windows, plan.holds, now)
+        except StateUnavailable as exc:
+            if plan.holds:
+                raise GatewayError(f"the budget store is unavailable ({exc}); refusing rather than overspending",
+                                   status=503, code="state_unavailable") from None
+            self.open_on_error += 1
+            log.warning("shared state unavailable (%s): rate limits not enforced for %s", exc, ex.id)
+            return
+        if denial is not None:
+            raise _refusal(denial, now)
+        self._reserved[ex.id] = plan
+
+    async def response(self, ex: Exchange) -> None:
+        plan = self._reserved.pop(ex.id, None)
+        if plan is None:
+            return
+        used_tokens = ex.usage.input_tokens + ex.usage.output_tokens
+        used_usd = self.price(ex)
+        try:
+            await self.state.settle(ex.id, plan.windows, plan.holds, used_tokens, used_usd, time.time())
+        except StateUnavailable as exc:
+            log.warning("shared state unavailable (%s): could not settle %s", exc, ex.id)
+
+
+def _refusal(denial: Denial, now: float) -> RateLimited:
+    if denial.budget:
+        resets = datetime.strptime(denial.resets, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+        return RateLimited(f"{denial.label} is spent; it resets at {denial.resets}",
+                           retry_after=max(1.0, resets - now), code="budget_exceeded")
+    return RateLimited(f"rate limit reached: {denial.label}; retry after {denial.retry_after:.0f}s",
+                       retry_after=denial.retry_after)

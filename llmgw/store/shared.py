@@ -1,0 +1,148 @@
+"""Shared state for rate limits and budgets: one small interface, an in-process and a Redis implementation.
+
+Contracts (:class:`SharedState`):
+- ``acquire(request_id, windows, holds, now)`` is atomic: either every rate window has room for its cost and every
+  budget has room for its hold — and all are recorded — or nothing is recorded and a :class:`Denial` says which
+  limit refused and when to retry. Rate windows slide over the last 60 s: requests per minute exactly (a log of
+  admissions), tokens per minute in one-second buckets.
+- ``settle(request_id, windows, holds, now)`` replaces what was reserved with what was used (0 releases it).
+- Budgets are counters per period key (``…:day:2026-11-25``, ``…:month:2026-11``) that expire after the period.
+- :class:`MemoryState` serves one process. :class:`~llmgw.store.shared_redis.RedisState` serves many, one round
+  trip per call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+WINDOW_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A sliding 60-second rate window: ``kind`` "rpm" counts admissions, "tpm" sums tokens."""
+
+    key: str
+    kind: str
+    limit: int
+    cost: int
+    label: str           # for messages: "key ci rpm", "team search tpm"
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A budget reservation of ``amount`` USD against ``limit`` on the counter ``key`` (expiring after ``ttl_s``)."""
+
+    key: str
+    limit: float
+    amount: float
+    ttl_s: int
+    label: str           # "team search daily budget ($5.00)"
+    resets: str          # "2026-11-26T00:00:00Z"
+
+
+class StateUnavailable(Exception):
+    """The shared store cannot be reached (Redis down): budgets fail closed, rate limits may fail open."""
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    label: str
+    retry_after: float
+    budget: bool
+    resets: str = ""
+
+
+class SharedState(Protocol):
+    async def acquire(self, request_id: str, windows: Sequence[Window], holds: Sequence[Hold],
+                      now: float) -> Denial | None: ...
+
+    async def settle(self, request_id: str, windows: Sequence[Window], holds: Sequence[Hold],
+                     used_tokens: int, used_usd: float, now: float) -> None: ...
+
+    async def spent(self, key: str) -> float: ...
+
+    async def seed(self, key: str, amount: float, ttl_s: int) -> None:
+        """Start a budget counter at ``amount`` (from the request log) unless it exists already."""
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class _Log:
+    """Admissions in the window, oldest first: (time, request_id, cost)."""
+
+    entries: deque[tuple[float, str, int]] = field(default_factory=deque)
+    total: int = 0
+
+    def trim(self, now: float) -> None:
+        while self.entries and self.entries[0][0] <= now - WINDOW_S:
+            self.total -= self.entries.popleft()[2]
+
+
+class MemoryState:
+    """In-process state for a single worker. Every method is atomic on the event loop (no awaits inside)."""
+
+    def __init__(self) -> None:
+        self._logs: dict[str, _Log] = {}
+        self._counters: dict[str, tuple[float, float]] = {}  # key -> (amount, expires_at)
+
+    def _counter(self, key: str, now: float) -> float:
+        amount, expires = self._counters.get(key, (0.0, 0.0))
+        return amount if expires > now else 0.0
+
+    async def acquire(self, request_id: str, windows: Sequence[Window], holds: Sequence[Hold],
+                      now: float) -> Denial | None:
+        for w in windows:
+            log = self._logs.setdefault(w.key, _Log())
+            log.trim(now)
+            if log.total + w.cost > w.limit:
+                oldest = log.entries[0][0] if log.entries else now
+                return Denial(w.label, max(1.0, oldest + WINDOW_S - now), budget=False)
+        for h in holds:
+            if self._counter(h.key, now) + h.amount > h.limit:
+                return Denial(h.label, 0.0, budget=True, resets=h.resets)
+        for w in windows:
+            log = self._logs[w.key]
+            log.entries.append((now, request_id, w.cost))
+            log.total += w.cost
+        for h in holds:
+            self._add(h.key, h.amount, h.ttl_s, now)
+        return None
+
+    def _add(self, key: str, amount: float, ttl_s: int, now: float) -> None:
+        current, expires = self._counters.get(key, (0.0, 0.0))
+        if expires <= now:
+            current, expires = 0.0, now + ttl_s
+        self._counters[key] = (current + amount, expires)
+
+    async def settle(self, request_id: str, windows: Sequence[Window], holds: Sequence[Hold],
+                     used_tokens: int, used_usd: float, now: float) -> None:
+        for w in windows:
+            if w.kind != "tpm":
+                continue
+            log = self._logs.get(w.key)
+            if log is None:
+                continue
+            for i, (at, rid, cost) in enumerate(log.entries):
+                if rid == request_id:
+                    log.entries[i] = (at, rid, used_tokens)
+                    log.total += used_tokens - cost
+                    break
+        for h in holds:
+            self._add(h.key, used_usd - h.amount, h.ttl_s, now)
+
+    async def spent(self, key: str) -> float:
+        return self._counter(key, time.time())
+
+    async def seed(self, key: str, amount: float, ttl_s: int) -> None:
+        now = time.time()
+        if self._counter(key, now) == 0.0 and amount:
+            self._counters[key] = (amount, now + ttl_s)
+
+    async def close(self) -> None:
+        return None
