@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import random
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any
 
@@ -26,8 +27,10 @@ from .clients import anthropic as anthropic_client
 from .clients import openai as openai_client
 from .clients.base import ClientFormat
 from .errors import GatewayError, InvalidRequest, PayloadTooLarge
+from .events import EventHub, events_handler
 from .exchange import Exchange
 from .governance import open_keys, open_shared_state, refresh_keys
+from .metrics import Metrics, metrics_handler, refresh_spend_anomalies
 from .pipeline import Pipeline
 from .pricing import PriceTable
 from .profile import Profile
@@ -47,6 +50,8 @@ METER = web.AppKey("meter", MeterStage)
 WRITER = web.AppKey("writer", LogWriter)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 AUTH = web.AppKey("auth", AuthStage)
+METRICS = web.AppKey("metrics", Metrics)
+EVENTS = web.AppKey("events", EventHub)
 FAIL_TARGETS = web.AppKey("fail_targets", frozenset)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -87,9 +92,26 @@ def make_app(profile: Profile, *, fail_targets: Collection[str] = ()) -> web.App
     app.router.add_post("/embeddings", embeddings)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/models", _models)
+    app[METRICS] = Metrics(aliases=profile.models.keys())
+    app[EVENTS] = EventHub()
+    app.router.add_get("/metrics", metrics_handler(app[METRICS]))
+    app.router.add_get("/admin/events", events_handler(app[EVENTS], _admin_key(profile)))
+    app.on_shutdown.append(_close_events)
     app.router.add_get("/health", _health)
     app.router.add_get("/ready", _ready)
     return app
+
+
+def _admin_key(profile: Profile) -> str | None:
+    """The key guarding /admin/*: the profile's; none for an open proxy; an unguessable one (so: always 401)
+    when keys or teams are configured without an admin key."""
+    if profile.server.admin_key is not None:
+        return profile.server.admin_key.resolve()
+    return secrets.token_urlsafe(32) if profile.governed else None
+
+
+async def _close_events(app: web.Application) -> None:
+    app[EVENTS].close()  # open event streams must not hold up a graceful shutdown
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -103,7 +125,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                         first_token_timeout_s=profile.server.first_token_timeout_s,
                         fail_targets=app[FAIL_TARGETS])
         prices = PriceTable.load(profile.prices)
-        meter = MeterStage(prices, writer)
+        meter = MeterStage(prices, writer, listeners=[app[METRICS].observe, app[EVENTS].publish])
         keys = await asyncio.to_thread(open_keys, profile) if profile.governed else None
         state = await open_shared_state(profile)
         auth = AuthStage(profile.models, keys)
@@ -114,7 +136,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[AUTH] = auth
         app[PIPELINE] = Pipeline([meter, auth, limits], router)
         refresher = asyncio.create_task(refresh_keys(keys, profile)) if keys is not None else None
+        anomalies = asyncio.create_task(refresh_spend_anomalies(app[METRICS], profile.state.db_path))
         yield
+        anomalies.cancel()
         if refresher is not None:
             refresher.cancel()
         await state.close()

@@ -8,6 +8,7 @@ import sys
 import typer
 
 from . import check as check_cmd
+from . import cost as cost_cmd
 from . import keys as keys_cmd
 from . import logs as logs_cmd
 from . import models as models_cmd
@@ -30,6 +31,7 @@ app.command()(models_cmd.models)
 app.add_typer(logs_cmd.app, name="logs")
 app.add_typer(profile_cmd.app, name="profile")
 app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(cost_cmd.app, name="cost")
 
 
 @app.callback()

@@ -1,0 +1,227 @@
+"""Prometheus metrics of the gateway, in the text exposition format (version 0.0.4), written without a client
+library.
+
+Contracts:
+- One :class:`Metrics` per application (it lives in the app, never in a module global). :meth:`Metrics.observe`
+  is a :class:`~llmgw.stages.meter.MeterStage` listener: O(1) dictionary updates, no I/O, no locks (it and
+  :meth:`Metrics.render` run on the application's event loop).
+- Counters and histograms are per process: with ``workers > 1`` each worker exposes its own.
+- Label values are escaped as the format requires (``\\``, ``"`` and newlines). The ``alias`` label is the model
+  name the client sent; pass ``aliases`` to fold names outside the profile into ``"unknown"`` so that clients
+  cannot create unbounded series.
+- ``llmgw_spend_anomaly{group}`` is set from outside with :meth:`Metrics.set_spend_anomalies` (e.g. by
+  :func:`refresh_spend_anomalies`, which runs :func:`llmgw.report.build_report` off the event loop); until then
+  the family is exposed with no series.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger("llmgw.metrics")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
+UNKNOWN_ALIAS = "unknown"
+
+Labels = tuple[str, ...]
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def escape_label(value: str) -> str:
+    """A label value as the text format wants it between double quotes."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def format_value(value: float) -> str:
+    """A sample value: integers without a fraction, ``+Inf``/``-Inf``/``NaN`` spelt as Prometheus does."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+def _bound(bound: float) -> str:
+    """A bucket's ``le`` as client libraries write it: ``0.5``, ``1.0``, ``+Inf``."""
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
+
+
+def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
+    parts = [f'{n}="{escape_label(v)}"' for n, v in zip(names, values, strict=True)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+@dataclass
+class Counter:
+    """A counter family: one value per label set."""
+
+    name: str
+    help: str
+    label_names: tuple[str, ...]
+    values: dict[Labels, float] = field(default_factory=dict)
+
+    def inc(self, labels: Labels, amount: float = 1.0) -> None:
+        self.values[labels] = self.values.get(labels, 0.0) + amount
+
+    def render(self, out: list[str], kind: str = "counter") -> None:
+        out.append(f"# HELP {self.name} {_escape_help(self.help)}")
+        out.append(f"# TYPE {self.name} {kind}")
+        for labels, value in sorted(self.values.items()):
+            out.append(f"{self.name}{_labels(self.label_names, labels)} {format_value(value)}")
+
+
+@dataclass
+class Histogram:
+    """A histogram family: per label set, a count per bucket (not cumulative until rendered), sum and count."""
+
+    name: str
+    help: str
+    label_names: tuple[str, ...]
+    buckets: tuple[float, ...]
+    series: dict[Labels, list[float]] = field(default_factory=dict)  # [bucket counts..., +Inf count, sum]
+
+    def observe(self, labels: Labels, value: float) -> None:
+        counts = self.series.get(labels)
+        if counts is None:
+            counts = self.series[labels] = [0.0] * (len(self.buckets) + 2)
+        counts[bisect.bisect_left(self.buckets, value)] += 1
+        counts[-1] += value
+
+    def render(self, out: list[str]) -> None:
+        out.append(f"# HELP {self.name} {_escape_help(self.help)}")
+        out.append(f"# TYPE {self.name} histogram")
+        for labels, counts in sorted(self.series.items()):
+            running = 0.0
+            for bound, count in zip((*self.buckets, math.inf), counts, strict=False):
+                running += count
+                le = f'le="{_bound(bound)}"'
+                out.append(f"{self.name}_bucket{_labels(self.label_names, labels, le)} {format_value(running)}")
+            out.append(f"{self.name}_sum{_labels(self.label_names, labels)} {format_value(counts[-1])}")
+            out.append(f"{self.name}_count{_labels(self.label_names, labels)} {format_value(running)}")
+
+
+class Metrics:
+    """The gateway's metric families, fed by :meth:`observe` with each finished request's log row."""
+
+    def __init__(self, aliases: Collection[str] | None = None) -> None:
+        self.aliases = frozenset(aliases) if aliases is not None else None
+        self.requests = Counter("llmgw_requests_total", "Finished requests by the HTTP status the client got.",
+                                ("alias", "target", "team", "status"))
+        self.errors = Counter("llmgw_errors_total", "Requests that ended in an error, by error code.",
+                              ("alias", "target", "error"))
+        self.tokens = Counter("llmgw_tokens_total", "Tokens used (cached is the part of input read from a cache).",
+                              ("alias", "target", "team", "kind"))
+        self.cost = Counter("llmgw_cost_usd_total", "Spend in US dollars.", ("alias", "target", "team"))
+        self.cache_hits = Counter("llmgw_cache_hits_total", "Requests answered from the gateway's cache.",
+                                  ("alias", "kind"))
+        self.fallbacks = Counter("llmgw_fallbacks_total", "Requests answered after more than one attempt.",
+                                 ("alias",))
+        self.latency = Histogram("llmgw_request_latency_seconds", "Time from arrival to the end of the answer.",
+                                 ("alias", "target"), LATENCY_BUCKETS)
+        self.ttft = Histogram("llmgw_time_to_first_token_seconds", "Time from arrival to the first answer token.",
+                              ("alias", "target"), TTFT_BUCKETS)
+        self.anomaly = Counter("llmgw_spend_anomaly", "1 when a group's recent spend is far above its baseline"
+                               " (see `llmgw cost report`).", ("group",))
+
+    def _alias(self, alias: str) -> str:
+        if self.aliases is None or alias in self.aliases:
+            return alias
+        return UNKNOWN_ALIAS
+
+    def observe(self, row: Mapping[str, Any]) -> None:
+        """Count one finished request (an :meth:`Exchange.log_row` dict)."""
+        alias, target, team = self._alias(str(row.get("alias") or "")), str(row.get("target") or ""), \
+            str(row.get("team") or "")
+        status = int(row.get("status") or 0)
+        self.requests.inc((alias, target, team, str(status)))
+        error = row.get("error") or ("client_disconnect" if row.get("outcome") == "client_disconnect" else None)
+        if error:
+            self.errors.inc((alias, target, str(error)))
+        for kind in ("input", "output", "cached"):
+            amount = row.get(f"{kind}_tokens") or 0
+            if amount:
+                self.tokens.inc((alias, target, team, kind), amount)
+        self.cost.inc((alias, target, team), float(row.get("cost_usd") or 0.0))
+        cache = row.get("cache")
+        if cache in ("hit", "semantic"):
+            self.cache_hits.inc((alias, str(cache)))
+        attempts = row.get("attempts")
+        count = len(attempts) if isinstance(attempts, Sequence) else int(attempts or 0)
+        if count > 1 and status < 400:
+            self.fallbacks.inc((alias,))
+        self.latency.observe((alias, target), float(row.get("latency_ms") or 0.0) / 1000.0)
+        ttft = row.get("ttft_ms")
+        if ttft is not None:
+            self.ttft.observe((alias, target), float(ttft) / 1000.0)
+
+    def set_spend_anomalies(self, flags: Mapping[str, bool]) -> None:
+        """Replace the ``llmgw_spend_anomaly`` series: one per group, 1 for flagged, 0 otherwise."""
+        self.anomaly.values = {(group,): 1.0 if flagged else 0.0 for group, flagged in flags.items()}
+
+    def render(self) -> str:
+        """Every family in the text exposition format, ending with a newline."""
+        out: list[str] = []
+        for counter in (self.requests, self.errors, self.tokens, self.cost, self.cache_hits, self.fallbacks):
+            counter.render(out)
+        self.latency.render(out)
+        self.ttft.render(out)
+        self.anomaly.render(out, kind="gauge")
+        return "\n".join(out) + "\n"
+
+
+def metrics_handler(metrics: Metrics) -> Handler:
+    """The ``GET /metrics`` handler."""
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    return handle
+
+
+def spend_anomalies(db_path: Path, by: Sequence[str] = ("team",), window_s: float = 7 * 86400.0,
+                    now: float | None = None) -> dict[str, bool]:
+    """The anomaly flags of ``llmgw cost report --by …`` over the last ``window_s`` (blocking: run it in a
+    thread). Empty when there is no log yet."""
+    from . import report
+    from .store import log as request_log
+
+    if not db_path.exists():
+        return {}
+    until = time.time() if now is None else now
+    db = request_log.connect(db_path, readonly=True)
+    try:
+        return report.build_report(db, by, until - window_s, until).anomaly_flags()
+    finally:
+        db.close()
+
+
+async def refresh_spend_anomalies(metrics: Metrics, db_path: Path, *, interval_s: float = 300.0,
+                                  by: Sequence[str] = ("team",)) -> None:
+    """Keep ``llmgw_spend_anomaly`` current: recompute every ``interval_s`` in a worker thread until cancelled.
+    A failed refresh is logged and retried at the next interval."""
+    while True:
+        try:
+            metrics.set_spend_anomalies(await asyncio.to_thread(spend_anomalies, db_path, by))
+        except Exception as exc:
+            log.warning("could not compute spend anomalies from %s: %s", db_path, exc)
+        await asyncio.sleep(interval_s)
