@@ -164,7 +164,7 @@ class Router:
                 if retry:
                     delay = _backoff(retry, last, self.rng)
                     if time.perf_counter() + delay >= ex.deadline:
-                        raise _deadline_error(ex)
+                        break  # no time to wait for this target: try the next one
                     await asyncio.sleep(delay)
                 failure = await self._try(ex, provider, target)
                 if failure is None:
@@ -180,6 +180,7 @@ class Router:
         started = time.perf_counter()
         remaining = ex.deadline - started
         if remaining <= 0:
+            self.breaker.release(target.name)
             raise _deadline_error(ex)
         try:
             if provider is None or target.name in self.fail_targets:
@@ -195,6 +196,9 @@ class Router:
                                                               timeout=True)
         except UpstreamFailure as exc:
             failure = exc
+        except GatewayError:  # the request itself cannot go to this target: no verdict on the target
+            self.breaker.release(target.name)
+            raise
         except asyncio.CancelledError:  # the client went away: no verdict on the target
             self._record_cut(ex, target, started, "client disconnected", failed=False)
             raise

@@ -96,11 +96,12 @@ class AnthropicProvider(ProviderBase):
                     raise await self.failure_from(resp)
                 decoder = SSEDecoder()
                 async for piece in resp.content.iter_any():
-                    batch = [event for message in decoder.feed(piece)
-                             for event in _events(message.event, message.data, converter, running)]
-                    for i, event in enumerate(batch, start=1 - len(batch)):
-                        event.flush = i == 0
-                        yield event
+                    messages = decoder.feed(piece)
+                    for m, message in enumerate(messages, start=1 - len(messages)):
+                        events = _events(message.event, message.data, converter, running)  # may raise: error event
+                        for e, event in enumerate(events, start=1 - len(events)):
+                            event.flush = m == 0 and e == 0  # write once per upstream read
+                            yield event
                 for message in decoder.close():
                     for event in _events(message.event, message.data, converter, running):
                         yield event

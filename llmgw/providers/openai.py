@@ -64,6 +64,7 @@ class OpenAIProvider(ProviderBase):
                 if resp.status != 200:
                     raise await self.failure_from(resp)
                 decoder = SSEDecoder()
+                finished = False
                 async for piece in resp.content.iter_any():
                     messages = decoder.feed(piece)
                     last = len(messages) - 1
@@ -72,13 +73,21 @@ class OpenAIProvider(ProviderBase):
                             return
                         event = _event(message.data)
                         event.flush = i == last or (messages[last].data == b"[DONE]" and i == last - 1)
+                        finished = finished or _has_finish(event.data)
                         yield event
                 for message in decoder.close():
                     if message.data != b"[DONE]":
-                        yield _event(message.data)
+                        event = _event(message.data)
+                        finished = finished or _has_finish(event.data)
+                        yield event
+                if not finished:  # no [DONE] and no finish reason: the answer was cut, not completed
+                    raise UpstreamFailure(502, "upstream stream ended before it finished")
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise transport_failure(exc) from None
 
+
+def _has_finish(chunk: dict[str, Any]) -> bool:
+    return any(c.get("finish_reason") for c in chunk.get("choices") or ())
 
 
 def _event(data: bytes) -> StreamEvent:
