@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..profile import Budget, KeyConfig, Profile, TeamConfig
+from .log import open_state_db
 
 PREFIX = "sk-llmgw-"
 
@@ -53,9 +54,7 @@ class KeyStore:
     """The minted keys in the state database."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = open_state_db(path)
         with self._db:
             _schema(self._db)
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('key_salt', ?)", (secrets.token_hex(16),))

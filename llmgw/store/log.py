@@ -89,12 +89,28 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         db.row_factory = sqlite3.Row
         return db
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=30, check_same_thread=False)
+    db = open_state_db(path)
     db.row_factory = sqlite3.Row
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
     migrate(db)
+    return db
+
+
+def open_state_db(path: Path, *, wait_s: float = 30.0) -> sqlite3.Connection:
+    """A connection to the state file in WAL mode, creating it if needed. Another process creating or migrating
+    the same file at the same moment is waited for (up to ``wait_s``), never an error."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=wait_s, check_same_thread=False)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:  # switching to WAL needs a moment alone with the file; SQLite does not wait for it by itself
+            db.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                db.close()
+                raise
+            time.sleep(0.02)
+    db.execute("PRAGMA synchronous=NORMAL")
     return db
 
 
