@@ -23,6 +23,7 @@ demo: $(VENV)/.installed
 
 ## Install everything the tests need and run the whole suite.
 test: $(VENV)/.installed-test
+	./scripts/ensure-redis
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 -q
 

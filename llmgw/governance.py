@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from .profile import Profile
 from .stages.limits import budget_counter, periods
 from .store.keys import KeyIndex, KeyStore
-from .store.shared import MemoryState, SharedState
+from .store.shared import MemoryState, SharedState, StateUnavailable
 
 log = logging.getLogger("llmgw.governance")
 
@@ -84,6 +84,9 @@ async def open_shared_state(profile: Profile) -> SharedState:
             spent = {}
         for key, amount in spent.items():
             ttl = 40 * 86400 if ":month:" in key else 2 * 86400
-            with contextlib.suppress(Exception):
+            try:
                 await state.seed(key, amount, ttl)
+            except StateUnavailable as exc:  # one timeout is enough: do not delay start-up once per counter
+                log.warning("could not seed budget counters: %s", exc)
+                break
     return state

@@ -116,9 +116,9 @@ async def _close_events(app: web.Application) -> None:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     profile = app[PROFILE]
+    writer = LogWriter(profile.state.db_path)
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
     session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode())
-    writer = LogWriter(profile.state.db_path)
     try:
         rng = random.Random()
         router = Router(build_providers(profile, session, rng), profile.routing, rng=rng,
