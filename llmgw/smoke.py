@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from .profile import Profile, ProviderConfig, StateConfig
-from .server import make_app
+from .serving import serving
 
 PROMPT = "llmgw smoke test: reply with OK."
 
@@ -83,17 +82,9 @@ async def run_smoke(profile: Profile, *, offline: bool = False,
         state = Path(tmp)
         served = offline_profile(profile, state) if offline else dataclasses.replace(
             profile, state=StateConfig(url=f"sqlite:///{state}/smoke.db"))
-        runner = web.AppRunner(make_app(served, fail_targets=fail_targets), access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=profile.server.timeout_s + 5)) as s:
-                return [await _probe(s, f"http://127.0.0.1:{port}", served, alias, fail_targets)
-                        for alias in served.models]
-        finally:
-            await runner.cleanup()
+        async with serving(served, fail_targets=fail_targets) as url, aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=profile.server.timeout_s + 5)) as session:
+            return [await _probe(session, url, served, alias, fail_targets) for alias in served.models]
 
 
 def junit_xml(results: list[SmokeResult], suite: str = "llmgw smoke") -> str:

@@ -13,6 +13,7 @@ from . import keys as keys_cmd
 from . import logs as logs_cmd
 from . import models as models_cmd
 from . import profile_cmd
+from . import replay as replay_cmd
 from . import serve as serve_cmd
 from . import smoke as smoke_cmd
 
@@ -27,6 +28,7 @@ app = typer.Typer(
 app.command()(serve_cmd.serve)
 app.command()(check_cmd.check)
 app.command()(smoke_cmd.smoke)
+app.command()(replay_cmd.replay)
 app.command()(models_cmd.models)
 app.add_typer(logs_cmd.app, name="logs")
 app.add_typer(profile_cmd.app, name="profile")

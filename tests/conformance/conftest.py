@@ -17,8 +17,9 @@ from llmgw.server import make_app
 from llmgw.testing import FakeOpenAI
 from llmgw.testing.fake_anthropic import FakeAnthropic
 from llmgw.testing.fake_gemini import FakeGemini
+from tests.conftest import CANARY
 
-KEY = "sk-upstream-conformance"
+KEY = CANARY
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest", "gemini": "gemini-2.0-flash",
           "openai-compatible": "meta-llama/Llama-3.1-8B-Instruct", "mock": "mock-model"}
 

@@ -10,10 +10,11 @@ import anthropic
 import pytest
 
 from llmgw.testing.fake_anthropic import FakeAnthropic, anthropic_answer_for
+from tests.conftest import CANARY
 
 pytestmark = pytest.mark.e2e
 
-UP_KEY = "sk-ant-upstream-canary-e2e"
+UP_KEY = CANARY
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ import openai
 import pytest
 
 from llmgw.testing import FakeOpenAI, answer_for
+from tests.conftest import CANARY
 
 pytestmark = pytest.mark.e2e
 
-UP_KEY = "sk-upstream-canary-e2e-0001"
+UP_KEY = CANARY
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is a gateway?"}]
 
 

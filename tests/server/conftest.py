@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from llmgw.profile import Profile, parse_profile
 from llmgw.server import make_app
 from llmgw.testing import FakeOpenAI
+from tests.conftest import CANARY
 
 
 def profile_for(tmp_path: Path, *, upstream: str | None = None, **sections: Any) -> Profile:
@@ -41,8 +42,8 @@ def profile_for(tmp_path: Path, *, upstream: str | None = None, **sections: Any)
 
 @pytest.fixture
 async def upstream(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeOpenAI]:
-    monkeypatch.setenv("FAKE_UP_KEY", "sk-fake-upstream-canary-123")
-    async with FakeOpenAI(api_key="sk-fake-upstream-canary-123") as fake:
+    monkeypatch.setenv("FAKE_UP_KEY", CANARY)
+    async with FakeOpenAI(api_key=CANARY) as fake:
         yield fake
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from llmgw.testing import FakeOpenAI, answer_for
+from tests.conftest import CANARY
 
 from .conftest import GatewayFactory, log_rows
 
@@ -121,7 +122,7 @@ async def test_upstream_error_statuses_are_mapped(gateway: GatewayFactory, upstr
     resp = await client.post("/v1/chat/completions", json={"model": "real", "messages": HELLO})
     assert resp.status == 502, "an upstream 401 is the gateway's credential problem, not the client's"
     text = await resp.text()
-    assert "sk-fake-upstream-canary-123" not in text
+    assert CANARY not in text
 
 
 async def test_fallback_to_next_target_when_first_fails(
