@@ -151,6 +151,7 @@ class Exchange:
     streamed_text: list[str] = field(default_factory=list)
     finish_reason: str | None = None
     dropped_params: list[str] = field(default_factory=list)
+    findings: list[dict[str, Any]] = field(default_factory=list)  # guardrail findings (never the raw values)
     translation_dropped: list[str] = field(default_factory=list)  # hints lost if the target speaks another format
     translation_error: GatewayError | None = None  # raised for targets that need the (untranslatable) canonical form
     forward_headers: dict[str, str] = field(default_factory=dict)  # client headers kept for same-format upstreams
@@ -225,6 +226,7 @@ class Exchange:
             "tags": list(self.tags),
             "stream": self.stream,
             "dropped_params": list(self.dropped_params),
+            "findings": list(self.findings),
             "request": (self.raw_body or self.client_body or self.body or None) if self.log_bodies else None,
             "response": self.response_body_for_log() if self.log_bodies else None,
         }

@@ -36,22 +36,38 @@ class Pipeline:
         self.stages = tuple(stages)
         self._reversed = tuple(reversed(self.stages))
         self.router = router
+        # Optional hooks: after_route(ex) (async, before rendering: restore or scan an answer, wrap a stream) and
+        # after_render(ex) (sync, first thing in finish).
+        self._after_route = tuple(s.after_route for s in self.stages if hasattr(s, "after_route"))
+        self._after_render = tuple(s.after_render for s in self.stages if hasattr(s, "after_render"))
 
     async def start(self, ex: Exchange) -> None:
         """Request phase: stages, then the router. Leaves ``ex.reply``, ``ex.events`` or ``ex.error`` set."""
         try:
             for stage in self.stages:
                 await stage.request(ex)
-                if ex.error is not None or ex.reply is not None:
+                if ex.error is not None:
                     return
-            await self.router.route(ex)
-            if ex.reply is not None and ex.reply.usage is not None:
-                ex.usage = ex.reply.usage
+                if ex.reply is not None:
+                    break
+            else:
+                await self.router.route(ex)
+                if ex.reply is not None and ex.reply.usage is not None:
+                    ex.usage = ex.reply.usage
+            for hook in self._after_route:
+                await hook(ex)
+                if ex.error is not None:
+                    return
         except GatewayError as error:
             ex.fail(error)
 
     async def finish(self, ex: Exchange) -> None:
         """Response phase, in reverse stage order; always completes."""
+        for hook in self._after_render:
+            try:
+                hook(ex)
+            except Exception:
+                log.exception("after_render failed for %s", ex.id)
         for stage in self._reversed:
             try:
                 await stage.response(ex)

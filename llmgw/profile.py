@@ -553,6 +553,13 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
                 extra[section] = data[section]
             else:
                 c.problems.append(f"{section}: expected {_KIND_NAMES[kind]}, got {_type_name(data[section])}")
+    if isinstance(extra.get("guardrails"), list):
+        from .guard.rules import parse_rules  # here: guard.rules imports ProfileError from this module
+
+        try:
+            parse_rules(extra["guardrails"])
+        except ProfileError as exc:
+            c.problems.extend(exc.problems)
     if c.problems:
         raise ProfileError(c.problems, source)
     return Profile(server=server, state=state, providers=providers, models=models, prices=prices,

@@ -38,6 +38,7 @@ from .providers.anthropic import AnthropicProvider
 from .providers.base import Provider, ProviderContext, UpstreamFailure, adapter_for
 from .routing import Router
 from .stages.auth import AuthStage, presented_key
+from .stages.guardrails import GuardrailStage
 from .stages.limits import LimitsStage
 from .stages.meter import MeterStage
 from .store.log import LogWriter
@@ -134,7 +135,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[WRITER] = writer
         app[METER] = meter
         app[AUTH] = auth
-        app[PIPELINE] = Pipeline([meter, auth, limits], router)
+        guard = GuardrailStage.from_profile(profile)
+        app[PIPELINE] = Pipeline([meter, auth, limits, guard] if guard.active else [meter, auth, limits], router)
         refresher = asyncio.create_task(refresh_keys(keys, profile)) if keys is not None else None
         anomalies = asyncio.create_task(refresh_spend_anomalies(app[METRICS], profile.state.db_path))
         yield

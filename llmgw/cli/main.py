@@ -9,6 +9,7 @@ import typer
 
 from . import check as check_cmd
 from . import cost as cost_cmd
+from . import guard as guard_cmd
 from . import keys as keys_cmd
 from . import logs as logs_cmd
 from . import models as models_cmd
@@ -34,6 +35,7 @@ app.add_typer(logs_cmd.app, name="logs")
 app.add_typer(profile_cmd.app, name="profile")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(cost_cmd.app, name="cost")
+app.add_typer(guard_cmd.app, name="guard")
 
 
 @app.callback()

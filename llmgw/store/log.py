@@ -23,7 +23,7 @@ import orjson
 
 log = logging.getLogger("llmgw.log")
 
-_JSON_COLUMNS = ("attempts_json", "tags", "dropped_params", "request", "response")
+_JSON_COLUMNS = ("attempts_json", "tags", "dropped_params", "findings", "request", "response")
 
 
 def _v1(db: sqlite3.Connection) -> None:
@@ -67,13 +67,17 @@ def _v1(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX requests_alias_time ON requests(alias, time)")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+def _v2(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE requests ADD COLUMN findings TEXT NOT NULL DEFAULT '[]'")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 
 _COLUMNS = (
     "id", "time", "client_format", "endpoint", "alias", "provider", "target", "status", "outcome", "error",
     "error_message", "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
     "cost_usd", "latency_ms", "ttft_ms", "attempts", "attempts_json", "cache", "key", "team", "tags", "stream",
-    "dropped_params", "request", "response",
+    "dropped_params", "request", "response", "findings",
 )
 _INSERT = f"INSERT OR REPLACE INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 # A whole batch in one statement: the rows travel as one JSON array and SQLite unpacks them. The writer thread then
@@ -144,6 +148,7 @@ def row_values(row: dict[str, Any]) -> tuple[Any, ...]:
         row["cost_usd"], row["latency_ms"], row["ttft_ms"], len(row["attempts"]), _dumps(row["attempts"]),
         row["cache"], row["key"], row["team"], _dumps(row["tags"]), int(row["stream"]),
         _dumps(row["dropped_params"]), _dumps(row["request"]), _dumps(row["response"]),
+        _dumps(row.get("findings") or []),
     )
 
 
@@ -247,6 +252,7 @@ def record_from_row(row: sqlite3.Row, *, bodies: bool = False) -> dict[str, Any]
     if bodies:
         record["attempt_log"] = orjson.loads(row["attempts_json"])
         record["dropped_params"] = orjson.loads(row["dropped_params"])
+        record["findings"] = orjson.loads(row["findings"])
         record["request"] = orjson.loads(row["request"]) if row["request"] else None
         record["response"] = orjson.loads(row["response"]) if row["response"] else None
     return record

@@ -1,0 +1,197 @@
+"""`llmgw guard test`: run the profile's guardrail rules on a text, or on a file of test cases.
+
+Contract: with TEXT (or stdin) it prints each finding (rule, entity, span, action, why) and the text as it would
+leave, exit 0. With ``--cases FILE`` it runs every ``[[case]]`` and reports pass/fail per case: exit 0 when all
+pass, 1 otherwise (and 1, with the key path, for an unreadable or invalid cases file or bad rules). A profile
+without ``[[guardrails]]`` is tested with the default rule set: redact (and restore) every PII entity.
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..guard.engine import Scan
+from ..guard.redact import Placeholders
+from ..guard.rules import Rule, default_rules, parse_rules
+from ..profile import ProfileError
+from .common import PROFILE_HELP, console, err_console, fail, load_or_exit, print_json
+
+app = typer.Typer(help="Try guardrail rules without starting the proxy.", no_args_is_help=True,
+                  rich_markup_mode=None)
+
+OUTCOMES = ("allow", "flag", "redact", "block")
+
+
+@app.callback()
+def guard() -> None:
+    """Try guardrail rules without starting the proxy."""
+
+
+@dataclass(frozen=True)
+class Result:
+    """One text judged: the outcome, the findings (log form: no values) and the text as it would leave."""
+
+    outcome: str
+    findings: list[dict[str, Any]]
+    text: str
+
+    @property
+    def entities(self) -> list[str]:
+        return sorted({str(f["entity"]) for f in self.findings})
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    text: str
+    expect: str | None
+    expect_entities: list[str] | None
+
+
+def judge(rules: list[Rule], text: str, phase: str = "request") -> Result:
+    """Run the rules that apply to ``phase`` on ``text`` as the proxy would."""
+    scan = Scan(tuple(r for r in rules if r.applies(phase)), phase, Placeholders())
+    out = scan.text(text, "text")
+    return Result(scan.outcome(), scan.findings, out)
+
+
+def _rules(profile: Path | None) -> tuple[list[Rule], str]:
+    prof = load_or_exit(profile)
+    raw = prof.extra.get("guardrails")
+    try:
+        rules = parse_rules(raw)
+    except ProfileError as exc:
+        for problem in exc.problems:
+            err_console.print("[bold red]error:[/] " + escape(f"{prof.source}: {problem}"), highlight=False,
+                              soft_wrap=True)
+        raise typer.Exit(1) from None
+    if not rules:
+        return default_rules(), f"{prof.source} has no [[guardrails]]: default rules (redact all PII)"
+    return rules, f"{prof.source}: {len(rules)} rule(s)"
+
+
+def load_cases(path: Path) -> list[Case]:
+    """The ``[[case]]`` entries of a TOML file; exits 1 naming the first problem's key path."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        fail(f"{path}: cannot read: {exc.strerror}")
+    except tomllib.TOMLDecodeError as exc:
+        fail(f"{path}: invalid TOML: {exc}")
+    raw = data.get("case")
+    if not isinstance(raw, list) or not raw:
+        fail(f"{path}: no [[case]] entries (each: text = \"…\", expect = \"allow\"|\"redact\"|\"block\")")
+    cases = []
+    for i, entry in enumerate(raw):
+        where = f"{path}: case[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
+            fail(f"{where}.text: required (a string)")
+        unknown = set(entry) - {"name", "text", "expect", "expect_entities"}
+        if unknown:
+            fail(f"{where}.{sorted(unknown)[0]}: unknown key (allowed: expect, expect_entities, name, text)")
+        expect = entry.get("expect")
+        if expect is not None and expect not in OUTCOMES:
+            fail(f"{where}.expect: expected one of {', '.join(OUTCOMES)}, got {expect!r}")
+        entities = entry.get("expect_entities")
+        if entities is not None and not (isinstance(entities, list) and all(isinstance(e, str) for e in entities)):
+            fail(f"{where}.expect_entities: expected an array of entity names")
+        cases.append(Case(str(entry.get("name") or f"case {i + 1}"), entry["text"], expect, entities))
+    return cases
+
+
+def _case_failures(case: Case, result: Result) -> list[str]:
+    problems = []
+    if case.expect is not None and result.outcome != case.expect:
+        problems.append(f"expected {case.expect}, got {result.outcome}")
+    if case.expect_entities is not None and sorted(set(case.expect_entities)) != result.entities:
+        problems.append(f"expected entities [{', '.join(sorted(set(case.expect_entities)))}], "
+                        f"got [{', '.join(result.entities)}]")
+    return problems
+
+
+def _print_result(result: Result) -> None:
+    table = Table(title=f"{len(result.findings)} finding(s) — {result.outcome}", title_justify="left",
+                  pad_edge=False)
+    for column in ("rule", "entity", "span", "action", "why"):
+        table.add_column(column, overflow="fold")
+    for f in result.findings:
+        table.add_row(escape(str(f["rule"])), escape(str(f["entity"])), f"{f['span'][0]}-{f['span'][1]}",
+                      str(f["action"]), escape(str(f["why"])))
+    if result.findings:
+        console.print(table)
+    else:
+        console.print("no findings — allow", highlight=False)
+    if result.outcome == "block":
+        console.print("the request would be refused (403); nothing leaves", highlight=False)
+    else:
+        console.print("as it would leave:", style="bold", highlight=False)
+        console.print(result.text, highlight=False, markup=False, soft_wrap=True)
+
+
+def _run_cases(rules: list[Rule], cases: list[Case], phase: str, format: str) -> bool:
+    rows = []
+    for case in cases:
+        result = judge(rules, case.text, phase)
+        problems = _case_failures(case, result)
+        rows.append({"name": case.name, "expect": case.expect, "outcome": result.outcome,
+                     "entities": result.entities, "passed": not problems, "problems": problems})
+    if format == "json":
+        print_json(rows)
+    else:
+        table = Table(title=f"{sum(r['passed'] for r in rows)}/{len(rows)} cases passed", title_justify="left",
+                      pad_edge=False)
+        for column in ("case", "expected", "got", "entities", "result"):
+            table.add_column(column, overflow="fold")
+        for r in rows:
+            verdict = "[green]pass[/]" if r["passed"] else "[red]FAIL[/] " + escape("; ".join(r["problems"]))
+            table.add_row(escape(r["name"]), r["expect"] or "-", r["outcome"], escape(", ".join(r["entities"])),
+                          verdict)
+        console.print(table)
+    return all(r["passed"] for r in rows)
+
+
+@app.command("test")
+def guard_test(
+    text: str | None = typer.Argument(None, help="The text to check (default: read stdin)."),
+    cases: Path | None = typer.Option(None, "--cases", help="TOML file of [[case]] text/expect/expect_entities."),
+    profile: Path | None = typer.Option(None, "--profile", "-p", help=PROFILE_HELP),
+    phase: str = typer.Option("request", "--phase", help="Run the rules that apply to: request or response."),
+    format: str = typer.Option("table", "--format", help="table or json."),
+) -> None:
+    """Run the profile's guardrail rules on TEXT (or stdin) and show each finding and the text as it would leave.
+
+    Example: llmgw guard test "mail jane@example.com, card 4111 1111 1111 1111"
+    Example: llmgw guard test --cases guard-cases.toml --profile prod.toml
+    """
+    if phase not in ("request", "response"):
+        fail(f"--phase: expected request or response, got {phase!r}")
+    if format not in ("table", "json"):
+        fail(f"--format: expected table or json, got {format!r}")
+    rules, about = _rules(profile)
+    if cases is not None:
+        if text is not None:
+            fail("give either TEXT or --cases, not both")
+        if format == "table":
+            console.print(about, highlight=False, markup=False)
+        if not _run_cases(rules, load_cases(cases), phase, format):
+            raise typer.Exit(1)
+        return
+    if text is None:
+        if sys.stdin.isatty():
+            fail("give TEXT, pipe the text on stdin, or use --cases FILE")
+        text = sys.stdin.read()
+    result = judge(rules, text, phase)
+    if format == "json":
+        print_json([{"outcome": result.outcome, "findings": result.findings,
+                     "text": None if result.outcome == "block" else result.text}])
+        return
+    console.print(about, highlight=False, markup=False)
+    _print_result(result)

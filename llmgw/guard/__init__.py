@@ -1,0 +1,15 @@
+"""Guardrails: PII detection and redaction, regex/denylist/injection rules, restoring redacted values.
+
+The pieces: :mod:`.detectors` (validated PII detection), :mod:`.injection` (prompt-injection heuristics),
+:mod:`.rules` (``[[guardrails]]`` parsing and per-rule verdicts), :mod:`.redact` (placeholders and restoring),
+:mod:`.engine` (a rule set over many texts), :mod:`.walk` (every text of a request or answer in each wire format),
+:mod:`.stream` (restoring and checking streamed answers). The pipeline stage is
+:class:`llmgw.stages.guardrails.GuardrailStage`.
+"""
+
+from .detectors import ENTITIES, Match, PiiDetector
+from .redact import Placeholders, Restorer
+from .rules import Finding, Rule, Verdict, default_rules, parse_rules
+
+__all__ = ["ENTITIES", "Finding", "Match", "PiiDetector", "Placeholders", "Restorer", "Rule", "Verdict",
+           "default_rules", "parse_rules"]

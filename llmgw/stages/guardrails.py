@@ -1,0 +1,263 @@
+"""Guardrails: the ``[[guardrails]]`` rules and the teams' data classes, applied to requests and answers.
+
+Contract (how the pipeline calls it; see docs/guardrails.md):
+- ``await request(ex)``: refuses (403 ``data_class_not_allowed``) a team whose ``data_class`` the alias's
+  ``data_classes`` do not list (no team, no class, or an alias without ``data_classes``: no check); then scans
+  every text of the request with the request-side rules. ``block`` → ``ex.fail(PermissionDenied)`` (403
+  ``guardrail_blocked``, the rule's name and reason in the message), nothing reaches a provider. ``redact`` →
+  ``ex.client_body`` and ``ex.body`` are rewritten in place with placeholders (one table for both, so the same
+  value gets the same placeholder whichever body a provider is sent). ``flag`` → findings recorded only.
+  ``ex.raw_body`` is cleared, or replaced by a PII-masked copy when PII was flagged or the request blocked, so the
+  log row never holds a raw PII value.
+- ``await after_route(ex)`` — after routing (or a cache hit), before the answer is rendered: restores this
+  request's placeholders into the answer and applies the response-side rules, to a whole reply (``ex.reply`` is
+  replaced; ``raw`` dropped) or a stream (:meth:`wrap_stream`). A response ``block`` fails a whole reply with 403;
+  a stream is ended with an error event.
+- ``after_render(ex)`` — once the answer has been written, before any stage's ``response``: puts placeholders
+  back into ``ex.reply`` / ``ex.streamed_text`` so what later stages keep (cache, log) holds no restored value.
+  Idempotent; ``response`` calls it too.
+- ``await response(ex)``: finishes the exchange's guard state (no state outlives it), counts findings per
+  (rule, action) in :attr:`GuardrailStage.counts`, and hands the findings (as log dicts, never values) to
+  ``ex.findings`` when the Exchange has that field; :meth:`findings` returns them until then.
+
+Place it after the meter and auth stages (its ``response`` must run before the meter writes the log row, and it
+reads ``ex.team``/``ex.model``) and before any cache stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ..errors import PermissionDenied
+from ..exchange import Exchange, UpstreamReply
+from ..guard.engine import Scan, as_redacting
+from ..guard.redact import Placeholders
+from ..guard.rules import Rule, parse_rules
+from ..guard.stream import Blocked, GuardedEvents, StreamGuard, pipe_factory
+from ..guard.walk import visit_openai_request, visit_reply, visit_request
+from ..profile import ModelConfig, Profile
+
+OFFLOAD_BYTES = 256 * 1024   # request bodies larger than this are scanned in a worker thread
+
+
+@dataclass
+class _State:
+    """What the stage knows about one exchange between ``request`` and ``response``."""
+
+    table: Placeholders = field(default_factory=Placeholders)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    response_scan: Scan | None = None
+    blocked_stream: str | None = None
+    rendered: bool = False
+
+
+def _data_class(team: Any) -> str | None:
+    """A team's ``data_class``, from a ``TeamConfig`` or a raw ``[teams.*]`` table."""
+    value = team.get("data_class") if isinstance(team, Mapping) else getattr(team, "data_class", None)
+    return value if isinstance(value, str) and value else None
+
+
+def _copy(value: dict[str, Any]) -> dict[str, Any]:
+    return orjson.loads(orjson.dumps(value))
+
+
+class GuardrailStage:
+    """The guardrail pipeline stage (see the module contract)."""
+
+    def __init__(self, rules: Sequence[Rule], models: Mapping[str, ModelConfig],
+                 teams: Mapping[str, Any]) -> None:
+        """``teams`` maps team names to ``TeamConfig`` s or raw ``[teams.*]`` tables (only ``data_class`` is
+        read)."""
+        self.rules = tuple(rules)
+        self.request_rules = tuple(r for r in self.rules if r.applies("request"))
+        self.response_rules = tuple(r for r in self.rules if r.applies("response"))
+        self._log_mask_rules = as_redacting(self.rules)
+        self.models = models
+        self.teams = teams
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self._states: dict[str, _State] = {}
+
+    @classmethod
+    def from_profile(cls, profile: Profile) -> GuardrailStage:
+        """The stage for ``profile``'s ``[[guardrails]]`` and ``[teams]`` (raises ProfileError on bad rules)."""
+        teams = getattr(profile, "teams", None) or profile.extra.get("teams") or {}
+        return cls(parse_rules(profile.extra.get("guardrails")), profile.models, teams)
+
+    @property
+    def active(self) -> bool:
+        """Whether the stage can do anything at all (rules, or teams with a data class)."""
+        return bool(self.rules) or any(_data_class(t) for t in self.teams.values())
+
+    def findings(self, ex: Exchange) -> list[dict[str, Any]]:
+        """The findings recorded for ``ex`` so far (log form, no values)."""
+        state = self._states.get(ex.id)
+        return list(state.findings) if state else []
+
+    # --- request phase ---
+
+    async def request(self, ex: Exchange) -> None:
+        refusal = self._data_class_refusal(ex)
+        if refusal is not None:
+            self._states[ex.id] = _State(findings=[{
+                "rule": "data_classes", "kind": "data_class", "entity": "data_class", "action": "block",
+                "phase": "request", "where": "model", "span": None, "why": refusal.message}])
+            ex.fail(refusal)
+            return
+        if not self.rules:
+            return
+        state = self._states[ex.id] = _State()
+        if not self.request_rules:
+            return
+        if len(ex.raw_body) > OFFLOAD_BYTES:   # a big body: let the event loop breathe while it is scanned
+            await asyncio.to_thread(self._scan_request, ex, state)
+        else:
+            self._scan_request(ex, state)
+
+    def _data_class_refusal(self, ex: Exchange) -> PermissionDenied | None:
+        data_class = _data_class(self.teams.get(ex.team)) if ex.team else None
+        model = ex.model or self.models.get(ex.alias)
+        if not data_class or model is None or not model.data_classes or data_class in model.data_classes:
+            return None
+        approved = ", ".join(repr(c) for c in model.data_classes)
+        return PermissionDenied(f"team {ex.team!r} sends {data_class!r} data, and model alias {ex.alias!r} is approved"
+                                f" only for {approved} (models.{ex.alias}.data_classes)",
+                                code="data_class_not_allowed", param="model")
+
+    def _scan_request(self, ex: Exchange, state: _State) -> None:
+        body = ex.client_body or ex.body
+        table = state.table
+
+        def reserve(text: str, where: str) -> str:
+            table.reserve(text)
+            return text
+
+        visit_request(ex.endpoint, ex.client_format, body, reserve)
+        scan = Scan(self.request_rules, "request", table)
+        visit_request(ex.endpoint, ex.client_format, body, scan.text)
+        state.findings.extend(scan.findings)
+        if scan.redacted and ex.body is not body and ex.body:
+            silent = Scan(self.request_rules, "request", table, record=False)
+            visit_openai_request(ex.body, silent.text)
+        if scan.blocked is not None or scan.unredacted_pii:
+            ex.raw_body = self._masked_copy(ex, _copy(body), table) if self._log_mask_rules else b""
+        elif scan.redacted:
+            ex.raw_body = b""
+        if scan.blocked is not None:
+            ex.fail(PermissionDenied(f"request blocked by guardrail {scan.blocked}", code="guardrail_blocked"))
+
+    def _masked_copy(self, ex: Exchange, original: dict[str, Any], table: Placeholders) -> bytes:
+        """The request as the log may keep it: every PII value still in it replaced, whatever the rules'
+        actions (flagged values, texts left unscanned after a block)."""
+        masker = Scan(self._log_mask_rules, "request", table, record=False)
+        visit_request(ex.endpoint, ex.client_format, original, masker.text)
+        return orjson.dumps(original)
+
+    # --- answer phase (before rendering) ---
+
+    async def after_route(self, ex: Exchange) -> None:
+        """Restore placeholders into the answer and apply the response rules (see the module contract)."""
+        state = self._states.get(ex.id)
+        if state is None or ex.error is not None:
+            return
+        if self.response_rules:
+            allow = frozenset(state.table.restorable.values())
+            state.response_scan = Scan(self.response_rules, "response", state.table, allow=allow, restoring=False)
+        if ex.reply is not None:
+            self._guard_reply(ex, state)
+        elif ex.first_event is not None and ex.events is not None:
+            await self.wrap_stream(ex)
+
+    def _guard_reply(self, ex: Exchange, state: _State) -> None:
+        reply = ex.reply
+        assert reply is not None
+        scan = state.response_scan
+        if not state.table.restorable and scan is None:
+            return
+        body = _copy(reply.body)
+        changed = False
+
+        def guard(text: str, where: str) -> str:
+            nonlocal changed
+            out = state.table.restore(text)
+            if scan is not None:
+                out = scan.text(out, where)
+            changed |= out != text
+            return out
+
+        visit_reply(reply.format, body, guard)
+        if scan is not None and scan.blocked is not None:   # the log's copy: PII after the block point masked too
+            masker = Scan(self._log_mask_rules, "response", state.table, record=False, restoring=False)
+            visit_reply(reply.format, body, masker.text)
+            changed = True
+        if changed:
+            ex.reply = UpstreamReply(body, None, reply.usage, reply.format)
+        if scan is not None:
+            state.findings.extend(scan.findings)
+            scan.findings.clear()
+            if scan.blocked is not None:
+                ex.fail(PermissionDenied(f"answer blocked by guardrail {scan.blocked}", code="guardrail_blocked"))
+
+    async def wrap_stream(self, ex: Exchange) -> None:
+        """Swap ``ex.first_event``/``ex.events`` for restored and response-checked ones. A block decided on the
+        first event fails the exchange (403) and closes the upstream stream."""
+        state = self._states.get(ex.id)
+        if state is None or ex.first_event is None or ex.events is None:
+            return
+        make = pipe_factory(state.table, state.response_scan)
+        if make is None:
+            return
+        guard = StreamGuard(make)
+
+        def on_block(why: str) -> None:
+            state.blocked_stream = why
+
+        try:
+            first = guard.process(ex.first_event)
+        except Blocked as blocked:
+            await ex.events.aclose()  # type: ignore[attr-defined]
+            ex.first_event = ex.events = None
+            ex.fail(PermissionDenied(f"answer blocked by guardrail {blocked}", code="guardrail_blocked"))
+            return
+        ex.first_event = first[0]
+        ex.events = GuardedEvents(guard, first[1:], ex.events, on_block)
+
+    # --- after the answer was written ---
+
+    def after_render(self, ex: Exchange) -> None:
+        """Mask restored values again in what stays on the exchange (see the module contract)."""
+        state = self._states.get(ex.id)
+        if state is None or state.rendered:
+            return
+        state.rendered = True
+        scan = state.response_scan
+        if scan is not None and scan.findings:
+            state.findings.extend(scan.findings)
+            scan.findings.clear()
+        if state.blocked_stream is not None:
+            ex.fail(PermissionDenied(f"answer blocked by guardrail {state.blocked_stream}", code="guardrail_blocked"))
+        table = state.table
+        if not table.restorable:
+            return
+        if ex.reply is not None:
+            body = _copy(ex.reply.body)
+            visit_reply(ex.reply.format, body, lambda text, where: table.mask(text))
+            ex.reply = UpstreamReply(body, None, ex.reply.usage, ex.reply.format)
+        if ex.streamed_text:
+            ex.streamed_text[:] = [table.mask("".join(ex.streamed_text))]
+
+    async def response(self, ex: Exchange) -> None:
+        self.after_render(ex)
+        state = self._states.pop(ex.id, None)
+        if state is None:
+            return
+        for finding in state.findings:
+            self.counts[(finding["rule"], finding["action"])] += 1
+        target = getattr(ex, "findings", None)
+        if isinstance(target, list):
+            target.extend(state.findings)
