@@ -4,7 +4,8 @@ Contracts:
 - ``open_keys`` reads the minted keys and hashes the profile's (blocking: call it in a thread).
 - ``refresh_keys`` re-reads minted keys every ``interval_s`` so that ``llmgw keys create``/``revoke`` take effect
   on a running server within seconds.
-- ``open_shared_state`` gives Redis when ``[state] shared`` is set, else the in-process store; budget counters
+- ``open_shared_state`` gives Redis when ``[state] shared`` is set, a SQLite file beside the request log for
+  several workers on one machine, else the in-process store; budget counters
   that the store does not have yet start from the spend already in the request log (the log is the ledger).
 """
 
@@ -73,6 +74,10 @@ async def open_shared_state(profile: Profile) -> SharedState:
         from .store.shared_redis import RedisState
 
         state: SharedState = RedisState(profile.state.shared)
+    elif profile.server.workers > 1:  # several processes on one machine share a SQLite file
+        from .store.shared_sqlite import SQLiteState
+
+        state = SQLiteState(profile.state.db_path.with_name("shared-state.db"))
     else:
         state = MemoryState()
     if profile.governed:

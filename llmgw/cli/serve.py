@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -28,11 +29,8 @@ def serve(
     port = prof.server.port if port is None else port
     workers = workers or prof.server.workers
     problems = secret_problems(prof) + host_problems(prof, host)
-    limited = any(t.rpm or t.tpm or t.budget.daily or t.budget.monthly for t in prof.teams.values()) or any(
-        k.rpm or k.tpm or k.budget.daily or k.budget.monthly for k in prof.keys.values())
-    if workers > 1 and limited and not prof.state.shared:
-        problems.append("--workers: rate limits and budgets across several workers need shared state;"
-                        " set [state] shared = \"redis://127.0.0.1:6379/0\" or run one worker")
+    if workers != prof.server.workers:  # the workers share limits through a store chosen from this number
+        prof = dataclasses.replace(prof, server=dataclasses.replace(prof.server, workers=workers))
     if workers > 1 and port == 0:
         problems.append("--workers: several workers need a fixed --port (0 would give each its own port)")
     if problems:

@@ -1,4 +1,5 @@
-"""RedisState against the SharedState contract: every case runs on MemoryState (the reference) and RedisState."""
+"""RedisState and SQLiteState against the SharedState contract: every case runs on MemoryState (the reference),
+RedisState and SQLiteState."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from redis.asyncio import Redis
 
 from llmgw.store.shared import Denial, Hold, MemoryState, SharedState, Window
 from llmgw.store.shared_redis import KEY_TTL_S, RedisState
+from llmgw.store.shared_sqlite import SQLiteState
 
 from .conftest import RedisServer
 
@@ -32,10 +34,17 @@ def hold(limit: float, amount: float, owner: str = "team:search", ttl: int = 360
                 RESETS)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "sqlite"])
 async def state(request: pytest.FixtureRequest) -> AsyncIterator[SharedState]:
     if request.param == "memory":
         yield MemoryState()
+        return
+    if request.param == "sqlite":
+        sqlite_state = SQLiteState(request.getfixturevalue("tmp_path") / "shared-state.db")
+        try:
+            yield sqlite_state
+        finally:
+            await sqlite_state.close()
         return
     server: RedisServer = request.getfixturevalue("redis_server")
     redis_state = RedisState(server.url)
