@@ -77,3 +77,23 @@ async def test_workers_stop_when_the_parent_is_killed(serve: Any) -> None:
     while any(Path(f"/proc/{p}").exists() for p in workers) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     assert not any(Path(f"/proc/{p}").exists() for p in workers), "orphaned workers kept the port"
+
+
+async def test_two_workers_share_an_rpm_limit_without_redis(serve: Any) -> None:
+    port = free_port()
+    key = "sk-llmgw-workers-test-key"
+    server = serve({"providers": {"mock": {"kind": "mock"}}, "models": {"fast": {"targets": ["mock/m"]}},
+                    "teams": {"t": {}}, "keys": {"k": {"key": "env:WORKERS_TEST_KEY", "team": "t", "rpm": 20}}},
+                   "--workers", "2", "--port", str(port), env={"WORKERS_TEST_KEY": key})
+    await wait_healthy(server.url)
+    body = {"model": "fast", "messages": [{"role": "user", "content": "hi"}]}
+
+    async def one() -> int:
+        async with aiohttp.ClientSession() as session:  # a connection of its own: spread over both workers
+            async with session.post(server.url + "/v1/chat/completions", json=body,
+                                    headers={"Authorization": f"Bearer {key}"}) as resp:
+                return resp.status
+
+    statuses = await asyncio.gather(*(one() for _ in range(60)))
+    assert statuses.count(200) == 20 and statuses.count(429) == 40
+    assert await asyncio.to_thread(server.stop) == 0
