@@ -89,10 +89,10 @@ async def test_two_workers_share_an_rpm_limit_without_redis(serve: Any) -> None:
     body = {"model": "fast", "messages": [{"role": "user", "content": "hi"}]}
 
     async def one() -> int:
-        async with aiohttp.ClientSession() as session:  # a connection of its own: spread over both workers
-            async with session.post(server.url + "/v1/chat/completions", json=body,
-                                    headers={"Authorization": f"Bearer {key}"}) as resp:
-                return resp.status
+        # a connection of its own, so that the kernel spreads them over both workers
+        async with aiohttp.ClientSession() as session, session.post(
+                server.url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}) as resp:
+            return resp.status
 
     statuses = await asyncio.gather(*(one() for _ in range(60)))
     assert statuses.count(200) == 20 and statuses.count(429) == 40
