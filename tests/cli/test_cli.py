@@ -248,7 +248,7 @@ def test_models_json(valid_profile: Path) -> None:
     fast = rows[0]
     assert (fast["strategy"], fast["input_per_1m"], fast["output_per_1m"]) == ("fallback", 1.5, 3.0)
     assert rows[1]["input_per_1m"] > 0 and rows[1]["output_per_1m"] > 0, "gpt-4o-mini is in the shipped table"
-    assert rows[2]["input_per_1m"] is None, "an unpriced mock model has no price"
+    assert rows[2]["input_per_1m"] == 0.0, "an unpriced mock model is free, as the meter counts it"
 
 
 def test_models_on_invalid_profile_exits_1(tmp_path: Path) -> None:
