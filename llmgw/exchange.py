@@ -134,6 +134,7 @@ class Exchange:
     credential: str | None = field(default=None, repr=False)  # the key the client presented; never logged
     principal: Any = None                  # the key record the credential resolved to (llmgw.store.keys)
     tags: tuple[str, ...] = ()
+    cache_control: str = ""                # x-llmgw-cache / Cache-Control request headers: no-cache, no-store
     model: ModelConfig | None = None
     target: Target | None = None
     attempts: list[Attempt] = field(default_factory=list)

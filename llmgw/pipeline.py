@@ -48,7 +48,7 @@ class Pipeline:
                 await stage.request(ex)
                 if ex.error is not None:
                     return
-                if ex.reply is not None:
+                if ex.reply is not None or ex.first_event is not None:  # answered by a stage (a cache hit)
                     break
             else:
                 await self.router.route(ex)

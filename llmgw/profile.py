@@ -553,6 +553,13 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
                 extra[section] = data[section]
             else:
                 c.problems.append(f"{section}: expected {_KIND_NAMES[kind]}, got {_type_name(data[section])}")
+    if isinstance(extra.get("cache"), dict):
+        from .cache.config import CacheConfig
+
+        try:
+            CacheConfig.from_raw(extra["cache"])
+        except ValueError as exc:
+            c.problems.append(str(exc))
     if isinstance(extra.get("guardrails"), list):
         from .guard.rules import parse_rules  # here: guard.rules imports ProfileError from this module
 

@@ -23,6 +23,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from .cache.embed import Embedder
 from .clients import anthropic as anthropic_client
 from .clients import openai as openai_client
 from .clients.base import ClientFormat
@@ -38,6 +39,7 @@ from .providers.anthropic import AnthropicProvider
 from .providers.base import Provider, ProviderContext, UpstreamFailure, adapter_for
 from .routing import Router
 from .stages.auth import AuthStage, presented_key
+from .stages.cache import CacheStage
 from .stages.guardrails import GuardrailStage
 from .stages.limits import LimitsStage
 from .stages.meter import MeterStage
@@ -54,6 +56,8 @@ AUTH = web.AppKey("auth", AuthStage)
 METRICS = web.AppKey("metrics", Metrics)
 EVENTS = web.AppKey("events", EventHub)
 FAIL_TARGETS = web.AppKey("fail_targets", frozenset)
+EMBEDDER = web.AppKey("embedder", list)  # [Embedder] to override the semantic cache's model, or []
+CACHE = web.AppKey("cache", CacheStage)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPENAI: ClientFormat = openai_client.OpenAIFormat()
@@ -73,15 +77,18 @@ def build_providers(profile: Profile, session: aiohttp.ClientSession,
     return providers
 
 
-def make_app(profile: Profile, *, fail_targets: Collection[str] = ()) -> web.Application:
+def make_app(profile: Profile, *, fail_targets: Collection[str] = (),
+             embedder: Embedder | None = None) -> web.Application:
     """The gateway application for ``profile``. Nothing is opened until the app starts. ``fail_targets``
-    (``provider/model`` names) are made to fail without being called, as ``llmgw smoke --fail`` asks."""
+    (``provider/model`` names) are made to fail without being called, as ``llmgw smoke --fail`` asks;
+    ``embedder`` replaces the semantic cache's model (tests use a small deterministic one)."""
     max_bytes = int(profile.server.max_body_mb * 1024 * 1024)
     # handler_cancellation: a client that hangs up cancels its handler, and with it the upstream request.
     app = web.Application(client_max_size=max_bytes, middlewares=[_error_middleware],
                           handler_args={"handler_cancellation": True})
     app[PROFILE] = profile
     app[FAIL_TARGETS] = frozenset(fail_targets)
+    app[EMBEDDER] = [embedder] if embedder is not None else []
     app.cleanup_ctx.append(_resources)
     chat = _chat_handler(OPENAI, max_bytes)
     app.router.add_post("/v1/chat/completions", chat)
@@ -136,11 +143,19 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[METER] = meter
         app[AUTH] = auth
         guard = GuardrailStage.from_profile(profile)
-        app[PIPELINE] = Pipeline([meter, auth, limits, guard] if guard.active else [meter, auth, limits], router)
+        # The cache comes after limits (hits count against rpm, not budgets) and after the guard (redacted prompts
+        # are the keys); it reads the guard's findings because its response phase runs before the guard's.
+        cache = await asyncio.to_thread(CacheStage.from_profile, profile, price=meter.price,
+                                        findings=guard.findings if guard.active else None,
+                                        embedder=next(iter(app[EMBEDDER]), None))
+        app[CACHE] = cache
+        stages = [meter, auth, limits, *([guard] if guard.active else []), *([cache] if cache.active else [])]
+        app[PIPELINE] = Pipeline(stages, router)
         refresher = asyncio.create_task(refresh_keys(keys, profile)) if keys is not None else None
         anomalies = asyncio.create_task(refresh_spend_anomalies(app[METRICS], profile.state.db_path))
         yield
         anomalies.cancel()
+        await asyncio.to_thread(cache.close)
         if refresher is not None:
             refresher.cancel()
         await state.close()
@@ -202,6 +217,7 @@ def _begin(request: web.Request, fmt: ClientFormat, endpoint: str) -> Exchange:
     ex.tags = _tags(request)
     headers = request.headers
     ex.credential = presented_key(headers.get("Authorization"), headers.get("x-api-key"))
+    ex.cache_control = ", ".join(v for v in (headers.get("x-llmgw-cache"), headers.get("Cache-Control")) if v)
     if fmt.name == "anthropic":
         ex.forward_headers = {h: v for h in _FORWARDED_HEADERS if (v := request.headers.get(h))}
     return ex

@@ -17,6 +17,7 @@ from . import profile_cmd
 from . import replay as replay_cmd
 from . import serve as serve_cmd
 from . import smoke as smoke_cmd
+from . import tail as tail_cmd
 
 app = typer.Typer(
     name="llmgw",
@@ -30,6 +31,7 @@ app.command()(serve_cmd.serve)
 app.command()(check_cmd.check)
 app.command()(smoke_cmd.smoke)
 app.command()(replay_cmd.replay)
+app.command()(tail_cmd.tail)
 app.command()(models_cmd.models)
 app.add_typer(logs_cmd.app, name="logs")
 app.add_typer(profile_cmd.app, name="profile")

@@ -1,0 +1,158 @@
+"""The difference guard: a semantic hit must not differ from its query in what makes answers differ.
+
+A cosine threshold alone confuses same-template prompts ("capital of France" / "capital of Germany"). On top of
+it, :func:`differs` compares the two texts' *facts* and refuses the pair when any of these differ:
+
+- numbers (digits, number words; ``1,000`` = ``1000``) as multisets;
+- negation (``not``, ``no``, ``never``, ``n't``, ``without``...): present in one, absent in the other;
+- names and literals: capitalised words not starting a sentence, acronyms, words with digits, code-like tokens
+  (``a_b``, ``x.y``, ``/path``), quoted strings — each must appear in the other text;
+- word order: the same content words in another order ("miles to kilometers" / "kilometers to miles");
+- content words: after dropping stop words and generic request words ("how", "explain", "please"...) and a light
+  stemming, a content word of one text absent from the other is a difference, unless ``partner`` (a word
+  similarity, e.g. from the embedding model) pairs it with an unmatched word of the other text at or above
+  ``word_threshold``; at most ``max_swaps`` such pairings are tolerated.
+
+Contract: ``differs(a, b)`` is symmetric, pure, returns the reason (a short string) or ``None`` when the pair may
+share an answer. It is meant for short prompts; it never looks at anything but the two texts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+WordSimilarity = Callable[[str, str], float]
+
+_TOKEN = re.compile(r"\"[^\"]{1,200}\"|'[^']{2,200}'(?!\w)|`[^`]{1,200}`|[\w][\w'.:/_+-]*[\w]|\w")
+_NUMBER = re.compile(r"^[+-]?\d[\d,]*(\.\d+)?%?$")
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+NUMBER_WORDS = {w: str(i) for i, w in enumerate(_words(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+    " seventeen eighteen nineteen twenty"))}
+NUMBER_WORDS.update({"thirty": "30", "forty": "40", "fifty": "50", "hundred": "100", "thousand": "1000",
+                     "million": "1000000", "billion": "1000000000", "first": "1st", "second": "2nd",
+                     "third": "3rd", "half": "0.5", "twice": "2x", "double": "2x", "triple": "3x"})
+NEGATIONS = frozenset(_words("not no never nor none nobody nothing nowhere neither without cannot cant dont doesnt"
+                             " didnt isnt arent wasnt werent wont wouldnt shouldnt couldnt hasnt havent hadnt mustnt"))
+STOP_WORDS = frozenset(_words("""
+a an the and or but if then so of to in on at by for from with as into onto about over under up down out off
+is are was were be been being am do does did doing done have has had having will would shall should can could
+may might must i me my mine we us our ours you your yours he him his she her hers it its they them their theirs
+this that these those there here what which who whom whose when where why how whats hows wheres whos
+some any all each every other another such own same than too very just also only really quite rather
+get got getting give gives tell explain describe show let lets please need want like know find help
+way ways steps step someone something thing things kind sort able possible best good quick quickly simple
+simply exactly actually basically mean means meaning difference between vs versus during people
+"""))
+_SENTENCE_END = re.compile(r"[.!?:;]\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    numbers: Counter[str]
+    negated: bool
+    names: frozenset[str]
+    content: frozenset[str]
+    order: tuple[str, ...]        # content words in order of first appearance
+
+
+def stem(word: str) -> str:
+    """A light suffix-stripping stem (equates "passwords"/"password", "causes"/"cause", "resetting"/"reset")."""
+    if word.endswith("'s"):
+        word = word[:-2]
+    if word.endswith("ies") and len(word) > 4:
+        word = word[:-3] + "y"
+    elif word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        word = word[:-1]
+    for suffix in ("ations", "ation", "ing", "edly", "ed", "ly"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiouls":
+        word = word[:-1]
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]
+    return word
+
+
+def facts(text: str) -> Facts:
+    """What :func:`differs` compares of one text."""
+    numbers: Counter[str] = Counter()
+    names: set[str] = set()
+    content: set[str] = set()
+    order: list[str] = []
+    negated = False
+    previous_end = True
+    for match in _TOKEN.finditer(text):
+        token = match.group(0)
+        start = match.start()
+        sentence_start = previous_end
+        previous_end = bool(_SENTENCE_END.search(text[match.end(): match.end() + 2]))
+        if token[0] in "\"'`":
+            names.add(token[1:-1].strip().lower())
+            continue
+        core = token.strip("'.")
+        core = core[:-2] if core.endswith("'s") and len(core) > 2 else core
+        lower = core.lower()
+        bare = lower.replace("'", "")
+        if _NUMBER.match(core):
+            numbers[core.replace(",", "").rstrip("%") + ("%" if core.endswith("%") else "")] += 1
+            continue
+        if lower in NUMBER_WORDS:
+            numbers[NUMBER_WORDS[lower]] += 1
+            continue
+        if bare in NEGATIONS or lower.endswith("n't"):
+            negated = True
+            continue
+        if any(c.isdigit() for c in core) or any(c in core for c in "_./:+") or (core.isupper() and len(core) > 1):
+            names.add(lower)
+            continue
+        if core[:1].isupper() and not sentence_start and not (start > 0 and text[start - 1] in "\"'(") \
+                and lower not in STOP_WORDS and lower != "i":
+            names.add(lower)
+            continue
+        if bare in STOP_WORDS or len(bare) < 2:
+            continue
+        word = stem(bare)
+        if word not in content:
+            content.add(word)
+            order.append(word)
+    return Facts(numbers, negated, frozenset(names), frozenset(content), tuple(order))
+
+
+def differs(a: str, b: str, *, partner: WordSimilarity | None = None, word_threshold: float = 0.6,
+            max_swaps: int = 1) -> str | None:
+    """Why ``a`` and ``b`` must not share an answer, or ``None`` (see the module contract)."""
+    fa, fb = facts(a), facts(b)
+    if fa.numbers != fb.numbers:
+        return "numbers differ"
+    if fa.negated != fb.negated:
+        return "negation differs"
+    if _unmatched_names(fa, fb) or _unmatched_names(fb, fa):
+        return "names differ"
+    names = {stem(n) for n in fa.names | fb.names}
+    only_a = sorted(fa.content - fb.content - names)
+    only_b = sorted(fb.content - fa.content - names)
+    if not only_a and not only_b:
+        if fa.content == fb.content and fa.order != fb.order:
+            return "word order differs"
+        return None
+    if partner is None or len(only_a) != len(only_b) or len(only_a) > max_swaps:
+        return "content words differ"
+    for word in only_a:
+        if max(partner(word, other) for other in only_b) < word_threshold:
+            return f"content word {word!r} differs"
+    return None
+
+
+def _unmatched_names(x: Facts, y: Facts) -> bool:
+    """Whether a name of ``x`` is missing from ``y`` (as a name or as a word)."""
+    return any(name not in y.names and stem(name) not in y.content for name in x.names)

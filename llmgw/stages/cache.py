@@ -1,0 +1,210 @@
+"""Cache stage: answers repeated (exact) and rephrased (semantic) prompts from earlier answers.
+
+Contract (see docs/cache.md):
+- ``request(ex)``: for a chat exchange whose alias allows caching (``models.<alias>.cache``), looks the request
+  up — exact key first, then (``semantic = true`` and a plain-text last user turn) the nearest earlier prompt of
+  the same partition at or above ``threshold`` that the difference guard accepts. A hit sets ``ex.cache`` to
+  ``"hit"`` or ``"semantic"``, ``ex.usage`` to the original answer's usage, and ``ex.reply`` (or, for a stream,
+  ``ex.first_event``/``ex.events`` with canonical chunks), so no provider is called. Lookups are skipped when
+  ``ex.cache_control`` (the ``x-llmgw-cache`` and ``Cache-Control`` request headers) says ``no-cache``.
+- ``response(ex)``: stores the answer of a miss unless ``no-store`` was asked, or it is an error, a stream cut
+  short, truncated (``finish_reason`` other than ``stop``/``tool_calls``; streams: ``stop`` only), flagged by a
+  guardrail, or has several choices. Keys and stored answers are what the guardrail stage left (placeholders,
+  not redacted values), so the stage must come after it.
+- Disk and embedding work runs in worker threads; the embedding model is loaded once, on the first request
+  that needs it. Per-exchange state lives only between ``request`` and ``response``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..cache.config import CacheConfig
+from ..cache.embed import DEFAULT_MODEL, Embedder, EmbedderError, LazyEmbedder, load_model2vec, resolve_model_path
+from ..cache.guard import differs
+from ..cache.keys import RequestKeys, request_keys
+from ..cache.replay import canonical_answer, replay_stream
+from ..cache.store import CacheEntry, CacheStore
+from ..exchange import Exchange, UpstreamReply, Usage
+from ..profile import Profile
+
+log = logging.getLogger("llmgw.cache")
+
+CACHEABLE_FINISH = frozenset({"stop", "tool_calls"})
+FindingsOf = Callable[[Exchange], list[dict[str, Any]]]
+PriceOf = Callable[[Exchange], float]
+
+
+def directives(ex: Exchange) -> frozenset[str]:
+    """The cache directives of ``ex`` (``no-cache``, ``no-store``), from its ``cache_control`` field if any."""
+    raw = getattr(ex, "cache_control", "") or ""
+    return frozenset(d.strip().lower() for d in raw.split(",") if d.strip())
+
+
+@dataclass
+class CacheStats:
+    """Counters since start-up (for metrics and the bench)."""
+
+    hits: int = 0
+    semantic_hits: int = 0
+    misses: int = 0
+    stored: int = 0
+    saved_usd: float = 0.0
+    refused: dict[str, int] = field(default_factory=dict)   # semantic candidates the guard refused, by reason
+
+
+class CacheStage:
+    """The cache pipeline stage (see the module contract)."""
+
+    def __init__(self, config: CacheConfig, store: CacheStore | None, embedder: Embedder | None = None, *,
+                 findings: FindingsOf | None = None, price: PriceOf | None = None) -> None:
+        """``findings(ex)``: the guardrail findings known before the guard's own ``response`` runs (pass
+        ``GuardrailStage.findings``); ``price(ex)``: the answer's cost, stored so a hit can report it saved."""
+        self.config = config
+        self.store = store
+        self.embedder = embedder if config.semantic else None
+        self.findings = findings
+        self.price = price
+        self.stats = CacheStats()
+        self._pending: dict[str, tuple[RequestKeys, frozenset[str]]] = {}
+
+    @classmethod
+    def from_profile(cls, profile: Profile, *, embedder: Embedder | None = None,
+                     findings: FindingsOf | None = None, price: PriceOf | None = None) -> CacheStage:
+        """The stage for ``profile``'s ``[cache]`` table (``profile.extra["cache"]``). Opens the store and
+        rebuilds the vector index (blocking: call it off the loop); the model is not loaded yet."""
+        raw = getattr(profile, "cache", None) or profile.extra.get("cache")
+        config = raw if isinstance(raw, CacheConfig) else CacheConfig.from_raw(raw)
+        if not config.enabled or not (config.exact or config.semantic):
+            return cls(config, None)
+        if config.semantic and embedder is None:
+            spec, allow = config.model, config.allow_download
+            resolve_model_path(spec, allow_download=allow)   # a missing model fails now, not on a request
+            name = f"model2vec:{spec or DEFAULT_MODEL.name}"
+            embedder = LazyEmbedder(lambda: load_model2vec(spec, allow_download=allow), name)
+        directory = Path(config.dir).expanduser() if config.dir else profile.state.db_path.parent / "cache"
+        store = CacheStore(directory, max_mb=config.max_mb,
+                           embedder=embedder.name if config.semantic and embedder is not None else None)
+        return cls(config, store, embedder, findings=findings, price=price)
+
+    @property
+    def active(self) -> bool:
+        return self.store is not None
+
+    # --- request phase ---
+
+    async def request(self, ex: Exchange) -> None:
+        if self.store is None or ex.endpoint != "chat" or (ex.model is not None and not ex.model.cache):
+            return
+        keys = request_keys(ex)
+        if keys is None:
+            return
+        asked = directives(ex)
+        self._pending[ex.id] = (keys, asked)
+        if "no-cache" in asked:
+            return
+        entry, kind = await asyncio.to_thread(self._lookup, keys)
+        if entry is None:
+            self.stats.misses += 1
+            return
+        self._answer(ex, entry, kind)
+
+    def _lookup(self, keys: RequestKeys) -> tuple[CacheEntry | None, str]:
+        """Exact, then semantic lookup (blocking)."""
+        assert self.store is not None
+        if self.config.exact:
+            entry = self.store.get(keys.exact)
+            if entry is not None:
+                return entry, "hit"
+        if self.embedder is None or not keys.text:
+            return None, "miss"
+        try:
+            vector = self.embedder.embed([keys.text])[0]
+        except EmbedderError as error:
+            log.error("semantic cache lookup skipped: %s", error)
+            return None, "miss"
+        for entry, _score in self.store.nearest(keys.partition, vector, self.config.threshold):
+            if entry.text is None:
+                continue
+            if entry.text == keys.text:
+                return entry, "semantic"
+            reason = differs(keys.text, entry.text, partner=self._word_similarity,
+                             word_threshold=self.config.word_threshold, max_swaps=self.config.max_swaps)
+            if reason is None:
+                return entry, "semantic"
+            why = reason.split(" '")[0]
+            self.stats.refused[why] = self.stats.refused.get(why, 0) + 1
+        return None, "miss"
+
+    def _word_similarity(self, a: str, b: str) -> float:
+        assert self.embedder is not None
+        vectors = self.embedder.embed([a, b])
+        return float(vectors[0] @ vectors[1])
+
+    def _answer(self, ex: Exchange, entry: CacheEntry, kind: str) -> None:
+        usage = Usage.from_openai(entry.usage)
+        answer = {**entry.answer, "id": "chatcmpl-" + ex.id.removeprefix("req_"), "created": int(time.time())}
+        ex.cache = kind
+        ex.usage = usage
+        if kind == "semantic":
+            self.stats.semantic_hits += 1
+        else:
+            self.stats.hits += 1
+        self.stats.saved_usd += entry.cost_usd
+        if hasattr(ex, "saved_usd"):
+            ex.saved_usd = entry.cost_usd
+        if ex.stream:
+            ex.first_event, ex.events = replay_stream(answer, usage)
+        else:
+            ex.reply = UpstreamReply(answer, None, usage)
+
+    # --- response phase ---
+
+    async def response(self, ex: Exchange) -> None:
+        pending = self._pending.pop(ex.id, None)
+        if pending is None or self.store is None:
+            return
+        keys, asked = pending
+        if "no-store" in asked or ex.cache != "miss" or not self._eligible(ex):
+            return
+        found = canonical_answer(ex)
+        if found is None:
+            return
+        answer, finish = found
+        if finish not in (CACHEABLE_FINISH if ex.reply is not None else {"stop"}):
+            return
+        cost = self.price(ex) if self.price is not None else ex.cost_usd
+        now = time.time()
+        entry = CacheEntry(keys.exact, keys.partition, keys.text, answer, ex.usage.to_openai(), cost, now,
+                           now + self.config.ttl_s)
+        await asyncio.to_thread(self._store, entry)
+
+    def _eligible(self, ex: Exchange) -> bool:
+        if ex.error is not None or ex.outcome not in ("", "ok") or ex.status != 200:
+            return False
+        return not (ex.findings or (self.findings is not None and self.findings(ex)))
+
+    def _store(self, entry: CacheEntry) -> None:
+        """Embed (semantic) and store one entry (blocking)."""
+        assert self.store is not None
+        if self.embedder is not None and entry.text:
+            try:
+                entry.vector = self.embedder.embed([entry.text])[0].astype(np.float32).tobytes()
+                entry.embedder = self.embedder.name
+            except Exception:
+                log.exception("embedding failed; storing %s for exact hits only", entry.key[:12])
+        self.store.put(entry)
+        self.stats.stored += 1
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+

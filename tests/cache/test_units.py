@@ -1,0 +1,151 @@
+"""Unit tests of the cache package: keys, guard, store/index, embedders, config."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmgw.cache.config import CacheConfig
+from llmgw.cache.embed import EmbedderError, HashEmbedder, LazyEmbedder, resolve_model_path
+from llmgw.cache.guard import differs
+from llmgw.cache.keys import request_keys
+from llmgw.cache.store import CacheEntry, CacheStore, VectorIndex
+from llmgw.exchange import Exchange
+
+
+def chat(text: str, *, history: list[dict] | None = None, key: str = "", team: str = "", alias: str = "gpt",
+         **params: object) -> Exchange:
+    ex = Exchange("openai", "chat", alias=alias, key_id=key, team=team)
+    ex.body = {"model": alias, "messages": [*(history or []), {"role": "user", "content": text}], **params}
+    return ex
+
+
+def test_keys_equal_for_equal_requests_and_ignore_stream() -> None:
+    a, b = request_keys(chat("hi")), request_keys(chat("hi", stream=True, stream_options={"include_usage": True}))
+    assert a == b and a is not None and a.text == "hi"
+
+
+@pytest.mark.parametrize("other", [
+    chat("hi", key="k2"), chat("hi", team="t"), chat("hi", alias="claude"), chat("hi", temperature=0.5),
+    chat("hi", top_p=0.5), chat("hi", max_tokens=5), chat("hi", stop=["x"]), chat("hi", seed=1),
+    chat("hi", tools=[{"type": "function", "function": {"name": "f"}}]), chat("hi", tool_choice="none"),
+    chat("hi", response_format={"type": "json_object"}),
+    chat("hi", history=[{"role": "system", "content": "be terse"}]),
+])
+def test_partition_covers_tenant_alias_and_parameters(other: Exchange) -> None:
+    base = request_keys(chat("hi", key="k1"))
+    keys = request_keys(other)
+    assert base is not None and keys is not None and keys.partition != base.partition
+
+
+def test_non_text_last_turn_is_exact_only_and_n_gt_1_not_cached() -> None:
+    ex = chat("x")
+    ex.body["messages"][-1]["content"] = [{"type": "image_url", "image_url": {"url": "data:,"}}]
+    keys = request_keys(ex)
+    assert keys is not None and keys.text is None
+    assert request_keys(chat("x", n=2)) is None
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("What is the capital of France?", "What is the capital of Germany?"),
+    ("Is 17 prime?", "Is 19 prime?"),
+    ("Should I use eval?", "Should I not use eval?"),
+    ("Convert 5 miles to kilometers", "Convert 5 kilometers to miles"),
+    ("reset my password for the admin console", "delete my account for the admin console"),
+    ("Email the report to Alice", "Email the report to Bob"),
+    ("Set a timer for ten minutes", "Set a timer for 12 minutes"),
+])
+def test_guard_refuses_near_misses(a: str, b: str) -> None:
+    assert differs(a, b) is not None and differs(b, a) is not None
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("How do I reset my password?", "How can I reset my password?"),
+    ("What is the capital of France?", "what's the capital of france"),
+    ("Explain Python decorators", "Can you explain decorators in Python please?"),
+    ("What is the GDP of Germany?", "What's Germany's GDP?"),
+])
+def test_guard_accepts_rephrasings(a: str, b: str) -> None:
+    assert differs(a, b) is None
+
+
+def test_hash_embedder_is_deterministic_and_unit_length() -> None:
+    emb = HashEmbedder(64)
+    v = emb.embed(["Hello world", "hello world", ""])
+    assert v.shape == (3, 64) and v.dtype == np.float32
+    assert np.allclose(v[0], v[1]) and abs(np.linalg.norm(v[0]) - 1) < 1e-6 and not v[2].any()
+
+
+def test_lazy_embedder_loads_once() -> None:
+    calls = []
+
+    def make() -> HashEmbedder:
+        calls.append(1)
+        return HashEmbedder(8)
+
+    lazy = LazyEmbedder(make, "x")
+    assert not lazy.loaded
+    lazy.embed(["a"])
+    lazy.embed(["b"])
+    assert calls == [1] and lazy.loaded
+
+
+def test_missing_model_fails_at_once_naming_it(tmp_path: Path) -> None:
+    started = time.perf_counter()
+    with pytest.raises(EmbedderError, match="nobody/no-such-model"):
+        resolve_model_path("nobody/no-such-model")
+    with pytest.raises(EmbedderError, match="not a folder"):
+        resolve_model_path(str(tmp_path / "missing"))
+    assert time.perf_counter() - started < 5
+
+
+def test_index_search_remove_and_expiry() -> None:
+    index = VectorIndex()
+    emb = HashEmbedder(32)
+    vectors = emb.embed(["alpha beta", "gamma delta", "alpha beta gamma"])
+    now = time.time()
+    index.add("p", "k1", vectors[0], now + 60)
+    index.add("p", "k2", vectors[1], now + 60)
+    index.add("p", "k3", vectors[2], now - 1)
+    index.add("q", "k4", vectors[0], now + 60)
+    assert [k for k, _ in index.search("p", vectors[0], 0.5)] == ["k1"]
+    index.remove("k1")
+    assert index.search("p", vectors[0], 0.5) == [] and len(index) == 3
+    assert index.prune() == 1 and len(index) == 2
+
+
+def entry(key: str, partition: str = "p", text: str | None = None, ttl: float = 60.0) -> CacheEntry:
+    now = time.time()
+    return CacheEntry(key, partition, text, {"choices": [{"message": {"content": key}}]}, {}, 0.01, now, now + ttl)
+
+
+def test_store_round_trip_ttl_and_rebuild(tmp_path: Path) -> None:
+    emb = HashEmbedder(32)
+    store = CacheStore(tmp_path, embedder=emb.name)
+    e = entry("k1", text="alpha beta")
+    e.vector, e.embedder = emb.embed(["alpha beta"])[0].tobytes(), emb.name
+    store.put(e)
+    store.put(entry("k2", ttl=0.01))
+    time.sleep(0.02)
+    assert store.get("k1") is not None and store.get("k2") is None
+    store.close()
+    reopened = CacheStore(tmp_path, embedder=emb.name)
+    assert len(reopened.index or []) == 1
+    [(found, score)] = reopened.nearest("p", emb.embed(["alpha beta"])[0], 0.9)
+    assert found.key == "k1" and score > 0.99
+    other = CacheStore(tmp_path, embedder="another-model")   # vectors of another model are never compared
+    assert len(other.index or []) == 0
+    reopened.close()
+    other.close()
+
+
+def test_config_validation() -> None:
+    assert not CacheConfig.from_raw(None).enabled
+    config = CacheConfig.from_raw({"semantic": True, "ttl": "2h", "threshold": 0.9})
+    assert config.enabled and config.exact and config.semantic and config.ttl_s == 7200
+    for bad in ({"threshold": 2}, {"ttl": -1}, {"exact": "yes"}, {"bogus": 1}):
+        with pytest.raises(ValueError, match="cache"):
+            CacheConfig.from_raw(bad)
