@@ -18,8 +18,9 @@ from .profile import ModelConfig, Target
 
 
 def new_request_id() -> str:
-    """A unique request id: ``req_`` + 24 random hex digits."""
-    return "req_" + os.urandom(12).hex()
+    """A unique, time-ordered request id: ``req_`` + the time in milliseconds (12 hex digits) + 12 random hex
+    digits. Ids sort by arrival, so the log's primary-key index grows at its end instead of at random places."""
+    return f"req_{int(time.time() * 1000):012x}{os.urandom(6).hex()}"
 
 
 @dataclass(slots=True)
