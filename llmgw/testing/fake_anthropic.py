@@ -26,16 +26,13 @@ nothing at module level is mutable; tests parse them to compare shapes.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
-import contextlib
 import hashlib
 import itertools
 import math
 import os
 import re
-import signal
 from collections import deque
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
@@ -44,7 +41,7 @@ import orjson
 from aiohttp import web
 
 from .fake_openai import _Headers, _split_words
-from .server import FakeServer
+from .server import FakeServer, run_cli
 
 __all__ = [
     "ANTHROPIC_COUNT_TOKENS_SAMPLE",
@@ -935,44 +932,9 @@ def make_fake_anthropic_app(state: FakeAnthropic) -> web.Application:
 # ----------------------------------------------------------------------------------------------------------
 
 
-async def _serve(args: argparse.Namespace) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # Windows
-            loop.add_signal_handler(sig, stop.set)
-    fake = FakeAnthropic(
-        api_key=args.api_key,
-        chunk_delay_s=args.chunk_delay,
-        host=args.host,
-        port=args.port,
-        record_requests=False,
-    )
-    async with fake:
-        print(f"fake Anthropic listening on {fake.base_url}", flush=True)
-        await stop.wait()
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Serve :class:`FakeAnthropic` until SIGINT/SIGTERM: ``python -m llmgw.testing.fake_anthropic --port N``.
-
-    Prints one line, ``fake Anthropic listening on http://HOST:PORT``, once it accepts connections. No
-    per-request logging and nothing recorded, so it can run under load indefinitely.
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m llmgw.testing.fake_anthropic", description="Serve a fake Anthropic upstream."
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on start)")
-    parser.add_argument("--api-key", default=None, help="require this key (default: accept any)")
-    parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between stream events")
-    args = parser.parse_args(argv)
-    try:
-        import uvloop  # type: ignore[import-not-found]
-    except ImportError:
-        asyncio.run(_serve(args))
-    else:
-        uvloop.run(_serve(args))
+    """Serve :class:`FakeAnthropic` until SIGINT/SIGTERM: ``python -m llmgw.testing.fake_anthropic --port N``."""
+    run_cli(FakeAnthropic, "Anthropic", "python -m llmgw.testing.fake_anthropic", argv)
 
 
 if __name__ == "__main__":

@@ -24,16 +24,13 @@ shapes.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
-import contextlib
 import hashlib
 import itertools
 import math
 import os
 import re
-import signal
 import struct
 import time
 from collections import deque
@@ -43,7 +40,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from .server import FakeServer
+from .server import FakeServer, run_cli
 
 __all__ = [
     "CHAT_COMPLETION_CHUNK_SAMPLE",
@@ -786,44 +783,9 @@ async def _stream(
 # ----------------------------------------------------------------------------------------------------------
 
 
-async def _serve(args: argparse.Namespace) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # Windows
-            loop.add_signal_handler(sig, stop.set)
-    fake = FakeOpenAI(
-        api_key=args.api_key,
-        chunk_delay_s=args.chunk_delay,
-        host=args.host,
-        port=args.port,
-        record_requests=False,
-    )
-    async with fake:
-        print(f"fake OpenAI listening on {fake.base_url}", flush=True)
-        await stop.wait()
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Serve :class:`FakeOpenAI` until SIGINT/SIGTERM: ``python -m llmgw.testing --port N``.
-
-    Prints one line, ``fake OpenAI listening on http://HOST:PORT/v1``, once it accepts connections. No
-    per-request logging and nothing recorded, so it can run under load indefinitely.
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m llmgw.testing", description="Serve a fake OpenAI upstream."
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on start)")
-    parser.add_argument("--api-key", default=None, help="require this Bearer key (default: accept any)")
-    parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between stream chunks")
-    args = parser.parse_args(argv)
-    try:
-        import uvloop  # type: ignore[import-not-found]
-    except ImportError:
-        asyncio.run(_serve(args))
-    else:
-        uvloop.run(_serve(args))
+    """Serve :class:`FakeOpenAI` until SIGINT/SIGTERM: ``python -m llmgw.testing --port N`` (see :func:`run_cli`)."""
+    run_cli(FakeOpenAI, "OpenAI", "python -m llmgw.testing", argv)
 
 
 if __name__ == "__main__":

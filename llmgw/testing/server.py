@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+import argparse
+import asyncio
+import contextlib
+import signal
+from typing import Any, ClassVar, Self
 
 from aiohttp import web
 
@@ -58,3 +62,34 @@ class FakeServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def run_cli(factory: type[FakeServer], label: str, prog: str, argv: list[str] | None = None) -> None:
+    """``python -m PROG --port N``: serve a fake upstream until SIGINT/SIGTERM, printing one line,
+    ``fake LABEL listening on BASE_URL``, once it accepts connections. Nothing is recorded, so it can run under
+    load indefinitely."""
+    parser = argparse.ArgumentParser(prog=prog, description=f"Serve a fake {label} upstream.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on start)")
+    parser.add_argument("--api-key", default=None, help="require this key (default: accept any)")
+    parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between stream events")
+    args = parser.parse_args(argv)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        options: dict[str, Any] = {"api_key": args.api_key, "chunk_delay_s": args.chunk_delay, "host": args.host,
+                                   "port": args.port, "record_requests": False}
+        async with factory(**options) as fake:
+            print(f"fake {label} listening on {fake.base_url}", flush=True)
+            await stop.wait()
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve())
+    else:
+        uvloop.run(serve())
