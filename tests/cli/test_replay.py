@@ -209,7 +209,7 @@ async def test_replays_are_logged_with_tag_replay_in_the_same_log(logged: Logged
 
 async def test_ids_prefixes_and_the_table(logged: Logged) -> None:
     first = logged.chat_ids[0]
-    result = await invoke(first[:12], logged.embed_id, "--profile", str(logged.profile), "--against", "fast",
+    result = await invoke(first[:-4], logged.embed_id, "--profile", str(logged.profile), "--against", "fast",
                           "--against", "down")
     assert result.exit_code == 0, result.output
     assert f"{logged.embed_id}: skipped, embeddings request" in result.stderr
