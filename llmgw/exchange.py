@@ -147,6 +147,7 @@ class Exchange:
     outcome: str = ""                      # "" while running; "ok", "error", "client_disconnect"
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
+    saved_usd: float = 0.0                 # what a cache hit would have cost (the cached answer's own cost)
     cache: str = "miss"
     ttft_ms: float | None = None
     latency_ms: float = 0.0
@@ -219,6 +220,7 @@ class Exchange:
             "cache_write_tokens": self.usage.cache_write_tokens,
             "reasoning_tokens": self.usage.reasoning_tokens,
             "cost_usd": self.cost_usd,
+            "saved_usd": self.saved_usd,
             "latency_ms": round(self.latency_ms, 3),
             "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 3),
             "attempts": [a.as_dict() for a in self.attempts],

@@ -39,7 +39,7 @@ _EXPR: Mapping[str, str] = MappingProxyType({
     "day": "strftime('%Y-%m-%d', s.time, 'unixepoch')",
     "tag": "s.tag",
 })
-_COLUMNS = "id, time, team, \"key\", alias, target, provider, input_tokens, output_tokens, cost_usd"
+_COLUMNS = "id, time, team, \"key\", alias, target, provider, input_tokens, output_tokens, cost_usd, saved_usd"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +71,7 @@ class Group:
     anomaly: bool = False
     recent_usd: float = 0.0     # spend in the window's last 24 h (used for the anomaly check)
     before_usd: float = 0.0     # spend before that
+    saved_usd: float = 0.0      # what cache hits would have cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,8 @@ class Report:
         ``cost_usd`` and ``anomaly`` (the stable machine-readable shape of ``llmgw cost report``)."""
         return [{**dict(zip(self.fields, g.values, strict=True)), "requests": g.requests,
                  "input_tokens": g.input_tokens, "output_tokens": g.output_tokens,
-                 "cost_usd": round(g.cost_usd, 10), "anomaly": g.anomaly} for g in self.groups]
+                 "cost_usd": round(g.cost_usd, 10), "saved_usd": round(g.saved_usd, 10), "anomaly": g.anomaly}
+                for g in self.groups]
 
     def anomaly_flags(self) -> dict[str, bool]:
         """``{"team=search,model=fast": True, ...}`` for every group: the labels of ``llmgw_spend_anomaly``."""
@@ -129,7 +131,8 @@ def _source(with_tags: bool) -> str:
 def _sums(cut: float) -> tuple[str, list[float]]:
     return ("COUNT(*), COALESCE(SUM(s.input_tokens), 0), COALESCE(SUM(s.output_tokens), 0),"
             " COALESCE(SUM(s.cost_usd), 0.0), COALESCE(SUM(CASE WHEN s.time >= ? THEN s.cost_usd ELSE 0 END), 0.0),"
-            " COALESCE(SUM(CASE WHEN s.time < ? THEN s.cost_usd ELSE 0 END), 0.0)", [cut, cut])
+            " COALESCE(SUM(CASE WHEN s.time < ? THEN s.cost_usd ELSE 0 END), 0.0), COALESCE(SUM(s.saved_usd), 0.0)",
+            [cut, cut])
 
 
 def spend_by(db: sqlite3.Connection, fields: Sequence[str], since: float, until: float,
@@ -148,16 +151,17 @@ def spend_by(db: sqlite3.Connection, fields: Sequence[str], since: float, until:
             continue  # an aggregate over no rows
         groups.append(Group(values=tuple(str(v) for v in row[:n]), requests=row[n], input_tokens=row[n + 1],
                             output_tokens=row[n + 2], cost_usd=row[n + 3], recent_usd=row[n + 4],
-                            before_usd=row[n + 5]))
+                            before_usd=row[n + 5], saved_usd=row[n + 6]))
     return groups
 
 
 def window_total(db: sqlite3.Connection, since: float, until: float) -> tuple[Group, float | None]:
     """Every request in the window counted once, and the time of the first one (None when there is none)."""
     row = db.execute("SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
-                     " COALESCE(SUM(cost_usd), 0.0), MIN(time) FROM requests WHERE time >= ? AND time < ?",
-                     (since, until)).fetchone()
-    return Group(values=(), requests=row[0], input_tokens=row[1], output_tokens=row[2], cost_usd=row[3]), row[4]
+                     " COALESCE(SUM(cost_usd), 0.0), MIN(time), COALESCE(SUM(saved_usd), 0.0) FROM requests"
+                     " WHERE time >= ? AND time < ?", (since, until)).fetchone()
+    return Group(values=(), requests=row[0], input_tokens=row[1], output_tokens=row[2], cost_usd=row[3],
+                 saved_usd=row[5]), row[4]
 
 
 def _sort(fields: Sequence[str], groups: list[Group]) -> list[Group]:

@@ -71,7 +71,8 @@ def _print_table(result: spend.Report) -> None:
     table = Table(title=title, title_justify="left", pad_edge=False, show_footer=False)
     for field in fields:
         table.add_column(field, overflow="fold")
-    for name in ("requests", "input tokens", "output tokens", "cost $"):
+    saved = result.total.saved_usd > 0
+    for name in ("requests", "input tokens", "output tokens", "cost $", *(("saved by cache $",) if saved else ())):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("share", no_wrap=True, min_width=_BAR_WIDTH)
     table.add_column("!", no_wrap=True)
@@ -79,11 +80,13 @@ def _print_table(result: spend.Report) -> None:
     for g in result.groups:
         values = g.values or ("all",)
         table.add_row(*(escape(v) for v in values), str(g.requests), str(g.input_tokens), str(g.output_tokens),
-                      _money(g.cost_usd), _bar(g.cost_usd, largest), f"[bold red]{_MARK}[/]" if g.anomaly else "")
+                      _money(g.cost_usd), *((_money(g.saved_usd),) if saved else ()), _bar(g.cost_usd, largest),
+                      f"[bold red]{_MARK}[/]" if g.anomaly else "")
     t = result.total
     table.add_section()
     table.add_row("[bold]total[/]", *([""] * (len(fields) - 1)), str(t.requests), str(t.input_tokens),
-                  str(t.output_tokens), f"[bold]{_money(t.cost_usd)}[/]", "", "")
+                  str(t.output_tokens), f"[bold]{_money(t.cost_usd)}[/]",
+                  *((f"[bold]{_money(t.saved_usd)}[/]",) if saved else ()), "", "")
     notes = []
     if "tag" in result.fields:
         notes.append("a request with several tags counts in each tag's group; the total counts it once")
@@ -97,7 +100,7 @@ def _print_table(result: spend.Report) -> None:
 
 def _print_csv(result: spend.Report) -> None:
     out = io.StringIO()
-    columns = [*result.fields, "requests", "input_tokens", "output_tokens", "cost_usd", "anomaly"]
+    columns = [*result.fields, "requests", "input_tokens", "output_tokens", "cost_usd", "saved_usd", "anomaly"]
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for record in result.records():

@@ -71,13 +71,17 @@ def _v2(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE requests ADD COLUMN findings TEXT NOT NULL DEFAULT '[]'")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+def _v3(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE requests ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 
 _COLUMNS = (
     "id", "time", "client_format", "endpoint", "alias", "provider", "target", "status", "outcome", "error",
     "error_message", "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
     "cost_usd", "latency_ms", "ttft_ms", "attempts", "attempts_json", "cache", "key", "team", "tags", "stream",
-    "dropped_params", "request", "response", "findings",
+    "dropped_params", "request", "response", "findings", "saved_usd",
 )
 _INSERT = f"INSERT OR REPLACE INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 # A whole batch in one statement: the rows travel as one JSON array and SQLite unpacks them. The writer thread then
@@ -148,7 +152,7 @@ def row_values(row: dict[str, Any]) -> tuple[Any, ...]:
         row["cost_usd"], row["latency_ms"], row["ttft_ms"], len(row["attempts"]), _dumps(row["attempts"]),
         row["cache"], row["key"], row["team"], _dumps(row["tags"]), int(row["stream"]),
         _dumps(row["dropped_params"]), _dumps(row["request"]), _dumps(row["response"]),
-        _dumps(row.get("findings") or []),
+        _dumps(row.get("findings") or []), row.get("saved_usd", 0.0),
     )
 
 
@@ -240,6 +244,7 @@ def record_from_row(row: sqlite3.Row, *, bodies: bool = False) -> dict[str, Any]
         "output_tokens": row["output_tokens"],
         "cached_tokens": row["cached_tokens"],
         "cost_usd": row["cost_usd"],
+        "saved_usd": row["saved_usd"],
         "latency_ms": row["latency_ms"],
         "ttft_ms": row["ttft_ms"],
         "attempts": row["attempts"],

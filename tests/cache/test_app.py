@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -11,8 +12,10 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
+from typer.testing import CliRunner
 
 from llmgw.cache.embed import HashEmbedder
+from llmgw.cli.main import app as cli
 from llmgw.profile import parse_profile
 from llmgw.server import CACHE, make_app
 from llmgw.stages.cache import CacheStage
@@ -88,6 +91,10 @@ async def test_exact_and_semantic_hits_skip_the_upstream(gateway: Gateway, upstr
     assert [r["cache"] for r in rows] == ["miss", "hit", "semantic", "miss", "miss"]
     assert rows[0]["cost_usd"] > 0 and rows[1]["cost_usd"] == 0 and rows[2]["cost_usd"] == 0
     assert stage.stats.saved_usd == pytest.approx(2 * rows[0]["cost_usd"])
+    assert [r["saved_usd"] for r in rows[1:3]] == [rows[0]["cost_usd"]] * 2 and rows[0]["saved_usd"] == 0
+    report = CliRunner().invoke(cli, ["cost", "report", "--db", str(tmp_path / "llmgw.db"), "--format", "json"])
+    [group] = json.loads(report.stdout)
+    assert group["saved_usd"] == pytest.approx(2 * rows[0]["cost_usd"]), "cost report shows the savings"
 
 
 async def test_stream_hit_replays_as_openai_and_anthropic_streams(gateway: Gateway,

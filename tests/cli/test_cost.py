@@ -190,13 +190,13 @@ def test_json_groups_add_up_to_the_logged_cost(spend_log: Fixture, field: str) -
     assert sum(r["input_tokens"] for r in records) == sum(r["input_tokens"] for r in spend_log.in_window())
     assert sum(r["output_tokens"] for r in records) == sum(r["output_tokens"] for r in spend_log.in_window())
     for record in records:
-        assert set(record) == {field, "requests", "input_tokens", "output_tokens", "cost_usd", "anomaly"}
+        assert set(record) == {field, "requests", "input_tokens", "output_tokens", "cost_usd", "saved_usd", "anomaly"}
 
 
 @pytest.mark.parametrize("field", [f for f in FIELDS if f != "tag"])
 def test_csv_groups_add_up_to_the_logged_cost(spend_log: Fixture, field: str) -> None:
     records = report_csv(spend_log, "--by", field)
-    assert list(records[0]) == [field, "requests", "input_tokens", "output_tokens", "cost_usd", "anomaly"]
+    assert list(records[0]) == [field, "requests", "input_tokens", "output_tokens", "cost_usd", "saved_usd", "anomaly"]
     assert math.fsum(float(r["cost_usd"]) for r in records) == pytest.approx(spend_log.total(), abs=1e-6)
     assert sum(int(r["requests"]) for r in records) == len(spend_log.in_window())
 
@@ -299,7 +299,7 @@ def test_default_window_and_grouping(tmp_path: Path) -> None:
     result = invoke("cost", "report", "--db", path, "--format", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == [{"model": "fast", "requests": 1, "input_tokens": 100, "output_tokens": 20,
-                                          "cost_usd": 0.25, "anomaly": False}]
+                                          "cost_usd": 0.25, "saved_usd": 0.0, "anomaly": False}]
 
 
 def test_missing_log_is_an_empty_report(tmp_path: Path) -> None:
