@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from llmgw.cache.config import CacheConfig
@@ -12,20 +11,13 @@ from llmgw.exchange import Exchange, UpstreamReply, Usage
 from llmgw.stages.cache import CacheStage
 
 
-@dataclass(slots=True)
-class DirectedExchange(Exchange):
-    """An Exchange with the ``cache_control`` field the lead will add."""
-
-    cache_control: str = ""
-
-
 def stage(tmp_path: Path) -> CacheStage:
     emb = HashEmbedder()
     return CacheStage(CacheConfig(enabled=True, semantic=True), CacheStore(tmp_path, embedder=emb.name), emb)
 
 
-def exchange(text: str, control: str = "", stream: bool = False) -> DirectedExchange:
-    ex = DirectedExchange("openai", "chat", alias="gpt", cache_control=control, stream=stream)
+def exchange(text: str, control: str = "", stream: bool = False) -> Exchange:
+    ex = Exchange("openai", "chat", alias="gpt", cache_control=control, stream=stream)
     ex.body = {"model": "gpt", "messages": [{"role": "user", "content": text}]}
     return ex
 

@@ -25,7 +25,7 @@ from llmgw.profile import Target
 from llmgw.store.log import write_rows
 
 runner = CliRunner()
-# The lead mounts cost.app as `llmgw cost`; the tests mount it the same way on a bare root.
+# llmgw mounts cost.app as `llmgw cost`; the tests mount it the same way on a bare root.
 root = typer.Typer(rich_markup_mode=None)
 root.add_typer(cost.app, name="cost")
 
