@@ -84,11 +84,15 @@ _COLUMNS = (
     "dropped_params", "request", "response", "findings", "saved_usd",
 )
 _INSERT = f"INSERT OR REPLACE INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-# A whole batch in one statement: the rows travel as one JSON array and SQLite unpacks them. The writer thread then
-# runs one short piece of Python per batch instead of per row, so it keeps up with a busy event loop for the GIL.
-_INSERT_BATCH = (f"INSERT OR REPLACE INTO requests ({', '.join(_COLUMNS)}) SELECT "
-                 + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(_COLUMNS)))
-                 + " FROM json_each(?)")
+_ROW_PLACEHOLDERS = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
+_STATEMENT_SIZES = (256, 64, 16, 4, 1)  # rows per INSERT; 256 x 31 parameters stay under SQLite's 32,766
+
+
+def insert_rows_sql(count: int) -> str:
+    """One INSERT for ``count`` rows. A whole batch in one statement means one trip into SQLite (and one release
+    of the GIL) per batch, so the writer thread keeps up with a busy event loop."""
+    return (f"INSERT OR REPLACE INTO requests ({', '.join(_COLUMNS)}) VALUES "
+            + ", ".join([_ROW_PLACEHOLDERS] * count))
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -166,6 +170,7 @@ class LogWriter:
         self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         self._db = connect(path)
         self._closed = False
+        self._statements: dict[int, str] = {}  # INSERT text by row count
         self.written = 0
         self._thread = threading.Thread(target=self._run, name="llmgw-log-writer", daemon=True)
         self._thread.start()
@@ -210,9 +215,15 @@ class LogWriter:
     def _commit(self, batch: Sequence[dict[str, Any]]) -> None:
         for tries in range(5):
             try:
-                payload = orjson.dumps([row_values(r) for r in batch])
                 with self._db:
-                    self._db.execute(_INSERT_BATCH, (payload.decode(),))
+                    start = 0
+                    while start < len(batch):
+                        # a few fixed statement sizes, so that SQLite's statement cache stays small
+                        size = next(n for n in _STATEMENT_SIZES if n <= len(batch) - start)
+                        part = batch[start:start + size]
+                        sql = self._statements.get(size) or self._statements.setdefault(size, insert_rows_sql(size))
+                        self._db.execute(sql, [value for row in part for value in row_values(row)])
+                        start += size
                 self.written += len(batch)
                 return
             except sqlite3.OperationalError as exc:  # e.g. locked by another worker for longer than timeout
