@@ -70,6 +70,7 @@ class OpenAIProvider(ProviderBase):
                     last = len(messages) - 1
                     for i, message in enumerate(messages):
                         if message.data == b"[DONE]":
+                            await _drain(resp)
                             return
                         event = _event(message.data)
                         event.flush = i == last or (messages[last].data == b"[DONE]" and i == last - 1)
@@ -84,6 +85,13 @@ class OpenAIProvider(ProviderBase):
                     raise UpstreamFailure(502, "upstream stream ended before it finished")
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise transport_failure(exc) from None
+
+
+async def _drain(resp: aiohttp.ClientResponse) -> None:
+    """Read what is left of a finished stream (usually just the end of the chunked body), so that the connection
+    goes back to the pool instead of being closed: a new connection per stream costs more than the stream."""
+    async for _ in resp.content.iter_any():
+        pass
 
 
 def _has_finish(chunk: dict[str, Any]) -> bool:

@@ -170,3 +170,35 @@ async def test_embeddings_models_health_ready(gateway: GatewayFactory, upstream:
     assert (await client.get("/health")).status == 200
     ready = await client.get("/ready")
     assert ready.status == 200 and (await ready.json())["status"] == "ready"
+
+
+async def test_finished_streams_give_their_upstream_connection_back(gateway: GatewayFactory,
+                                                                    aiohttp_server: Any) -> None:
+    """A stream read to its end returns the connection to the pool, also when the end of the chunked body comes
+    after ``[DONE]`` in a later read: the next request reuses the connection."""
+    import asyncio
+
+    from aiohttp import web
+
+    peers: list[Any] = []
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                 "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}
+        await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n")
+        await asyncio.sleep(0.02)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    upstream = await aiohttp_server(app)
+    client = await gateway(providers={"up": {"kind": "openai-compatible", "base_url": str(upstream.make_url("/v1"))}},
+                           models={"real": {"targets": ["up/m"]}})
+    for _ in range(3):
+        _, chunks, raw = await _stream(client)
+        assert raw[-1] == "[DONE]" and chunks[0]["choices"][0]["delta"]["content"] == "hi"
+    assert len(peers) == 3 and len(set(peers)) == 1, f"a new upstream connection per stream: {peers}"
