@@ -10,6 +10,7 @@ import typer
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 
+from ..durations import parse_point
 from ..profile import Profile, ProfileError, load_profile
 
 
@@ -59,3 +60,13 @@ def db_path(profile: Path | None, db: Path | None) -> Path:
     if db is not None:
         return db.expanduser()
     return load_or_exit(profile).state.db_path
+
+
+def since_option(value: str | None, option: str = "--since") -> float | None:
+    """A ``--since``/``--until`` value (``30m``, ``7d``, an ISO date) as a UNIX time, or exit 1 naming it."""
+    if value is None:
+        return None
+    try:
+        return parse_point(value)
+    except ValueError as exc:
+        fail(f"{option}: {exc}")

@@ -8,9 +8,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..durations import parse_point
 from ..store import log as request_log
-from .common import PROFILE_HELP, console, db_path, fail, print_json
+from .common import PROFILE_HELP, console, db_path, fail, print_json, since_option
 
 app = typer.Typer(help="Read the request log.", no_args_is_help=True, rich_markup_mode=None)
 
@@ -25,15 +24,6 @@ def _open(profile: Path | None, db: Path | None) -> sqlite3.Connection:
         return request_log.connect(path, readonly=True)
     except sqlite3.Error as exc:
         fail(f"cannot open the request log at {path}: {exc}")
-
-
-def _since(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_point(value)
-    except ValueError as exc:
-        fail(f"--since: {exc}")
 
 
 def _check_format(format: str) -> None:
@@ -57,7 +47,7 @@ def list_(
     Example: llmgw logs list --since 24h --status 5xx --format json
     """
     _check_format(format)
-    start = _since(since)
+    start = since_option(since)
     conn = _open(profile, db)
     with conn:
         rows = request_log.query(conn, since=start, model=model, team=team, status=status, limit=limit)

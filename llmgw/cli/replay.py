@@ -13,7 +13,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from ..durations import parse_point
 from ..profile import Profile, secret_problems
 from ..replay import (
     Original,
@@ -29,20 +28,10 @@ from ..replay import (
     shorten,
 )
 from ..store import log as request_log
-from .common import PROFILE_HELP, console, err_console, fail, load_or_exit, print_json
+from .common import PROFILE_HELP, console, err_console, fail, load_or_exit, print_json, since_option
 
 _AGAINST_HELP = "An alias of the profile or a provider/model of one of its providers. Repeatable."
 _KEY_HELP = "A gateway key for profiles with [keys]/[teams] (default: $LLMGW_KEY)."
-
-
-def _since(value: str | None) -> float | None:
-    """``--since`` as a UNIX time, or exit 1 with the reason."""
-    if value is None:
-        return None
-    try:
-        return parse_point(value)
-    except ValueError as exc:
-        fail(f"--since: {exc}")
 
 
 def _targets(prof: Profile, against: Sequence[str]) -> list[ReplayTarget]:
@@ -156,7 +145,7 @@ def replay(
     """
     if format not in ("table", "json"):
         fail(f"--format: expected table or json, got {format!r}")
-    start = _since(since)
+    start = since_option(since)
     prof = load_or_exit(profile)
     targets = _targets(prof, against)
     _check_ready(prof, key)

@@ -23,71 +23,56 @@ from ..errors import GatewayError, InvalidRequest
 from ..exchange import Exchange, StreamEvent
 from ..providers.base import UpstreamFailure
 from ..translate import anthropic as tr
-from .openai import JSON_TYPE, check_depth
+from .openai import JSON_TYPE, check_depth, invalid_field, is_int, is_number
 from .streaming import forward_stream
-
-_BLOCK_TYPES = frozenset({"text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking",
-                          "search_result", "server_tool_use", "web_search_tool_result", "container_upload"})
-
-
-def _fail(param: str, message: str) -> InvalidRequest:
-    return InvalidRequest(f"{param}: {message}", param=param, code="invalid_value")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def validate_messages(body: Mapping[str, Any], *, count_only: bool = False) -> None:
     """Check an Anthropic Messages request (or a count_tokens request with ``count_only``)."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise _fail("model", "required: a non-empty string (the model alias to call)")
+        raise invalid_field("model", "required: a non-empty string (the model alias to call)")
     if not count_only:
         max_tokens = body.get("max_tokens")
         if max_tokens is None:
-            raise _fail("max_tokens", "required (a positive integer)")
-        if not _is_int(max_tokens) or max_tokens < 1:
-            raise _fail("max_tokens", "must be a positive integer")
+            raise invalid_field("max_tokens", "required (a positive integer)")
+        if not is_int(max_tokens) or max_tokens < 1:
+            raise invalid_field("max_tokens", "must be a positive integer")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise _fail("messages", "required: a non-empty array of messages")
+        raise invalid_field("messages", "required: a non-empty array of messages")
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise _fail(f"messages.{i}", "must be an object")
+            raise invalid_field(f"messages.{i}", "must be an object")
         if message.get("role") not in ("user", "assistant"):
-            raise _fail(f"messages.{i}.role", "must be 'user' or 'assistant'")
+            raise invalid_field(f"messages.{i}.role", "must be 'user' or 'assistant'")
         content = message.get("content")
         if isinstance(content, list):
             for j, block in enumerate(content):
                 if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-                    raise _fail(f"messages.{i}.content.{j}", "must be a content block with a 'type'")
+                    raise invalid_field(f"messages.{i}.content.{j}", "must be a content block with a 'type'")
         elif not isinstance(content, str):
-            raise _fail(f"messages.{i}.content", "must be a string or an array of content blocks")
+            raise invalid_field(f"messages.{i}.content", "must be a string or an array of content blocks")
     system = body.get("system")
     if system is not None and not isinstance(system, str | list):
-        raise _fail("system", "must be a string or an array of text blocks")
+        raise invalid_field("system", "must be a string or an array of text blocks")
     if "stream" in body and not isinstance(body["stream"], bool):
-        raise _fail("stream", "must be a boolean")
+        raise invalid_field("stream", "must be a boolean")
     for name, high in (("temperature", 1.0), ("top_p", 1.0)):
         value = body.get(name)
-        if value is not None and (not _is_number(value) or not 0 <= value <= high):
-            raise _fail(name, f"must be a number between 0 and {high:g}")
-    if body.get("top_k") is not None and (not _is_int(body["top_k"]) or body["top_k"] < 0):
-        raise _fail("top_k", "must be a non-negative integer")
+        if value is not None and (not is_number(value) or not 0 <= value <= high):
+            raise invalid_field(name, f"must be a number between 0 and {high:g}")
+    if body.get("top_k") is not None and (not is_int(body["top_k"]) or body["top_k"] < 0):
+        raise invalid_field("top_k", "must be a non-negative integer")
     stops = body.get("stop_sequences")
     if stops is not None and not (isinstance(stops, list) and all(isinstance(s, str) for s in stops)):
-        raise _fail("stop_sequences", "must be an array of strings")
+        raise invalid_field("stop_sequences", "must be an array of strings")
     tools = body.get("tools")
     if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
-        raise _fail("tools", "must be an array of tool objects")
+        raise invalid_field("tools", "must be an array of tool objects")
     choice = body.get("tool_choice")
     if choice is not None and not (isinstance(choice, dict) and choice.get("type") in ("auto", "any", "tool", "none")):
-        raise _fail("tool_choice", "must be an object with type auto, any, tool or none")
+        raise invalid_field("tool_choice", "must be an object with type auto, any, tool or none")
     check_depth(body)
 
 

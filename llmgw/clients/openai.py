@@ -26,15 +26,15 @@ _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "functio
 MAX_DEPTH = 64
 
 
-def _fail(param: str, message: str) -> InvalidRequest:
+def invalid_field(param: str, message: str) -> InvalidRequest:
     return InvalidRequest(f"{param}: {message}", param=param, code="invalid_value")
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -54,9 +54,9 @@ def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
 def _check_model(body: Mapping[str, Any]) -> None:
     model = body.get("model")
     if model is None:
-        raise _fail("model", "required (the model alias to call)")
+        raise invalid_field("model", "required (the model alias to call)")
     if not isinstance(model, str) or not model:
-        raise _fail("model", "must be a non-empty string")
+        raise invalid_field("model", "must be a non-empty string")
 
 
 _NUMERIC_RANGES = {
@@ -73,42 +73,42 @@ def validate_chat(body: Mapping[str, Any]) -> None:
     _check_model(body)
     messages = body.get("messages")
     if messages is None:
-        raise _fail("messages", "required (a non-empty array of messages)")
+        raise invalid_field("messages", "required (a non-empty array of messages)")
     if not isinstance(messages, list) or not messages:
-        raise _fail("messages", "must be a non-empty array")
+        raise invalid_field("messages", "must be a non-empty array")
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise _fail(f"messages[{i}]", "must be an object")
+            raise invalid_field(f"messages[{i}]", "must be an object")
         role = message.get("role")
         if role not in _ROLES:
-            raise _fail(f"messages[{i}].role", f"must be one of {', '.join(sorted(_ROLES))}")
+            raise invalid_field(f"messages[{i}].role", f"must be one of {', '.join(sorted(_ROLES))}")
         content = message.get("content")
         if content is not None and not isinstance(content, str | list):
-            raise _fail(f"messages[{i}].content", "must be a string or an array of content parts")
+            raise invalid_field(f"messages[{i}].content", "must be a string or an array of content parts")
         if content is None and role in ("user", "system", "developer"):
-            raise _fail(f"messages[{i}].content", "required")
+            raise invalid_field(f"messages[{i}].content", "required")
     for name in ("stream", "logprobs", "parallel_tool_calls"):
         if name in body and not isinstance(body[name], bool):
-            raise _fail(name, "must be a boolean")
+            raise invalid_field(name, "must be a boolean")
     options = body.get("stream_options")
     if options is not None and (not isinstance(options, dict)
                                 or not isinstance(options.get("include_usage", False), bool)):
-        raise _fail("stream_options", "must be an object like {\"include_usage\": true}")
+        raise invalid_field("stream_options", "must be an object like {\"include_usage\": true}")
     for name, (low, high) in _NUMERIC_RANGES.items():
         value = body.get(name)
-        if value is not None and (not _is_number(value) or not low <= value <= high):
-            raise _fail(name, f"must be a number between {low:g} and {high:g}")
+        if value is not None and (not is_number(value) or not low <= value <= high):
+            raise invalid_field(name, f"must be a number between {low:g} and {high:g}")
     for name in _POSITIVE_INTS:
         value = body.get(name)
-        if value is not None and (not _is_int(value) or value < (0 if name == "top_logprobs" else 1)):
-            raise _fail(name, "must be a positive integer")
+        if value is not None and (not is_int(value) or value < (0 if name == "top_logprobs" else 1)):
+            raise invalid_field(name, "must be a positive integer")
     stop = body.get("stop")
     if stop is not None and not isinstance(stop, str) and not (
             isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
-        raise _fail("stop", "must be a string or an array of strings")
+        raise invalid_field("stop", "must be a string or an array of strings")
     tools = body.get("tools")
     if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
-        raise _fail("tools", "must be an array of tool objects")
+        raise invalid_field("tools", "must be an array of tool objects")
     check_depth(body)
 
 
@@ -116,15 +116,15 @@ def validate_embeddings(body: Mapping[str, Any]) -> None:
     _check_model(body)
     value = body.get("input")
     if value is None:
-        raise _fail("input", "required (a string or an array of strings)")
+        raise invalid_field("input", "required (a string or an array of strings)")
     ok = (isinstance(value, str) and value) or (isinstance(value, list) and value and (
-        all(isinstance(x, str) for x in value) or all(_is_int(x) for x in value)
-        or all(isinstance(x, list) and all(_is_int(y) for y in x) for x in value)))
+        all(isinstance(x, str) for x in value) or all(is_int(x) for x in value)
+        or all(isinstance(x, list) and all(is_int(y) for y in x) for x in value)))
     if not ok:
-        raise _fail("input", "must be a non-empty string, array of strings, or array of token arrays")
+        raise invalid_field("input", "must be a non-empty string, array of strings, or array of token arrays")
     dims = body.get("dimensions")
-    if dims is not None and (not _is_int(dims) or dims < 1):
-        raise _fail("dimensions", "must be a positive integer")
+    if dims is not None and (not is_int(dims) or dims < 1):
+        raise invalid_field("dimensions", "must be a positive integer")
     check_depth(body)
 
 
