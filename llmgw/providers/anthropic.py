@@ -21,6 +21,7 @@ from .base import (
     ProviderBase,
     ProviderContext,
     UpstreamFailure,
+    error_body,
     loads_object,
     retry_after_seconds,
     transport_failure,
@@ -134,10 +135,7 @@ def _events(name: str | None, data: bytes, converter: tr.AnthropicStreamToOpenAI
 
 
 async def _failure(resp: aiohttp.ClientResponse) -> UpstreamFailure:
-    try:
-        body = orjson.loads(await resp.read())
-    except (aiohttp.ClientError, orjson.JSONDecodeError):
-        body = None
+    body = await error_body(resp)
     message = f"HTTP {resp.status}"
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         error = body["error"]

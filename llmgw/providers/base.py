@@ -131,6 +131,15 @@ def retry_after_seconds(value: str | None) -> float | None:
     return seconds if seconds >= 0 else None
 
 
+async def error_body(resp: aiohttp.ClientResponse) -> Any:
+    """The parsed body of an upstream's error answer, or None when it has none or it is not JSON."""
+    try:
+        raw = await resp.read()
+        return orjson.loads(raw) if raw else None
+    except (aiohttp.ClientError, orjson.JSONDecodeError):
+        return None
+
+
 def loads_object(raw: bytes) -> dict[str, Any]:
     """An upstream's JSON object, or an :class:`UpstreamFailure` (502) when it is not one."""
     try:

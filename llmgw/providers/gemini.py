@@ -29,6 +29,7 @@ from .base import (
     ProviderBase,
     ProviderContext,
     UpstreamFailure,
+    error_body,
     loads_object,
     retry_after_seconds,
     transport_failure,
@@ -156,11 +157,7 @@ def _error_failure(body: dict[str, Any], http_status: int | None, *, prefix: str
 
 async def _failure(resp: aiohttp.ClientResponse) -> UpstreamFailure:
     """A non-200 answer as an :class:`UpstreamFailure` carrying Gemini's own message."""
-    try:
-        raw = await resp.read()
-        body = orjson.loads(raw) if raw else None
-    except (aiohttp.ClientError, orjson.JSONDecodeError):
-        body = None
+    body = await error_body(resp)
     # Gemini sometimes wraps the error object in a one-element array.
     if isinstance(body, list) and len(body) == 1:
         body = body[0]

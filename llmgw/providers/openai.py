@@ -17,6 +17,7 @@ from .base import (
     ProviderBase,
     ProviderContext,
     UpstreamFailure,
+    error_body,
     loads_object,
     retry_after_seconds,
     transport_failure,
@@ -108,11 +109,7 @@ def _event(data: bytes) -> StreamEvent:
 
 async def _failure(resp: aiohttp.ClientResponse) -> UpstreamFailure:
     """Turn a non-200 answer into an :class:`UpstreamFailure` carrying the upstream's own message."""
-    try:
-        raw = await resp.read()
-        body = orjson.loads(raw) if raw else None
-    except (aiohttp.ClientError, orjson.JSONDecodeError):
-        body = None
+    body = await error_body(resp)
     message = f"HTTP {resp.status}"
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         message = str(body["error"].get("message") or message)
