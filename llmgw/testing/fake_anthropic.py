@@ -392,7 +392,6 @@ class FakeAnthropic(FakeServer):
         self._tool_uses: list[dict[str, Any]] | None = None
         self._cache_read = 0
         self._cache_write = 0
-        self._failures: deque[tuple[int, str, float | None]] = deque()
         self._stream_failures: deque[tuple[str, str, int]] = deque()
         self._ids = itertools.count(1)
         self._id_base = os.urandom(5).hex()
@@ -414,11 +413,7 @@ class FakeAnthropic(FakeServer):
         first out, after any failures already queued. Streaming calls fail before any event is sent. A failure
         is taken after the key and version are checked and before the body is.
         """
-        if not 100 <= status <= 599:
-            raise ValueError(f"not an HTTP status: {status}")
-        if times < 1:
-            raise ValueError("times must be at least 1")
-        self._failures.extend([(status, message, retry_after)] * times)
+        self.queue_failures(status, times, message, retry_after)
 
     def fail_mid_stream(
         self, error_type: str = "overloaded_error", *, after_events: int = 0, message: str | None = None
@@ -488,15 +483,12 @@ class FakeAnthropic(FakeServer):
     def make_app(self) -> web.Application:
         return make_fake_anthropic_app(self)
 
-
     # -- used by the app ------------------------------------------------------------------------------------
 
     def _next_id(self) -> str:
         """24 characters, like the part after ``msg_``/``toolu_``/``req_`` in Anthropic's ids."""
         return f"01{self._id_base}{next(self._ids):012d}"
 
-    def _take_failure(self) -> tuple[int, str, float | None] | None:
-        return self._failures.popleft() if self._failures else None
 
     def _take_stream_failure(self) -> tuple[str, str, int] | None:
         return self._stream_failures.popleft() if self._stream_failures else None

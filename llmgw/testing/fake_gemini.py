@@ -361,7 +361,6 @@ class FakeGemini(FakeServer):
         self.requests: list[dict[str, Any]] = []
         self._answer: str | None = None
         self._calls: list[dict[str, Any]] | None = None
-        self._failures: deque[tuple[int, str, float | None]] = deque()
         self._stream_breaks: deque[tuple[int, int, str]] = deque()
         self._ids = itertools.count(1)
         self._id_base = os.urandom(4).hex()
@@ -377,11 +376,7 @@ class FakeGemini(FakeServer):
         ``UNAVAILABLE``, 400 ``INVALID_ARGUMENT``, ...). ``retry_after`` adds a ``RetryInfo`` detail with that
         ``retryDelay`` (as Gemini's 429s carry). Streams fail before any event. Taken after the key check.
         """
-        if not 100 <= status <= 599:
-            raise ValueError(f"not an HTTP status: {status}")
-        if times < 1:
-            raise ValueError("times must be at least 1")
-        self._failures.extend([(status, message, retry_after)] * times)
+        self.queue_failures(status, times, message, retry_after)
 
     def break_next_stream(self, *, after_events: int = 1, status: int = 503,
                           message: str = "The model is overloaded. Please try again later.") -> None:
@@ -412,7 +407,6 @@ class FakeGemini(FakeServer):
     def make_app(self) -> web.Application:
         return make_fake_gemini_app(self)
 
-
     # -- used by the app ------------------------------------------------------------------------------------
 
     def _next_id(self) -> str:
@@ -442,8 +436,9 @@ def make_fake_gemini_app(state: FakeGemini) -> web.Application:
                 return body, _error_response(400, _BAD_KEY_MESSAGE, [
                     {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
                      "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}}])
-        if state._failures:
-            status, message, retry_after = state._failures.popleft()
+        failure = state._take_failure()
+        if failure is not None:
+            status, message, retry_after = failure
             details = None
             if retry_after is not None:
                 details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_after:g}s"}]

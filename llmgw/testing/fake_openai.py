@@ -33,7 +33,6 @@ import os
 import re
 import struct
 import time
-from collections import deque
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -345,7 +344,6 @@ class FakeOpenAI(FakeServer):
         self.requests: list[dict[str, Any]] = []
         self._answer: str | None = None
         self._tool_calls: list[dict[str, str]] | None = None
-        self._failures: deque[tuple[int, str, float | None]] = deque()
         self._ids = itertools.count(1)
         self._id_base = os.urandom(5).hex()
         super().__init__(host=host, port=port)
@@ -367,11 +365,7 @@ class FakeOpenAI(FakeServer):
         first in, first out, after any failures already queued. Streaming calls fail before any event is
         sent, as OpenAI's do. A failure is taken after the key is checked and before the body is.
         """
-        if not 100 <= status <= 599:
-            raise ValueError(f"not an HTTP status: {status}")
-        if times < 1:
-            raise ValueError("times must be at least 1")
-        self._failures.extend([(status, message, retry_after)] * times)
+        self.queue_failures(status, times, message, retry_after)
 
     def set_answer(self, text: str | None) -> None:
         """Answer every chat call with ``text``; None goes back to :func:`answer_for` of the prompt."""
@@ -405,14 +399,11 @@ class FakeOpenAI(FakeServer):
     def make_app(self) -> web.Application:
         return make_fake_openai_app(self)
 
-
     # -- used by the app ------------------------------------------------------------------------------------
 
     def _next_id(self) -> str:
         return f"{self._id_base}{next(self._ids):019d}"
 
-    def _take_failure(self) -> tuple[int, str, float | None] | None:
-        return self._failures.popleft() if self._failures else None
 
 
 _FAKE_KEY: Final = web.AppKey("llmgw_fake_openai", FakeOpenAI)

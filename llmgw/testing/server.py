@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+from collections import deque
 from typing import Any, ClassVar, Self
 
 from aiohttp import web
@@ -26,6 +27,18 @@ class FakeServer:
         self.port = port
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
+        self._failures: deque[tuple[int, str, float | None]] = deque()
+
+    def queue_failures(self, status: int, times: int, message: str, retry_after: float | None) -> None:
+        """Make the next ``times`` calls answer ``status`` (the provider's ``fail_next`` says in which shape)."""
+        if not 100 <= status <= 599:
+            raise ValueError(f"not an HTTP status: {status}")
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        self._failures.extend([(status, message, retry_after)] * times)
+
+    def _take_failure(self) -> tuple[int, str, float | None] | None:
+        return self._failures.popleft() if self._failures else None
 
     def make_app(self) -> web.Application:
         raise NotImplementedError
