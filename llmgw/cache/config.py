@@ -5,7 +5,8 @@ frozen config, or raises ``ValueError`` naming the offending ``cache.<key>``. Ke
 when the table exists), ``exact`` (true), ``semantic`` (false), ``threshold`` (cosine, 0..1), ``ttl`` (seconds or
 a duration such as ``24h``), ``max_mb`` (store size cap), ``model`` (a model2vec folder or hub id; default: the
 packaged MiniLM-L6 int8 model), ``allow_download`` (false: hub ids come from the local cache only), ``dir``
-(default: ``cache`` beside the request log), ``word_threshold`` and ``max_swaps`` (the difference guard).
+(default: ``cache`` beside the request log), ``shared`` (true: with ``[state] shared`` set, entries live in that
+Redis and every instance sees them), ``word_threshold`` and ``max_swaps`` (the difference guard).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..durations import parse_duration
 
 DEFAULT_THRESHOLD = 0.85
 _KEYS = {"enabled", "exact", "semantic", "threshold", "ttl", "max_mb", "model", "allow_download", "dir",
-         "word_threshold", "max_swaps"}
+         "shared", "word_threshold", "max_swaps"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class CacheConfig:
     model: str | None = None
     allow_download: bool = False
     dir: str | None = None
+    shared: bool = True
     word_threshold: float = 0.6
     max_swaps: int = 1
 
@@ -68,5 +70,6 @@ class CacheConfig:
                    threshold=number("threshold", DEFAULT_THRESHOLD, 0.0, 1.0), ttl_s=float(ttl),
                    max_mb=number("max_mb", 256.0, 1.0, 1e6), model=raw.get("model"),
                    allow_download=flag("allow_download", False), dir=raw.get("dir"),
+                   shared=flag("shared", True),
                    word_threshold=number("word_threshold", 0.6, 0.0, 1.0),
                    max_swaps=int(number("max_swaps", 1, 0, 10)))

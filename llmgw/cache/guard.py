@@ -156,3 +156,28 @@ def differs(a: str, b: str, *, partner: WordSimilarity | None = None, word_thres
 def _unmatched_names(x: Facts, y: Facts) -> bool:
     """Whether a name of ``x`` is missing from ``y`` (as a name or as a word)."""
     return any(name not in y.names and stem(name) not in y.content for name in x.names)
+
+
+@dataclass(frozen=True, slots=True)
+class TermRule:
+    """What every text that :func:`differs` could accept against a query contains (see :func:`term_rule`)."""
+
+    mandatory: frozenset[str]     # every one of these
+    optional: frozenset[str]      # at least ``need`` of these
+    need: int
+
+
+def index_terms(text: str) -> frozenset[str]:
+    """The terms of a stored text that :func:`term_rule` asks for: content words, stemmed names, numbers."""
+    f = facts(text)
+    return f.content | {stem(n) for n in f.names} | {"#" + n for n in f.numbers}
+
+
+def term_rule(text: str, max_swaps: int = 1) -> TermRule:
+    """A necessary condition for ``differs(text, other, max_swaps=max_swaps)`` to be ``None``, on
+    ``index_terms(other)``: the other text has each of the query's numbers and (stemmed) names, and all of its
+    other content words but at most ``max_swaps``. Lets a search skip texts the guard would refuse anyway."""
+    f = facts(text)
+    names = frozenset(stem(n) for n in f.names)
+    optional = f.content - names
+    return TermRule(names | {"#" + n for n in f.numbers}, optional, max(0, len(optional) - max_swaps))

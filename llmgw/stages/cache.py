@@ -11,7 +11,10 @@ Contract (see docs/cache.md):
   short, truncated (``finish_reason`` other than ``stop``/``tool_calls``; streams: ``stop`` only), flagged by a
   guardrail, or has several choices. Keys and stored answers are what the guardrail stage left (placeholders,
   not redacted values), so the stage must come after it.
-- Disk and embedding work runs in worker threads; the embedding model is loaded once, on the first request
+- With ``[state] shared`` (and ``[cache] shared``, default true) entries live in Redis and every instance sees
+  them (:mod:`llmgw.cache.redis_store`); otherwise on disk. A store that cannot be reached makes the request a
+  miss whose answer is not stored, never an error.
+- Disk, network and embedding work runs in worker threads; the embedding model is loaded once, on the first request
   that needs it. Per-exchange state lives only between ``request`` and ``response``.
 """
 
@@ -29,10 +32,10 @@ import numpy as np
 
 from ..cache.config import CacheConfig
 from ..cache.embed import DEFAULT_MODEL, Embedder, EmbedderError, LazyEmbedder, load_model2vec, resolve_model_path
-from ..cache.guard import differs
+from ..cache.guard import differs, term_rule
 from ..cache.keys import RequestKeys, request_keys
 from ..cache.replay import canonical_answer, replay_stream
-from ..cache.store import CacheEntry, CacheStore
+from ..cache.store import CacheEntry, CacheStore, CacheUnavailable, IndexedStore
 from ..exchange import Exchange, UpstreamReply, Usage
 from ..profile import Profile
 
@@ -58,13 +61,14 @@ class CacheStats:
     misses: int = 0
     stored: int = 0
     saved_usd: float = 0.0
+    unavailable: int = 0          # lookups and stores that found the store unreachable
     refused: dict[str, int] = field(default_factory=dict)   # semantic candidates the guard refused, by reason
 
 
 class CacheStage:
     """The cache pipeline stage (see the module contract)."""
 
-    def __init__(self, config: CacheConfig, store: CacheStore | None, embedder: Embedder | None = None, *,
+    def __init__(self, config: CacheConfig, store: IndexedStore | None, embedder: Embedder | None = None, *,
                  findings: FindingsOf | None = None, price: PriceOf | None = None) -> None:
         """``findings(ex)``: the guardrail findings known before the guard's own ``response`` runs (pass
         ``GuardrailStage.findings``); ``price(ex)``: the answer's cost, stored so a hit can report it saved."""
@@ -90,9 +94,15 @@ class CacheStage:
             resolve_model_path(spec, allow_download=allow)   # a missing model fails now, not on a request
             name = f"model2vec:{spec or DEFAULT_MODEL.name}"
             embedder = LazyEmbedder(lambda: load_model2vec(spec, allow_download=allow), name)
-        directory = Path(config.dir).expanduser() if config.dir else profile.state.db_path.parent / "cache"
-        store = CacheStore(directory, max_mb=config.max_mb,
-                           embedder=embedder.name if config.semantic and embedder is not None else None)
+        indexed = embedder.name if config.semantic and embedder is not None else None
+        store: IndexedStore
+        if profile.state.shared and config.shared:
+            from ..cache.redis_store import RedisCacheStore
+
+            store = RedisCacheStore(profile.state.shared, embedder=indexed, ttl_s=config.ttl_s)
+        else:
+            directory = Path(config.dir).expanduser() if config.dir else profile.state.db_path.parent / "cache"
+            store = CacheStore(directory, max_mb=config.max_mb, embedder=indexed)
         return cls(config, store, embedder, findings=findings, price=price)
 
     @property
@@ -111,7 +121,11 @@ class CacheStage:
         self._pending[ex.id] = (keys, asked)
         if "no-cache" in asked:
             return
-        entry, kind = await asyncio.to_thread(self._lookup, keys)
+        try:
+            entry, kind = await asyncio.to_thread(self._lookup, keys)
+        except CacheUnavailable as exc:
+            self._unavailable(exc)
+            entry, kind = None, "miss"
         if entry is None:
             self.stats.misses += 1
             return
@@ -131,7 +145,8 @@ class CacheStage:
         except EmbedderError as error:
             log.error("semantic cache lookup skipped: %s", error)
             return None, "miss"
-        for entry, _score in self.store.nearest(keys.partition, vector, self.config.threshold):
+        rule = term_rule(keys.text, self.config.max_swaps)   # skips entries the guard below would refuse anyway
+        for entry, _score in self.store.nearest(keys.partition, vector, self.config.threshold, rule=rule):
             if entry.text is None:
                 continue
             if entry.text == keys.text:
@@ -185,7 +200,16 @@ class CacheStage:
         now = time.time()
         entry = CacheEntry(keys.exact, keys.partition, keys.text, answer, ex.usage.to_openai(), cost, now,
                            now + self.config.ttl_s)
-        await asyncio.to_thread(self._store, entry)
+        try:
+            await asyncio.to_thread(self._store, entry)
+        except CacheUnavailable as exc:
+            self._unavailable(exc)
+
+    def _unavailable(self, exc: CacheUnavailable) -> None:
+        """Count a store failure and log it (the first, then every hundredth)."""
+        self.stats.unavailable += 1
+        if self.stats.unavailable % 100 == 1:
+            log.warning("%s (%d times so far); serving without the cache", exc, self.stats.unavailable)
 
     def _eligible(self, ex: Exchange) -> bool:
         if ex.error is not None or ex.outcome not in ("", "ok") or ex.status != 200:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -170,7 +171,8 @@ async def test_index_is_rebuilt_from_disk_on_start(gateway: Gateway, upstreams: 
     client, _ = await gateway()
     await client.post("/v1/chat/completions", json=ask("how do I reset my password"))
     await client.close()
-    client, _ = await gateway()
+    client, stage = await gateway()
+    assert stage.store is not None and await asyncio.to_thread(stage.store.ready.wait, 5)
     resp = await client.post("/v1/chat/completions", json=ask("How do I reset my password?"))
     assert resp.headers["x-llmgw-cache"] == "semantic"
     assert len(openai_up.requests) == 1

@@ -11,8 +11,9 @@ import pytest
 from llmgw.cache.config import CacheConfig
 from llmgw.cache.embed import EmbedderError, HashEmbedder, LazyEmbedder, resolve_model_path
 from llmgw.cache.guard import differs
+from llmgw.cache.index import VectorIndex
 from llmgw.cache.keys import request_keys
-from llmgw.cache.store import CacheEntry, CacheStore, VectorIndex
+from llmgw.cache.store import CacheEntry, CacheStore
 from llmgw.exchange import Exchange
 
 
@@ -133,11 +134,12 @@ def test_store_round_trip_ttl_and_rebuild(tmp_path: Path) -> None:
     assert store.get("k1") is not None and store.get("k2") is None
     store.close()
     reopened = CacheStore(tmp_path, embedder=emb.name)
+    assert reopened.ready.wait(5)
     assert len(reopened.index or []) == 1
     [(found, score)] = reopened.nearest("p", emb.embed(["alpha beta"])[0], 0.9)
     assert found.key == "k1" and score > 0.99
     other = CacheStore(tmp_path, embedder="another-model")   # vectors of another model are never compared
-    assert len(other.index or []) == 0
+    assert other.ready.wait(5) and len(other.index or []) == 0
     reopened.close()
     other.close()
 
