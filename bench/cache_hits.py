@@ -39,6 +39,7 @@ WORDS = tuple(str.split("reset password account admin console python list sort r
                         " order refund invoice billing address email phone dark mode git branch merge docker"
                         " install numpy pandas"))
 SEED_PROMPT = "Reply with a short greeting for the cache benchmark."
+SENTINEL = "zebra sentinel prompt for the cache benchmark"   # stored under the key the index reads last
 
 
 def free_port() -> int:
@@ -104,13 +105,13 @@ def fill(directory: Path, size: int, pairs: list[dict]) -> list[str]:
     firsts = list(dict.fromkeys(p["a"] for p in pairs))
     rng = random.Random(7)
     fillers = [f"how do I {' '.join(rng.choices(WORDS, k=6))}" for _ in range(max(0, size - len(firsts)))]
-    texts = firsts + fillers
+    texts = [*firsts, *fillers, SENTINEL]
     now = time.time()
     with store.disk.transact():
         for start in range(0, len(texts), 4096):
             batch = texts[start:start + 4096]
             for text, vector in zip(batch, embedder.embed(batch), strict=True):
-                key = f"bench-{len(text)}-{abs(hash(text))}-{start}"
+                key = "~sentinel" if text == SENTINEL else f"bench-{len(text)}-{abs(hash(text))}-{start}"
                 answer = orjson.loads(orjson.dumps(seed.answer))
                 answer["choices"][0]["message"]["content"] = text
                 entry = CacheEntry(key, seed.partition, text, answer, seed.usage, seed.cost_usd, now,
@@ -120,11 +121,12 @@ def fill(directory: Path, size: int, pairs: list[dict]) -> list[str]:
     return texts
 
 
-async def ask(session: aiohttp.ClientSession, url: str, text: str) -> tuple[float, str, str]:
+async def ask(session: aiohttp.ClientSession, url: str, text: str, *, store: bool = True) -> tuple[float, str, str]:
     """Latency (ms), the x-llmgw-cache header, and the answer's text."""
     body = orjson.dumps({"model": "fast", "messages": [{"role": "user", "content": text}]})
+    headers = {"content-type": "application/json", **({} if store else {"x-llmgw-cache": "no-store"})}
     started = time.perf_counter()
-    async with session.post(url, data=body, headers={"content-type": "application/json"}) as resp:
+    async with session.post(url, data=body, headers=headers) as resp:
         raw = await resp.read()
         elapsed = (time.perf_counter() - started) * 1000
         assert resp.status == 200, resp.status
@@ -133,6 +135,18 @@ async def ask(session: aiohttp.ClientSession, url: str, text: str) -> tuple[floa
 
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
+
+
+async def index_ready(port: int, timeout_s: float = 300.0) -> float:
+    """Seconds until the server's semantic index holds the sentinel (the entry it reads last)."""
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    started = time.perf_counter()
+    async with aiohttp.ClientSession() as session:
+        while time.perf_counter() - started < timeout_s:
+            if (await ask(session, url, SENTINEL, store=False))[1] == "semantic":
+                return time.perf_counter() - started
+            await asyncio.sleep(0.1)
+    raise SystemExit("the semantic index was not ready in time")
 
 
 async def measure(port: int, pairs: list[dict], rounds: int) -> None:
@@ -185,8 +199,9 @@ def main() -> None:
             filled = time.perf_counter() - filled
             proc, ready_s = serve(config, port, tmp / "serve.log")
             try:
-                print(f"{len(texts) + 1} entries (filled in {filled:.0f} s; server ready in {ready_s:.1f} s,"
-                      " index rebuilt from the store)")
+                indexed_s = asyncio.run(index_ready(port))
+                print(f"{len(texts) + 1} entries (filled in {filled:.0f} s; server answering in {ready_s:.1f} s,"
+                      f" semantic index rebuilt from the store {indexed_s:.1f} s later)")
                 asyncio.run(measure(port, pairs, args.rounds))
             finally:
                 stop(proc)
