@@ -77,9 +77,27 @@ class Model2VecEmbedder:
         return normalize_rows(self.model.encode(list(texts)))
 
 
+# The file layouts model2vec loads: (config, embeddings, tokenizer), as in model2vec's own persistence module.
+MODEL_LAYOUTS = (("config.json", "model.safetensors", "tokenizer.json"),
+                 ("config_sentence_transformers.json", "model.safetensors", "tokenizer.json"),
+                 ("config_sentence_transformers.json", "0_StaticEmbedding/model.safetensors",
+                  "0_StaticEmbedding/tokenizer.json"))
+
+
+def check_model_folder(path: Path) -> Path:
+    """``path`` if it holds the files of a model2vec model; else :class:`EmbedderError` naming what is missing."""
+    for layout in MODEL_LAYOUTS:
+        if all((path / name).is_file() for name in layout):
+            return path
+    missing = [name for name in MODEL_LAYOUTS[0] if not (path / name).is_file()]
+    raise EmbedderError(f"[cache] model folder {str(path)!r} is not a model2vec model: {', '.join(missing)}"
+                        " missing")
+
+
 def resolve_model_path(spec: str | Path | None, *, allow_download: bool = False) -> Path:
     """The local folder of model ``spec``: a folder as it is, the packaged default for ``None``, or a hub id's
-    snapshot in the local Hugging Face cache (downloaded only when ``allow_download``)."""
+    snapshot in the local Hugging Face cache (downloaded only when ``allow_download``). The folder must hold a
+    model2vec model's files (:func:`check_model_folder`); their contents are read only when the model loads."""
     if spec is None or spec == "":
         path = DEFAULT_MODEL
         if not path.is_dir():
@@ -88,7 +106,7 @@ def resolve_model_path(spec: str | Path | None, *, allow_download: bool = False)
         return path
     path = Path(spec).expanduser()
     if path.is_dir():
-        return path
+        return check_model_folder(path)
     text = str(spec)
     if text.startswith((".", "/", "~")) or text.count("/") != 1:
         raise EmbedderError(f"[cache] model {text!r} is not a folder (and not a hub id like owner/name)")
@@ -98,7 +116,9 @@ def resolve_model_path(spec: str | Path | None, *, allow_download: bool = False)
     except ImportError as exc:  # pragma: no cover - model2vec depends on huggingface_hub
         raise EmbedderError(f"cannot resolve hub id {text!r}: huggingface_hub is not installed") from exc
     try:
-        return Path(snapshot_download(text, local_files_only=not allow_download))
+        return check_model_folder(Path(snapshot_download(text, local_files_only=not allow_download)))
+    except EmbedderError:
+        raise
     except LocalEntryNotFoundError:
         raise EmbedderError(f"[cache] model {text!r} is not a local folder and is not in the local Hugging Face"
                             " cache; downloads are off (set [cache] allow_download = true, or point [cache] model"

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
-from ..profile import ProfileError, host_problems, load_profile, secret_problems
+from ..cache.config import CacheConfig
+from ..cache.embed import EmbedderError, resolve_model_path
+from ..profile import Profile, ProfileError, host_problems, load_profile, secret_problems
 from .common import PROFILE_HELP, console, err_console
 
 
@@ -21,18 +23,30 @@ def check_junit(source: str, problems: list[str]) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
 
 
+def cache_problems(profile: Profile) -> list[str]:
+    """The semantic cache's model must be found (a folder with a model2vec model's files, or a cached hub id)."""
+    config = CacheConfig.from_raw(profile.extra.get("cache"))
+    if not (config.enabled and config.semantic):
+        return []
+    try:
+        resolve_model_path(config.model, allow_download=False)
+    except EmbedderError as exc:
+        return [f"cache.model: {exc}"]
+    return []
+
+
 def check(
     profile: Path | None = typer.Option(None, "--profile", "-p", help=PROFILE_HELP),
     junit: Path | None = typer.Option(None, "--junit", help="Also write JUnit XML here."),
 ) -> None:
-    """Validate a profile: schema, unknown keys, types, secrets, targets and alias cycles.
+    """Validate a profile: schema, unknown keys, types, secrets, targets, alias cycles and the cache's model.
 
     Example: llmgw check --profile prod.toml --junit check.xml
     """
     try:
         prof = load_profile(profile)
         source = prof.source
-        problems = secret_problems(prof) + host_problems(prof)
+        problems = secret_problems(prof) + host_problems(prof) + cache_problems(prof)
     except ProfileError as exc:
         source, problems = exc.source, exc.problems
     if junit is not None:

@@ -151,3 +151,29 @@ def test_config_validation() -> None:
     for bad in ({"threshold": 2}, {"ttl": -1}, {"exact": "yes"}, {"bogus": 1}):
         with pytest.raises(ValueError, match="cache"):
             CacheConfig.from_raw(bad)
+
+
+def test_a_folder_without_model_files_is_refused_naming_them(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(EmbedderError, match=r"model\.safetensors, tokenizer\.json missing"):
+        resolve_model_path(str(tmp_path))
+    assert resolve_model_path(None).name == "minilm-l6-int8"   # the packaged model has every file
+
+
+@pytest.mark.parametrize("model", ["/no/such/folder", "nobody/no-such-model", "EMPTY"])
+def test_check_reports_a_semantic_cache_model_that_cannot_be_found(tmp_path: Path, model: str) -> None:
+    from typer.testing import CliRunner
+
+    from llmgw.cli.main import app as cli
+
+    if model == "EMPTY":
+        model = str(tmp_path / "empty")
+        Path(model).mkdir()
+    profile = tmp_path / "p.toml"
+    profile.write_text(f'[providers.mock]\nkind = "mock"\n[models.fast]\ntargets = ["mock/m"]\n'
+                       f'[cache]\nsemantic = true\nmodel = "{model}"\n')
+    result = CliRunner().invoke(cli, ["check", "--profile", str(profile)])
+    assert result.exit_code == 1
+    assert "cache.model: [cache] model" in result.output and model.split("/")[-1] in result.output
+    profile.write_text(profile.read_text().replace("semantic = true", "semantic = false"))
+    assert CliRunner().invoke(cli, ["check", "--profile", str(profile)]).exit_code == 0
