@@ -11,8 +11,11 @@ Contract (that of :mod:`llmgw.cache.store`, plus):
 - Redis errors and timeouts (``timeout_s``, 0.5 s by default) raise :class:`~llmgw.cache.store.CacheUnavailable`:
   a request goes on as a miss and its answer is not stored. The follower retries every second and, if it could
   not read the journal at start-up, reads it whole once Redis is back.
-- Redis memory is bounded by the TTL (and by the server's ``maxmemory``); ``[cache] max_mb`` applies to the disk
-  store only.
+- Size cap: ``max_mb`` bounds the bytes of the entries and their journal records together, across instances.
+  Each store is one Lua script (one round trip, atomic): it writes the entry, records its size and time in
+  ``llmgw:cache:sizes`` / ``llmgw:cache:order`` (total in ``llmgw:cache:bytes``), forgets entries past their TTL,
+  and evicts the least recently stored entries while the total exceeds the cap. Times are the callers' clocks.
+  Requires Redis >= 6.2 (``XADD ... MINID``); not Redis Cluster (the script derives entry keys).
 """
 
 from __future__ import annotations
@@ -33,6 +36,43 @@ from .store import CacheEntry, CacheUnavailable, IndexedStore
 
 ENTRY_PREFIX = "llmgw:cache:e:"
 JOURNAL = "llmgw:cache:journal"
+ORDER, SIZES, TOTAL = "llmgw:cache:order", "llmgw:cache:sizes", "llmgw:cache:bytes"
+
+# KEYS: order, sizes, total, journal. ARGV: key, value, ttl_ms, now, cutoff, max_bytes, prefix, extra bytes (the
+# journal record's), the journal's MINID, then the record's field/value pairs (none: no record).
+# Returns how many entries were evicted for size.
+_PUT = """
+local order, sizes, total, journal = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local key, value, ttl, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local cutoff, cap, prefix = ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local function forget(k)
+  local size = redis.call('HGET', sizes, k)
+  if size then redis.call('DECRBY', total, size) end
+  redis.call('HDEL', sizes, k)
+  redis.call('ZREM', order, k)
+end
+forget(key)
+redis.call('SET', prefix .. key, value, 'PX', ttl)
+redis.call('ZADD', order, now, key)
+local size = #value + tonumber(ARGV[8])
+redis.call('HSET', sizes, key, size)
+redis.call('INCRBY', total, size)
+if #ARGV > 9 then
+  redis.call('XADD', journal, 'MINID', '~', ARGV[9], '*', unpack(ARGV, 10))
+end
+for _, k in ipairs(redis.call('ZRANGEBYSCORE', order, '-inf', '(' .. cutoff, 'LIMIT', 0, 100)) do
+  forget(k)
+end
+local evicted = 0
+while tonumber(redis.call('GET', total) or '0') > cap do
+  local oldest = redis.call('ZRANGE', order, 0, 0)
+  if #oldest == 0 or oldest[1] == key then break end
+  redis.call('DEL', prefix .. oldest[1])
+  forget(oldest[1])
+  evicted = evicted + 1
+end
+return evicted
+"""
 _BATCH = 2000
 _BLOCK_MS = 200
 
@@ -42,15 +82,17 @@ log = logging.getLogger("llmgw.cache")
 class RedisCacheStore(IndexedStore):
     """Cache entries and their journal in Redis, the index in memory (see the module contract)."""
 
-    def __init__(self, url: str, *, embedder: str | None = None, ttl_s: float = 86400.0,
+    def __init__(self, url: str, *, embedder: str | None = None, ttl_s: float = 86400.0, max_mb: float = 256.0,
                  timeout_s: float = 0.5) -> None:
         super().__init__(embedder)
         self.url = url
         self.ttl_s = ttl_s
+        self.max_bytes = int(max_mb * 1024 * 1024)
         self.origin = uuid.uuid4().hex
         options: dict[str, Any] = {"retry": Retry(NoBackoff(), 0), "health_check_interval": 0,
                                    "socket_connect_timeout": timeout_s}
         self.client = Redis.from_url(url, socket_timeout=timeout_s, **options)
+        self._put_script = self.client.register_script(_PUT)
         self._cursor: str | None = None      # last journal id read; None until the journal has been read whole
         self._follower: threading.Thread | None = None
         if self.index is None:
@@ -85,15 +127,18 @@ class RedisCacheStore(IndexedStore):
         ttl_ms = max(1, int((entry.expires - now) * 1000))
         fields = entry.as_dict()
         fields["vector"] = None
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(ENTRY_PREFIX + entry.key, orjson.dumps(fields), px=ttl_ms)
+        value = orjson.dumps(fields)
+        record: dict[str, Any] | None = None
         if entry.vector is not None and entry.embedder is not None:
             record = {"k": entry.key, "p": entry.partition, "x": repr(entry.expires), "e": entry.embedder,
                       "v": entry.vector, "t": entry.text or "", "o": self.origin}
-            oldest_ms = int((now - self.ttl_s) * 1000)
-            pipe.xadd(JOURNAL, record, minid=f"{max(0, oldest_ms)}-0", approximate=True)
+        pairs = [part for name, field in (record or {}).items() for part in (name, field)]
+        extra = sum(len(v) if isinstance(v, bytes) else len(str(v).encode()) for v in pairs)
+        oldest_ms = max(0, int((now - self.ttl_s) * 1000))
         try:
-            pipe.execute()
+            self._put_script(keys=[ORDER, SIZES, TOTAL, JOURNAL],
+                             args=[entry.key, value, ttl_ms, repr(now), repr(now - self.ttl_s), self.max_bytes,
+                                   ENTRY_PREFIX, extra, f"{oldest_ms}-0", *pairs])
         except RedisError as exc:
             raise self._unavailable(exc) from None
 

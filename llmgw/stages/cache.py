@@ -99,7 +99,8 @@ class CacheStage:
         if profile.state.shared and config.shared:
             from ..cache.redis_store import RedisCacheStore
 
-            store = RedisCacheStore(profile.state.shared, embedder=indexed, ttl_s=config.ttl_s)
+            store = RedisCacheStore(profile.state.shared, embedder=indexed, ttl_s=config.ttl_s,
+                                    max_mb=config.max_mb)
         else:
             directory = Path(config.dir).expanduser() if config.dir else profile.state.db_path.parent / "cache"
             store = CacheStore(directory, max_mb=config.max_mb, embedder=indexed)

@@ -186,3 +186,20 @@ async def test_requests_are_answered_when_the_shared_cache_is_down(aiohttp_clien
         assert (await resp.json())["choices"][0]["message"]["content"]
     assert time.monotonic() - started < 5
     assert stage.stats.unavailable >= 3
+
+
+def test_the_size_cap_evicts_the_least_recently_stored_entries(redis_server: RedisServer) -> None:
+    store = RedisCacheStore(redis_server.url, embedder=EMB.name, ttl_s=60, max_mb=1)
+    try:
+        for i in range(20):   # ~100 KB each: about twice the cap
+            big = entry(f"k{i:02}", f"prompt number {i}")
+            big.answer = {"choices": [{"message": {"content": "x" * 100_000}}]}
+            store.put(big)
+        present = [i for i in range(20) if store.get(f"k{i:02}") is not None]
+        assert present == list(range(20 - len(present), 20)) and 7 <= len(present) <= 10   # the newest ones
+        client = redis.Redis.from_url(redis_server.url)
+        total = int(client.get("llmgw:cache:bytes") or 0)
+        assert 900_000 < total <= 1024 * 1024 and client.zcard("llmgw:cache:order") == len(present)
+        client.close()
+    finally:
+        store.close()
