@@ -14,7 +14,8 @@ Contract (that of :mod:`llmgw.cache.store`, plus):
 - Size cap: ``max_mb`` bounds the bytes of the entries and their journal records together, across instances.
   Each store is one Lua script (one round trip, atomic): it writes the entry, records its size and time in
   ``llmgw:cache:sizes`` / ``llmgw:cache:order`` (total in ``llmgw:cache:bytes``), forgets entries past their TTL,
-  and evicts the least recently stored entries while the total exceeds the cap. Times are the callers' clocks.
+  and evicts the least recently stored entries while the total exceeds the cap (then trims the journal to about
+  as many records as there are entries). Times are the callers' clocks.
   Requires Redis >= 6.2 (``XADD ... MINID``); not Redis Cluster (the script derives entry keys).
 """
 
@@ -70,6 +71,9 @@ while tonumber(redis.call('GET', total) or '0') > cap do
   redis.call('DEL', prefix .. oldest[1])
   forget(oldest[1])
   evicted = evicted + 1
+end
+if evicted > 0 then  -- the oldest journal records are those of the evicted entries
+  redis.call('XTRIM', journal, 'MAXLEN', '~', redis.call('ZCARD', order) + 100)
 end
 return evicted
 """

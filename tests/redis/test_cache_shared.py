@@ -200,6 +200,7 @@ def test_the_size_cap_evicts_the_least_recently_stored_entries(redis_server: Red
         client = redis.Redis.from_url(redis_server.url)
         total = int(client.get("llmgw:cache:bytes") or 0)
         assert 900_000 < total <= 1024 * 1024 and client.zcard("llmgw:cache:order") == len(present)
+        assert client.xlen(JOURNAL) <= len(present) + 100
         client.close()
     finally:
         store.close()
