@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import os
 import signal
@@ -24,6 +25,18 @@ from .profile import Profile
 from .server import make_app
 
 SHUTDOWN_GRACE_S = 30.0
+GC_GEN0_THRESHOLD = 50_000   # allocations between young collections (CPython's default is 700)
+
+
+def tune_gc() -> None:
+    """Make the cyclic GC cheap for a server: objects alive after start-up (modules, the app, the profile) move to
+    the permanent generation and are never scanned again, and young collections run every 50,000 allocations
+    instead of 700, so that the objects of requests in flight die by reference counting before a collection
+    looks at them. Measured: about 10% more requests per second at high concurrency (bench/RESULTS.md)."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 def _install_uvloop() -> None:
@@ -50,6 +63,7 @@ async def _serve_async(profile: Profile, host: str, port: int, reuse_port: bool,
     sock = _listen_socket(host, port, reuse_port)
     site = web.SockSite(runner, sock, backlog=2048)
     await site.start()
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

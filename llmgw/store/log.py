@@ -10,8 +10,9 @@ Contracts:
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -161,13 +162,18 @@ def row_values(row: dict[str, Any]) -> tuple[Any, ...]:
 
 
 class LogWriter:
-    """Batches rows into SQLite from a background thread; ``write`` never blocks the event loop."""
+    """Batches rows into SQLite from a background thread; ``write`` never blocks the event loop.
 
-    def __init__(self, path: Path, *, batch_size: int = 500, max_delay_s: float = 0.05) -> None:
+    ``write`` appends to a deque (no lock, no thread wake-up per row); the thread wakes every ``max_delay_s``,
+    takes everything queued and commits it in one transaction. A row is therefore in the database at most about
+    ``max_delay_s`` after it was written, plus the commit time."""
+
+    def __init__(self, path: Path, *, batch_size: int = 2000, max_delay_s: float = 0.05) -> None:
         self.path = path
         self._batch_size = batch_size
         self._max_delay_s = max_delay_s
-        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._rows: collections.deque[dict[str, Any]] = collections.deque()
+        self._stop = threading.Event()
         self._db = connect(path)
         self._closed = False
         self._statements: dict[int, str] = {}  # INSERT text by row count
@@ -175,42 +181,37 @@ class LogWriter:
         self._thread = threading.Thread(target=self._run, name="llmgw-log-writer", daemon=True)
         self._thread.start()
 
+    @property
+    def queued(self) -> int:
+        """Rows written but not yet committed to the database."""
+        return len(self._rows)
+
     def write(self, row: dict[str, Any]) -> None:
         """Queue one row; returns at once."""
         if self._closed:
             raise RuntimeError("log writer is closed")
-        self._queue.put(row)
+        self._rows.append(row)
 
     def close(self) -> None:
         """Flush every queued row, then stop the thread and close the database."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
+        self._stop.set()
         self._thread.join()
         self._db.close()
 
     def _run(self) -> None:
-        done = False
-        while not done:
-            first = self._queue.get()
-            batch = []
-            if first is None:
-                done = True
-            else:
-                batch.append(first)
-                deadline = time.monotonic() + self._max_delay_s
-                while len(batch) < self._batch_size:
-                    try:
-                        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        done = True
-                        break
-                    batch.append(item)
-            if batch:
+        while True:
+            stopping = self._stop.wait(self._max_delay_s)
+            while self._rows:
+                batch = []
+                with contextlib.suppress(IndexError):
+                    while len(batch) < self._batch_size:
+                        batch.append(self._rows.popleft())
                 self._commit(batch)
+            if stopping:
+                return
 
     def _commit(self, batch: Sequence[dict[str, Any]]) -> None:
         for tries in range(5):
