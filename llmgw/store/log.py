@@ -164,15 +164,17 @@ def row_values(row: dict[str, Any]) -> tuple[Any, ...]:
 class LogWriter:
     """Batches rows into SQLite from a background thread; ``write`` never blocks the event loop.
 
-    ``write`` appends to a deque (no lock, no thread wake-up per row); the thread wakes every ``max_delay_s``,
-    takes everything queued and commits it in one transaction. A row is therefore in the database at most about
+    ``write`` turns the row into the INSERT's parameters at once (a tuple of strings and numbers, which the
+    cyclic GC never scans, and no Python work left for the thread to do while it holds the GIL) and appends it
+    to a deque (no lock, no thread wake-up per row); the thread wakes every ``max_delay_s``, takes everything
+    queued and commits it in one transaction. A row is therefore in the database at most about
     ``max_delay_s`` after it was written, plus the commit time."""
 
     def __init__(self, path: Path, *, batch_size: int = 2000, max_delay_s: float = 0.05) -> None:
         self.path = path
         self._batch_size = batch_size
         self._max_delay_s = max_delay_s
-        self._rows: collections.deque[dict[str, Any]] = collections.deque()
+        self._rows: collections.deque[tuple[Any, ...]] = collections.deque()
         self._stop = threading.Event()
         self._db = connect(path)
         self._closed = False
@@ -190,7 +192,7 @@ class LogWriter:
         """Queue one row; returns at once."""
         if self._closed:
             raise RuntimeError("log writer is closed")
-        self._rows.append(row)
+        self._rows.append(row_values(row))
 
     def close(self) -> None:
         """Flush every queued row, then stop the thread and close the database."""
@@ -213,7 +215,7 @@ class LogWriter:
             if stopping:
                 return
 
-    def _commit(self, batch: Sequence[dict[str, Any]]) -> None:
+    def _commit(self, batch: Sequence[tuple[Any, ...]]) -> None:
         for tries in range(5):
             try:
                 with self._db:
@@ -223,7 +225,7 @@ class LogWriter:
                         size = next(n for n in _STATEMENT_SIZES if n <= len(batch) - start)
                         part = batch[start:start + size]
                         sql = self._statements.get(size) or self._statements.setdefault(size, insert_rows_sql(size))
-                        self._db.execute(sql, [value for row in part for value in row_values(row)])
+                        self._db.execute(sql, [value for values in part for value in values])
                         start += size
                 self.written += len(batch)
                 return
