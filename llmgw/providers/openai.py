@@ -68,14 +68,18 @@ class OpenAIProvider(ProviderBase):
                 finished = False
                 async for piece in resp.content.iter_any():
                     messages = decoder.feed(piece)
-                    last = len(messages) - 1
+                    if not messages:
+                        continue
+                    done = messages[-1].data == b"[DONE]"
+                    last = len(messages) - (2 if done else 1)   # the last event of this read: write then
                     for i, message in enumerate(messages):
                         if message.data == b"[DONE]":
                             await _drain(resp)
                             return
                         event = _event(message.data)
-                        event.flush = i == last or (messages[last].data == b"[DONE]" and i == last - 1)
-                        finished = finished or _has_finish(event.data)
+                        event.flush = i == last
+                        if not finished:
+                            finished = _has_finish(event.data)
                         yield event
                 for message in decoder.close():
                     if message.data != b"[DONE]":
@@ -96,7 +100,12 @@ async def _drain(resp: aiohttp.ClientResponse) -> None:
 
 
 def _has_finish(chunk: dict[str, Any]) -> bool:
-    return any(c.get("finish_reason") for c in chunk.get("choices") or ())
+    choices = chunk.get("choices")
+    if not choices:
+        return False
+    if len(choices) == 1:   # the common case, without a generator
+        return bool(choices[0].get("finish_reason"))
+    return any(c.get("finish_reason") for c in choices)
 
 
 def _event(data: bytes) -> StreamEvent:
