@@ -7,7 +7,7 @@ by a provider adapter, rendered in the client's format, and finally turned into 
 
 from __future__ import annotations
 
-import os
+import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,8 +19,10 @@ from .profile import ModelConfig, Target
 
 def new_request_id() -> str:
     """A unique, time-ordered request id: ``req_`` + the time in milliseconds (12 hex digits) + 12 random hex
-    digits. Ids sort by arrival, so the log's primary-key index grows at its end instead of at random places."""
-    return f"req_{int(time.time() * 1000):012x}{os.urandom(6).hex()}"
+    digits. Ids sort by arrival, so the log's primary-key index grows at its end instead of at random places.
+    The random part comes from the process's ``random`` generator (seeded from the OS in every process): ids must
+    be unique, not secret, and this costs no system call."""
+    return f"req_{int(time.time() * 1000):012x}{random.getrandbits(48):012x}"
 
 
 @dataclass(slots=True)
