@@ -62,7 +62,8 @@ class Pipeline:
             ex.fail(error)
 
     async def finish(self, ex: Exchange) -> None:
-        """Response phase, in reverse stage order; always completes."""
+        """Response phase, in reverse stage order; always completes. First the router hears how a stream ended."""
+        self.router.stream_ended(ex)
         for hook in self._after_render:
             try:
                 hook(ex)

@@ -72,7 +72,11 @@ class RetryBudget:
 
 class CircuitBreaker:
     """Per-target cooldown: ``failures`` consecutive failures open the circuit for ``cooldown_s``; then one
-    request may probe it (half-open): success closes it, failure opens it again."""
+    request may probe it (half-open): success closes it, failure opens it again.
+
+    A stream's verdict comes in two steps: its first event closes the circuit and ends a probe, but only the end
+    of the stream (:meth:`Router.stream_ended`) resets the count of consecutive failures or adds one to it, so a
+    target whose streams keep breaking after their first event is taken out like one that fails at once."""
 
     def __init__(self, failures: int, cooldown_s: float) -> None:
         self._threshold = failures
@@ -95,10 +99,12 @@ class CircuitBreaker:
         """A probe ended without a verdict (the client left): let the next request probe instead."""
         self._probing.discard(target)
 
-    def record(self, target: str, ok: bool, now: float) -> None:
+    def record(self, target: str, ok: bool, now: float, *, final: bool = True) -> None:
+        """One verdict on ``target``; ``final=False``: a stream that started (see the class contract)."""
         self._probing.discard(target)
         if ok:
-            self._consecutive.pop(target, None)
+            if final:
+                self._consecutive.pop(target, None)
             self._open_until.pop(target, None)
             return
         count = self._consecutive.get(target, 0) + 1
@@ -207,10 +213,24 @@ class Router:
         latency = (time.perf_counter() - started) * 1000.0
         ex.attempts.append(Attempt(len(ex.attempts) + 1, target.name, 200 if failure is None else failure.status,
                                    latency, None if failure is None else failure.message))
-        self.breaker.record(target.name, failure is None or not failure.retryable, time.monotonic())
+        self.breaker.record(target.name, failure is None or not failure.retryable, time.monotonic(),
+                            final=not (failure is None and ex.stream))
         if failure is None:
             self.latency.observe(target.name, latency)
         return failure
+
+    def stream_ended(self, ex: Exchange) -> None:
+        """The final verdict on the target that served ``ex``'s stream (see :class:`CircuitBreaker`): a failure
+        when the upstream broke or timed out mid-stream, a success when the stream completed; none when the client
+        left, when the answer came from a stage (a cache hit) or when no target started a stream."""
+        target = ex.target
+        if not ex.stream or target is None or not ex.attempts or ex.attempts[-1].status != 200 \
+                or ex.attempts[-1].target != target.name or ex.outcome == "client_disconnect":
+            return
+        if ex.error is None:
+            self.breaker.record(target.name, True, time.monotonic())
+        elif isinstance(ex.error, UpstreamError):
+            self.breaker.record(target.name, False, time.monotonic())
 
     def _record_cut(self, ex: Exchange, target: Target, started: float, why: str, *, failed: bool) -> None:
         """An attempt ended from outside (deadline, client gone): log it; a deadline counts against the target."""

@@ -800,6 +800,33 @@ async def test_cooldown_ejects_failing_target_then_lets_one_probe_through(gatewa
         assert up.count == 3
 
 
+async def test_streams_that_break_after_their_first_event_send_the_target_to_cooldown(
+        gateway: GatewayFactory) -> None:
+    async with ScriptedUpstream("drop") as up:
+        client = await gateway(routing=COOLDOWN, providers={"up": openai_provider(up.base_url)},
+                               models={"real": {"targets": ["up/m", "mock/mock-1"]}})
+        for _ in range(2):   # each starts on up/m (its first event arrives), then breaks: no fallback is possible
+            resp = await post(client, "real", stream=True)
+            assert resp.headers["x-llmgw-target"] == "up/m"
+            assert b"upstream_error" in await resp.read()
+        for _ in range(3):
+            resp = await post(client, "real", stream=True)
+            assert resp.headers["x-llmgw-target"] == "mock/mock-1", "two broken streams in a row: cooldown"
+            assert (await resp.read()).endswith(b"data: [DONE]\n\n")
+        assert up.count == 2
+
+
+async def test_a_completed_stream_resets_the_failure_count(gateway: GatewayFactory) -> None:
+    async with ScriptedUpstream(["drop", "ok", "drop", "ok", "drop"]) as up:
+        client = await gateway(routing=COOLDOWN, providers={"up": openai_provider(up.base_url)},
+                               models={"real": {"targets": ["up/m", "mock/mock-1"]}})
+        for _ in range(5):
+            resp = await post(client, "real", stream=True)
+            await resp.read()
+            assert resp.headers["x-llmgw-target"] == "up/m", "never two failures in a row: never in cooldown"
+        assert up.count == 5
+
+
 async def test_successful_probe_closes_the_circuit(gateway: GatewayFactory) -> None:
     async with ScriptedUpstream(["500", "500"]) as up:
         client = await gateway(routing=COOLDOWN, providers={"up": openai_provider(up.base_url)},
