@@ -5,7 +5,10 @@ Contracts:
 - One :class:`Metrics` per application (it lives in the app, never in a module global). :meth:`Metrics.observe`
   is a :class:`~llmgw.stages.meter.MeterStage` listener: O(1) dictionary updates, no I/O, no locks (it and
   :meth:`Metrics.render` run on the application's event loop).
-- Counters and histograms are per process: with ``workers > 1`` each worker exposes its own.
+- Counters and histograms are kept per process. With ``workers > 1`` each worker publishes a :meth:`snapshot` to a
+  file every second (:mod:`llmgw.metrics_share`) and ``GET /metrics`` adds the other workers' latest snapshots to
+  its own live values, so whichever worker answers a scrape reports the whole server (others' values at most
+  about a second old).
 - Label values are escaped as the format requires (``\\``, ``"`` and newlines). The ``alias`` label is the model
   name the client sent; pass ``aliases`` to fold names outside the profile into ``"unknown"`` so that clients
   cannot create unbounded series.
@@ -174,26 +177,78 @@ class Metrics:
         if ttft is not None:
             self.ttft.observe((alias, target), float(ttft) / 1000.0)
 
+    @property
+    def _counters(self) -> tuple[Counter, ...]:
+        return (self.requests, self.errors, self.tokens, self.cost, self.cache_hits, self.fallbacks)
+
+    @property
+    def _histograms(self) -> tuple[Histogram, ...]:
+        return (self.latency, self.ttft)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counters and histograms as JSON-ready data, for other processes to add to theirs."""
+        return {"counters": {c.name: [[list(labels), value] for labels, value in c.values.items()]
+                             for c in self._counters},
+                "histograms": {h.name: [[list(labels), counts] for labels, counts in h.series.items()]
+                               for h in self._histograms}}
+
     def set_spend_anomalies(self, flags: Mapping[str, bool]) -> None:
         """Replace the ``llmgw_spend_anomaly`` series: one per group, 1 for flagged, 0 otherwise."""
         self.anomaly.values = {(group,): 1.0 if flagged else 0.0 for group, flagged in flags.items()}
 
-    def render(self) -> str:
-        """Every family in the text exposition format, ending with a newline."""
+    def render(self, others: Sequence[Mapping[str, Any]] = ()) -> str:
+        """Every family in the text exposition format, ending with a newline; counters and histograms are the sum
+        of this process's values and the ``others`` snapshots (malformed parts of a snapshot are ignored)."""
         out: list[str] = []
-        for counter in (self.requests, self.errors, self.tokens, self.cost, self.cache_hits, self.fallbacks):
-            counter.render(out)
-        self.latency.render(out)
-        self.ttft.render(out)
+        for counter in self._counters:
+            _added(counter, others).render(out)
+        for histogram in self._histograms:
+            _added(histogram, others).render(out)
         self.anomaly.render(out, kind="gauge")
         return "\n".join(out) + "\n"
 
 
-def metrics_handler(metrics: Metrics) -> Handler:
-    """The ``GET /metrics`` handler."""
+def _added(family: Counter | Histogram, others: Sequence[Mapping[str, Any]]) -> Any:
+    """A copy of ``family`` with the same family's values from each snapshot in ``others`` added."""
+    if not others:
+        return family
+    width = len(family.label_names)
+    if isinstance(family, Counter):
+        values = dict(family.values)
+        for snap in others:
+            for item in (snap.get("counters") or {}).get(family.name) or ():
+                try:
+                    labels, value = tuple(str(v) for v in item[0]), float(item[1])
+                except (TypeError, ValueError, IndexError):
+                    continue
+                if len(labels) == width:
+                    values[labels] = values.get(labels, 0.0) + value
+        return Counter(family.name, family.help, family.label_names, values)
+    series = {labels: list(counts) for labels, counts in family.series.items()}
+    size = len(family.buckets) + 2
+    for snap in others:
+        for item in (snap.get("histograms") or {}).get(family.name) or ():
+            try:
+                labels, counts = tuple(str(v) for v in item[0]), [float(c) for c in item[1]]
+            except (TypeError, ValueError, IndexError):
+                continue
+            if len(labels) != width or len(counts) != size:
+                continue
+            mine = series.setdefault(labels, [0.0] * size)
+            for i, count in enumerate(counts):
+                mine[i] += count
+    return Histogram(family.name, family.help, family.label_names, family.buckets, series)
+
+
+SnapshotSource = Callable[[], Awaitable[Sequence[Mapping[str, Any]]]]
+
+
+def metrics_handler(metrics: Metrics, others: SnapshotSource | None = None) -> Handler:
+    """The ``GET /metrics`` handler; ``others()`` gives the other workers' snapshots, if there are any."""
 
     async def handle(request: web.Request) -> web.Response:
-        return web.Response(body=metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
+        snapshots = await others() if others is not None else ()
+        return web.Response(body=metrics.render(snapshots).encode(), headers={"Content-Type": CONTENT_TYPE})
 
     return handle
 

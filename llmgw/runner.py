@@ -4,7 +4,9 @@ Contract:
 - ``serve(profile, host, port, workers)`` blocks until SIGINT/SIGTERM, then stops accepting connections, lets
   in-flight requests finish (up to ``SHUTDOWN_GRACE_S``), flushes the request log, and returns normally.
 - With ``workers > 1`` the parent starts N worker processes that all listen on the same port (SO_REUSEPORT), each
-  with its own event loop; a signal to the parent is passed to every worker and the parent waits for them.
+  with its own event loop; a signal to the parent is passed to every worker and the parent waits for them. The
+  workers publish their metrics to a folder of the run (:mod:`llmgw.metrics_share`) that the parent creates
+  before and removes after.
 - ``on_ready(url)`` is called once the socket listens (with the real port when ``port`` is 0).
 """
 
@@ -15,12 +17,14 @@ import contextlib
 import gc
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 from collections.abc import Callable
 
 from aiohttp import web
 
+from .metrics_share import run_folder
 from .profile import Profile
 from .server import make_app
 
@@ -57,7 +61,8 @@ async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
 
 async def _serve_async(profile: Profile, host: str, port: int, reuse_port: bool,
                        on_ready: Callable[[str], None] | None, parent_pid: int | None = None) -> None:
-    app = make_app(profile)
+    folder = run_folder(profile.state.db_path.parent, parent_pid) if parent_pid else None
+    app = make_app(profile, metrics_folder=folder)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S)
     await runner.setup()
     sock = _listen_socket(host, port, reuse_port)
@@ -115,6 +120,9 @@ def serve(profile: Profile, host: str, port: int, workers: int = 1,
     if workers <= 1:
         serve_one(profile, host, port, on_ready=on_ready)
         return
+    metrics_folder = run_folder(profile.state.db_path.parent, os.getpid())
+    shutil.rmtree(metrics_folder, ignore_errors=True)
+    metrics_folder.mkdir(parents=True)
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_worker, args=(profile, host, port, os.getpid()), name=f"llmgw-worker-{i}")
              for i in range(workers)]
@@ -134,5 +142,8 @@ def serve(profile: Profile, host: str, port: int, workers: int = 1,
     signal.signal(signal.SIGTERM, forward)
     if on_ready is not None:
         on_ready(_url(host, port))
-    for proc in procs:
-        proc.join()
+    try:
+        for proc in procs:
+            proc.join()
+    finally:
+        shutil.rmtree(metrics_folder, ignore_errors=True)

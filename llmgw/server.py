@@ -12,11 +12,13 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -32,6 +34,7 @@ from .events import EventHub, events_handler
 from .exchange import Exchange
 from .governance import open_keys, open_shared_state, refresh_keys
 from .metrics import Metrics, metrics_handler, refresh_spend_anomalies
+from .metrics_share import publish, read_others
 from .pipeline import Pipeline
 from .pricing import PriceTable
 from .profile import Profile
@@ -77,11 +80,12 @@ def build_providers(profile: Profile, session: aiohttp.ClientSession,
     return providers
 
 
-def make_app(profile: Profile, *, fail_targets: Collection[str] = (),
-             embedder: Embedder | None = None) -> web.Application:
+def make_app(profile: Profile, *, fail_targets: Collection[str] = (), embedder: Embedder | None = None,
+             metrics_folder: Path | None = None) -> web.Application:
     """The gateway application for ``profile``. Nothing is opened until the app starts. ``fail_targets``
     (``provider/model`` names) are made to fail without being called, as ``llmgw smoke --fail`` asks;
-    ``embedder`` replaces the semantic cache's model (tests use a small deterministic one)."""
+    ``embedder`` replaces the semantic cache's model (tests use a small deterministic one); ``metrics_folder``
+    (one of several workers) is where the workers publish their metrics for each other's ``/metrics``."""
     max_bytes = int(profile.server.max_body_mb * 1024 * 1024)
     # handler_cancellation: a client that hangs up cancels its handler, and with it the upstream request.
     app = web.Application(client_max_size=max_bytes, middlewares=[_error_middleware],
@@ -102,7 +106,12 @@ def make_app(profile: Profile, *, fail_targets: Collection[str] = (),
     app.router.add_get("/models", _models)
     app[METRICS] = Metrics(aliases=profile.models.keys())
     app[EVENTS] = EventHub()
-    app.router.add_get("/metrics", metrics_handler(app[METRICS]))
+    if metrics_folder is not None:
+        folder = metrics_folder
+        app.cleanup_ctx.append(lambda app: _publish_metrics(app, folder))
+        app.router.add_get("/metrics", metrics_handler(app[METRICS], lambda: asyncio.to_thread(read_others, folder)))
+    else:
+        app.router.add_get("/metrics", metrics_handler(app[METRICS]))
     app.router.add_get("/admin/events", events_handler(app[EVENTS], _admin_key(profile)))
     app.on_shutdown.append(_close_events)
     app.router.add_get("/health", _health)
@@ -116,6 +125,14 @@ def _admin_key(profile: Profile) -> str | None:
     if profile.server.admin_key is not None:
         return profile.server.admin_key.resolve()
     return secrets.token_urlsafe(32) if profile.governed else None
+
+
+async def _publish_metrics(app: web.Application, folder: Path) -> AsyncIterator[None]:
+    task = asyncio.create_task(publish(app[METRICS], folder))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _close_events(app: web.Application) -> None:

@@ -97,3 +97,32 @@ async def test_two_workers_share_an_rpm_limit_without_redis(serve: Any) -> None:
     statuses = await asyncio.gather(*(one() for _ in range(60)))
     assert statuses.count(200) == 20 and statuses.count(429) == 40
     assert await asyncio.to_thread(server.stop) == 0
+
+
+def requests_total(text: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("llmgw_requests_total{"))
+
+
+async def test_metrics_count_every_worker_whichever_answers_the_scrape(serve: Any, tmp_path: Path) -> None:
+    server = serve({"providers": {"mock": {"kind": "mock"}}, "models": {"fast": {"targets": ["mock/m"]}}},
+                   "--workers", "2", "--port", str(free_port()))
+    await wait_healthy(server.url)
+    body = {"model": "fast", "messages": [{"role": "user", "content": "hi"}]}
+
+    async def one() -> None:
+        async with aiohttp.ClientSession() as session, session.post(
+                server.url + "/v1/chat/completions", json=body) as resp:
+            assert resp.status == 200
+
+    await asyncio.gather(*(one() for _ in range(40)))
+    await asyncio.sleep(1.5)   # workers publish their counts every second
+    totals = []
+    for _ in range(12):        # fresh connections: scrapes land on both workers
+        async with aiohttp.ClientSession() as session, session.get(server.url + "/metrics") as resp:
+            totals.append(requests_total(await resp.text()))
+    assert totals == [40.0] * 12, totals
+    folder = tmp_path / "metrics" / str(server.proc.pid)
+    assert len(list(folder.glob("worker-*.json"))) == 2
+    assert await asyncio.to_thread(server.stop) == 0
+    assert not folder.exists(), "the run's metrics folder is removed at shutdown"

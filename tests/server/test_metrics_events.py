@@ -364,3 +364,33 @@ async def test_client_disconnect_unsubscribes(aiohttp_client: Any) -> None:
         hub.publish(row())
         await asyncio.sleep(0.02)
     assert hub.subscribers == 0
+
+
+def test_render_adds_other_workers_snapshots_and_ignores_malformed_parts(tmp_path: Path) -> None:
+    from llmgw.metrics_share import read_others, write_snapshot
+
+    mine, other = Metrics(), Metrics()
+    mine.observe(row())
+    other.observe(row())
+    other.observe(row(alias="smart", target="mock/mock-2", team="ads", status=429, error="rate_limited"))
+    write_snapshot(tmp_path, other.snapshot(), pid=111)
+    write_snapshot(tmp_path, {"counters": {"llmgw_requests_total": [[["too", "few"], 5], "junk"]},
+                              "histograms": {"llmgw_request_latency_seconds": [[["fast", "mock/mock-1"], [1, 2]]]}},
+                   pid=222)
+    (tmp_path / "worker-333.json").write_text("{not json")
+    write_snapshot(tmp_path, mine.snapshot(), pid=444)   # this process's own file is not added twice
+    others = read_others(tmp_path, pid=444)
+    assert len(others) == 2
+    parsed = {}
+    for family in text_string_to_metric_families(mine.render(others)):
+        for sample in family.samples:
+            parsed[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    fast = (("alias", "fast"), ("status", "200"), ("target", "mock/mock-1"), ("team", "search"))
+    assert parsed[("llmgw_requests_total", fast)] == 2
+    assert parsed[("llmgw_requests_total", (("alias", "smart"), ("status", "429"), ("target", "mock/mock-2"),
+                                            ("team", "ads")))] == 1
+    latency = (("alias", "fast"), ("target", "mock/mock-1"))
+    assert parsed[("llmgw_request_latency_seconds_count", latency)] == 2
+    assert parsed[("llmgw_request_latency_seconds_sum", latency)] == pytest.approx(0.6)
+    assert parsed[("llmgw_cost_usd_total", (*latency, ("team", "search")))] == pytest.approx(0.5)
+    assert value(mine, "llmgw_requests_total", alias="fast", status="200", target="mock/mock-1", team="search") == 1
