@@ -116,7 +116,7 @@ def fill(directory: Path, size: int, pairs: list[dict]) -> list[str]:
                 answer["choices"][0]["message"]["content"] = text
                 entry = CacheEntry(key, seed.partition, text, answer, seed.usage, seed.cost_usd, now,
                                    now + 86400, name, vector.tobytes())
-                store.disk.set(key, entry.as_dict(), expire=86400)
+                store.put(entry)    # the entry, and its journal record
     store.close()
     return texts
 

@@ -3,11 +3,9 @@
 Contract (that of :mod:`llmgw.cache.store`, plus):
 - An entry is a string ``llmgw:cache:e:<exact key>`` holding its JSON (without the vector), with the entry's TTL
   (``PX``): an exact hit stored by any instance is seen by every other at once.
-- Each entry with a vector is also appended to the stream ``llmgw:cache:journal`` (exact key, partition, expiry,
-  embedder, float32 vector, prompt text, the writing instance's id). A background thread reads the whole journal
-  into the index when the store opens (``ready`` is set then), then follows it (``XREAD BLOCK``), so an entry
-  stored by one instance is found by the others' semantic lookups within milliseconds. Journal records older than
-  the TTL are trimmed as records are added (``MINID``, on Redis's clock).
+- The journal is the stream ``llmgw:cache:journal``, followed with ``XREAD BLOCK``: an entry stored by one
+  instance is found by the others' semantic lookups within milliseconds. Journal records older than the TTL are
+  trimmed as records are added (``MINID``, on Redis's clock).
 - Redis errors and timeouts (``timeout_s``, 0.5 s by default) raise :class:`~llmgw.cache.store.CacheUnavailable`:
   a request goes on as a miss and its answer is not stored. The follower retries every second and, if it could
   not read the journal at start-up, reads it whole once Redis is back.
@@ -21,10 +19,7 @@ Contract (that of :mod:`llmgw.cache.store`, plus):
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -33,7 +28,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from .store import CacheEntry, CacheUnavailable, IndexedStore
+from .store import JOURNAL_BATCH, CacheEntry, CacheUnavailable, IndexedStore, JournalRecord
 
 ENTRY_PREFIX = "llmgw:cache:e:"
 JOURNAL = "llmgw:cache:journal"
@@ -77,10 +72,8 @@ if evicted > 0 then  -- the oldest journal records are those of the evicted entr
 end
 return evicted
 """
-_BATCH = 2000
 _BLOCK_MS = 200
 
-log = logging.getLogger("llmgw.cache")
 
 
 class RedisCacheStore(IndexedStore):
@@ -92,19 +85,13 @@ class RedisCacheStore(IndexedStore):
         self.url = url
         self.ttl_s = ttl_s
         self.max_bytes = int(max_mb * 1024 * 1024)
-        self.origin = uuid.uuid4().hex
         options: dict[str, Any] = {"retry": Retry(NoBackoff(), 0), "health_check_interval": 0,
                                    "socket_connect_timeout": timeout_s}
         self.client = Redis.from_url(url, socket_timeout=timeout_s, **options)
         self._put_script = self.client.register_script(_PUT)
-        self._cursor: str | None = None      # last journal id read; None until the journal has been read whole
-        self._follower: threading.Thread | None = None
-        if self.index is None:
-            self.ready.set()
-        else:
+        if self.index is not None:
             self._follow_client = Redis.from_url(url, socket_timeout=timeout_s + _BLOCK_MS / 1000 + 1, **options)
-            self._follower = threading.Thread(target=self._follow, name="llmgw-cache-follow", daemon=True)
-            self._follower.start()
+        self.start_following()
 
     def _unavailable(self, exc: Exception) -> CacheUnavailable:
         return CacheUnavailable(f"cache store in Redis unavailable: {type(exc).__name__}: {exc}")
@@ -148,66 +135,29 @@ class RedisCacheStore(IndexedStore):
 
     # --- the journal ---
 
-    def _index_record(self, fields: dict[bytes, bytes], now: float, *, own_too: bool) -> bool:
-        """Index one journal record if it is live and of this store's embedder; returns whether it was."""
-        if self.index is None or (not own_too and fields.get(b"o") == self.origin.encode()):
-            return False
+    def _read_journal(self, cursor: Any, *, wait: bool) -> tuple[list[JournalRecord], Any]:
         try:
-            entry = CacheEntry(fields[b"k"].decode(), fields[b"p"].decode(), fields[b"t"].decode() or None, {}, {},
-                               0.0, 0.0, float(fields[b"x"]), fields[b"e"].decode(), fields[b"v"])
-        except (KeyError, ValueError, UnicodeDecodeError):
-            return False
-        return self.add_to_index(entry, now)
-
-    def rebuild(self) -> int:
-        """Read the whole journal into the index (blocking); returns how many records were indexed."""
-        count, start, last = 0, "-", "0-0"
-        now = time.time()
-        try:
-            while not self._closing.is_set():
-                batch = self._follow_client.xrange(JOURNAL, min=start, max="+", count=_BATCH)
-                for record_id, fields in batch:
-                    last = record_id.decode()
-                    count += self._index_record(fields, now, own_too=True)
-                if len(batch) < _BATCH:
-                    break
-                start = "(" + last
+            if wait:
+                reply = self._follow_client.xread({JOURNAL: cursor or "0-0"}, count=JOURNAL_BATCH, block=_BLOCK_MS)
+                items = [item for _stream, records in reply or [] for item in records]
+            else:
+                items = self._follow_client.xrange(JOURNAL, min="(" + cursor if cursor else "-", max="+",
+                                                   count=JOURNAL_BATCH)
         except RedisError as exc:
             raise self._unavailable(exc) from None
-        self._cursor = last
-        return count
-
-    def _follow(self) -> None:
-        """Background thread: read the journal whole, then index the records other instances append, until
-        :meth:`close`."""
-        failing = False
-        while not self._closing.is_set():
+        records = []
+        for record_id, fields in items:
+            cursor = record_id.decode()
             try:
-                if self._cursor is None:
-                    started = time.perf_counter()
-                    count = self.rebuild()
-                    log.info("semantic cache index: %d entries read in %.1f s", count,
-                             time.perf_counter() - started)
-                    self.ready.set()
-                reply = self._follow_client.xread({JOURNAL: self._cursor or "0-0"}, count=_BATCH, block=_BLOCK_MS)
-                if failing:
-                    log.info("semantic cache follows the shared journal again")
-                    failing = False
-            except (RedisError, CacheUnavailable) as exc:
-                if not failing:
-                    log.warning("semantic cache cannot follow the shared journal (retrying): %s", exc)
-                    failing = True
-                self._closing.wait(1.0)
+                entry = CacheEntry(fields[b"k"].decode(), fields[b"p"].decode(), fields[b"t"].decode() or None, {},
+                                   {}, 0.0, 0.0, float(fields[b"x"]), fields[b"e"].decode(), fields[b"v"])
+                records.append(JournalRecord(entry, fields[b"o"].decode()))
+            except (KeyError, ValueError, UnicodeDecodeError):
                 continue
-            now = time.time()
-            for _stream, records in reply or []:
-                for record_id, fields in records:
-                    self._cursor = record_id.decode()
-                    self._index_record(fields, now, own_too=False)
+        return records, cursor
 
     def close(self) -> None:
-        self._closing.set()
-        if self._follower is not None:
-            self._follower.join(timeout=5)
+        self.stop_following()
+        if self.index is not None:
             self._follow_client.close()
         self.client.close()

@@ -1,21 +1,23 @@
-"""Where cached answers live: entries by exact key (on disk, or in Redis to share them between instances) and an
-in-memory index of their prompt vectors.
+"""Where cached answers live: entries by exact key (on disk, or in Redis to share them between machines), a journal
+of their prompt vectors, and an in-memory index of those vectors.
 
 Contract (every store):
 - ``get(key)`` returns the live :class:`CacheEntry` under an exact key or None; ``put(entry)`` stores it with a
   TTL (replacing one with the same key). Every method may block (disk, network): call it off the event loop. A
   store is safe to use from several threads. A store that cannot be reached raises :class:`CacheUnavailable`.
-- Entries with a vector made by the store's current embedder (``embedder`` name; no index without one) are also in
-  the :class:`~llmgw.cache.index.VectorIndex`, which is rebuilt in a background thread when the store opens (no
-  re-embedding): a store of 100,000 entries takes seconds to read, and the server does not wait for it.
-  ``ready`` is set when the rebuild is over; until then semantic lookups see the entries read so far.
+- Each entry with a vector is also appended to the store's *journal* (exact key, partition, prompt text, expiry,
+  embedder, vector, the writing process's id). A background thread reads the whole journal into the
+  :class:`~llmgw.cache.index.VectorIndex` when the store opens (``ready`` is set then; until then semantic
+  lookups see the entries read so far, and the server does not wait), then follows it, so that entries other
+  processes store are found by this one's semantic lookups (within about 0.2 s on disk, milliseconds in Redis).
+  Only vectors of the store's current embedder are indexed; nothing is re-embedded.
 - ``nearest`` returns the live entries of one partition whose cosine similarity with a query vector is at least
   ``threshold``, best first. Index rows whose entry has expired or was evicted are dropped as they are met, and by
   :meth:`~llmgw.cache.index.VectorIndex.prune`.
 
-:class:`CacheStore` is the per-machine store: diskcache, capped at ``max_mb``, evicting the least recently stored
-entries first; processes on one machine share its entries (exact hits) but each indexes only its own and those
-present when it started. :class:`~llmgw.cache.redis_store.RedisCacheStore` shares both between instances.
+:class:`CacheStore` is the per-machine store: entries in diskcache, capped at ``max_mb`` and evicting the least
+recently stored first, the journal in a SQLite table beside them; every process on the machine (``--workers``)
+shares both. :class:`~llmgw.cache.redis_store.RedisCacheStore` shares them between machines.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import logging
 import sqlite3
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,9 @@ import numpy as np
 from .guard import TermRule, index_terms
 from .index import VectorIndex
 
-PRUNE_EVERY = 1024   # stores between two sweeps of expired index rows
+PRUNE_EVERY = 1024   # stores between two sweeps of expired index rows and journal records
+JOURNAL_BATCH = 2000
+POLL_S = 0.2         # how often the disk store's follower looks for other processes' records
 
 log = logging.getLogger("llmgw.cache")
 
@@ -69,37 +74,81 @@ class CacheEntry:
             return None
 
 
-class IndexedStore:
-    """What every store shares: the vector index and the semantic search over it (see the module contract).
+@dataclass(slots=True)
+class JournalRecord:
+    """One journal record: the entry's index fields (no answer) and the id of the process that stored it."""
 
-    Subclasses implement ``get``, ``_write`` (store one entry) and ``close``."""
+    entry: CacheEntry
+    origin: str
+
+
+class IndexedStore:
+    """What every store shares: the vector index, the journal follower and the semantic search (see the module
+    contract). Subclasses implement ``get``, ``_write`` (store one entry and append its journal record),
+    ``_read_journal`` and ``close`` (which must call :meth:`stop_following` first)."""
 
     def __init__(self, embedder: str | None) -> None:
         self.embedder = embedder
         self.index: VectorIndex | None = VectorIndex() if embedder else None
+        self.origin = uuid.uuid4().hex
         self.ready = threading.Event()       # set once the index holds every entry the store had when it opened
         self._closing = threading.Event()
+        self._follower: threading.Thread | None = None
         self._adds = 0
 
-    def start_rebuild(self) -> None:
-        """Rebuild the index from the store in a background thread (sets ``ready`` when done)."""
+    def stop_following(self) -> None:
+        self._closing.set()
+        if self._follower is not None:
+            self._follower.join(timeout=10)
+
+    def start_following(self) -> None:
+        """Read the journal whole, then follow it, in a background thread (see the module contract)."""
         if self.index is None:
             self.ready.set()
             return
+        self._follower = threading.Thread(target=self._follow, name="llmgw-cache-follow", daemon=True)
+        self._follower.start()
 
-        def run() -> None:
-            started = time.perf_counter()
+    def _follow(self) -> None:
+        failing = False
+        cursor: Any = None
+        while not self._closing.is_set():
             try:
-                count = self.rebuild()
-                log.info("semantic cache index: %d entries read in %.1f s", count, time.perf_counter() - started)
-            except Exception as exc:  # the index stays partial; lookups still work
-                log.warning("semantic cache index rebuilt partly: %s", exc)
-            finally:
-                self.ready.set()
+                if not self.ready.is_set():
+                    started = time.perf_counter()
+                    cursor, count = self._read_whole_journal()
+                    log.info("semantic cache index: %d entries read in %.1f s", count, time.perf_counter() - started)
+                    self.ready.set()
+                records, cursor = self._read_journal(cursor, wait=True)
+                if failing:
+                    log.info("semantic cache follows its journal again")
+                    failing = False
+            except CacheUnavailable as exc:
+                if not failing:
+                    log.warning("semantic cache cannot read its journal (retrying): %s", exc)
+                    failing = True
+                self._closing.wait(1.0)
+                continue
+            now = time.time()
+            for record in records:
+                if record.origin != self.origin:   # this process indexed its own entries when it stored them
+                    self.add_to_index(record.entry, now)
 
-        threading.Thread(target=run, name="llmgw-cache-rebuild", daemon=True).start()
+    def _read_whole_journal(self) -> tuple[Any, int]:
+        """Index every live record of the journal; returns the cursor after the last one and how many."""
+        cursor: Any = None
+        count = 0
+        while not self._closing.is_set():
+            records, cursor = self._read_journal(cursor, wait=False)
+            now = time.time()
+            count += sum(self.add_to_index(record.entry, now) for record in records)
+            if len(records) < JOURNAL_BATCH:
+                break
+        return cursor, count
 
-    def rebuild(self) -> int:
+    def _read_journal(self, cursor: Any, *, wait: bool) -> tuple[list[JournalRecord], Any]:
+        """Up to ``JOURNAL_BATCH`` records after ``cursor`` (``None``: from the start) and the new cursor; with
+        ``wait``, waits a little for new ones when there are none."""
         raise NotImplementedError
 
     def get(self, key: str) -> CacheEntry | None:
@@ -155,7 +204,7 @@ class IndexedStore:
 
 
 class CacheStore(IndexedStore):
-    """Entries on disk (diskcache) plus the vector index of the current embedder (see the module contract)."""
+    """Entries in diskcache, the journal in ``journal.sqlite`` beside them (see the module contract)."""
 
     def __init__(self, directory: Path | str, *, max_mb: float = 256.0, embedder: str | None = None) -> None:
         super().__init__(embedder)
@@ -163,21 +212,22 @@ class CacheStore(IndexedStore):
         self.directory.mkdir(parents=True, exist_ok=True)
         self.disk = diskcache.Cache(str(self.directory), size_limit=int(max_mb * 1024 * 1024),
                                     eviction_policy="least-recently-stored", cull_limit=16)
-        self.start_rebuild()
+        journal = self.directory / "journal.sqlite"
+        self._backfill = not journal.exists() and len(self.disk) > 0   # a store from before the journal existed
+        self._journal_path = journal
+        self._journal_lock = threading.Lock()
+        self._journal = self._connect()
+        self.start_following()
 
-    def rebuild(self) -> int:
-        """Load the vectors of the current embedder's live entries into the index; returns how many."""
-        if self.index is None:
-            return 0
-        now = time.time()
-        count = 0
-        for key in list(self.disk.iterkeys()):
-            if self._closing.is_set():
-                break
-            entry = CacheEntry.from_dict(self.disk.get(key))
-            if entry is not None and self.add_to_index(entry, now):
-                count += 1
-        return count
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self._journal_path, timeout=5.0, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE IF NOT EXISTS journal (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL,"
+                   " partition TEXT NOT NULL, text TEXT, expires REAL NOT NULL, embedder TEXT NOT NULL,"
+                   " vector BLOB NOT NULL, origin TEXT NOT NULL)")
+        db.execute("CREATE INDEX IF NOT EXISTS journal_expires ON journal(expires)")
+        return db
 
     def get(self, key: str) -> CacheEntry | None:
         """The live entry under exact key ``key``, or None."""
@@ -193,13 +243,62 @@ class CacheStore(IndexedStore):
         ttl = max(0.001, entry.expires - time.time())
         try:
             self.disk.set(entry.key, entry.as_dict(), expire=ttl)
+            self._journal_insert(entry)
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
 
+    def _journal_insert(self, entry: CacheEntry) -> None:
+        if entry.vector is None or entry.embedder is None:
+            return
+        with self._journal_lock:
+            self._journal.execute(
+                "INSERT INTO journal (key, partition, text, expires, embedder, vector, origin)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (entry.key, entry.partition, entry.text, entry.expires, entry.embedder, entry.vector, self.origin))
+
+    def _read_whole_journal(self) -> tuple[Any, int]:
+        if self._backfill:
+            self._backfill_journal()
+        return super()._read_whole_journal()
+
+    def _backfill_journal(self) -> None:
+        """Journal the vectors of a store written before the journal existed (once, from the follower thread)."""
+        now = time.time()
+        for key in list(self.disk.iterkeys()):
+            if self._closing.is_set():
+                return
+            entry = CacheEntry.from_dict(self.disk.get(key))
+            if entry is not None and entry.expires > now:
+                self._journal_insert(entry)
+        self._backfill = False
+
+    def _read_journal(self, cursor: Any, *, wait: bool) -> tuple[list[JournalRecord], Any]:
+        last = cursor or 0
+        try:
+            with self._journal_lock:
+                rows = self._journal.execute(
+                    "SELECT id, key, partition, text, expires, embedder, vector, origin FROM journal"
+                    " WHERE id > ? ORDER BY id LIMIT ?", (last, JOURNAL_BATCH)).fetchall()
+        except sqlite3.Error as exc:
+            raise CacheUnavailable(f"cache journal {self._journal_path}: {exc}") from None
+        if not rows:
+            if wait:
+                self._closing.wait(POLL_S)
+            return [], last
+        records = [JournalRecord(CacheEntry(key, partition, text, {}, {}, 0.0, 0.0, expires, embedder, vector), origin)
+                   for _, key, partition, text, expires, embedder, vector, origin in rows]
+        return records, rows[-1][0]
+
     def expire(self) -> None:
+        """Drop expired entries and journal records; keep the journal at most about twice as long as the store."""
         self.disk.expire()
+        with self._journal_lock:
+            self._journal.execute("DELETE FROM journal WHERE expires <= ?", (time.time(),))
+            keep = max(10_000, 2 * len(self.disk))
+            self._journal.execute("DELETE FROM journal WHERE id <= (SELECT max(id) FROM journal) - ?", (keep,))
 
     def close(self) -> None:
-        self._closing.set()
-        self.ready.wait(10)
+        self.stop_following()
+        with self._journal_lock:
+            self._journal.close()
         self.disk.close()

@@ -177,3 +177,44 @@ def test_check_reports_a_semantic_cache_model_that_cannot_be_found(tmp_path: Pat
     assert "cache.model: [cache] model" in result.output and model.split("/")[-1] in result.output
     profile.write_text(profile.read_text().replace("semantic = true", "semantic = false"))
     assert CliRunner().invoke(cli, ["check", "--profile", str(profile)]).exit_code == 0
+
+
+def test_two_processes_on_one_disk_store_index_each_others_entries(tmp_path: Path) -> None:
+    emb = HashEmbedder(32)
+    one, two = CacheStore(tmp_path, embedder=emb.name), CacheStore(tmp_path, embedder=emb.name)
+    try:
+        assert one.ready.wait(5) and two.ready.wait(5)
+        e = entry("k1", text="alpha beta gamma")
+        e.vector, e.embedder = emb.embed(["alpha beta gamma"])[0].tobytes(), emb.name
+        one.put(e)
+        query = emb.embed(["alpha beta gamma"])[0]
+        deadline = time.monotonic() + 5
+        while not two.nearest("p", query, 0.9) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        [(found, _)] = two.nearest("p", query, 0.9)
+        assert found.key == "k1" and found.answer["choices"][0]["message"]["content"] == "k1"
+    finally:
+        one.close()
+        two.close()
+
+
+def test_a_store_from_before_the_journal_is_indexed_once(tmp_path: Path) -> None:
+    import diskcache
+
+    emb = HashEmbedder(32)
+    e = entry("old", text="delta epsilon")
+    e.vector, e.embedder = emb.embed(["delta epsilon"])[0].tobytes(), emb.name
+    with diskcache.Cache(str(tmp_path)) as disk:     # written by a version without the journal
+        disk.set("old", e.as_dict(), expire=60)
+    store = CacheStore(tmp_path, embedder=emb.name)
+    try:
+        assert store.ready.wait(5)
+        assert [f.key for f, _ in store.nearest("p", emb.embed(["delta epsilon"])[0], 0.9)] == ["old"]
+        assert (tmp_path / "journal.sqlite").exists()
+    finally:
+        store.close()
+    again = CacheStore(tmp_path, embedder=emb.name)
+    try:
+        assert again.ready.wait(5) and again.index is not None and len(again.index) == 1
+    finally:
+        again.close()

@@ -126,3 +126,24 @@ async def test_metrics_count_every_worker_whichever_answers_the_scrape(serve: An
     assert len(list(folder.glob("worker-*.json"))) == 2
     assert await asyncio.to_thread(server.stop) == 0
     assert not folder.exists(), "the run's metrics folder is removed at shutdown"
+
+
+async def test_workers_share_semantic_cache_hits_without_redis(serve: Any) -> None:
+    server = serve({"providers": {"mock": {"kind": "mock"}}, "models": {"fast": {"targets": ["mock/m"]}},
+                    "cache": {"exact": True, "semantic": True}},
+                   "--workers", "2", "--port", str(free_port()))
+    await wait_healthy(server.url)
+
+    async def ask(text: str, store: bool = True) -> tuple[str, str]:
+        headers = {} if store else {"x-llmgw-cache": "no-store"}
+        async with aiohttp.ClientSession() as session, session.post(   # a fresh connection: either worker
+                server.url + "/v1/chat/completions", headers=headers,
+                json={"model": "fast", "messages": [{"role": "user", "content": text}]}) as resp:
+            return resp.headers["x-llmgw-cache"], (await resp.json())["choices"][0]["message"]["content"]
+
+    kind, original = await ask("How do I reset my password?")
+    assert kind == "miss"
+    await asyncio.sleep(1.0)   # the other worker reads the journal every 0.2 s (and loads its model on first use)
+    answers = [await ask("How can I reset my password?", store=False) for _ in range(10)]
+    assert answers == [("semantic", original)] * 10, answers
+    assert await asyncio.to_thread(server.stop) == 0
