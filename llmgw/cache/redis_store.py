@@ -133,6 +133,34 @@ class RedisCacheStore(IndexedStore):
         except RedisError as exc:
             raise self._unavailable(exc) from None
 
+    def stats(self) -> dict[str, Any]:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zcard(ORDER)
+            pipe.xlen(JOURNAL)
+            pipe.get(TOTAL)
+            entries, semantic, total = pipe.execute()
+        except RedisError as exc:
+            raise self._unavailable(exc) from None
+        return {"where": _redacted(self.url),
+                "entries": int(entries), "semantic": int(semantic), "bytes": int(total or 0)}
+
+    def clear(self) -> int:
+        try:
+            count = int(self.client.zcard(ORDER))
+            batch: list[bytes] = []
+            for key in self.client.scan_iter(match=ENTRY_PREFIX + "*", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    self.client.delete(*batch)
+                    batch.clear()
+            if batch:
+                self.client.delete(*batch)
+            self.client.delete(ORDER, SIZES, TOTAL, JOURNAL)
+        except RedisError as exc:
+            raise self._unavailable(exc) from None
+        return count
+
     # --- the journal ---
 
     def _read_journal(self, cursor: Any, *, wait: bool) -> tuple[list[JournalRecord], Any]:
@@ -161,3 +189,11 @@ class RedisCacheStore(IndexedStore):
         if self.index is not None:
             self._follow_client.close()
         self.client.close()
+
+
+def _redacted(url: str) -> str:
+    """A Redis URL without its password, for display."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}***@{rest.rsplit('@', 1)[1]}"

@@ -29,13 +29,17 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import diskcache
 import numpy as np
 
 from .guard import TermRule, index_terms
 from .index import VectorIndex
+
+if TYPE_CHECKING:
+    from ..profile import Profile
+    from .config import CacheConfig
 
 PRUNE_EVERY = 1024   # stores between two sweeps of expired index rows and journal records
 JOURNAL_BATCH = 2000
@@ -155,6 +159,15 @@ class IndexedStore:
         raise NotImplementedError
 
     def _write(self, entry: CacheEntry) -> None:
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, Any]:
+        """What the store holds: ``where``, ``entries``, ``semantic`` (journalled vectors), ``bytes``."""
+        raise NotImplementedError
+
+    def clear(self) -> int:
+        """Remove every entry and journal record; returns how many entries there were. Running servers drop
+        their index rows of removed entries as they meet them."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -289,6 +302,21 @@ class CacheStore(IndexedStore):
                    for _, key, partition, text, expires, embedder, vector, origin in rows]
         return records, rows[-1][0]
 
+    def stats(self) -> dict[str, Any]:
+        self.disk.expire()
+        with self._journal_lock:
+            semantic = self._journal.execute("SELECT count(*) FROM journal WHERE expires > ?",
+                                             (time.time(),)).fetchone()[0]
+        return {"where": str(self.directory), "entries": len(self.disk), "semantic": semantic,
+                "bytes": int(self.disk.volume())}
+
+    def clear(self) -> int:
+        count = len(self.disk)
+        self.disk.clear()
+        with self._journal_lock:
+            self._journal.execute("DELETE FROM journal")
+        return count
+
     def expire(self) -> None:
         """Drop expired entries and journal records; keep the journal at most about twice as long as the store."""
         self.disk.expire()
@@ -302,3 +330,15 @@ class CacheStore(IndexedStore):
         with self._journal_lock:
             self._journal.close()
         self.disk.close()
+
+
+def open_store(profile: Profile, config: CacheConfig, *, embedder: str | None = None) -> IndexedStore:
+    """The store a profile's ``[cache]`` uses: in the Redis of ``[state] shared`` when that is set and
+    ``[cache] shared`` is true, else on disk (``[cache] dir``, default ``cache`` beside the request log).
+    ``embedder``: the name of the model whose vectors to index (None: no index, no journal follower)."""
+    if profile.state.shared and config.shared:
+        from .redis_store import RedisCacheStore
+
+        return RedisCacheStore(profile.state.shared, embedder=embedder, ttl_s=config.ttl_s, max_mb=config.max_mb)
+    directory = Path(config.dir).expanduser() if config.dir else profile.state.db_path.parent / "cache"
+    return CacheStore(directory, max_mb=config.max_mb, embedder=embedder)

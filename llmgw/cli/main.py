@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from . import cache as cache_cmd
 from . import check as check_cmd
 from . import cost as cost_cmd
 from . import guard as guard_cmd
@@ -38,6 +39,7 @@ app.add_typer(profile_cmd.app, name="profile")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(cost_cmd.app, name="cost")
 app.add_typer(guard_cmd.app, name="guard")
+app.add_typer(cache_cmd.app, name="cache")
 
 
 @app.callback()

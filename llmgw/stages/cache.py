@@ -25,7 +25,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +34,7 @@ from ..cache.embed import DEFAULT_MODEL, Embedder, EmbedderError, LazyEmbedder, 
 from ..cache.guard import differs, term_rule
 from ..cache.keys import RequestKeys, request_keys
 from ..cache.replay import canonical_answer, replay_stream
-from ..cache.store import CacheEntry, CacheStore, CacheUnavailable, IndexedStore
+from ..cache.store import CacheEntry, CacheUnavailable, IndexedStore, open_store
 from ..exchange import Exchange, UpstreamReply, Usage
 from ..profile import Profile
 
@@ -95,16 +94,7 @@ class CacheStage:
             name = f"model2vec:{spec or DEFAULT_MODEL.name}"
             embedder = LazyEmbedder(lambda: load_model2vec(spec, allow_download=allow), name)
         indexed = embedder.name if config.semantic and embedder is not None else None
-        store: IndexedStore
-        if profile.state.shared and config.shared:
-            from ..cache.redis_store import RedisCacheStore
-
-            store = RedisCacheStore(profile.state.shared, embedder=indexed, ttl_s=config.ttl_s,
-                                    max_mb=config.max_mb)
-        else:
-            directory = Path(config.dir).expanduser() if config.dir else profile.state.db_path.parent / "cache"
-            store = CacheStore(directory, max_mb=config.max_mb, embedder=indexed)
-        return cls(config, store, embedder, findings=findings, price=price)
+        return cls(config, open_store(profile, config, embedder=indexed), embedder, findings=findings, price=price)
 
     @property
     def active(self) -> bool:

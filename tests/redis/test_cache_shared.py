@@ -204,3 +204,22 @@ def test_the_size_cap_evicts_the_least_recently_stored_entries(redis_server: Red
         client.close()
     finally:
         store.close()
+
+
+def test_stats_and_clear_in_redis(redis_server: RedisServer, stores: list[RedisCacheStore]) -> None:
+    a, b = stores
+    a.put(entry("k1", "first prompt"))
+    a.put(entry("k2", "second prompt"))
+    numbers = b.stats()
+    assert (numbers["entries"], numbers["semantic"]) == (2, 2) and numbers["bytes"] > 0
+    assert numbers["where"] == redis_server.url
+    assert b.clear() == 2
+    assert a.get("k1") is None and a.nearest("p", vector("first prompt"), 0.9) == []
+    assert b.stats()["entries"] == 0
+
+
+def test_the_redis_password_is_never_shown() -> None:
+    from llmgw.cache.redis_store import _redacted
+
+    assert _redacted("redis://:s3cret@cache.internal:6379/0") == "redis://***@cache.internal:6379/0"
+    assert _redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
