@@ -192,7 +192,12 @@ class LogWriter:
         """Queue one row; returns at once."""
         if self._closed:
             raise RuntimeError("log writer is closed")
-        self._rows.append(row_values(row))
+        try:
+            values = row_values(row)
+        except (TypeError, ValueError) as exc:  # a body that is not JSON-serialisable: keep the row, drop bodies
+            log.warning("request %s logged without its bodies: %s", row.get("id"), exc)
+            values = row_values({**row, "request": None, "response": None, "attempts": [], "findings": []})
+        self._rows.append(values)
 
     def close(self) -> None:
         """Flush every queued row, then stop the thread and close the database."""

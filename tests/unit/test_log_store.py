@@ -315,3 +315,15 @@ def test_record_without_bodies_has_no_request_or_response(filled: sqlite3.Connec
     record = record_from_row(find(filled, "req_b3"))
     assert "request" not in record and "response" not in record
     assert (record["status"], record["error"]) == (429, "rate_limit_exceeded")
+
+
+def test_a_row_whose_body_cannot_be_serialised_is_kept_without_bodies(db_path: Path) -> None:
+    writer = LogWriter(db_path)
+    writer.write({**make_row("req_odd"), "response": {"not json": object()}})
+    writer.close()
+    db = connect(db_path, readonly=True)
+    try:
+        row = db.execute("SELECT id, response, input_tokens FROM requests").fetchone()
+        assert row[0] == "req_odd" and row[1] is None
+    finally:
+        db.close()
