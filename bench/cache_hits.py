@@ -34,7 +34,7 @@ from llmgw.cache.embed import DEFAULT_MODEL, load_model2vec
 from llmgw.cache.store import CacheEntry, CacheStore
 
 ROOT = Path(__file__).resolve().parent.parent
-PAIRS = ROOT / "tests" / "data" / "paraphrases" / "pairs.jsonl"
+PAIRS = ROOT / "tests" / "data" / "paraphrases" / "pairs.jsonl"   # the set the threshold was chosen on
 WORDS = tuple(str.split("reset password account admin console python list sort reverse capital france germany"
                         " order refund invoice billing address email phone dark mode git branch merge docker"
                         " install numpy pandas"))

@@ -8,10 +8,14 @@ it, :func:`differs` compares the two texts' *facts* and refuses the pair when an
 - names and literals: capitalised words not starting a sentence, acronyms, words with digits, code-like tokens
   (``a_b``, ``x.y``, ``/path``), quoted strings — each must appear in the other text;
 - word order: the same content words in another order ("miles to kilometers" / "kilometers to miles");
+- direction: opposite particles ("turn on" / "turn off", "scale up" / "scale down", "log in" / "log out");
 - content words: after dropping stop words and generic request words ("how", "explain", "please"...) and a light
   stemming, a content word of one text absent from the other is a difference, unless ``partner`` (a word
   similarity, e.g. from the embedding model) pairs it with an unmatched word of the other text at or above
-  ``word_threshold``; at most ``max_swaps`` such pairings are tolerated.
+  ``word_threshold``; at most ``max_swaps`` such pairings are tolerated. Never tolerated: opposites (a list of
+  antonyms such as buy/sell, enable/disable, upload/download, and a word against its negating prefix form:
+  lock/unlock, advantage/disadvantage, encrypt/decrypt) and time words (today/tomorrow, weekdays, months), which
+  embedding models rate alike although they change the answer.
 
 Contract: ``differs(a, b)`` is symmetric, pure, returns the reason (a short string) or ``None`` when the pair may
 share an answer. It is meant for short prompts; it never looks at anything but the two texts.
@@ -54,6 +58,32 @@ simply exactly actually basically mean means meaning difference between vs versu
 """))
 _SENTENCE_END = re.compile(r"[.!?:;]\s*$")
 
+# Particles whose opposite changes the request ("turn on"/"turn off"); "into"/"onto" count as "in"/"on".
+OPPOSITE_PARTICLES = (("on", "off"), ("up", "down"), ("in", "out"), ("over", "under"), ("above", "below"),
+                      ("before", "after"), ("forward", "backward"), ("upstairs", "downstairs"))
+_PARTICLE_OF = {"into": "in", "onto": "on"}
+_PARTICLES = frozenset(w for pair in OPPOSITE_PARTICLES for w in pair)
+ANTONYMS = tuple(tuple(pair.split("/")) for pair in _words("""
+buy/sell sell/rent buy/rent increase/decrease upload/download import/export open/close start/stop start/end
+begin/end add/remove add/delete create/delete create/remove show/hide allow/deny allow/block accept/reject
+include/exclude push/pull send/receive win/lose minimum/maximum min/max first/last early/late earlier/later
+old/new older/newer oldest/newest young/old hot/cold high/low higher/lower highest/lowest fast/slow faster/slower
+big/small large/small bigger/smaller larger/smaller long/short longer/shorter good/bad better/worse worst/best
+more/less most/least many/few cheap/expensive cheapest/expensive heavy/light strong/weak positive/negative
+true/false safe/dangerous pros/cons north/south east/west left/right top/bottom front/back inner/outer
+input/output upper/lower uppercase/lowercase ascending/descending vertical/horizontal plus/minus
+multiply/divide encode/decode grant/revoke join/leave arrive/depart arrival/departure incoming/outgoing
+inbound/outbound credit/debit deposit/withdraw borrow/lend enable/disable install/remove assign/unassign
+attach/detach mount/unmount freeze/unfreeze zip/unzip pause/resume publish/unpublish approve/reject
+compress/extract sunrise/sunset
+"""))
+_NEGATING_PREFIXES = ("un", "dis", "de", "in", "im", "il", "ir", "non", "anti")
+TIME_WORDS = frozenset(_words("""
+today tomorrow yesterday tonight morning afternoon evening night noon midnight weekend weekday daily weekly
+monthly yearly annually hourly monday tuesday wednesday thursday friday saturday sunday january february march
+april may june july august september october november december spring summer autumn fall winter
+"""))
+
 
 @dataclass(frozen=True, slots=True)
 class Facts:
@@ -62,6 +92,7 @@ class Facts:
     names: frozenset[str]
     content: frozenset[str]
     order: tuple[str, ...]        # content words in order of first appearance
+    particles: frozenset[str]     # the opposable particles present (see OPPOSITE_PARTICLES)
 
 
 def stem(word: str) -> str:
@@ -89,6 +120,7 @@ def facts(text: str) -> Facts:
     names: set[str] = set()
     content: set[str] = set()
     order: list[str] = []
+    particles: set[str] = set()
     negated = False
     previous_end = True
     for match in _TOKEN.finditer(text):
@@ -119,13 +151,16 @@ def facts(text: str) -> Facts:
                 and lower not in STOP_WORDS and lower != "i":
             names.add(lower)
             continue
+        particle = _PARTICLE_OF.get(bare, bare)
+        if particle in _PARTICLES:
+            particles.add(particle)
         if bare in STOP_WORDS or len(bare) < 2:
             continue
         word = stem(bare)
         if word not in content:
             content.add(word)
             order.append(word)
-    return Facts(numbers, negated, frozenset(names), frozenset(content), tuple(order))
+    return Facts(numbers, negated, frozenset(names), frozenset(content), tuple(order), frozenset(particles))
 
 
 def differs(a: str, b: str, *, partner: WordSimilarity | None = None, word_threshold: float = 0.6,
@@ -138,6 +173,10 @@ def differs(a: str, b: str, *, partner: WordSimilarity | None = None, word_thres
         return "negation differs"
     if _unmatched_names(fa, fb) or _unmatched_names(fb, fa):
         return "names differ"
+    for x, y in OPPOSITE_PARTICLES:
+        if (x in fa.particles and y in fb.particles and y not in fa.particles and x not in fb.particles) or \
+                (y in fa.particles and x in fb.particles and x not in fa.particles and y not in fb.particles):
+            return f"direction differs '{x}'/'{y}'"
     names = {stem(n) for n in fa.names | fb.names}
     only_a = sorted(fa.content - fb.content - names)
     only_b = sorted(fb.content - fa.content - names)
@@ -145,12 +184,32 @@ def differs(a: str, b: str, *, partner: WordSimilarity | None = None, word_thres
         if fa.content == fb.content and fa.order != fb.order:
             return "word order differs"
         return None
+    for word in (*only_a, *only_b):
+        if word in _TIME_STEMS:
+            return f"time word {word!r} differs"
+    for word in only_a:
+        for other in only_b:
+            if opposite(word, other):
+                return f"opposite words {word!r}/{other!r}"
     if partner is None or len(only_a) != len(only_b) or len(only_a) > max_swaps:
         return "content words differ"
     for word in only_a:
         if max(partner(word, other) for other in only_b) < word_threshold:
             return f"content word {word!r} differs"
     return None
+
+
+_ANTONYM_STEMS = frozenset(frozenset((stem(a), stem(b))) for a, b in ANTONYMS)
+_TIME_STEMS = frozenset(stem(w) for w in TIME_WORDS)
+
+
+def opposite(a: str, b: str) -> bool:
+    """Whether two stemmed content words are opposites: a listed antonym pair, or one is the other with a
+    negating prefix (lock/unlock, advantag/disadvantag, crypt-style encrypt/decrypt via the list)."""
+    if frozenset((a, b)) in _ANTONYM_STEMS:
+        return True
+    short, long_ = sorted((a, b), key=len)
+    return len(short) >= 3 and any(long_ == prefix + short for prefix in _NEGATING_PREFIXES)
 
 
 def _unmatched_names(x: Facts, y: Facts) -> bool:

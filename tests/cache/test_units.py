@@ -58,6 +58,13 @@ def test_non_text_last_turn_is_exact_only_and_n_gt_1_not_cached() -> None:
     ("reset my password for the admin console", "delete my account for the admin console"),
     ("Email the report to Alice", "Email the report to Bob"),
     ("Set a timer for ten minutes", "Set a timer for 12 minutes"),
+    ("How do I turn on dark mode?", "How do I turn off dark mode?"),
+    ("How do I scale up my cluster?", "How do I scale down my cluster?"),
+    ("Should I buy or rent a house?", "Should I sell or rent a house?"),
+    ("How do I lock my account?", "How do I unlock my account?"),
+    ("What are the advantages of remote work?", "What are the disadvantages of remote work?"),
+    ("What's the weather in London today?", "What's the weather in London tomorrow?"),
+    ("Which trains leave on Monday?", "Which trains leave on Friday?"),
 ])
 def test_guard_refuses_near_misses(a: str, b: str) -> None:
     assert differs(a, b) is not None and differs(b, a) is not None
@@ -218,3 +225,27 @@ def test_a_store_from_before_the_journal_is_indexed_once(tmp_path: Path) -> None
         assert again.ready.wait(5) and again.index is not None and len(again.index) == 1
     finally:
         again.close()
+
+
+@pytest.mark.parametrize(("a", "b", "reason"), [
+    ("Should I buy or rent a house?", "Should I sell or rent a house?", "opposite words"),
+    ("How do I lock my account?", "How do I unlock my account?", "opposite words"),
+    ("How do I enable two-factor authentication?", "How do I disable two-factor authentication?", "opposite words"),
+    ("How do I upload a file?", "How do I download a file?", "opposite words"),
+    ("What's the weather in London today?", "What's the weather in London tomorrow?", "time word"),
+    ("Which trains leave on Monday?", "Which trains leave on Friday?", "names differ"),   # capitalised: names
+    ("remind me to call mom tomorrow morning", "remind me to call mom tomorrow evening", "time word"),
+    ("How do I turn on dark mode?", "How do I turn off dark mode?", "direction differs"),
+    ("How do I log in to my account?", "How do I log out of my account?", "direction differs"),
+])
+def test_opposites_and_time_words_are_never_swapped(a: str, b: str, reason: str) -> None:
+    def alike(_x: str, _y: str) -> float:   # a model that rates every two words alike: only the rules refuse
+        return 1.0
+
+    for x, y in ((a, b), (b, a)):
+        why = differs(x, y, partner=alike)
+        assert why is not None and why.startswith(reason), why
+
+
+def test_a_plain_word_swap_is_still_tolerated() -> None:
+    assert differs("How do I turn on dark mode?", "How can I switch on dark mode?", partner=lambda x, y: 0.9) is None
