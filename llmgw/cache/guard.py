@@ -7,8 +7,11 @@ it, :func:`differs` compares the two texts' *facts* and refuses the pair when an
 - negation (``not``, ``no``, ``never``, ``n't``, ``without``...): present in one, absent in the other;
 - names and literals: capitalised words not starting a sentence, acronyms, words with digits, code-like tokens
   (``a_b``, ``x.y``, ``/path``), quoted strings — each must appear in the other text;
-- word order: the same content words in another order ("miles to kilometers" / "kilometers to miles");
-- direction: opposite particles ("turn on" / "turn off", "scale up" / "scale down", "log in" / "log out");
+- word order: the same content words in another order ("miles to kilometers" / "kilometers to miles"), or, in
+  texts that relate things ("to", "from", "than", "into", "vs"), the same names in another order ("from Paris to
+  Rome" / "from Rome to Paris", "Is Python faster than Java?" / "Is Java faster than Python?");
+- direction: opposite particles ("turn on" / "turn off", "scale up" / "scale down", "log in" / "log out",
+  "shipping to Canada" / "shipping from Canada");
 - content words: after dropping stop words and generic request words ("how", "explain", "please"...) and a light
   stemming, a content word of one text absent from the other is a difference, unless ``partner`` (a word
   similarity, e.g. from the embedding model) pairs it with an unmatched word of the other text at or above
@@ -60,7 +63,8 @@ _SENTENCE_END = re.compile(r"[.!?:;]\s*$")
 
 # Particles whose opposite changes the request ("turn on"/"turn off"); "into"/"onto" count as "in"/"on".
 OPPOSITE_PARTICLES = (("on", "off"), ("up", "down"), ("in", "out"), ("over", "under"), ("above", "below"),
-                      ("before", "after"), ("forward", "backward"), ("upstairs", "downstairs"))
+                      ("before", "after"), ("forward", "backward"), ("upstairs", "downstairs"), ("to", "from"))
+RELATIONS = frozenset(_words("to from than into vs versus"))   # words after which the order of names matters
 _PARTICLE_OF = {"into": "in", "onto": "on"}
 _PARTICLES = frozenset(w for pair in OPPOSITE_PARTICLES for w in pair)
 ANTONYMS = tuple(tuple(pair.split("/")) for pair in _words("""
@@ -93,6 +97,8 @@ class Facts:
     content: frozenset[str]
     order: tuple[str, ...]        # content words in order of first appearance
     particles: frozenset[str]     # the opposable particles present (see OPPOSITE_PARTICLES)
+    name_order: tuple[str, ...]   # names in order of first appearance
+    relational: bool              # one of RELATIONS appears
 
 
 def stem(word: str) -> str:
@@ -121,15 +127,23 @@ def facts(text: str) -> Facts:
     content: set[str] = set()
     order: list[str] = []
     particles: set[str] = set()
+    name_order: list[str] = []
+    relational = False
     negated = False
     previous_end = True
+
+    def name(value: str) -> None:
+        if value not in names:
+            names.add(value)
+            name_order.append(value)
+
     for match in _TOKEN.finditer(text):
         token = match.group(0)
         start = match.start()
         sentence_start = previous_end
         previous_end = bool(_SENTENCE_END.search(text[match.end(): match.end() + 2]))
         if token[0] in "\"'`":
-            names.add(token[1:-1].strip().lower())
+            name(token[1:-1].strip().lower())
             continue
         core = token.strip("'.")
         core = core[:-2] if core.endswith("'s") and len(core) > 2 else core
@@ -145,12 +159,13 @@ def facts(text: str) -> Facts:
             negated = True
             continue
         if any(c.isdigit() for c in core) or any(c in core for c in "_./:+") or (core.isupper() and len(core) > 1):
-            names.add(lower)
+            name(lower)
             continue
         if core[:1].isupper() and not sentence_start and not (start > 0 and text[start - 1] in "\"'(") \
-                and lower not in STOP_WORDS and lower != "i":
-            names.add(lower)
+                and (lower not in STOP_WORDS or len(core) == 1) and lower != "i":
+            name(lower)   # a name, or a single capital letter mid-sentence ("server A")
             continue
+        relational = relational or bare in RELATIONS
         particle = _PARTICLE_OF.get(bare, bare)
         if particle in _PARTICLES:
             particles.add(particle)
@@ -160,7 +175,8 @@ def facts(text: str) -> Facts:
         if word not in content:
             content.add(word)
             order.append(word)
-    return Facts(numbers, negated, frozenset(names), frozenset(content), tuple(order), frozenset(particles))
+    return Facts(numbers, negated, frozenset(names), frozenset(content), tuple(order), frozenset(particles),
+                 tuple(name_order), relational)
 
 
 def differs(a: str, b: str, *, partner: WordSimilarity | None = None, word_threshold: float = 0.6,
@@ -177,6 +193,8 @@ def differs(a: str, b: str, *, partner: WordSimilarity | None = None, word_thres
         if (x in fa.particles and y in fb.particles and y not in fa.particles and x not in fb.particles) or \
                 (y in fa.particles and x in fb.particles and x not in fa.particles and y not in fb.particles):
             return f"direction differs '{x}'/'{y}'"
+    if fa.relational and fb.relational and fa.names == fb.names and fa.name_order != fb.name_order:
+        return "order of names differs"
     names = {stem(n) for n in fa.names | fb.names}
     only_a = sorted(fa.content - fb.content - names)
     only_b = sorted(fb.content - fa.content - names)
