@@ -11,7 +11,10 @@ it, :func:`differs` compares the two texts' *facts* and refuses the pair when an
   texts that relate things ("to", "from", "than", "into", "vs"), the same names in another order ("from Paris to
   Rome" / "from Rome to Paris", "Is Python faster than Java?" / "Is Java faster than Python?");
 - direction: opposite particles ("turn on" / "turn off", "scale up" / "scale down", "log in" / "log out",
-  "shipping to Canada" / "shipping from Canada");
+  "shipping to Canada" / "shipping from Canada", "delete all" / "delete some"), or direction particles with
+  none in common ("sign up" / "sign in");
+- question words: who, when, where, why, whom, whose must be the same ("When was Python created?" / "Where was
+  Python created?");
 - content words: after dropping stop words and generic request words ("how", "explain", "please"...) and a light
   stemming, a content word of one text absent from the other is a difference, unless ``partner`` (a word
   similarity, e.g. from the embedding model) pairs it with an unmatched word of the other text at or above
@@ -63,7 +66,11 @@ _SENTENCE_END = re.compile(r"[.!?:;]\s*$")
 
 # Particles whose opposite changes the request ("turn on"/"turn off"); "into"/"onto" count as "in"/"on".
 OPPOSITE_PARTICLES = (("on", "off"), ("up", "down"), ("in", "out"), ("over", "under"), ("above", "below"),
-                      ("before", "after"), ("forward", "backward"), ("upstairs", "downstairs"), ("to", "from"))
+                      ("before", "after"), ("forward", "backward"), ("upstairs", "downstairs"), ("to", "from"),
+                      ("all", "some"), ("every", "some"), ("always", "sometimes"), ("always", "rarely"),
+                      ("often", "rarely"))
+_DIRECTIONAL = frozenset(_words("on off up down in out over under above below forward backward"))
+QUESTION_WORDS = frozenset(_words("who when where why whom whose"))
 RELATIONS = frozenset(_words("to from than into vs versus"))   # words after which the order of names matters
 _PARTICLE_OF = {"into": "in", "onto": "on"}
 _PARTICLES = frozenset(w for pair in OPPOSITE_PARTICLES for w in pair)
@@ -76,7 +83,8 @@ big/small large/small bigger/smaller larger/smaller long/short longer/shorter go
 more/less most/least many/few cheap/expensive cheapest/expensive heavy/light strong/weak positive/negative
 true/false safe/dangerous pros/cons north/south east/west left/right top/bottom front/back inner/outer
 input/output upper/lower uppercase/lowercase ascending/descending vertical/horizontal plus/minus
-multiply/divide encode/decode grant/revoke join/leave arrive/depart arrival/departure incoming/outgoing
+multiply/divide encode/decode grant/revoke increase/reduce raise/lower reduce/raise merge/split
+join/leave arrive/depart arrival/departure incoming/outgoing
 inbound/outbound credit/debit deposit/withdraw borrow/lend enable/disable install/remove assign/unassign
 attach/detach mount/unmount freeze/unfreeze zip/unzip pause/resume publish/unpublish approve/reject
 compress/extract sunrise/sunset
@@ -99,6 +107,7 @@ class Facts:
     particles: frozenset[str]     # the opposable particles present (see OPPOSITE_PARTICLES)
     name_order: tuple[str, ...]   # names in order of first appearance
     relational: bool              # one of RELATIONS appears
+    questions: frozenset[str]     # the QUESTION_WORDS present
 
 
 def stem(word: str) -> str:
@@ -129,6 +138,7 @@ def facts(text: str) -> Facts:
     particles: set[str] = set()
     name_order: list[str] = []
     relational = False
+    questions: set[str] = set()
     negated = False
     previous_end = True
 
@@ -166,6 +176,8 @@ def facts(text: str) -> Facts:
             name(lower)   # a name, or a single capital letter mid-sentence ("server A")
             continue
         relational = relational or bare in RELATIONS
+        if bare in QUESTION_WORDS:
+            questions.add(bare)
         particle = _PARTICLE_OF.get(bare, bare)
         if particle in _PARTICLES:
             particles.add(particle)
@@ -176,7 +188,7 @@ def facts(text: str) -> Facts:
             content.add(word)
             order.append(word)
     return Facts(numbers, negated, frozenset(names), frozenset(content), tuple(order), frozenset(particles),
-                 tuple(name_order), relational)
+                 tuple(name_order), relational, frozenset(questions))
 
 
 def differs(a: str, b: str, *, partner: WordSimilarity | None = None, word_threshold: float = 0.6,
@@ -193,6 +205,11 @@ def differs(a: str, b: str, *, partner: WordSimilarity | None = None, word_thres
         if (x in fa.particles and y in fb.particles and y not in fa.particles and x not in fb.particles) or \
                 (y in fa.particles and x in fb.particles and x not in fa.particles and y not in fb.particles):
             return f"direction differs '{x}'/'{y}'"
+    directions_a, directions_b = _directions(fa), _directions(fb)
+    if directions_a and directions_b and not directions_a & directions_b:
+        return "direction differs"
+    if fa.questions != fb.questions:
+        return "question words differ"
     if fa.relational and fb.relational and fa.names == fb.names and fa.name_order != fb.name_order:
         return "order of names differs"
     names = {stem(n) for n in fa.names | fb.names}
@@ -219,6 +236,11 @@ def differs(a: str, b: str, *, partner: WordSimilarity | None = None, word_thres
 
 _ANTONYM_STEMS = frozenset(frozenset((stem(a), stem(b))) for a, b in ANTONYMS)
 _TIME_STEMS = frozenset(stem(w) for w in TIME_WORDS)
+
+
+def _directions(f: Facts) -> frozenset[str]:
+    """The direction particles of a text, "on" counted as "in" ("in Linux" / "on Linux" say the same)."""
+    return frozenset("in" if p == "on" else p for p in f.particles & _DIRECTIONAL)
 
 
 def opposite(a: str, b: str) -> bool:

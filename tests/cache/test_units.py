@@ -242,6 +242,10 @@ def test_a_store_from_before_the_journal_is_indexed_once(tmp_path: Path) -> None
     ("What is the distance from Paris to Rome?", "What is the distance from Rome to Paris?", "order of names"),
     ("How do I move files from server A to server B?", "How do I move files from server B to server A?",
      "order of names"),
+    ("When was Python created?", "Where was Python created?", "question words differ"),
+    ("When did the Berlin Wall fall?", "Why did the Berlin Wall fall?", "question words differ"),
+    ("How do I delete all my emails?", "How do I delete some of my emails?", "direction differs 'all'/'some'"),
+    ("How do I sign up?", "How do I sign in?", "direction differs"),
 ])
 def test_opposites_and_time_words_are_never_swapped(a: str, b: str, reason: str) -> None:
     def alike(_x: str, _y: str) -> float:   # a model that rates every two words alike: only the rules refuse
@@ -254,3 +258,4 @@ def test_opposites_and_time_words_are_never_swapped(a: str, b: str, reason: str)
 
 def test_a_plain_word_swap_is_still_tolerated() -> None:
     assert differs("How do I turn on dark mode?", "How can I switch on dark mode?", partner=lambda x, y: 0.9) is None
+    assert differs("How do I add a user to a group in Linux?", "How can I add a user to a group on Linux?") is None
