@@ -23,6 +23,7 @@ from ..errors import GatewayError, InvalidRequest
 from ..exchange import Exchange, StreamEvent
 from ..providers.base import UpstreamFailure
 from ..translate import anthropic as tr
+from ..translate.anthropic_stream import OpenAIStreamToAnthropic, error_event, sse_bytes
 from .openai import JSON_TYPE, check_depth, invalid_field, is_int, is_number
 from .streaming import forward_stream
 
@@ -121,12 +122,12 @@ def _note_native(ex: Exchange, data: dict[str, Any]) -> None:
 
 async def render_stream(request: web.Request, ex: Exchange, headers: dict[str, str]) -> web.StreamResponse:
     """Forward ``ex``'s stream as Anthropic SSE: native events as they came, canonical ones translated."""
-    converter = tr.OpenAIStreamToAnthropic(ex.alias)
+    converter = OpenAIStreamToAnthropic(ex.alias)
 
     def encode(event: StreamEvent) -> bytes | None:
         if event.format == "anthropic":
             _note_native(ex, event.data)
-            return event.raw or tr.sse_bytes(event.data)
+            return event.raw or sse_bytes(event.data)
         for choice in event.data.get("choices") or []:
             content = (choice.get("delta") or {}).get("content")
             if content:
@@ -140,7 +141,7 @@ async def render_stream(request: web.Request, ex: Exchange, headers: dict[str, s
         return b"" if native else b"".join(converter.finish())
 
     def error(failed: GatewayError, failure: UpstreamFailure) -> bytes:
-        return tr.error_event("overloaded_error" if failure.status in (503, 529) else "api_error", failed.message)
+        return error_event("overloaded_error" if failure.status in (503, 529) else "api_error", failed.message)
 
     return await forward_stream(request, ex, headers, encode, finish, error)
 

@@ -17,6 +17,7 @@ import orjson
 from ..exchange import Exchange, StreamEvent, UpstreamReply
 from ..sse import SSEDecoder
 from ..translate import anthropic as tr
+from ..translate.anthropic_stream import AnthropicStreamToOpenAI
 from .base import (
     ProviderBase,
     ProviderContext,
@@ -88,7 +89,7 @@ class AnthropicProvider(ProviderBase):
 
     async def stream(self, ex: Exchange, body: dict[str, Any], model: str) -> AsyncIterator[StreamEvent]:
         payload, headers, passthrough = self._request(ex, model, stream=True)
-        converter = None if passthrough else tr.AnthropicStreamToOpenAI()
+        converter = None if passthrough else AnthropicStreamToOpenAI()
         running: dict[str, Any] = {}
         try:
             async with self.ctx.session.post(self._messages_url, data=payload, headers=headers,
@@ -111,7 +112,7 @@ class AnthropicProvider(ProviderBase):
 
 
 
-def _events(name: str | None, data: bytes, converter: tr.AnthropicStreamToOpenAI | None,
+def _events(name: str | None, data: bytes, converter: AnthropicStreamToOpenAI | None,
             running: dict[str, Any]) -> list[StreamEvent]:
     """One upstream SSE event as the events to yield (native ones, or their canonical translation)."""
     parsed = loads_object(data)

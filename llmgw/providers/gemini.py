@@ -25,6 +25,7 @@ from ..exchange import Exchange, StreamEvent, UpstreamReply
 from ..profile import DEFAULT_BASE_URLS
 from ..sse import SSEDecoder
 from ..translate import gemini as tr
+from ..translate.gemini_stream import GeminiStreamToOpenAI
 from .base import (
     ProviderBase,
     ProviderContext,
@@ -83,7 +84,7 @@ class GeminiProvider(ProviderBase):
     async def stream(self, ex: Exchange, body: dict[str, Any], model: str) -> AsyncIterator[StreamEvent]:
         payload = self._translate(ex, body)
         url = self._url(model, "streamGenerateContent") + "?alt=sse"
-        converter = tr.GeminiStreamToOpenAI(model, "chatcmpl-" + ex.id.removeprefix("req_"))
+        converter = GeminiStreamToOpenAI(model, "chatcmpl-" + ex.id.removeprefix("req_"))
         try:
             async with self.ctx.session.post(url, data=payload, headers=self._headers,
                                              timeout=self.ctx.stream_timeout) as resp:
@@ -111,7 +112,7 @@ def _record_dropped(ex: Exchange, dropped: list[str]) -> None:
     ex.dropped_params.extend(name for name in dropped if name not in ex.dropped_params)
 
 
-def _feed(converter: tr.GeminiStreamToOpenAI, data: bytes) -> list[StreamEvent]:
+def _feed(converter: GeminiStreamToOpenAI, data: bytes) -> list[StreamEvent]:
     if not data.strip():
         return []
     chunk = loads_object(data)

@@ -1,5 +1,6 @@
 """Google Gemini (``generateContent`` / ``streamGenerateContent`` / ``batchEmbedContents``, REST v1beta) <-> the
-canonical form (OpenAI Chat Completions and Embeddings), requests one way, answers and streams the other.
+canonical form (OpenAI Chat Completions and Embeddings), requests one way, whole answers the other (streams:
+:mod:`llmgw.translate.gemini_stream`).
 
 Contracts:
 
@@ -33,11 +34,10 @@ from urllib.parse import unquote_to_bytes, urlsplit
 import orjson
 
 from ..errors import InvalidRequest
-from ..exchange import StreamEvent, Usage
+from ..exchange import Usage
 
 __all__ = [
     "FINISH_TO_OPENAI",
-    "GeminiStreamToOpenAI",
     "gemini_embeddings_to_openai",
     "gemini_to_openai",
     "openai_embeddings_to_gemini",
@@ -475,7 +475,8 @@ def _generation_config(body: dict[str, Any], refuse: Callable[[str], None]) -> d
 # --- answers: Gemini in, canonical out -------------------------------------------------------------------------------
 
 
-def _finish(reason: Any, has_calls: bool) -> str:
+def finish_reason(reason: Any, has_calls: bool) -> str:
+    """The canonical finish reason for a Gemini ``finishReason``."""
     mapped = FINISH_TO_OPENAI.get(reason, "stop") if isinstance(reason, str) else "stop"
     return "tool_calls" if mapped == "stop" and has_calls else mapped
 
@@ -484,8 +485,9 @@ def _new_call_id() -> str:
     return "call_" + uuid.uuid4().hex[:24]
 
 
-def _tool_call(call: dict[str, Any], signature: Any) -> dict[str, Any]:
-    """One Gemini ``functionCall`` as an OpenAI tool call (a fresh id, the args as compact JSON)."""
+def tool_call(call: dict[str, Any], signature: Any) -> dict[str, Any]:
+    """One Gemini ``functionCall`` as an OpenAI tool call (a fresh id, the args as compact JSON, the thought
+    signature kept)."""
     args = call.get("args")
     out: dict[str, Any] = {"id": _new_call_id(), "type": "function",
                            "function": {"name": str(call.get("name") or ""),
@@ -503,7 +505,7 @@ def _read_parts(parts: Any) -> tuple[str, list[dict[str, Any]]]:
         if not isinstance(part, dict) or part.get("thought") is True:
             continue
         if isinstance(part.get("functionCall"), dict):
-            calls.append(_tool_call(part["functionCall"], part.get("thoughtSignature")))
+            calls.append(tool_call(part["functionCall"], part.get("thoughtSignature")))
         elif isinstance(part.get("text"), str):
             texts.append(part["text"])
     return "".join(texts), calls
@@ -525,7 +527,7 @@ def gemini_to_openai(resp: dict[str, Any], model: str) -> dict[str, Any]:
     if not candidate and (resp.get("promptFeedback") or {}).get("blockReason"):
         finish = "content_filter"
     else:
-        finish = _finish(candidate.get("finishReason"), bool(calls))
+        finish = finish_reason(candidate.get("finishReason"), bool(calls))
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None, "refusal": None}
     if calls:
         message["tool_calls"] = calls
@@ -538,84 +540,6 @@ def gemini_to_openai(resp: dict[str, Any], model: str) -> dict[str, Any]:
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         "usage": usage_from_gemini(resp.get("usageMetadata")).to_openai(),
     }
-
-
-class GeminiStreamToOpenAI:
-    """Streamed Gemini ``GenerateContentResponse`` chunks in, canonical ``chat.completion.chunk`` events out.
-
-    ``feed(chunk)`` returns the events for one parsed SSE chunk (the caller handles ``{"error": ...}`` chunks): a
-    first event with delta ``{"role": "assistant", "content": ""}``, then a ``content`` delta per text part (thought
-    parts left out), one ``tool_calls`` delta per ``functionCall`` (``index``, fresh ``id``, ``type``, ``function``
-    with ``name`` and the whole ``arguments`` JSON), and a finish event once a ``finishReason`` (or a prompt
-    ``blockReason``) arrives. ``finish()`` ends the stream: whatever of the above is still owed, then one usage-only
-    event (``choices: []``) whose :attr:`StreamEvent.usage` is the final :class:`Usage`. Usage is taken from the
-    latest ``usageMetadata`` seen (Gemini repeats the running totals on every chunk). :attr:`finished` tells whether
-    the upstream sent a finish reason. Events have ``raw=None`` and format ``"openai"``.
-    """
-
-    def __init__(self, model: str, response_id: str) -> None:
-        self.model = model
-        self.response_id = response_id
-        self.created = int(time.time())
-        self.usage = Usage()
-        self.finished = False
-        self._started = False
-        self._tool_calls = 0
-        self._ended = False
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> StreamEvent:
-        return StreamEvent({"id": self.response_id, "object": "chat.completion.chunk", "created": self.created,
-                            "model": self.model,
-                            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
-
-    def _start(self, events: list[StreamEvent]) -> None:
-        if not self._started:
-            self._started = True
-            events.append(self._chunk({"role": "assistant", "content": ""}))
-
-    def feed(self, chunk: dict[str, Any]) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
-        self._start(events)
-        if isinstance(chunk.get("usageMetadata"), dict):
-            self.usage = usage_from_gemini(chunk["usageMetadata"])
-        if self.finished:
-            return events
-        candidates = chunk.get("candidates")
-        candidate = candidates[0] if isinstance(candidates, list) and candidates and isinstance(candidates[0], dict) \
-            else {}
-        parts = (candidate.get("content") or {}).get("parts")
-        for part in parts if isinstance(parts, list) else []:
-            if not isinstance(part, dict) or part.get("thought") is True:
-                continue
-            if isinstance(part.get("functionCall"), dict):
-                call = _tool_call(part["functionCall"], part.get("thoughtSignature"))
-                events.append(self._chunk({"tool_calls": [{"index": self._tool_calls, **call}]}))
-                self._tool_calls += 1
-            elif isinstance(part.get("text"), str) and part["text"]:
-                events.append(self._chunk({"content": part["text"]}))
-        reason = candidate.get("finishReason")
-        if reason:
-            self.finished = True
-            events.append(self._chunk({}, _finish(reason, self._tool_calls > 0)))
-        elif not candidate and (chunk.get("promptFeedback") or {}).get("blockReason"):
-            self.finished = True
-            events.append(self._chunk({}, "content_filter"))
-        return events
-
-    def finish(self) -> list[StreamEvent]:
-        """The closing events: the role event if nothing came, a ``stop`` finish if none came, then the usage event.
-        Idempotent: a second call returns nothing."""
-        if self._ended:
-            return []
-        self._ended = True
-        events: list[StreamEvent] = []
-        self._start(events)
-        if not self.finished:
-            events.append(self._chunk({}, "tool_calls" if self._tool_calls else "stop"))
-        events.append(StreamEvent({"id": self.response_id, "object": "chat.completion.chunk",
-                                   "created": self.created, "model": self.model, "choices": [],
-                                   "usage": self.usage.to_openai()}, usage=self.usage))
-        return events
 
 
 # --- embeddings ----------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 
 from llmgw.exchange import Usage
 from llmgw.sse import SSEDecoder
-from llmgw.translate.anthropic import AnthropicStreamToOpenAI
+from llmgw.translate.anthropic_stream import AnthropicStreamToOpenAI
 
 TEXT = "héllo 👋 日本語"
 TEXT_PIECES = ["h", "é", "llo ", "👋", " 日本", "語"]

@@ -22,17 +22,14 @@ from llmgw.exchange import StreamEvent, Usage
 from llmgw.sse import SSEDecoder
 from llmgw.translate.anthropic import (
     DEFAULT_MAX_TOKENS,
-    AnthropicStreamToOpenAI,
-    OpenAIStreamToAnthropic,
     anthropic_request_to_openai,
     anthropic_response_to_openai,
-    error_event,
     openai_request_to_anthropic,
     openai_response_to_anthropic,
-    sse_bytes,
     usage_from_anthropic,
     usage_to_anthropic,
 )
+from llmgw.translate.anthropic_stream import AnthropicStreamToOpenAI, OpenAIStreamToAnthropic, error_event, sse_bytes
 
 CLAUDE = "claude-sonnet-4-5-20250929"
 WEATHER_SCHEMA = {"type": "object",

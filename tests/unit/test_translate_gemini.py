@@ -20,13 +20,13 @@ from llmgw.testing.fake_gemini import (
     GEMINI_STREAM_SAMPLE,
 )
 from llmgw.translate.gemini import (
-    GeminiStreamToOpenAI,
     gemini_embeddings_to_openai,
     gemini_to_openai,
     openai_embeddings_to_gemini,
     openai_to_gemini,
     usage_from_gemini,
 )
+from llmgw.translate.gemini_stream import GeminiStreamToOpenAI
 
 WEATHER_TOOL = {
     "type": "function",
