@@ -8,7 +8,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,30 @@ def start_serve(profile: Path, db: Path, *args: str, env: dict[str, str] | None 
     return ServeProcess(proc, url[0], db, lines, reader)
 
 
+def stop_all(servers: Sequence[ServeProcess]) -> None:
+    """Kill what is still running and close every server's output."""
+    for server in servers:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()
+        server.close()
+
+
+@contextmanager
+def serving_together(starts: Sequence[tuple[Path, Path, dict[str, str] | None]]) -> Iterator[list[ServeProcess]]:
+    """Start one server per ``(profile, db, env)`` at the same time; all are stopped on exit. A failed start fails
+    the caller once the servers that did start are in the list to stop."""
+    with ThreadPoolExecutor(len(starts)) as pool:
+        futures = [pool.submit(start_serve, profile, db, env=env) for profile, db, env in starts]
+    servers = [f.result() for f in futures if f.exception() is None]
+    try:
+        for f in futures:
+            f.result()
+        yield servers
+    finally:
+        stop_all(servers)
+
+
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Any]:
     """``serve(profile_dict, *args, env=...)`` starts a server; every one started is stopped at teardown."""
@@ -96,8 +122,4 @@ def serve(tmp_path: Path) -> Iterator[Any]:
         return server
 
     yield start
-    for server in started:
-        if server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.wait()
-        server.close()
+    stop_all(started)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from llmgw.cache.redis_store import ENTRY_PREFIX, JOURNAL, RedisCacheStore
 from llmgw.cache.store import CacheEntry, CacheUnavailable
 from llmgw.profile import parse_profile
 from llmgw.server import CACHE, make_app
-from tests.e2e.conftest import ServeProcess, start_serve, write_profile
+from tests.e2e.conftest import ServeProcess, serving_together, write_profile
 
 from .conftest import RedisServer
 
@@ -116,30 +115,18 @@ def test_redis_down_raises_cache_unavailable_at_once_and_recovers(redis_server: 
 @pytest.fixture
 def gateways(tmp_path: Path, redis_server: RedisServer) -> Iterator[list[ServeProcess]]:
     """Two gateways on two state folders (two machines), one Redis, the cache on."""
-    servers: list[ServeProcess] = []
-    profiles = []
+    starts = []
     for name in ("one", "two"):
         folder = tmp_path / name
         folder.mkdir()
-        profiles.append((write_profile(folder / "profile.toml", {
+        starts.append((write_profile(folder / "profile.toml", {
             "state": {"url": f"sqlite:///{folder / 'llmgw.db'}", "shared": redis_server.url},
             "providers": {"mock": {"kind": "mock"}},
             "models": {"fast": {"targets": ["mock/m"]}},
             "cache": {"exact": True, "semantic": True},
-        }), folder / "llmgw.db"))
-    with ThreadPoolExecutor(2) as pool:
-        starts = [pool.submit(start_serve, profile, db) for profile, db in profiles]
-    servers = [f.result() for f in starts if f.exception() is None]
-    try:
-        for f in starts:
-            f.result()
+        }), folder / "llmgw.db", None))
+    with serving_together(starts) as servers:
         yield servers
-    finally:
-        for server in servers:
-            if server.proc.poll() is None:
-                server.proc.kill()
-                server.proc.wait()
-            server.close()
 
 
 @pytest.mark.e2e

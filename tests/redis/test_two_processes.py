@@ -6,7 +6,6 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 
 from llmgw.store.keys import KeyStore
 from llmgw.store.log import connect
-from tests.e2e.conftest import ServeProcess, start_serve, write_profile
+from tests.e2e.conftest import ServeProcess, serving_together, write_profile
 
 from .conftest import RedisServer
 
@@ -37,19 +36,9 @@ def pair(tmp_path: Path, redis_server: RedisServer) -> Iterator[list[ServeProces
         "keys": {"rated": {"key": "env:LLMGW_REDIS_E2E_RATED", "team": "free", "rpm": 60},
                  "spender": {"key": "env:LLMGW_REDIS_E2E_SPENDER", "team": "paying"}},
     })
-    with ThreadPoolExecutor(2) as pool:  # both at once, on a state file that does not exist yet
-        starts = [pool.submit(start_serve, profile, db, env=ENV) for _ in range(2)]
-    servers = [f.result() for f in starts if f.exception() is None]
-    try:
-        for f in starts:
-            f.result()  # a failed start fails the test, once the one that did start is in the list to stop
+    # both at once, on a state file that does not exist yet
+    with serving_together([(profile, db, ENV)] * 2) as servers:
         yield servers
-    finally:
-        for server in servers:
-            if server.proc.poll() is None:
-                server.proc.kill()
-                server.proc.wait()
-            server.close()
 
 
 async def burst(servers: list[ServeProcess], key: str, n: int, body: dict) -> list[tuple[int, dict[str, str]]]:
