@@ -23,7 +23,8 @@ it, :func:`differs` compares the two texts' *facts* and refuses the pair when an
   lock/unlock, advantage/disadvantage, encrypt/decrypt) and time words (today/tomorrow, weekdays, months), which
   embedding models rate alike although they change the answer.
 
-Contract: ``differs(a, b)`` is symmetric, pure, returns the reason (a short string) or ``None`` when the pair may
+Contract: ``differs(a, b)`` (texts, or their :func:`facts` computed once by a caller comparing one text with many)
+is symmetric, pure, returns the reason (a short string) or ``None`` when the pair may
 share an answer. It is meant for short prompts; it never looks at anything but the two texts.
 """
 
@@ -191,10 +192,11 @@ def facts(text: str) -> Facts:
                  tuple(name_order), relational, frozenset(questions))
 
 
-def differs(a: str, b: str, *, partner: WordSimilarity | None = None, word_threshold: float = 0.6,
+def differs(a: str | Facts, b: str | Facts, *, partner: WordSimilarity | None = None, word_threshold: float = 0.6,
             max_swaps: int = 1) -> str | None:
     """Why ``a`` and ``b`` must not share an answer, or ``None`` (see the module contract)."""
-    fa, fb = facts(a), facts(b)
+    fa = a if isinstance(a, Facts) else facts(a)
+    fb = b if isinstance(b, Facts) else facts(b)
     if fa.numbers != fb.numbers:
         return "numbers differ"
     if fa.negated != fb.negated:
@@ -272,11 +274,11 @@ def index_terms(text: str) -> frozenset[str]:
     return f.content | {stem(n) for n in f.names} | {"#" + n for n in f.numbers}
 
 
-def term_rule(text: str, max_swaps: int = 1) -> TermRule:
+def term_rule(text: str | Facts, max_swaps: int = 1) -> TermRule:
     """A necessary condition for ``differs(text, other, max_swaps=max_swaps)`` to be ``None``, on
     ``index_terms(other)``: the other text has each of the query's numbers and (stemmed) names, and all of its
     other content words but at most ``max_swaps``. Lets a search skip texts the guard would refuse anyway."""
-    f = facts(text)
+    f = text if isinstance(text, Facts) else facts(text)
     names = frozenset(stem(n) for n in f.names)
     optional = f.content - names
     return TermRule(names | {"#" + n for n in f.numbers}, optional, max(0, len(optional) - max_swaps))

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..cache.config import CacheConfig
 from ..cache.embed import DEFAULT_MODEL, Embedder, EmbedderError, LazyEmbedder, load_model2vec, resolve_model_path
-from ..cache.guard import differs, term_rule
+from ..cache.guard import differs, facts, term_rule
 from ..cache.keys import RequestKeys, request_keys
 from ..cache.replay import canonical_answer, replay_stream
 from ..cache.store import CacheEntry, CacheUnavailable, IndexedStore, open_store
@@ -136,13 +136,14 @@ class CacheStage:
         except EmbedderError as error:
             log.error("semantic cache lookup skipped: %s", error)
             return None, "miss"
-        rule = term_rule(keys.text, self.config.max_swaps)   # skips entries the guard below would refuse anyway
+        query = facts(keys.text)   # read once, for the term rule and every candidate
+        rule = term_rule(query, self.config.max_swaps)   # skips entries the guard below would refuse anyway
         for entry, _score in self.store.nearest(keys.partition, vector, self.config.threshold, rule=rule):
             if entry.text is None:
                 continue
             if entry.text == keys.text:
                 return entry, "semantic"
-            reason = differs(keys.text, entry.text, partner=self._word_similarity,
+            reason = differs(query, entry.text, partner=self._word_similarity,
                              word_threshold=self.config.word_threshold, max_swaps=self.config.max_swaps)
             if reason is None:
                 return entry, "semantic"
