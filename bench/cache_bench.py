@@ -18,8 +18,8 @@ import time
 import numpy as np
 
 from llmgw.cache.config import CacheConfig
+from llmgw.cache.difference import index_terms, term_rule
 from llmgw.cache.embed import DEFAULT_MODEL, HashEmbedder, load_model2vec
-from llmgw.cache.guard import index_terms, term_rule
 from llmgw.cache.keys import RequestKeys
 from llmgw.cache.store import CacheEntry, CacheStore
 from llmgw.stages.cache import CacheStage

@@ -561,7 +561,7 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         except ValueError as exc:
             c.problems.append(str(exc))
     if isinstance(extra.get("guardrails"), list):
-        from .guard.rules import parse_rules  # here: guard.rules imports ProfileError from this module
+        from .guardrails.rules import parse_rules  # here: guard.rules imports ProfileError from this module
 
         try:
             parse_rules(extra["guardrails"])

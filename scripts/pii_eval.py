@@ -17,10 +17,10 @@ import statistics
 import time
 from pathlib import Path
 
-from llmgw.guard.detectors import ENTITIES
-from llmgw.guard.evaluate import CHECKSUMMED, benchmark, evaluate, prompt_of_size
-from llmgw.guard.redact import Placeholders
-from llmgw.guard.rules import default_rules
+from llmgw.guardrails.detectors import ENTITIES
+from llmgw.guardrails.evaluate import CHECKSUMMED, benchmark, evaluate, prompt_of_size
+from llmgw.guardrails.redact import Placeholders
+from llmgw.guardrails.rules import default_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 

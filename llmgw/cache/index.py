@@ -4,7 +4,7 @@ Contract:
 - :meth:`VectorIndex.search` returns up to ``limit`` (key, cosine) pairs of one partition at or above
   ``threshold``, best first, leaving out rows whose ``expires`` has passed. Thread-safe.
 - Small partitions (up to ``dense_max`` rows) are scanned whole, by one matrix-vector product.
-- In larger ones, when the search is given a :class:`~llmgw.cache.guard.TermRule` (what any text the difference
+- In larger ones, when the search is given a :class:`~llmgw.cache.difference.TermRule` (what any text the difference
   guard could accept must contain), only rows whose terms may satisfy it are scored. Each row keeps a 128-bit
   Bloom signature of its terms (two bits per term, within one 64-bit word); a term is "maybe present" when its
   bits are set. The filter never drops a row whose terms satisfy the rule (no false negatives), so the search
@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .guard import TermRule
+from .difference import TermRule
 
 _WORDS = 2                # 64-bit words per signature
 _ALL = np.uint64(2**64 - 1)
@@ -110,7 +110,7 @@ class VectorIndex:
     def add(self, partition: str, key: str, vector: np.ndarray, expires: float,
             terms: Iterable[str] | None = None) -> None:
         """Index ``vector`` under ``key`` (replacing it) with the row's ``terms`` (see
-        :func:`~llmgw.cache.guard.index_terms`); vectors of another dimension than the first are ignored."""
+        :func:`~llmgw.cache.difference.index_terms`); vectors of another dimension than the first are ignored."""
         sign = signature(terms)
         with self._lock:
             if self.dim is None:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import diskcache
 import numpy as np
 
-from .guard import TermRule, index_terms
+from .difference import TermRule, index_terms
 from .index import VectorIndex
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""`llmgw cost report` and `llmgw cost budgets`: token spend from the request log (see :mod:`llmgw.report`)."""
+"""`llmgw cost report` and `llmgw cost budgets`: token spend from the request log (see :mod:`llmgw.tools.report`)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .. import report as spend
 from ..durations import parse_point
 from ..store import log as request_log
+from ..tools import report as spend
 from .common import PROFILE_HELP, console, db_path, err_console, fail, load_or_exit, print_json
 
 app = typer.Typer(help="Token spend: reports by team, key, model, day or tag, and budgets.",

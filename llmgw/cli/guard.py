@@ -18,9 +18,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..guard.engine import Scan
-from ..guard.redact import Placeholders
-from ..guard.rules import Rule, default_rules, parse_rules
+from ..guardrails.engine import Scan
+from ..guardrails.redact import Placeholders
+from ..guardrails.rules import Rule, default_rules, parse_rules
 from ..profile import ProfileError
 from .common import PROFILE_HELP, console, err_console, fail, load_or_exit, print_json
 

@@ -14,7 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..profile import Profile, secret_problems
-from ..replay import (
+from ..store import log as request_log
+from ..tools.replay import (
     Original,
     ReplayError,
     ReplayResult,
@@ -27,7 +28,6 @@ from ..replay import (
     served_profile,
     shorten,
 )
-from ..store import log as request_log
 from .common import PROFILE_HELP, console, err_console, fail, load_or_exit, print_json, since_option
 
 _AGAINST_HELP = "An alias of the profile or a provider/model of one of its providers. Repeatable."

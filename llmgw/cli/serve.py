@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from ..profile import host_problems, secret_problems
-from ..runner import serve as run_server
+from ..proxy.runner import serve as run_server
 from .common import PROFILE_HELP, console, err_console, load_or_exit
 
 

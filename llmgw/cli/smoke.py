@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..profile import secret_problems
-from ..smoke import junit_xml, run_smoke
+from ..tools.smoke import junit_xml, run_smoke
 from .common import PROFILE_HELP, console, fail, load_or_exit, print_json
 
 

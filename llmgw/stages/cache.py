@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from ..cache.config import CacheConfig
+from ..cache.difference import differs, facts, term_rule
 from ..cache.embed import DEFAULT_MODEL, Embedder, EmbedderError, LazyEmbedder, load_model2vec, resolve_model_path
-from ..cache.guard import differs, facts, term_rule
 from ..cache.keys import RequestKeys, request_keys
-from ..cache.replay import canonical_answer, replay_stream
+from ..cache.playback import canonical_answer, replay_stream
 from ..cache.store import CacheEntry, CacheUnavailable, IndexedStore, open_store
 from ..exchange import Exchange, UpstreamReply, Usage
 from ..profile import Profile

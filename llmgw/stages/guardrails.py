@@ -36,11 +36,11 @@ import orjson
 
 from ..errors import PermissionDenied
 from ..exchange import Exchange, UpstreamReply
-from ..guard.engine import Scan, as_redacting
-from ..guard.redact import Placeholders
-from ..guard.rules import Rule, parse_rules
-from ..guard.stream import Blocked, GuardedEvents, StreamGuard, pipe_factory
-from ..guard.walk import visit_openai_request, visit_reply, visit_request
+from ..guardrails.engine import Scan, as_redacting
+from ..guardrails.redact import Placeholders
+from ..guardrails.rules import Rule, parse_rules
+from ..guardrails.stream import Blocked, GuardedEvents, StreamGuard, pipe_factory
+from ..guardrails.walk import visit_openai_request, visit_reply, visit_request
 from ..profile import ModelConfig, Profile
 
 OFFLOAD_BYTES = 256 * 1024   # request bodies larger than this are scanned in a worker thread

@@ -1,4 +1,4 @@
-"""The cache stage inside the real app (``llmgw.server.make_app``), given a small deterministic embedder
+"""The cache stage inside the real app (``llmgw.proxy.app.make_app``), given a small deterministic embedder
 (``make_app(embedder=...)``) where the real model is not the point."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from llmgw.cache.embed import HashEmbedder
 from llmgw.cli.main import app as cli
 from llmgw.profile import parse_profile
-from llmgw.server import CACHE, make_app
+from llmgw.proxy.app import CACHE, make_app
 from llmgw.stages.cache import CacheStage
 from llmgw.testing import FakeOpenAI
 from llmgw.testing.fake_anthropic import FakeAnthropic

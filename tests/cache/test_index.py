@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from llmgw.cache.config import CacheConfig
+from llmgw.cache.difference import TermRule, differs, index_terms, term_rule
 from llmgw.cache.embed import HashEmbedder
-from llmgw.cache.guard import TermRule, differs, index_terms, term_rule
 from llmgw.cache.index import VectorIndex, signature
 from llmgw.cache.keys import RequestKeys
 from llmgw.cache.store import CacheEntry, CacheStore

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from llmgw.cache.config import DEFAULT_THRESHOLD
+from llmgw.cache.difference import differs
 from llmgw.cache.embed import DEFAULT_MODEL, load_model2vec
-from llmgw.cache.guard import differs
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "paraphrases"
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from llmgw.cache.config import CacheConfig
+from llmgw.cache.difference import differs
 from llmgw.cache.embed import EmbedderError, HashEmbedder, LazyEmbedder, resolve_model_path
-from llmgw.cache.guard import differs
 from llmgw.cache.index import VectorIndex
 from llmgw.cache.keys import request_keys
 from llmgw.cache.store import CacheEntry, CacheStore

@@ -18,9 +18,9 @@ from typer.testing import CliRunner, Result
 
 from llmgw.cli.replay import replay
 from llmgw.profile import load_profile
-from llmgw.replay import JSON_FIELDS, answer_text, similarity
-from llmgw.server import make_app
+from llmgw.proxy.app import make_app
 from llmgw.testing import FakeOpenAI
+from llmgw.tools.replay import JSON_FIELDS, answer_text, similarity
 
 runner = CliRunner()
 

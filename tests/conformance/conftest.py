@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from llmgw.profile import parse_profile
-from llmgw.server import make_app
+from llmgw.proxy.app import make_app
 from llmgw.testing import FakeOpenAI
 from llmgw.testing.fake_anthropic import FakeAnthropic
 from llmgw.testing.fake_gemini import FakeGemini

@@ -16,7 +16,7 @@ from llmgw.cache.embed import HashEmbedder
 from llmgw.cache.redis_store import ENTRY_PREFIX, JOURNAL, RedisCacheStore
 from llmgw.cache.store import CacheEntry, CacheUnavailable
 from llmgw.profile import parse_profile
-from llmgw.server import CACHE, make_app
+from llmgw.proxy.app import CACHE, make_app
 from tests.e2e.conftest import ServeProcess, serving_together, write_profile
 
 from .conftest import RedisServer

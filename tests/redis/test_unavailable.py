@@ -11,7 +11,7 @@ import pytest
 
 from llmgw.profile import parse_profile
 from llmgw.providers.mock import MockProvider
-from llmgw.server import make_app
+from llmgw.proxy.app import make_app
 from llmgw.store.shared import StateUnavailable
 from llmgw.store.shared_redis import RedisState
 

@@ -1,4 +1,4 @@
-"""``llmgw tail`` against a real gateway: the aiohttp app from :func:`llmgw.server.make_app` on a free port, the
+"""``llmgw tail`` against a real gateway: the aiohttp app from :func:`llmgw.proxy.app.make_app` on a free port, the
 TUI reading its ``/admin/events`` with :class:`HttpEventSource`, and a chat request that must show up as a row."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from llmgw.profile import parse_profile
-from llmgw.server import make_app as make_gateway
+from llmgw.proxy.app import make_app as make_gateway
 from llmgw.tui.app import make_app
 from llmgw.tui.http_source import HttpEventSource
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from llmgw.events import EventHub, events_handler
+from llmgw.proxy.events import EventHub, events_handler
 from llmgw.tui.http_source import HttpEventSource
 from llmgw.tui.source import Event, Status
 

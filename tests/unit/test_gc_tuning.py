@@ -1,10 +1,10 @@
-"""The server process tunes the cyclic GC once it is up (llmgw.runner.tune_gc)."""
+"""The server process tunes the cyclic GC once it is up (llmgw.proxy.runner.tune_gc)."""
 
 from __future__ import annotations
 
 import gc
 
-from llmgw.runner import GC_GEN0_THRESHOLD, tune_gc
+from llmgw.proxy.runner import GC_GEN0_THRESHOLD, tune_gc
 
 
 def test_tune_gc_freezes_start_up_objects_and_raises_the_young_threshold() -> None:

@@ -22,7 +22,7 @@ from llmgw.errors import (
 from llmgw.exchange import Attempt, Exchange, UpstreamReply
 from llmgw.profile import ModelConfig, RoutingConfig, Target
 from llmgw.providers.base import UpstreamFailure
-from llmgw.routing import (
+from llmgw.stages.route import (
     _BACKOFF_BASE_S,
     _BACKOFF_CAP_S,
     CircuitBreaker,

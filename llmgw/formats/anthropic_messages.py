@@ -24,7 +24,7 @@ from ..exchange import Exchange, StreamEvent
 from ..providers.base import UpstreamFailure
 from ..translate import anthropic as tr
 from ..translate.anthropic_stream import OpenAIStreamToAnthropic, error_event, sse_bytes
-from .openai import JSON_TYPE, check_depth, invalid_field, is_int, is_number
+from .openai_chat import JSON_TYPE, check_depth, invalid_field, is_int, is_number
 from .streaming import forward_stream
 
 

@@ -73,7 +73,7 @@ class DenylistDetector:
 
 
 class InjectionDetector:
-    """Heuristic prompt-injection markers (see :mod:`llmgw.guard.injection`)."""
+    """Heuristic prompt-injection markers (see :mod:`llmgw.guardrails.injection`)."""
 
     def find(self, text: str) -> list[Match]:
         return [Match("injection", s, e, why) for s, e, why in find_injections(text)]

@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .clients import openai as openai_client
-from .errors import AuthenticationError
+from ..errors import AuthenticationError
+from ..formats import openai_chat as openai_client
 
 BODY_FIELDS = ("request", "response")
 _TRUE = ("1", "true", "yes", "on")

@@ -8,11 +8,11 @@ from typing import Any
 import orjson
 import pytest
 
-from llmgw.clients.anthropic import AnthropicFormat
-from llmgw.clients.openai import OpenAIFormat
 from llmgw.errors import PermissionDenied
 from llmgw.exchange import Exchange, StreamEvent, UpstreamReply
-from llmgw.guard.rules import parse_rules
+from llmgw.formats.anthropic_messages import AnthropicFormat
+from llmgw.formats.openai_chat import OpenAIFormat
+from llmgw.guardrails.rules import parse_rules
 from llmgw.profile import ModelConfig, Target, parse_profile
 from llmgw.stages.guardrails import GuardrailStage
 

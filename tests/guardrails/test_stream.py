@@ -10,10 +10,10 @@ import orjson
 import pytest
 
 from llmgw.exchange import StreamEvent
-from llmgw.guard.engine import Scan
-from llmgw.guard.redact import Placeholders
-from llmgw.guard.rules import parse_rules
-from llmgw.guard.stream import HOLD, GuardedEvents, StreamGuard, pipe_factory
+from llmgw.guardrails.engine import Scan
+from llmgw.guardrails.redact import Placeholders
+from llmgw.guardrails.rules import parse_rules
+from llmgw.guardrails.stream import HOLD, GuardedEvents, StreamGuard, pipe_factory
 from llmgw.providers.base import UpstreamFailure
 
 ANSWER = "Dear <EMAIL_1>, we will call <PHONE_1> today. Regards, <NAME_1> <EMAIL_1>"

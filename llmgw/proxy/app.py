@@ -25,30 +25,30 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from .cache.embed import Embedder
-from .clients import anthropic as anthropic_client
-from .clients import openai as openai_client
-from .clients.base import ClientFormat
-from .errors import GatewayError, InvalidRequest, PayloadTooLarge
+from ..cache.embed import Embedder
+from ..errors import GatewayError, InvalidRequest, PayloadTooLarge
+from ..exchange import Exchange
+from ..formats import anthropic_messages as anthropic_client
+from ..formats import openai_chat as openai_client
+from ..formats.base import ClientFormat
+from ..pricing import PriceTable
+from ..profile import Profile
+from ..providers.anthropic import AnthropicProvider
+from ..providers.base import Provider, ProviderContext, UpstreamFailure, adapter_for
+from ..stages.auth import AuthStage, presented_key
+from ..stages.cache import CacheStage
+from ..stages.guardrails import GuardrailStage
+from ..stages.limits import LimitsStage
+from ..stages.meter import MeterStage
+from ..stages.route import Router
+from ..store.log import LogWriter
 from .events import EventHub, events_handler
-from .exchange import Exchange
 from .governance import open_keys, open_shared_state, refresh_keys
 from .metrics import Metrics, metrics_handler, refresh_spend_anomalies
 from .metrics_share import publish, read_others
 from .pipeline import Pipeline
-from .pricing import PriceTable
-from .profile import Profile
-from .providers.anthropic import AnthropicProvider
-from .providers.base import Provider, ProviderContext, UpstreamFailure, adapter_for
-from .routing import Router
-from .stages.auth import AuthStage, presented_key
-from .stages.cache import CacheStage
-from .stages.guardrails import GuardrailStage
-from .stages.limits import LimitsStage
-from .stages.meter import MeterStage
-from .store.log import LogWriter
 
-log = logging.getLogger("llmgw.server")
+log = logging.getLogger("llmgw.proxy.app")
 
 PROFILE = web.AppKey("profile", Profile)
 PIPELINE = web.AppKey("pipeline", Pipeline)

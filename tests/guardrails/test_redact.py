@@ -7,7 +7,7 @@ import itertools
 import orjson
 import pytest
 
-from llmgw.guard.redact import Placeholders, Restorer
+from llmgw.guardrails.redact import Placeholders, Restorer
 
 
 def table_with(**values: str) -> Placeholders:

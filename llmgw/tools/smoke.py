@@ -22,8 +22,8 @@ from typing import Any
 
 import aiohttp
 
-from .profile import Profile, ProviderConfig, StateConfig
-from .serving import serving
+from ..profile import Profile, ProviderConfig, StateConfig
+from ..proxy.inprocess import serving
 
 PROMPT = "llmgw smoke test: reply with OK."
 
@@ -93,7 +93,8 @@ def junit_xml(results: list[SmokeResult], suite: str = "llmgw smoke") -> str:
     root = ET.Element("testsuite", name=suite, tests=str(len(results)), failures=str(failures), errors="0",
                       time=f"{sum(r.latency_ms for r in results) / 1000:.3f}")
     for r in results:
-        case = ET.SubElement(root, "testcase", classname="llmgw.smoke", name=r.alias, time=f"{r.latency_ms / 1000:.3f}")
+        case = ET.SubElement(root, "testcase", classname="llmgw.smoke", name=r.alias,
+                             time=f"{r.latency_ms / 1000:.3f}")
         if not r.ok:
             failure = ET.SubElement(case, "failure", message=r.message, type=f"HTTP {r.status}")
             failure.text = f"alias {r.alias}: status {r.status}, target {r.target or '-'}, attempts {r.attempts}"

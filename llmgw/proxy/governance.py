@@ -18,12 +18,12 @@ import sqlite3
 import time
 from datetime import UTC, datetime
 
-from .profile import Profile
-from .stages.limits import budget_counter, periods
-from .store.keys import KeyIndex, KeyStore
-from .store.shared import MemoryState, SharedState, StateUnavailable
+from ..profile import Profile
+from ..stages.limits import budget_counter, periods
+from ..store.keys import KeyIndex, KeyStore
+from ..store.shared import MemoryState, SharedState, StateUnavailable
 
-log = logging.getLogger("llmgw.governance")
+log = logging.getLogger("llmgw.proxy.governance")
 
 
 def open_keys(profile: Profile) -> KeyIndex:
@@ -71,11 +71,11 @@ def _period_start(suffix: str) -> float:
 
 async def open_shared_state(profile: Profile) -> SharedState:
     if profile.state.shared:
-        from .store.shared_redis import RedisState
+        from ..store.shared_redis import RedisState
 
         state: SharedState = RedisState(profile.state.shared)
     elif profile.server.workers > 1:  # several processes on one machine share a SQLite file
-        from .store.shared_sqlite import SQLiteState
+        from ..store.shared_sqlite import SQLiteState
 
         state = SQLiteState(profile.state.db_path.with_name("shared-state.db"))
     else:

@@ -1,4 +1,4 @@
-"""The guardrail stage inside the real aiohttp app (``llmgw.server.make_app``): ``Pipeline([meter, auth, limits,
+"""The guardrail stage inside the real aiohttp app (``llmgw.proxy.app.make_app``): ``Pipeline([meter, auth, limits,
 guard])``, ``after_route`` right after routing, ``after_render`` before the response phase."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from llmgw.profile import parse_profile
-from llmgw.server import make_app
+from llmgw.proxy.app import make_app
 from llmgw.testing import FakeOpenAI
 from llmgw.testing.fake_anthropic import FakeAnthropic
 

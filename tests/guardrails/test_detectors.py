@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from llmgw.guard.checksums import card_brand, iban_ok, luhn_ok
-from llmgw.guard.detectors import ENTITIES, PiiDetector, find_phones
+from llmgw.guardrails.checksums import card_brand, iban_ok, luhn_ok
+from llmgw.guardrails.detectors import ENTITIES, PiiDetector, find_phones
 
 DETECT = PiiDetector()
 

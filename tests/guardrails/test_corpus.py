@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from llmgw.guard.detectors import ENTITIES
-from llmgw.guard.evaluate import CHECKSUMMED, EvalReport, evaluate
+from llmgw.guardrails.detectors import ENTITIES
+from llmgw.guardrails.evaluate import CHECKSUMMED, EvalReport, evaluate
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "pii"
 

@@ -6,14 +6,14 @@ Contracts:
   is a :class:`~llmgw.stages.meter.MeterStage` listener: O(1) dictionary updates, no I/O, no locks (it and
   :meth:`Metrics.render` run on the application's event loop).
 - Counters and histograms are kept per process. With ``workers > 1`` each worker publishes a :meth:`snapshot` to a
-  file every second (:mod:`llmgw.metrics_share`) and ``GET /metrics`` adds the other workers' latest snapshots to
+  file every second (:mod:`llmgw.proxy.metrics_share`) and ``GET /metrics`` adds the other workers' latest snapshots to
   its own live values, so whichever worker answers a scrape reports the whole server (others' values at most
   about a second old).
 - Label values are escaped as the format requires (``\\``, ``"`` and newlines). The ``alias`` label is the model
   name the client sent; pass ``aliases`` to fold names outside the profile into ``"unknown"`` so that clients
   cannot create unbounded series.
 - ``llmgw_spend_anomaly{group}`` is set from outside with :meth:`Metrics.set_spend_anomalies` (e.g. by
-  :func:`refresh_spend_anomalies`, which runs :func:`llmgw.report.build_report` off the event loop); until then
+  :func:`refresh_spend_anomalies`, which runs :func:`llmgw.tools.report.build_report` off the event loop); until then
   the family is exposed with no series.
 """
 
@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-log = logging.getLogger("llmgw.metrics")
+log = logging.getLogger("llmgw.proxy.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -257,8 +257,8 @@ def spend_anomalies(db_path: Path, by: Sequence[str] = ("team",), window_s: floa
                     now: float | None = None) -> dict[str, bool]:
     """The anomaly flags of ``llmgw cost report --by …`` over the last ``window_s`` (blocking: run it in a
     thread). Empty when there is no log yet."""
-    from . import report
-    from .store import log as request_log
+    from ..store import log as request_log
+    from ..tools import report
 
     if not db_path.exists():
         return {}

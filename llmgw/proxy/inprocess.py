@@ -7,13 +7,13 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from .profile import Profile
-from .server import make_app
+from ..profile import Profile
+from .app import make_app
 
 
 @asynccontextmanager
 async def serving(profile: Profile, *, fail_targets: Collection[str] = ()) -> AsyncIterator[str]:
-    """Serve ``profile`` with :func:`~llmgw.server.make_app` on a free loopback port and yield its base URL. On exit
+    """Serve ``profile`` with :func:`~llmgw.proxy.app.make_app` on a free loopback port and yield its base URL. On exit
     the app shuts down as ``llmgw serve`` does, which flushes its request log."""
     runner = web.AppRunner(make_app(profile, fail_targets=fail_targets), access_log=None, handle_signals=False)
     await runner.setup()

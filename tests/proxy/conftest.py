@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from llmgw.profile import Profile, parse_profile
-from llmgw.server import make_app
+from llmgw.proxy.app import make_app
 from llmgw.testing import FakeOpenAI
 from tests.conftest import CANARY
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from llmgw.guard.engine import Scan, merge_findings
-from llmgw.guard.redact import Placeholders
-from llmgw.guard.rules import Rule, default_rules, parse_rules
+from llmgw.guardrails.engine import Scan, merge_findings
+from llmgw.guardrails.redact import Placeholders
+from llmgw.guardrails.rules import Rule, default_rules, parse_rules
 from llmgw.profile import ProfileError
 
 

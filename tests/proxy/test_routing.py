@@ -24,7 +24,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from llmgw.server import PIPELINE
+from llmgw.proxy.app import PIPELINE
 from llmgw.testing import FakeAnthropic, FakeOpenAI
 
 from .conftest import GatewayFactory, log_rows

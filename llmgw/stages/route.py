@@ -24,10 +24,10 @@ import random
 import time
 from collections.abc import Collection, Mapping
 
-from .errors import GatewayError, InvalidRequest, PayloadTooLarge, RateLimited, UpstreamError, UpstreamTimeout
-from .exchange import Attempt, Exchange
-from .profile import ModelConfig, RoutingConfig, Target
-from .providers.base import Provider, UpstreamFailure
+from ..errors import GatewayError, InvalidRequest, PayloadTooLarge, RateLimited, UpstreamError, UpstreamTimeout
+from ..exchange import Attempt, Exchange
+from ..profile import ModelConfig, RoutingConfig, Target
+from ..providers.base import Provider, UpstreamFailure
 
 _BACKOFF_BASE_S = 0.1
 _BACKOFF_CAP_S = 4.0

@@ -5,7 +5,7 @@ Contract:
   in-flight requests finish (up to ``SHUTDOWN_GRACE_S``), flushes the request log, and returns normally.
 - With ``workers > 1`` the parent starts N worker processes that all listen on the same port (SO_REUSEPORT), each
   with its own event loop; a signal to the parent is passed to every worker and the parent waits for them. The
-  workers publish their metrics to a folder of the run (:mod:`llmgw.metrics_share`) that the parent creates
+  workers publish their metrics to a folder of the run (:mod:`llmgw.proxy.metrics_share`) that the parent creates
   before and removes after.
 - ``on_ready(url)`` is called once the socket listens (with the real port when ``port`` is 0).
 """
@@ -24,9 +24,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from ..profile import Profile
+from .app import make_app
 from .metrics_share import run_folder
-from .profile import Profile
-from .server import make_app
 
 SHUTDOWN_GRACE_S = 30.0
 GC_GEN0_THRESHOLD = 50_000   # allocations between young collections (CPython's default is 700)

@@ -16,11 +16,11 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-from .errors import GatewayError
-from .exchange import Exchange
-from .routing import Router
+from ..errors import GatewayError
+from ..exchange import Exchange
+from ..stages.route import Router
 
-log = logging.getLogger("llmgw.pipeline")
+log = logging.getLogger("llmgw.proxy.pipeline")
 
 
 class Stage(Protocol):

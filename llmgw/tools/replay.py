@@ -34,11 +34,11 @@ from typing import Any
 import aiohttp
 import orjson
 
-from .exchange import Usage
-from .profile import ModelConfig, Profile, Target
-from .serving import serving
-from .store import log as request_log
-from .translate.anthropic import usage_from_anthropic
+from ..exchange import Usage
+from ..profile import ModelConfig, Profile, Target
+from ..proxy.inprocess import serving
+from ..store import log as request_log
+from ..translate.anthropic import usage_from_anthropic
 
 REPLAY_TAG = "replay"
 ANTHROPIC_VERSION = "2023-06-01"

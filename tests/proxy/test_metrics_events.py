@@ -1,5 +1,5 @@
-"""`GET /metrics` (Prometheus text) and `GET /admin/events` (server-sent events): :class:`llmgw.metrics.Metrics`
-and :class:`llmgw.events.EventHub` fed as MeterStage listeners, served from a small aiohttp application."""
+"""`GET /metrics` (Prometheus text) and `GET /admin/events` (server-sent events): :class:`llmgw.proxy.metrics.Metrics`
+and :class:`llmgw.proxy.events.EventHub` fed as MeterStage listeners, served from a small aiohttp application."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmgw.events import EventHub, events_handler
 from llmgw.exchange import Attempt, Exchange, UpstreamReply, Usage
-from llmgw.metrics import CONTENT_TYPE, Metrics, metrics_handler, refresh_spend_anomalies, spend_anomalies
 from llmgw.pricing import PriceTable
 from llmgw.profile import Target
+from llmgw.proxy.events import EventHub, events_handler
+from llmgw.proxy.metrics import CONTENT_TYPE, Metrics, metrics_handler, refresh_spend_anomalies, spend_anomalies
 from llmgw.stages.meter import MeterStage
 from llmgw.store.log import write_rows
 
@@ -367,7 +367,7 @@ async def test_client_disconnect_unsubscribes(aiohttp_client: Any) -> None:
 
 
 def test_render_adds_other_workers_snapshots_and_ignores_malformed_parts(tmp_path: Path) -> None:
-    from llmgw.metrics_share import read_others, write_snapshot
+    from llmgw.proxy.metrics_share import read_others, write_snapshot
 
     mine, other = Metrics(), Metrics()
     mine.observe(row())

@@ -23,7 +23,7 @@ import orjson
 
 from .metrics import Metrics
 
-log = logging.getLogger("llmgw.metrics")
+log = logging.getLogger("llmgw.proxy.metrics")
 
 PUBLISH_INTERVAL_S = 1.0
 
