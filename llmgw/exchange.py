@@ -16,6 +16,10 @@ from typing import Any
 from .errors import GatewayError
 from .profile import ModelConfig, Target
 
+CANONICAL = "openai"
+"""The name of the canonical wire format (OpenAI Chat Completions): the form requests and answers take inside the
+gateway whenever they are not passed through in the client's own format."""
+
 
 def new_request_id() -> str:
     """A unique, time-ordered request id: ``req_`` + the time in milliseconds (12 hex digits) + 12 random hex
@@ -87,8 +91,8 @@ class Attempt:
 class UpstreamReply:
     """A whole (non-streamed) answer.
 
-    ``body`` is in wire format ``format``: ``"openai"`` (the canonical form) unless an adapter passed a
-    same-format answer through untouched (e.g. ``"anthropic"`` for an Anthropic client on an Anthropic upstream).
+    ``body`` is in the wire format named ``format``: the canonical form unless an adapter passed a same-format
+    answer through untouched (an Anthropic client on an Anthropic upstream gets Anthropic's own answer).
     ``raw`` is the upstream's own bytes of ``body`` when they can be forwarded as they are. ``usage`` is
     normalised by the adapter.
     """
@@ -96,14 +100,14 @@ class UpstreamReply:
     body: dict[str, Any]
     raw: bytes | None = None
     usage: Usage | None = None
-    format: str = "openai"
+    format: str = CANONICAL
 
 
 @dataclass(slots=True)
 class StreamEvent:
     """One streamed event.
 
-    ``data`` is the event in wire format ``format`` (canonical: an OpenAI ``chat.completion.chunk``); ``raw`` is
+    ``data`` is the event in the wire format named ``format`` (canonical: a ``chat.completion.chunk``); ``raw`` is
     the complete SSE event (``data: …\n\n``, with its ``event:`` line where the format has one) when it can be
     written to a client of that format unchanged. ``usage`` is the answer's usage so far, set by the adapter on
     the events that report it. ``flush`` is False on all but the last event decoded from one upstream read.
@@ -112,16 +116,17 @@ class StreamEvent:
     data: dict[str, Any]
     raw: bytes | None = None
     usage: Usage | None = None
-    format: str = "openai"
+    format: str = CANONICAL
     flush: bool = True      # False: more events from the same upstream read follow; write them together
 
 
 @dataclass(slots=True)
 class Exchange:
-    """Everything known about one request, from arrival to its log row."""
+    """Everything known about one request, from arrival to its log row. Stages keep their per-request state here
+    and nowhere else: ``reservation`` (limits), ``guard`` (guardrails), ``cache_lookup`` (cache)."""
 
-    client_format: str                     # "openai" | "anthropic"
-    endpoint: str                          # "chat" | "embeddings" | "messages"
+    client_format: str                     # the name of the client's wire format (llmgw.formats)
+    endpoint: str                          # "chat" | "embeddings" | "count_tokens"
     id: str = field(default_factory=new_request_id)
     started: float = field(default_factory=time.perf_counter)
     time: float = field(default_factory=time.time)
@@ -161,6 +166,10 @@ class Exchange:
     translation_error: GatewayError | None = None  # raised for targets that need the (untranslatable) canonical form
     forward_headers: dict[str, str] = field(default_factory=dict)  # client headers kept for same-format upstreams
     log_bodies: bool = True
+    priced: bool = False                   # cost_usd is final (computed once, by the meter)
+    reservation: Any = None                # the limits stage's hold on rate windows and budgets
+    guard: Any = None                      # the guardrail stage's state (placeholders, response scan)
+    cache_lookup: Any = None               # the cache stage's keys and directives for this request
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

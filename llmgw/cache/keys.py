@@ -22,10 +22,10 @@ from typing import Any
 import orjson
 
 from ..exchange import Exchange
+from ..formats import named
 
 # Parameters that change how an answer is delivered, not what it says.
 DELIVERY_PARAMS = frozenset({"stream", "stream_options", "model", "messages"})
-ANTHROPIC_MAPPED = frozenset({"messages", "system", "stream", "model"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +77,7 @@ def request_keys(ex: Exchange) -> RequestKeys | None:
     if n is not None and n != 1:
         return None
     params = {k: v for k, v in body.items() if k not in DELIVERY_PARAMS}
-    extra = None
-    if ex.client_format == "anthropic" and isinstance(ex.client_body, dict):
-        extra = {k: v for k, v in ex.client_body.items() if k not in ANTHROPIC_MAPPED}
+    extra = named(ex.client_format).cache_params(ex)
     context = {
         "tenant": tenant_of(ex),
         "alias": ex.alias,

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..exchange import Exchange, StreamEvent, Usage
-from ..translate.anthropic import anthropic_response_to_openai
+from ..formats import FORMATS
 
 PIECE = 48  # characters per replayed content chunk
 
@@ -24,11 +24,10 @@ PIECE = 48  # characters per replayed content chunk
 def canonical_answer(ex: Exchange) -> tuple[dict[str, Any], str | None] | None:
     """The exchange's answer as a canonical chat.completion and its finish reason (see the module contract)."""
     if ex.reply is not None:
-        body = ex.reply.body
-        if ex.reply.format == "anthropic":
-            body, _ = anthropic_response_to_openai(body)
-        elif ex.reply.format != "openai":
+        wire = FORMATS.get(ex.reply.format)
+        if wire is None:
             return None
+        body = wire.canonical_answer(ex.reply.body)
         choices = body.get("choices")
         if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
             return None

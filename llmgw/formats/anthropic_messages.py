@@ -1,10 +1,10 @@
-"""The Anthropic Messages client format: validating requests, rendering answers, streams and errors.
+"""The Anthropic Messages client format (``/v1/messages`` and ``/v1/messages/count_tokens``).
 
-Contract:
-- ``AnthropicFormat.parse`` validates the fields the gateway relies on (400 naming the field, nothing changed),
-  keeps the client's body for Anthropic upstreams, and prepares the canonical translation for the others — a
-  translation problem becomes the exchange's ``translation_error``, raised only if a non-Anthropic target is
-  tried.
+Contract (see :class:`~llmgw.formats.base.WireFormat`):
+- ``parse`` validates the fields the gateway relies on (400 naming the field, nothing changed), keeps the client's
+  body for Anthropic upstreams, and prepares the canonical translation for the others — a translation problem
+  becomes the exchange's ``translation_error``, raised only if a target of another format is tried.
+- Texts: ``system`` and every message's text blocks, ``tool_use`` input, ``tool_result`` content, text documents.
 - Answers from an Anthropic upstream are forwarded as they came (bytes and events); canonical answers are
   translated. Streams always report usage in ``message_start``/``message_delta``; an upstream failure after the
   first byte ends the stream with an ``error`` event, never with ``message_stop``.
@@ -13,19 +13,30 @@ Contract:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
 from ..errors import GatewayError, InvalidRequest
-from ..exchange import Exchange, StreamEvent
+from ..exchange import Exchange, StreamEvent, Usage
 from ..providers.base import UpstreamFailure
+from ..sse import encode_data
 from ..translate import anthropic as tr
-from ..translate.anthropic_stream import OpenAIStreamToAnthropic, error_event, sse_bytes
-from .openai_chat import JSON_TYPE, check_depth, invalid_field, is_int, is_number
+from ..translate.anthropic_stream import OpenAIStreamToAnthropic, error_event
+from .base import Route, WireFormat
 from .streaming import forward_stream
+from .texts import TextFn, text_at, visit_value
+from .validate import check_depth, invalid_field, is_int, is_number
+
+if TYPE_CHECKING:
+    from ..guardrails.stream import StreamGuard
+
+JSON_TYPE = "application/json"
+NAME = "anthropic"
+API_VERSION = "2023-06-01"
 
 
 def validate_messages(body: Mapping[str, Any], *, count_only: bool = False) -> None:
@@ -77,84 +88,51 @@ def validate_messages(body: Mapping[str, Any], *, count_only: bool = False) -> N
     check_depth(body)
 
 
-def estimate_input_tokens(body: Mapping[str, Any]) -> int:
-    """A local estimate of a request's input tokens (about four characters a token, plus framing)."""
-    chars = 0
-    for message in body.get("messages") or []:
-        content = message.get("content")
-        chars += len(content) if isinstance(content, str) else len(orjson.dumps(content or []))
-        chars += 12
-    system = body.get("system")
-    if system:
-        chars += len(system) if isinstance(system, str) else len(orjson.dumps(system))
-    if body.get("tools"):
-        chars += len(orjson.dumps(body["tools"]))
-    return max(1, math.ceil(chars / 4))
+# --- texts ------------------------------------------------------------------------------------------------------
 
 
-def render_error(error: GatewayError, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(error.anthropic_body()), status=error.status, content_type=JSON_TYPE,
-                        headers={**(headers or {}), **error.headers()})
+def _block_texts(blocks: list[Any], where: str, fn: TextFn) -> None:
+    for j, block in enumerate(blocks):
+        if not isinstance(block, dict):
+            continue
+        kind, at = block.get("type"), f"{where}[{j}]"
+        if kind == "text" and "text" in block:
+            text_at(block, "text", f"{at}.text", fn)
+        elif kind in ("tool_use", "server_tool_use") and "input" in block:
+            block["input"] = visit_value(block["input"], f"{at}.input", fn)
+        elif kind == "tool_result":
+            content = block.get("content")
+            if isinstance(content, str):
+                text_at(block, "content", f"{at}.content", fn)
+            elif isinstance(content, list):
+                _block_texts(content, f"{at}.content", fn)
+        elif kind == "document":
+            source = block.get("source")
+            if isinstance(source, dict) and source.get("type") == "text" and "data" in source:
+                text_at(source, "data", f"{at}.source.data", fn)
+            elif isinstance(source, dict) and source.get("type") == "content" and isinstance(source.get("content"),
+                                                                                              list):
+                _block_texts(source["content"], f"{at}.source.content", fn)
 
 
-def render_reply(ex: Exchange, headers: dict[str, str]) -> web.Response:
-    assert ex.reply is not None
-    reply = ex.reply
-    if reply.format == "anthropic":
-        raw = reply.raw if reply.raw is not None else orjson.dumps(reply.body)
-    else:
-        raw = orjson.dumps(tr.openai_response_to_anthropic(reply.body, ex.usage))
-    return web.Response(body=raw, status=200, content_type=JSON_TYPE, headers=headers)
+# --- the format -------------------------------------------------------------------------------------------------
 
 
-def _note_native(ex: Exchange, data: dict[str, Any]) -> None:
-    """Record the answer's text and stop reason from a native Anthropic event, for the log."""
-    kind = data.get("type")
-    if kind == "content_block_delta":
-        delta = data.get("delta") or {}
-        if delta.get("type") == "text_delta":
-            ex.streamed_text.append(delta.get("text", ""))
-    elif kind == "message_delta":
-        reason = (data.get("delta") or {}).get("stop_reason")
-        if reason:
-            ex.finish_reason = tr.STOP_TO_OPENAI.get(reason, reason)
+class AnthropicMessages(WireFormat):
+    """Anthropic Messages, as clients send it (see the module contract)."""
 
-
-async def render_stream(request: web.Request, ex: Exchange, headers: dict[str, str]) -> web.StreamResponse:
-    """Forward ``ex``'s stream as Anthropic SSE: native events as they came, canonical ones translated."""
-    converter = OpenAIStreamToAnthropic(ex.alias)
-
-    def encode(event: StreamEvent) -> bytes | None:
-        if event.format == "anthropic":
-            _note_native(ex, event.data)
-            return event.raw or sse_bytes(event.data)
-        for choice in event.data.get("choices") or []:
-            content = (choice.get("delta") or {}).get("content")
-            if content:
-                ex.streamed_text.append(content)
-            if choice.get("finish_reason"):
-                ex.finish_reason = choice["finish_reason"]
-        return b"".join(converter.feed(event.data, event.usage))
-
-    def finish() -> bytes:
-        native = ex.first_event is not None and ex.first_event.format == "anthropic"
-        return b"" if native else b"".join(converter.finish())
-
-    def error(failed: GatewayError, failure: UpstreamFailure) -> bytes:
-        return error_event("overloaded_error" if failure.status in (503, 529) else "api_error", failed.message)
-
-    return await forward_stream(request, ex, headers, encode, finish, error)
-
-
-class AnthropicFormat:
-    """The Anthropic Messages client format, as the server's handlers use it."""
-
-    name = "anthropic"
+    name = NAME
+    routes = (Route("/v1/messages", "chat"), Route("/v1/messages/count_tokens", "count_tokens"))
+    forward_headers = ("anthropic-version", "anthropic-beta")
+    replay_headers = MappingProxyType({"anthropic-version": API_VERSION})
 
     def parse(self, ex: Exchange, body: dict[str, Any]) -> None:
-        validate_messages(body)
+        count_only = ex.endpoint == "count_tokens"
+        validate_messages(body, count_only=count_only)
         ex.client_body = body
         ex.alias = body["model"]
+        if count_only:
+            return
         ex.stream = body.get("stream") is True
         ex.include_usage = True
         try:
@@ -163,6 +141,151 @@ class AnthropicFormat:
             ex.body = {"model": ex.alias, "messages": []}
             ex.translation_error = error
 
-    render_reply = staticmethod(render_reply)
-    render_stream = staticmethod(render_stream)
-    render_error = staticmethod(render_error)
+    def request_texts(self, endpoint: str, body: dict[str, Any], fn: TextFn) -> None:
+        system = body.get("system")
+        if isinstance(system, str):
+            text_at(body, "system", "system", fn)
+        elif isinstance(system, list):
+            _block_texts(system, "system", fn)
+        for i, message in enumerate(body.get("messages") or []):
+            if not isinstance(message, dict):
+                continue
+            content = message.get("content")
+            if isinstance(content, str):
+                text_at(message, "content", f"messages[{i}].content", fn)
+            elif isinstance(content, list):
+                _block_texts(content, f"messages[{i}].content", fn)
+
+    def cache_params(self, ex: Exchange) -> dict[str, Any] | None:
+        """Everything the canonical body does not carry (``thinking``, ``metadata``, ``cache_control``...)."""
+        return {k: v for k, v in ex.client_body.items() if k not in _MAPPED}
+
+    def estimate_input_tokens(self, body: Mapping[str, Any]) -> int:
+        """About four characters a token, plus framing."""
+        chars = 0
+        for message in body.get("messages") or []:
+            content = message.get("content")
+            chars += len(content) if isinstance(content, str) else len(orjson.dumps(content or []))
+            chars += 12
+        system = body.get("system")
+        if system:
+            chars += len(system) if isinstance(system, str) else len(orjson.dumps(system))
+        if body.get("tools"):
+            chars += len(orjson.dumps(body["tools"]))
+        return max(1, math.ceil(chars / 4))
+
+    def count_tokens_answer(self, input_tokens: int) -> dict[str, Any]:
+        return {"input_tokens": input_tokens}
+
+    # --- answers ---
+
+    def answer_texts(self, body: dict[str, Any], fn: TextFn) -> None:
+        content = body.get("content")
+        if isinstance(content, list):
+            _block_texts(content, "content", fn)
+
+    def canonical_answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        return tr.anthropic_response_to_openai(body)[0]
+
+    def answer_text(self, body: Any) -> str | None:
+        if not isinstance(body, dict) or body.get("type") != "message" or not isinstance(body.get("content"), list):
+            return None
+        parts = []
+        for block in body["content"]:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "text":
+                parts.append(str(block.get("text", "")))
+            elif block.get("type") == "tool_use":
+                parts.append(f"{block.get('name', '')}({orjson.dumps(block.get('input')).decode()})")
+        return "\n".join(p for p in parts if p)
+
+    def answer_usage(self, body: Any) -> Usage | None:
+        usage = body.get("usage") if isinstance(body, dict) else None
+        if isinstance(usage, dict) and ("input_tokens" in usage or "output_tokens" in usage):
+            return tr.usage_from_anthropic(usage)
+        return None
+
+    # --- streams ---
+
+    def event_delta(self, data: dict[str, Any]) -> tuple[str | None, str | None]:
+        kind = data.get("type")
+        if kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                return delta.get("text", ""), None
+        elif kind == "message_delta":
+            reason = (data.get("delta") or {}).get("stop_reason")
+            if reason:
+                return None, tr.STOP_TO_OPENAI.get(reason, reason)
+        return None, None
+
+    def guard_event(self, guard: StreamGuard, event: StreamEvent) -> list[StreamEvent]:
+        data = event.data
+        kind = data.get("type")
+        if kind == "content_block_delta":
+            index = data.get("index", 0)
+            delta = data.get("delta") or {}
+            field, key, where = (("text", ("block", index), f"content[{index}].text")
+                                 if delta.get("type") == "text_delta"
+                                 else ("partial_json", ("json", index), f"content[{index}].input"))
+            text = delta.get(field)
+            if delta.get("type") in ("text_delta", "input_json_delta") and isinstance(text, str) and text:
+                out = guard.pipe(key, where, key[0] == "json").feed(text)
+                if out != text:
+                    delta[field] = out
+                    event.raw = None
+            return [event]
+        if kind == "content_block_stop":
+            keys = [k for k in guard.channels() if k[1] == data.get("index", 0)]
+        elif kind in ("message_delta", "message_stop"):
+            keys = guard.channels()
+        else:
+            return [event]
+        held = guard.flush(keys)
+        return [*(self.held_text_event(guard, key, text, False) for key, text in held.items()), event]
+
+    def held_text_event(self, guard: StreamGuard, key: tuple[Any, ...], text: str, flush: bool) -> StreamEvent:
+        if key[0] == "json":
+            delta = {"type": "input_json_delta", "partial_json": text}
+        else:
+            delta = {"type": "text_delta", "text": text}
+        return StreamEvent({"type": "content_block_delta", "index": key[1], "delta": delta}, None, format=NAME,
+                           flush=flush)
+
+    # --- rendering ---
+
+    def render_error(self, error: GatewayError, headers: Mapping[str, str] | None = None) -> web.Response:
+        return web.Response(body=orjson.dumps(error.anthropic_body()), status=error.status, content_type=JSON_TYPE,
+                            headers={**(headers or {}), **error.headers()})
+
+    def render_reply(self, ex: Exchange, headers: dict[str, str]) -> web.Response:
+        assert ex.reply is not None
+        reply = ex.reply
+        if reply.format == NAME:
+            raw = reply.raw if reply.raw is not None else orjson.dumps(reply.body)
+        else:
+            raw = orjson.dumps(tr.openai_response_to_anthropic(reply.body, ex.usage))
+        return web.Response(body=raw, status=200, content_type=JSON_TYPE, headers=headers)
+
+    async def render_stream(self, request: web.Request, ex: Exchange, headers: dict[str, str],
+                            record: Callable[[StreamEvent], None]) -> web.StreamResponse:
+        """Forward ``ex``'s stream as Anthropic SSE: native events as they came, canonical ones translated."""
+        converter = OpenAIStreamToAnthropic(ex.alias)
+        native = ex.first_event is not None and ex.first_event.format == NAME
+
+        def encode(event: StreamEvent) -> bytes | None:
+            if event.format == NAME:
+                return event.raw or encode_data(orjson.dumps(event.data), event.data.get("type") or "message")
+            return b"".join(converter.feed(event.data, event.usage))
+
+        def finish() -> bytes:
+            return b"" if native else b"".join(converter.finish())
+
+        def error(failed: GatewayError, failure: UpstreamFailure) -> bytes:
+            return error_event("overloaded_error" if failure.status in (503, 529) else "api_error", failed.message)
+
+        return await forward_stream(request, ex, headers, encode, finish, error, record)
+
+
+_MAPPED = frozenset({"messages", "system", "stream", "model"})   # what the canonical body carries

@@ -1,28 +1,128 @@
-"""The client-format contract: what the server's handlers need from each wire format clients speak."""
+"""The client-format contract: everything the gateway knows about one wire format lives behind it.
+
+A :class:`WireFormat` is one client API (OpenAI Chat Completions, Anthropic Messages). The server serves its
+``routes``; every other module asks the format instead of branching on its name:
+
+- ``parse(ex, body)`` validates what the gateway needs (400 naming the field, nothing changed) and fills the
+  exchange: ``client_body``, the canonical ``body``, ``alias``, ``stream``, ``include_usage``;
+- ``request_texts`` / ``answer_texts`` visit every text of a request or an answer in this format, in place
+  (guardrails and cache keys read them);
+- ``canonical_answer`` turns an answer in this format into the canonical OpenAI ``chat.completion`` (the cache
+  stores that); ``answer_text`` / ``answer_usage`` read an answer for replay (``None``: not this format's answer);
+- ``event_delta`` reads one streamed event's text and canonical finish reason (the stream accumulator);
+  ``guard_event`` / ``held_text_event`` give the stream guard this format's text channels;
+- ``render_reply`` / ``render_stream`` / ``render_error`` write the answer back, streams through
+  :func:`llmgw.formats.streaming.forward_stream` and the one SSE encoder (:func:`llmgw.sse.encode_data`);
+- ``count_tokens_answer`` is the shape of a count-tokens answer, where the format has that endpoint.
+
+Replies and stream events carry the *name* of the format they are in (``UpstreamReply.format``,
+``StreamEvent.format``); :func:`llmgw.formats.named` turns it back into the format.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from aiohttp import web
 
 from ..errors import GatewayError
-from ..exchange import Exchange
+from ..exchange import Exchange, StreamEvent, Usage
+from .texts import TextFn
+
+if TYPE_CHECKING:
+    from ..guardrails.stream import StreamGuard
 
 
-class ClientFormat(Protocol):
-    """One client wire format (OpenAI Chat Completions, Anthropic Messages)."""
 
-    name: str
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One POST endpoint of a format: its path and the exchange's ``endpoint`` kind (chat, embeddings,
+    count_tokens)."""
+
+    path: str
+    endpoint: str
+
+
+class WireFormat:
+    """The base of every client format (see the module contract). Subclasses override what they support."""
+
+    name: ClassVar[str] = ""
+    routes: ClassVar[tuple[Route, ...]] = ()
+    forward_headers: ClassVar[tuple[str, ...]] = ()    # client headers kept for an upstream of the same format
+    replay_headers: ClassVar[Mapping[str, str]] = MappingProxyType({})  # what a replay of this format must send
+
+    # --- requests ---
 
     def parse(self, ex: Exchange, body: dict[str, Any]) -> None:
-        """Validate the client's body (raise :class:`InvalidRequest` naming the field) and fill the exchange:
-        ``client_body``, canonical ``body``, ``alias``, ``stream``, ``include_usage``."""
+        """Validate ``body`` for ``ex.endpoint`` and fill the exchange (see the module contract)."""
+        raise NotImplementedError
 
-    def render_reply(self, ex: Exchange, headers: dict[str, str]) -> web.Response: ...
+    def request_texts(self, endpoint: str, body: dict[str, Any], fn: TextFn) -> None:
+        """Visit every text of a request of this format, in place."""
+        raise NotImplementedError
 
-    async def render_stream(self, request: web.Request, ex: Exchange,
-                            headers: dict[str, str]) -> web.StreamResponse: ...
+    def cache_params(self, ex: Exchange) -> dict[str, Any] | None:
+        """Client parameters that change the answer but have no place in the canonical body (cache partition)."""
+        return None
 
-    def render_error(self, error: GatewayError, headers: Mapping[str, str] | None = None) -> web.Response: ...
+    def estimate_input_tokens(self, body: Mapping[str, Any]) -> int:
+        """A local estimate of a request's input tokens."""
+        raise NotImplementedError
+
+    @property
+    def chat_path(self) -> str:
+        """The path of this format's chat endpoint (for replay)."""
+        return next(r.path for r in self.routes if r.endpoint == "chat")
+
+    # --- answers ---
+
+    def answer_texts(self, body: dict[str, Any], fn: TextFn) -> None:
+        """Visit every text of a whole answer in this format, in place."""
+        raise NotImplementedError
+
+    def canonical_answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The answer as a canonical OpenAI ``chat.completion``."""
+        raise NotImplementedError
+
+    def answer_text(self, body: Any) -> str | None:
+        """An answer's text (tool calls as ``name(arguments)``), or None when ``body`` is not an answer of this
+        format."""
+        return None
+
+    def answer_usage(self, body: Any) -> Usage | None:
+        """An answer's usage, or None when ``body`` does not carry usage in this format's shape."""
+        return None
+
+    def count_tokens_answer(self, input_tokens: int) -> dict[str, Any]:
+        """A count-tokens answer in this format."""
+        raise NotImplementedError
+
+    # --- streams ---
+
+    def event_delta(self, data: dict[str, Any]) -> tuple[str | None, str | None]:
+        """``(text, finish_reason)`` of one event in this format; the finish reason in canonical terms."""
+        raise NotImplementedError
+
+    def guard_event(self, guard: StreamGuard, event: StreamEvent) -> list[StreamEvent]:
+        """The events to send for one event of this format, its texts through ``guard``'s pipes."""
+        raise NotImplementedError
+
+    def held_text_event(self, guard: StreamGuard, key: tuple[Any, ...], text: str, flush: bool) -> StreamEvent:
+        """One event carrying text the guard held back for channel ``key``."""
+        raise NotImplementedError
+
+    # --- rendering ---
+
+    def render_reply(self, ex: Exchange, headers: dict[str, str]) -> web.Response:
+        raise NotImplementedError
+
+    async def render_stream(self, request: web.Request, ex: Exchange, headers: dict[str, str],
+                            record: Callable[[StreamEvent], None]) -> web.StreamResponse:
+        """Write ``ex``'s stream; ``record`` is called with every event before it is encoded."""
+        raise NotImplementedError
+
+    def render_error(self, error: GatewayError, headers: Mapping[str, str] | None = None) -> web.Response:
+        raise NotImplementedError

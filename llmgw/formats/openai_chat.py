@@ -1,64 +1,36 @@
-"""The OpenAI client format: validating Chat Completions and Embeddings requests, rendering answers and errors.
+"""The OpenAI Chat Completions (and Embeddings) client format — also the gateway's canonical form.
 
-Contract:
-- ``validate_chat`` / ``validate_embeddings`` raise :class:`InvalidRequest` naming the offending field (``param``)
-  and change nothing; unknown fields pass through untouched.
-- ``render_reply`` answers with the upstream's own bytes when it sent OpenAI's format, else serialises once.
-- ``render_stream`` forwards each event as it arrives, records usage and the answer's text on the exchange, hides
-  the usage chunk from clients that did not ask for it, ends with ``[DONE]`` only when the upstream finished,
-  and on a mid-stream failure sends an OpenAI error event instead.
+Contract (see :class:`~llmgw.formats.base.WireFormat`):
+- ``parse`` validates only what the gateway relies on (400 naming the field, nothing changed); unknown fields pass
+  through untouched. The client's body *is* the canonical body.
+- Texts: every message's content (string or text parts), ``refusal``, tool-call and function-call arguments (JSON
+  string values one by one); embeddings ``input``.
+- ``render_reply`` answers with the upstream's own bytes when they are in this format, else serialises once.
+- ``render_stream`` forwards each event as it arrives, hides the usage chunk from clients that did not ask for it,
+  ends with ``[DONE]`` only when the upstream finished, and on a mid-stream failure sends an error event instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
-from ..errors import GatewayError, InvalidRequest
-from ..exchange import Exchange, StreamEvent
+from ..errors import GatewayError
+from ..exchange import CANONICAL, Exchange, StreamEvent, Usage
 from ..providers.base import UpstreamFailure
+from ..sse import encode_data
+from .base import Route, WireFormat
 from .streaming import forward_stream
+from .texts import TextFn, content_text, json_text_at, text_at
+from .validate import check_depth, check_model, invalid_field, is_int, is_number
+
+if TYPE_CHECKING:
+    from ..guardrails.stream import StreamGuard
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-MAX_DEPTH = 64
-
-
-def invalid_field(param: str, message: str) -> InvalidRequest:
-    return InvalidRequest(f"{param}: {message}", param=param, code="invalid_value")
-
-
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
-    """Refuse JSON nested deeper than ``limit`` levels (iterative; stops at the first offending branch)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            raise InvalidRequest(f"request body is nested deeper than {limit} levels", code="nesting_too_deep")
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict | list))
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
-
-
-def _check_model(body: Mapping[str, Any]) -> None:
-    model = body.get("model")
-    if model is None:
-        raise invalid_field("model", "required (the model alias to call)")
-    if not isinstance(model, str) or not model:
-        raise invalid_field("model", "must be a non-empty string")
-
-
 _NUMERIC_RANGES = {
     "temperature": (0.0, 2.0),
     "top_p": (0.0, 1.0),
@@ -66,11 +38,13 @@ _NUMERIC_RANGES = {
     "frequency_penalty": (-2.0, 2.0),
 }
 _POSITIVE_INTS = ("max_tokens", "max_completion_tokens", "n", "top_logprobs")
+JSON_TYPE = "application/json"
+_DONE = encode_data(b"[DONE]")
 
 
 def validate_chat(body: Mapping[str, Any]) -> None:
     """Check the fields the gateway relies on; everything else is the upstream's to judge."""
-    _check_model(body)
+    check_model(body)
     messages = body.get("messages")
     if messages is None:
         raise invalid_field("messages", "required (a non-empty array of messages)")
@@ -113,7 +87,7 @@ def validate_chat(body: Mapping[str, Any]) -> None:
 
 
 def validate_embeddings(body: Mapping[str, Any]) -> None:
-    _check_model(body)
+    check_model(body)
     value = body.get("input")
     if value is None:
         raise invalid_field("input", "required (a string or an array of strings)")
@@ -128,59 +102,186 @@ def validate_embeddings(body: Mapping[str, Any]) -> None:
     check_depth(body)
 
 
-# --- rendering ------------------------------------------------------------------------------------------------
-
-JSON_TYPE = "application/json"
+# --- texts ------------------------------------------------------------------------------------------------------
 
 
-def render_reply(ex: Exchange, headers: dict[str, str]) -> web.Response:
-    assert ex.reply is not None
-    raw = ex.reply.raw if ex.reply.raw is not None else orjson.dumps(ex.reply.body)
-    return web.Response(body=raw, status=200, content_type=JSON_TYPE, headers=headers)
+def _message_texts(message: dict[str, Any], where: str, fn: TextFn) -> None:
+    content = message.get("content")
+    if isinstance(content, str):
+        text_at(message, "content", f"{where}.content", fn)
+    elif isinstance(content, list):
+        for j, part in enumerate(content):
+            if isinstance(part, dict) and part.get("type") in ("text", "input_text", "output_text") \
+                    and "text" in part:
+                text_at(part, "text", f"{where}.content[{j}].text", fn)
+    if isinstance(message.get("refusal"), str):
+        text_at(message, "refusal", f"{where}.refusal", fn)
+    for k, call in enumerate(message.get("tool_calls") or []):
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            json_text_at(function, "arguments", f"{where}.tool_calls[{k}].function.arguments", fn)
+    function_call = message.get("function_call")
+    if isinstance(function_call, dict):
+        json_text_at(function_call, "arguments", f"{where}.function_call.arguments", fn)
 
 
-def render_error(error: GatewayError, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(error.openai_body()), status=error.status, content_type=JSON_TYPE,
-                        headers={**(headers or {}), **error.headers()})
+def chat_request_texts(body: dict[str, Any], fn: TextFn) -> None:
+    """A Chat Completions request: every message's content (string or text parts), tool-call arguments, tool
+    results."""
+    for i, message in enumerate(body.get("messages") or []):
+        if isinstance(message, dict):
+            _message_texts(message, f"messages[{i}]", fn)
 
 
-async def render_stream(request: web.Request, ex: Exchange, headers: dict[str, str]) -> web.StreamResponse:
-    """Forward ``ex``'s stream as OpenAI SSE, as it arrives."""
-    text = ex.streamed_text
-
-    def encode(event: StreamEvent) -> bytes | None:
-        data = event.data
-        choices = data.get("choices")
-        if choices:
-            choice = choices[0]
-            content = (choice.get("delta") or {}).get("content")
-            if content:
-                text.append(content)
-            if choice.get("finish_reason"):
-                ex.finish_reason = choice["finish_reason"]
-        elif event.usage is not None and not ex.include_usage:
-            return None  # the usage chunk the gateway asked for, not the client
-        return event.raw or b"data: " + orjson.dumps(data) + b"\n\n"
-
-    def error(failed: GatewayError, failure: UpstreamFailure) -> bytes:
-        return b"data: " + orjson.dumps(failed.openai_body()) + b"\n\n"
-
-    return await forward_stream(request, ex, headers, encode, lambda: b"data: [DONE]\n\n", error)
+def _embeddings_texts(body: dict[str, Any], fn: TextFn) -> None:
+    value = body.get("input")
+    if isinstance(value, str):
+        text_at(body, "input", "input", fn)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                text_at(value, i, f"input[{i}]", fn)
 
 
-class OpenAIFormat:
-    """The OpenAI Chat Completions client format, as the server's handlers use it."""
+# --- the format -------------------------------------------------------------------------------------------------
 
-    name = "openai"
+
+class OpenAIChat(WireFormat):
+    """OpenAI Chat Completions and Embeddings, as clients send them (see the module contract)."""
+
+    name = CANONICAL
+    routes = (Route("/v1/chat/completions", "chat"), Route("/chat/completions", "chat"),
+              Route("/v1/embeddings", "embeddings"), Route("/embeddings", "embeddings"))
 
     def parse(self, ex: Exchange, body: dict[str, Any]) -> None:
-        """Validate ``body`` and fill the exchange: alias, stream flags, canonical body (the body itself)."""
-        validate_chat(body)
+        if ex.endpoint == "embeddings":
+            validate_embeddings(body)
+        else:
+            validate_chat(body)
+            ex.stream = body.get("stream") is True
+            ex.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         ex.body = ex.client_body = body
         ex.alias = body["model"]
-        ex.stream = body.get("stream") is True
-        ex.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
-    render_reply = staticmethod(render_reply)
-    render_stream = staticmethod(render_stream)
-    render_error = staticmethod(render_error)
+    def request_texts(self, endpoint: str, body: dict[str, Any], fn: TextFn) -> None:
+        if endpoint == "embeddings":
+            _embeddings_texts(body, fn)
+        else:
+            chat_request_texts(body, fn)
+
+    # --- answers ---
+
+    def answer_texts(self, body: dict[str, Any], fn: TextFn) -> None:
+        if body.get("object") == "list":   # embeddings answers carry no text
+            return
+        for i, choice in enumerate(body.get("choices") or []):
+            message = choice.get("message") if isinstance(choice, dict) else None
+            if isinstance(message, dict):
+                _message_texts(message, f"choices[{i}].message", fn)
+
+    def canonical_answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        return body
+
+    def answer_text(self, body: Any) -> str | None:
+        if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
+            return None
+        choices = body["choices"]
+        message = (choices[0].get("message") if choices and isinstance(choices[0], dict) else None) or {}
+        parts = [content_text(message.get("content"))]
+        for call in message.get("tool_calls") or []:
+            function = (call.get("function") or {}) if isinstance(call, dict) else {}
+            parts.append(f"{function.get('name', '')}({function.get('arguments', '')})")
+        return "\n".join(p for p in parts if p)
+
+    def answer_usage(self, body: Any) -> Usage | None:
+        usage = body.get("usage") if isinstance(body, dict) else None
+        if isinstance(usage, dict) and ("prompt_tokens" in usage or "completion_tokens" in usage):
+            return Usage.from_openai(usage)
+        return None
+
+    # --- streams ---
+
+    def event_delta(self, data: dict[str, Any]) -> tuple[str | None, str | None]:
+        choices = data.get("choices")
+        if not choices:
+            return None, None
+        choice = choices[0]
+        return (choice.get("delta") or {}).get("content"), choice.get("finish_reason")
+
+    def guard_event(self, guard: StreamGuard, event: StreamEvent) -> list[StreamEvent]:
+        data = event.data
+        guard.context = {k: data.get(k) for k in ("id", "object", "created", "model")}
+        choices = data.get("choices") or []
+        changed = False
+        for choice in choices:
+            index = choice.get("index", 0)
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                out = guard.pipe(("text", index), f"choices[{index}].delta.content", False).feed(text)
+                changed |= out != text
+                delta["content"] = out
+            for call in delta.get("tool_calls") or []:
+                function = call.get("function") or {}
+                args = function.get("arguments")
+                if isinstance(args, str) and args:
+                    key = ("tool", index, call.get("index", 0))
+                    where = f"choices[{index}].delta.tool_calls[{key[2]}].function.arguments"
+                    out = guard.pipe(key, where, True).feed(args)
+                    changed |= out != args
+                    function["arguments"] = out
+            if choice.get("finish_reason"):
+                held = guard.flush([k for k in guard.channels() if k[1] == index])
+                changed |= _put_back(choice, delta, held)
+        extra: list[StreamEvent] = []
+        if not choices and guard.channels():   # the usage chunk: everything must be out before it
+            held = guard.flush(guard.channels())
+            extra = [self.held_text_event(guard, key, text, False) for key, text in held.items()]
+        if changed:
+            event.raw = None
+        return [*extra, event]
+
+    def held_text_event(self, guard: StreamGuard, key: tuple[Any, ...], text: str, flush: bool) -> StreamEvent:
+        delta: dict[str, Any] = ({"content": text} if key[0] == "text"
+                                 else {"tool_calls": [{"index": key[2], "function": {"arguments": text}}]})
+        chunk = {**guard.context, "object": "chat.completion.chunk",
+                 "choices": [{"index": key[1], "delta": delta, "finish_reason": None}]}
+        return StreamEvent(chunk, None, flush=flush)
+
+    # --- rendering ---
+
+    def render_reply(self, ex: Exchange, headers: dict[str, str]) -> web.Response:
+        assert ex.reply is not None
+        raw = ex.reply.raw if ex.reply.raw is not None else orjson.dumps(ex.reply.body)
+        return web.Response(body=raw, status=200, content_type=JSON_TYPE, headers=headers)
+
+    def render_error(self, error: GatewayError, headers: Mapping[str, str] | None = None) -> web.Response:
+        return web.Response(body=orjson.dumps(error.openai_body()), status=error.status, content_type=JSON_TYPE,
+                            headers={**(headers or {}), **error.headers()})
+
+    async def render_stream(self, request: web.Request, ex: Exchange, headers: dict[str, str],
+                            record: Callable[[StreamEvent], None]) -> web.StreamResponse:
+        """Forward ``ex``'s stream as OpenAI SSE, as it arrives."""
+        include_usage = ex.include_usage
+
+        def encode(event: StreamEvent) -> bytes | None:
+            if event.usage is not None and not include_usage and not event.data.get("choices"):
+                return None  # the usage chunk the gateway asked for, not the client
+            return event.raw or encode_data(orjson.dumps(event.data))
+
+        def error(failed: GatewayError, failure: UpstreamFailure) -> bytes:
+            return encode_data(orjson.dumps(failed.openai_body()))
+
+        return await forward_stream(request, ex, headers, encode, lambda: _DONE, error, record)
+
+
+def _put_back(choice: dict[str, Any], delta: dict[str, Any], held: dict[tuple[Any, ...], str]) -> bool:
+    """Put text held for a finishing choice into its last chunk."""
+    for key, text in held.items():
+        if key[0] == "text":
+            delta["content"] = text + (delta.get("content") or "")
+        else:
+            delta.setdefault("tool_calls", []).append({"index": key[2], "function": {"arguments": text}})
+    if held:
+        choice["delta"] = delta
+    return bool(held)

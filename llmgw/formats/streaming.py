@@ -1,7 +1,9 @@
-"""Forwarding a stream to a client: the part every client format shares.
+"""Forwarding a stream to a client: the part every client format shares, and the one accumulator around it.
 
 Contract (:func:`forward_stream`): events are taken from ``ex.first_event`` then ``ex.events`` as the upstream
-sends them; each is turned into bytes by the format's ``encode``; bytes are written when an event is marked
+sends them; each is first given to ``record`` (the proxy passes a :class:`StreamRecorder`, which notes usage, the
+answer's text and its finish reason on the exchange: the renderers only render), then turned into bytes by the
+format's ``encode``; bytes are written when an event is marked
 ``flush`` (the last one of an upstream network read), so one read from the upstream becomes one write to the
 client. When the upstream finishes, ``finish()`` ends the stream in the format's own way. When it fails
 mid-stream, ``error(gateway_error, failure)`` is written instead and the exchange records the error. When the
@@ -20,6 +22,34 @@ from aiohttp import web
 from ..errors import GatewayError, UpstreamError
 from ..exchange import Exchange, StreamEvent
 from ..providers.base import UpstreamFailure
+from .base import WireFormat
+
+
+class StreamRecorder:
+    """Records what a stream carried on its exchange, event by event: the latest ``usage``, the answer's text
+    (``ex.streamed_text``) and its canonical ``finish_reason``, each read by the event's own format."""
+
+    __slots__ = ("_ex", "_format", "_lookup", "_name")
+
+    def __init__(self, ex: Exchange, lookup: Callable[[str], WireFormat]) -> None:
+        self._ex = ex
+        self._lookup = lookup
+        self._name = ""
+        self._format: WireFormat | None = None
+
+    def __call__(self, event: StreamEvent) -> None:
+        ex = self._ex
+        if event.usage is not None:
+            ex.usage = event.usage
+        if event.format != self._name:
+            self._name, self._format = event.format, self._lookup(event.format)
+        assert self._format is not None
+        text, finish = self._format.event_delta(event.data)
+        if text:
+            ex.streamed_text.append(text)
+        if finish:
+            ex.finish_reason = finish
+
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive"}
 
@@ -31,6 +61,7 @@ async def forward_stream(
     encode: Callable[[StreamEvent], bytes | None],
     finish: Callable[[], bytes],
     error: Callable[[GatewayError, UpstreamFailure], bytes],
+    record: Callable[[StreamEvent], None],
 ) -> web.StreamResponse:
     assert ex.events is not None and ex.first_event is not None
     response = web.StreamResponse(status=200, headers={**headers, **SSE_HEADERS})
@@ -39,8 +70,7 @@ async def forward_stream(
     pending: list[bytes] = []
 
     def take(event: StreamEvent) -> bool:
-        if event.usage is not None:
-            ex.usage = event.usage
+        record(event)
         out = encode(event)
         if out:
             pending.append(out)

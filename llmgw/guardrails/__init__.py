@@ -2,7 +2,7 @@
 
 The pieces: :mod:`.detectors` (validated PII detection), :mod:`.injection` (prompt-injection heuristics),
 :mod:`.rules` (``[[guardrails]]`` parsing and per-rule verdicts), :mod:`.redact` (placeholders and restoring),
-:mod:`.engine` (a rule set over many texts), :mod:`.walk` (every text of a request or answer in each wire format),
+:mod:`.engine` (a rule set over many texts),
 :mod:`.stream` (restoring and checking streamed answers). The pipeline stage is
 :class:`llmgw.stages.guardrails.GuardrailStage`.
 """

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..exchange import StreamEvent
+from ..formats import WireFormat, named
 from ..providers.base import UpstreamFailure
 from .engine import Scan
 from .redact import Placeholders, Restorer
@@ -106,20 +107,31 @@ def pipe_factory(table: Placeholders, scan: Scan | None) -> PipeFactory | None:
 
 
 class StreamGuard:
-    """Rewrites a stream's events through per-channel :class:`TextPipe` s (see the module contract)."""
+    """Rewrites a stream's events through per-channel :class:`TextPipe` s (see the module contract).
+
+    Which texts of an event are channels is the event's format's business
+    (:meth:`~llmgw.formats.base.WireFormat.guard_event`); it uses :meth:`pipe`, :meth:`flush`, :meth:`channels` and
+    ``context`` (what the format keeps between events, e.g. the chunk id for synthetic chunks)."""
 
     def __init__(self, make_pipe: PipeFactory) -> None:
         self._make = make_pipe
         self._pipes: dict[tuple[Any, ...], TextPipe] = {}
-        self._last: dict[str, Any] = {}
+        self._format: WireFormat | None = None
+        self.context: dict[str, Any] = {}
 
-    def _pipe(self, key: tuple[Any, ...], where: str, json: bool) -> TextPipe:
+    def pipe(self, key: tuple[Any, ...], where: str, json: bool) -> TextPipe:
+        """The pipe of channel ``key`` (opened on first use; ``json``: the text is JSON, e.g. tool arguments)."""
         pipe = self._pipes.get(key)
         if pipe is None:
             pipe = self._pipes[key] = self._make(where, json)
         return pipe
 
-    def _flush(self, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], str]:
+    def channels(self) -> list[tuple[Any, ...]]:
+        """The channels open now."""
+        return list(self._pipes)
+
+    def flush(self, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], str]:
+        """Close these channels; the text each still held (only the non-empty ones)."""
         out = {}
         for key in keys:
             text = self._pipes.pop(key).flush()
@@ -129,103 +141,17 @@ class StreamGuard:
 
     def process(self, event: StreamEvent) -> list[StreamEvent]:
         """The events to send for one upstream event (the event itself, changed or not, last)."""
-        if event.format == "anthropic":
-            return self._anthropic(event)
-        return self._openai(event)
+        if self._format is None or self._format.name != event.format:
+            self._format = named(event.format)
+        return self._format.guard_event(self, event)
 
     def finish(self) -> list[StreamEvent]:
         """Events carrying whatever is still held back when the upstream ends."""
-        held = self._flush(list(self._pipes))
-        return [self._synthetic(key, text, flush=True) for key, text in held.items()]
-
-    # --- canonical (OpenAI) chunks ---
-
-    def _openai(self, event: StreamEvent) -> list[StreamEvent]:
-        data = event.data
-        self._last = {k: data.get(k) for k in ("id", "object", "created", "model")}
-        choices = data.get("choices") or []
-        changed = False
-        for choice in choices:
-            index = choice.get("index", 0)
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if isinstance(text, str) and text:
-                out = self._pipe(("text", index), f"choices[{index}].delta.content", False).feed(text)
-                changed |= out != text
-                delta["content"] = out
-            for call in delta.get("tool_calls") or []:
-                function = call.get("function") or {}
-                args = function.get("arguments")
-                if isinstance(args, str) and args:
-                    key = ("tool", index, call.get("index", 0))
-                    where = f"choices[{index}].delta.tool_calls[{key[2]}].function.arguments"
-                    out = self._pipe(key, where, True).feed(args)
-                    changed |= out != args
-                    function["arguments"] = out
-            if choice.get("finish_reason"):
-                held = self._flush([k for k in self._pipes if k[1] == index])
-                changed |= self._put_back(choice, delta, held)
-        extra: list[StreamEvent] = []
-        if not choices and self._pipes:   # the usage chunk: everything must be out before it
-            held = self._flush(list(self._pipes))
-            extra = [self._synthetic(key, text, flush=False) for key, text in held.items()]
-        if changed:
-            event.raw = None
-        return [*extra, event]
-
-    @staticmethod
-    def _put_back(choice: dict[str, Any], delta: dict[str, Any], held: dict[tuple[Any, ...], str]) -> bool:
-        """Put text held for a finishing choice into its last chunk."""
-        for key, text in held.items():
-            if key[0] == "text":
-                delta["content"] = text + (delta.get("content") or "")
-            else:
-                delta.setdefault("tool_calls", []).append({"index": key[2], "function": {"arguments": text}})
-        if held:
-            choice["delta"] = delta
-        return bool(held)
-
-    # --- native Anthropic events ---
-
-    def _anthropic(self, event: StreamEvent) -> list[StreamEvent]:
-        data = event.data
-        kind = data.get("type")
-        if kind == "content_block_delta":
-            index = data.get("index", 0)
-            delta = data.get("delta") or {}
-            field, key, where = (("text", ("block", index), f"content[{index}].text")
-                                 if delta.get("type") == "text_delta"
-                                 else ("partial_json", ("json", index), f"content[{index}].input"))
-            text = delta.get(field)
-            if delta.get("type") in ("text_delta", "input_json_delta") and isinstance(text, str) and text:
-                out = self._pipe(key, where, key[0] == "json").feed(text)
-                if out != text:
-                    delta[field] = out
-                    event.raw = None
-            return [event]
-        if kind == "content_block_stop":
-            keys = [k for k in self._pipes if k[1] == data.get("index", 0)]
-        elif kind in ("message_delta", "message_stop"):
-            keys = list(self._pipes)
-        else:
-            return [event]
-        held = self._flush(keys)
-        return [*(self._synthetic(key, text, flush=False) for key, text in held.items()), event]
-
-    def _synthetic(self, key: tuple[Any, ...], text: str, *, flush: bool) -> StreamEvent:
-        """One event carrying held-back text for channel ``key``."""
-        if key[0] == "block":
-            data = {"type": "content_block_delta", "index": key[1], "delta": {"type": "text_delta", "text": text}}
-            return StreamEvent(data, None, format="anthropic", flush=flush)
-        if key[0] == "json":
-            data = {"type": "content_block_delta", "index": key[1],
-                    "delta": {"type": "input_json_delta", "partial_json": text}}
-            return StreamEvent(data, None, format="anthropic", flush=flush)
-        delta: dict[str, Any] = ({"content": text} if key[0] == "text"
-                                 else {"tool_calls": [{"index": key[2], "function": {"arguments": text}}]})
-        chunk = {**self._last, "object": "chat.completion.chunk",
-                 "choices": [{"index": key[1], "delta": delta, "finish_reason": None}]}
-        return StreamEvent(chunk, None, flush=flush)
+        held = self.flush(list(self._pipes))
+        if not held:
+            return []
+        assert self._format is not None
+        return [self._format.held_text_event(self, key, text, True) for key, text in held.items()]
 
 
 class GuardedEvents:

@@ -1,9 +1,10 @@
-"""The HTTP server: ``make_app(profile)`` builds the aiohttp application; handlers turn HTTP into an Exchange.
+"""The HTTP server: ``make_app(profile)`` builds the aiohttp application and the pipeline its handlers use.
 
 Contract:
 - All state lives in the application under typed :class:`web.AppKey` s, created in ``cleanup_ctx`` and released
-  there: the upstream ``ClientSession``, the providers, the router, the log writer, the pipeline.
-- Every proxied request, accepted or refused, goes through ``Pipeline.finish`` and so leaves one log row.
+  there: the upstream ``ClientSession``, the providers, the log writer, the stages and the pipeline.
+- Every client format's routes (:data:`llmgw.formats.FORMATS`) are served by :func:`.handlers.format_handler`, so
+  every proxied request, accepted or refused, goes through the whole pipeline and leaves one log row.
 - A bad request gets a precise 4xx in the client's format and never reaches a provider; an unexpected exception
   gets a generic 500 (details only in the server's own log) and never kills the worker.
 - Shutdown (cleanup) closes the upstream session and flushes the log writer.
@@ -17,24 +18,19 @@ import logging
 import os
 import random
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import orjson
 from aiohttp import web
 
 from ..cache.embed import Embedder
-from ..errors import GatewayError, InvalidRequest, PayloadTooLarge
-from ..exchange import Exchange
-from ..formats import anthropic_messages as anthropic_client
-from ..formats import openai_chat as openai_client
-from ..formats.base import ClientFormat
+from ..errors import GatewayError
+from ..formats import FORMATS, canonical
 from ..pricing import PriceTable
 from ..profile import Profile
-from ..providers.anthropic import AnthropicProvider
-from ..providers.base import Provider, ProviderContext, UpstreamFailure, adapter_for
+from ..providers.base import Provider, ProviderContext, adapter_for
 from ..stages.auth import AuthStage, presented_key
 from ..stages.cache import CacheStage
 from ..stages.guardrails import GuardrailStage
@@ -44,6 +40,7 @@ from ..stages.route import Router
 from ..store.log import LogWriter
 from .events import EventHub, events_handler
 from .governance import open_keys, open_shared_state, refresh_keys
+from .handlers import Handler, format_handler
 from .metrics import Metrics, metrics_handler, refresh_spend_anomalies
 from .metrics_share import publish, read_others
 from .pipeline import Pipeline
@@ -52,7 +49,7 @@ log = logging.getLogger("llmgw.proxy.app")
 
 PROFILE = web.AppKey("profile", Profile)
 PIPELINE = web.AppKey("pipeline", Pipeline)
-METER = web.AppKey("meter", MeterStage)
+ROUTER = web.AppKey("router", Router)
 WRITER = web.AppKey("writer", LogWriter)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 AUTH = web.AppKey("auth", AuthStage)
@@ -61,10 +58,6 @@ EVENTS = web.AppKey("events", EventHub)
 FAIL_TARGETS = web.AppKey("fail_targets", frozenset)
 EMBEDDER = web.AppKey("embedder", list)  # [Embedder] to override the semantic cache's model, or []
 CACHE = web.AppKey("cache", CacheStage)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-OPENAI: ClientFormat = openai_client.OpenAIFormat()
-ANTHROPIC: ClientFormat = anthropic_client.AnthropicFormat()
 
 
 def build_providers(profile: Profile, session: aiohttp.ClientSession,
@@ -94,14 +87,10 @@ def make_app(profile: Profile, *, fail_targets: Collection[str] = (), embedder: 
     app[FAIL_TARGETS] = frozenset(fail_targets)
     app[EMBEDDER] = [embedder] if embedder is not None else []
     app.cleanup_ctx.append(_resources)
-    chat = _chat_handler(OPENAI, max_bytes)
-    app.router.add_post("/v1/chat/completions", chat)
-    app.router.add_post("/chat/completions", chat)
-    app.router.add_post("/v1/messages", _chat_handler(ANTHROPIC, max_bytes))
-    app.router.add_post("/v1/messages/count_tokens", _count_tokens_handler(max_bytes))
-    embeddings = _embeddings_handler(max_bytes)
-    app.router.add_post("/v1/embeddings", embeddings)
-    app.router.add_post("/embeddings", embeddings)
+    for wire in FORMATS.values():
+        for route in wire.routes:
+            app.router.add_post(route.path, format_handler(wire, route.endpoint, profile, lambda: app[PIPELINE],
+                                                           max_bytes))
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/models", _models)
     app[METRICS] = Metrics(aliases=profile.models.keys())
@@ -154,20 +143,19 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         keys = await asyncio.to_thread(open_keys, profile) if profile.governed else None
         state = await open_shared_state(profile)
         auth = AuthStage(profile.models, keys)
-        limits = LimitsStage(state, prices, profile.teams, meter.price)
+        limits = LimitsStage(state, prices, profile.teams)
         app[SESSION] = session
         app[WRITER] = writer
-        app[METER] = meter
         app[AUTH] = auth
+        app[ROUTER] = router
         guard = GuardrailStage.from_profile(profile)
-        # The cache comes after limits (hits count against rpm, not budgets) and after the guard (redacted prompts
-        # are the keys); it reads the guard's findings because its response phase runs before the guard's.
-        cache = await asyncio.to_thread(CacheStage.from_profile, profile, price=meter.price,
-                                        findings=guard.findings if guard.active else None,
-                                        embedder=next(iter(app[EMBEDDER]), None))
+        # The cache comes after limits (hits count against rpm, not budgets) and after the guard (its keys and
+        # stored answers hold placeholders, never redacted values; it stores nothing for an exchange with findings).
+        cache = await asyncio.to_thread(CacheStage.from_profile, profile, embedder=next(iter(app[EMBEDDER]), None))
         app[CACHE] = cache
-        stages = [meter, auth, limits, *([guard] if guard.active else []), *([cache] if cache.active else [])]
-        app[PIPELINE] = Pipeline(stages, router)
+        stages = [meter, auth, limits, *([guard] if guard.active else []), *([cache] if cache.active else []),
+                  router]
+        app[PIPELINE] = Pipeline(stages)
         refresher = asyncio.create_task(refresh_keys(keys, profile)) if keys is not None else None
         anomalies = asyncio.create_task(refresh_spend_anomalies(app[METRICS], profile.state.db_path))
         yield
@@ -181,143 +169,6 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         writer.close()
 
 
-# --- request handling ------------------------------------------------------------------------------------------
-
-
-async def read_json(request: web.Request, max_bytes: int) -> tuple[dict[str, Any], bytes]:
-    """The request body as a JSON object, or a precise :class:`GatewayError`."""
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise PayloadTooLarge(f"request body is {request.content_length} bytes; the limit is {max_bytes}"
-                              " (server.max_body_mb)")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes (server.max_body_mb)") from None
-    if not raw:
-        raise InvalidRequest("request body is empty; expected a JSON object", code="invalid_json")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object", code="invalid_json")
-    return body, raw
-
-
-def proxy_headers(ex: Exchange, meter: MeterStage, with_cost: bool) -> dict[str, str]:
-    """The ``x-llmgw-*`` headers of a proxied answer."""
-    headers = {
-        "x-llmgw-request-id": ex.id,
-        "x-llmgw-target": ex.target.name if ex.target else "",
-        "x-llmgw-attempts": str(len(ex.attempts)),
-        "x-llmgw-cache": ex.cache,
-    }
-    if with_cost:
-        headers["x-llmgw-cost-usd"] = f"{meter.price(ex):.8f}"
-    return headers
-
-
-def _tags(request: web.Request) -> tuple[str, ...]:
-    raw = request.headers.get("x-llmgw-tags")
-    if not raw:
-        return ()
-    return tuple(t.strip() for t in raw.split(",") if t.strip())[:16]
-
-
-_FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
-
-
-def _begin(request: web.Request, fmt: ClientFormat, endpoint: str) -> Exchange:
-    profile = request.app[PROFILE]
-    ex = Exchange(fmt.name, endpoint, log_bodies=profile.server.log_bodies)
-    ex.deadline = ex.started + profile.server.timeout_s
-    ex.tags = _tags(request)
-    headers = request.headers
-    ex.credential = presented_key(headers.get("Authorization"), headers.get("x-api-key"))
-    ex.cache_control = ", ".join(v for v in (headers.get("x-llmgw-cache"), headers.get("Cache-Control")) if v)
-    if fmt.name == "anthropic":
-        ex.forward_headers = {h: v for h in _FORWARDED_HEADERS if (v := request.headers.get(h))}
-    return ex
-
-
-def _chat_handler(fmt: ClientFormat, max_bytes: int) -> Handler:
-    """POST handler for one client format's chat endpoint (OpenAI chat completions, Anthropic messages)."""
-
-    async def chat(request: web.Request) -> web.StreamResponse:
-        app = request.app
-        pipeline, meter = app[PIPELINE], app[METER]
-        ex = _begin(request, fmt, "chat")
-        try:
-            body, ex.raw_body = await read_json(request, max_bytes)
-            fmt.parse(ex, body)
-            await pipeline.start(ex)
-            if ex.error is not None:
-                return fmt.render_error(ex.error, proxy_headers(ex, meter, with_cost=False))
-            if ex.events is not None:
-                return await fmt.render_stream(request, ex, proxy_headers(ex, meter, with_cost=False))
-            return fmt.render_reply(ex, proxy_headers(ex, meter, with_cost=True))
-        except GatewayError as error:
-            ex.fail(error)
-            return fmt.render_error(error, {"x-llmgw-request-id": ex.id})
-        except asyncio.CancelledError:
-            ex.client_gone()
-            raise
-        finally:
-            await pipeline.finish(ex)
-
-    return chat
-
-
-def _embeddings_handler(max_bytes: int) -> Handler:
-    async def embeddings(request: web.Request) -> web.StreamResponse:
-        pipeline, meter = request.app[PIPELINE], request.app[METER]
-        ex = _begin(request, OPENAI, "embeddings")
-        try:
-            ex.body, ex.raw_body = await read_json(request, max_bytes)
-            openai_client.validate_embeddings(ex.body)
-            ex.alias = ex.body["model"]
-            await pipeline.start(ex)
-            if ex.error is not None:
-                return openai_client.render_error(ex.error, proxy_headers(ex, meter, with_cost=False))
-            return openai_client.render_reply(ex, proxy_headers(ex, meter, with_cost=True))
-        except GatewayError as error:
-            ex.fail(error)
-            return openai_client.render_error(error, {"x-llmgw-request-id": ex.id})
-        except asyncio.CancelledError:
-            ex.client_gone()
-            raise
-        finally:
-            await pipeline.finish(ex)
-
-    return embeddings
-
-
-def _count_tokens_handler(max_bytes: int) -> Handler:
-    """``POST /v1/messages/count_tokens``: asked of an Anthropic upstream when the alias's first target is one,
-    estimated locally otherwise. Not a billed call: it is not logged."""
-
-    async def count_tokens(request: web.Request) -> web.Response:
-        ex = _begin(request, ANTHROPIC, "count_tokens")
-        try:
-            body, _ = await read_json(request, max_bytes)
-            anthropic_client.validate_messages(body, count_only=True)
-            ex.client_body, ex.alias = body, body["model"]
-            await request.app[AUTH].request(ex)
-            assert ex.model is not None
-            target = ex.model.targets[0]
-            provider = request.app[PIPELINE].router.providers.get(target.provider)
-            if isinstance(provider, AnthropicProvider):
-                try:
-                    return web.json_response(await provider.count_tokens(ex, target.model))
-                except UpstreamFailure:
-                    pass  # an estimate is better than an error for a pre-flight count
-            return web.json_response({"input_tokens": anthropic_client.estimate_input_tokens(body)})
-        except GatewayError as error:
-            return anthropic_client.render_error(error)
-
-    return count_tokens
-
-
 async def _models(request: web.Request) -> web.Response:
     """The aliases, in a shape both SDKs read: OpenAI's model list and Anthropic's (``type``, ``display_name``,
     ``created_at``, ``has_more``, ``first_id``, ``last_id``)."""
@@ -329,7 +180,7 @@ async def _models(request: web.Request) -> web.Response:
             record = auth.identify(presented_key(request.headers.get("Authorization"),
                                                  request.headers.get("x-api-key")))
         except GatewayError as error:
-            return openai_client.render_error(error)
+            return canonical().render_error(error)
         aliases = [a for a in aliases if auth.allowed(record, a)]
     data = [{"id": alias, "object": "model", "created": 0, "owned_by": "llmgw", "type": "model",
              "display_name": alias, "created_at": "1970-01-01T00:00:00Z",
@@ -367,7 +218,7 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise
         error = GatewayError(exc.reason or "error", status=exc.status,
                              code="not_found" if exc.status == 404 else "http_error")
-        return openai_client.render_error(error)
+        return canonical().render_error(error)
     except Exception:
         log.exception("unexpected error handling %s %s", request.method, request.path)
-        return openai_client.render_error(GatewayError("internal error in the gateway; see its log"))
+        return canonical().render_error(GatewayError("internal error in the gateway; see its log"))

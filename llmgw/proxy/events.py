@@ -26,7 +26,8 @@ import orjson
 from aiohttp import web
 
 from ..errors import AuthenticationError
-from ..formats import openai_chat as openai_client
+from ..formats import canonical
+from ..sse import encode_data
 
 BODY_FIELDS = ("request", "response")
 _TRUE = ("1", "true", "yes", "on")
@@ -149,7 +150,7 @@ def _json_default(value: Any) -> Any:
 
 def encode_event(record: dict[str, Any]) -> bytes:
     """One SSE event: ``data: {json}\\n\\n`` (orjson never writes a raw newline, so one ``data:`` line)."""
-    return b"data: " + orjson.dumps(record, default=_json_default) + b"\n\n"
+    return encode_data(orjson.dumps(record, default=_json_default))
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -171,7 +172,7 @@ def authorized(request: web.Request, admin_key: str | None) -> bool:
 
 def unauthorized() -> web.Response:
     """401 in OpenAI's error format; never mentions the key's value."""
-    return openai_client.render_error(AuthenticationError(
+    return canonical().render_error(AuthenticationError(
         "this endpoint needs the admin key: send 'Authorization: Bearer <admin key>' or 'x-api-key'",
         code="invalid_admin_key"))
 

@@ -1,12 +1,12 @@
-"""The pipeline: small stages around the router, run in order on the way in and in reverse on the way out.
+"""The pipeline: the stages of the request's way, each phase run over the stages that declare it.
 
-Contract:
-- ``start(ex)`` runs each stage's ``request(ex)``; a stage short-circuits by setting ``ex.error`` (a block, a 429)
-  or ``ex.reply`` (a cache hit), after which later stages and the router are skipped. Otherwise the router
-  answers. ``start`` never raises a :class:`GatewayError`: it records it with ``ex.fail``.
-- ``finish(ex)`` runs every stage's ``response(ex)`` in reverse order — also for short-circuited and failed
-  exchanges, so every request is metered and logged. A stage that raises in ``finish`` is logged and skipped; it
-  never stops the stages after it.
+Contract (the phases are drawn in :mod:`llmgw.stages.base`):
+- ``start(ex)`` runs the ``request`` phases in order until a stage fails the exchange (``ex.error``) or answers it
+  (``ex.reply``, ``ex.first_event``); the last stage is the router. Then, if the exchange was answered, the
+  ``after_route`` phases in order. ``start`` never raises a :class:`GatewayError`: it records it with ``ex.fail``.
+- ``finish(ex)`` runs the ``after_answer`` phases in order and then the ``response`` phases in reverse order —
+  for every exchange, short-circuited, failed or answered, so every request is metered and logged. A stage that
+  raises in ``finish`` is logged and skipped; it never stops the stages after it.
 - Replay and smoke tests send exchanges through the same pipeline: there is no second code path.
 """
 
@@ -14,63 +14,52 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Protocol
 
 from ..errors import GatewayError
 from ..exchange import Exchange
-from ..stages.route import Router
+from ..stages.base import Stage
 
 log = logging.getLogger("llmgw.proxy.pipeline")
 
 
-class Stage(Protocol):
-    """One concern (auth, limits, guardrails, cache, meter) with a request and a response phase."""
-
-    async def request(self, ex: Exchange) -> None: ...
-
-    async def response(self, ex: Exchange) -> None: ...
-
-
 class Pipeline:
-    def __init__(self, stages: Sequence[Stage], router: Router) -> None:
+    def __init__(self, stages: Sequence[Stage]) -> None:
         self.stages = tuple(stages)
-        self._reversed = tuple(reversed(self.stages))
-        self.router = router
-        # Optional hooks: after_route(ex) (async, before rendering: restore or scan an answer, wrap a stream) and
-        # after_render(ex) (sync, first thing in finish).
-        self._after_route = tuple(s.after_route for s in self.stages if hasattr(s, "after_route"))
-        self._after_render = tuple(s.after_render for s in self.stages if hasattr(s, "after_render"))
+        phases = {stage: stage.phases() for stage in self.stages}
+        self._request = tuple(s.request for s in self.stages if "request" in phases[s])
+        self._after_route = tuple(s.after_route for s in self.stages if "after_route" in phases[s])
+        self._after_answer = tuple(s.after_answer for s in self.stages if "after_answer" in phases[s])
+        self._response = tuple(s.response for s in reversed(self.stages) if "response" in phases[s])
 
     async def start(self, ex: Exchange) -> None:
-        """Request phase: stages, then the router. Leaves ``ex.reply``, ``ex.events`` or ``ex.error`` set."""
+        """The way in: leaves ``ex.reply``, ``ex.first_event``/``ex.events`` or ``ex.error`` set."""
         try:
-            for stage in self.stages:
-                await stage.request(ex)
+            for request in self._request:
+                await request(ex)
                 if ex.error is not None:
                     return
-                if ex.reply is not None or ex.first_event is not None:  # answered by a stage (a cache hit)
+                if ex.reply is not None or ex.first_event is not None:
                     break
-            else:
-                await self.router.route(ex)
-                if ex.reply is not None and ex.reply.usage is not None:
-                    ex.usage = ex.reply.usage
-            for hook in self._after_route:
-                await hook(ex)
+            for after_route in self._after_route:
+                await after_route(ex)
                 if ex.error is not None:
                     return
         except GatewayError as error:
             ex.fail(error)
 
     async def finish(self, ex: Exchange) -> None:
-        """Response phase, in reverse stage order; always completes. First the router hears how a stream ended."""
-        self.router.stream_ended(ex)
-        for hook in self._after_render:
+        """The way out; always completes."""
+        for after_answer in self._after_answer:
             try:
-                hook(ex)
+                after_answer(ex)
             except Exception:
-                log.exception("after_render failed for %s", ex.id)
-        for stage in self._reversed:
+                log.exception("stage %s failed after the answer of %s", _name(after_answer), ex.id)
+        for response in self._response:
             try:
-                await stage.response(ex)
+                await response(ex)
             except Exception:
-                log.exception("stage %s failed in its response phase for %s", type(stage).__name__, ex.id)
+                log.exception("stage %s failed in its response phase for %s", _name(response), ex.id)
+
+
+def _name(phase: object) -> str:
+    return type(getattr(phase, "__self__", phase)).__name__

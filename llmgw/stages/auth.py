@@ -17,6 +17,7 @@ from ..errors import AuthenticationError, ModelNotFound
 from ..exchange import Exchange
 from ..profile import ModelConfig
 from ..store.keys import KeyIndex, KeyRecord
+from .base import Stage
 
 UNAUTHORIZED = "invalid API key: send a virtual key in Authorization: Bearer or x-api-key"
 
@@ -36,7 +37,7 @@ def unknown_model(alias: str) -> ModelNotFound:
     return ModelNotFound(f"model {alias!r} does not exist; `GET /v1/models` lists the aliases", param="model")
 
 
-class AuthStage:
+class AuthStage(Stage):
     def __init__(self, models: Mapping[str, ModelConfig], keys: KeyIndex | None) -> None:
         self.models = models
         self.keys = keys
@@ -63,6 +64,3 @@ class AuthStage:
         if record.models is not None and alias not in record.models:
             return False
         return not (team is not None and team.models is not None and alias not in team.models)
-
-    async def response(self, ex: Exchange) -> None:
-        return None

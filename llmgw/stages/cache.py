@@ -8,14 +8,15 @@ Contract (see docs/cache.md):
   ``ex.first_event``/``ex.events`` with canonical chunks), so no provider is called. Lookups are skipped when
   ``ex.cache_control`` (the ``x-llmgw-cache`` and ``Cache-Control`` request headers) says ``no-cache``.
 - ``response(ex)``: stores the answer of a miss unless ``no-store`` was asked, or it is an error, a stream cut
-  short, truncated (``finish_reason`` other than ``stop``/``tool_calls``; streams: ``stop`` only), flagged by a
-  guardrail, or has several choices. Keys and stored answers are what the guardrail stage left (placeholders,
-  not redacted values), so the stage must come after it.
+  short, truncated (``finish_reason`` other than ``stop``/``tool_calls``; streams: ``stop`` only), has
+  guardrail findings (``ex.findings``), or has several choices. Keys and stored answers are what the guardrail
+  stage left (placeholders, not redacted values), so the stage must come after it. The stored cost is the
+  exchange's own ``cost_usd`` (priced once, by the meter, before any response phase).
 - With ``[state] shared`` (and ``[cache] shared``, default true) entries live in Redis and every instance sees
   them (:mod:`llmgw.cache.redis_store`); otherwise on disk. A store that cannot be reached makes the request a
   miss whose answer is not stored, never an error.
 - Disk, network and embedding work runs in worker threads; the embedding model is loaded once, on the first request
-  that needs it. Per-exchange state lives only between ``request`` and ``response``.
+  that needs it. Per-exchange state (the keys and directives) lives on the exchange (``ex.cache_lookup``).
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -37,17 +36,24 @@ from ..cache.playback import canonical_answer, replay_stream
 from ..cache.store import CacheEntry, CacheUnavailable, IndexedStore, open_store
 from ..exchange import Exchange, UpstreamReply, Usage
 from ..profile import Profile
+from .base import Stage
 
 log = logging.getLogger("llmgw.cache")
 
 CACHEABLE_FINISH = frozenset({"stop", "tool_calls"})
-FindingsOf = Callable[[Exchange], list[dict[str, Any]]]
-PriceOf = Callable[[Exchange], float]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheLookup:
+    """What the stage knows about one exchange between ``request`` and ``response`` (``ex.cache_lookup``)."""
+
+    keys: RequestKeys
+    directives: frozenset[str]
 
 
 def directives(ex: Exchange) -> frozenset[str]:
-    """The cache directives of ``ex`` (``no-cache``, ``no-store``), from its ``cache_control`` field if any."""
-    raw = getattr(ex, "cache_control", "") or ""
+    """The cache directives of ``ex`` (``no-cache``, ``no-store``), from its ``cache_control`` field."""
+    raw = ex.cache_control
     return frozenset(d.strip().lower() for d in raw.split(",") if d.strip())
 
 
@@ -64,24 +70,17 @@ class CacheStats:
     refused: dict[str, int] = field(default_factory=dict)   # semantic candidates the guard refused, by reason
 
 
-class CacheStage:
+class CacheStage(Stage):
     """The cache pipeline stage (see the module contract)."""
 
-    def __init__(self, config: CacheConfig, store: IndexedStore | None, embedder: Embedder | None = None, *,
-                 findings: FindingsOf | None = None, price: PriceOf | None = None) -> None:
-        """``findings(ex)``: the guardrail findings known before the guard's own ``response`` runs (pass
-        ``GuardrailStage.findings``); ``price(ex)``: the answer's cost, stored so a hit can report it saved."""
+    def __init__(self, config: CacheConfig, store: IndexedStore | None, embedder: Embedder | None = None) -> None:
         self.config = config
         self.store = store
         self.embedder = embedder if config.semantic else None
-        self.findings = findings
-        self.price = price
         self.stats = CacheStats()
-        self._pending: dict[str, tuple[RequestKeys, frozenset[str]]] = {}
 
     @classmethod
-    def from_profile(cls, profile: Profile, *, embedder: Embedder | None = None,
-                     findings: FindingsOf | None = None, price: PriceOf | None = None) -> CacheStage:
+    def from_profile(cls, profile: Profile, *, embedder: Embedder | None = None) -> CacheStage:
         """The stage for ``profile``'s ``[cache]`` table (``profile.extra["cache"]``). Opens the store and
         rebuilds the vector index (blocking: call it off the loop); the model is not loaded yet."""
         raw = getattr(profile, "cache", None) or profile.extra.get("cache")
@@ -94,7 +93,7 @@ class CacheStage:
             name = f"model2vec:{spec or DEFAULT_MODEL.name}"
             embedder = LazyEmbedder(lambda: load_model2vec(spec, allow_download=allow), name)
         indexed = embedder.name if config.semantic and embedder is not None else None
-        return cls(config, open_store(profile, config, embedder=indexed), embedder, findings=findings, price=price)
+        return cls(config, open_store(profile, config, embedder=indexed), embedder)
 
     @property
     def active(self) -> bool:
@@ -109,7 +108,7 @@ class CacheStage:
         if keys is None:
             return
         asked = directives(ex)
-        self._pending[ex.id] = (keys, asked)
+        ex.cache_lookup = CacheLookup(keys, asked)
         if "no-cache" in asked:
             return
         try:
@@ -166,8 +165,7 @@ class CacheStage:
         else:
             self.stats.hits += 1
         self.stats.saved_usd += entry.cost_usd
-        if hasattr(ex, "saved_usd"):
-            ex.saved_usd = entry.cost_usd
+        ex.saved_usd = entry.cost_usd
         if ex.stream:
             ex.first_event, ex.events = replay_stream(answer, usage)
         else:
@@ -176,11 +174,11 @@ class CacheStage:
     # --- response phase ---
 
     async def response(self, ex: Exchange) -> None:
-        pending = self._pending.pop(ex.id, None)
-        if pending is None or self.store is None:
+        lookup, ex.cache_lookup = ex.cache_lookup, None
+        if lookup is None or self.store is None:
             return
-        keys, asked = pending
-        if "no-store" in asked or ex.cache != "miss" or not self._eligible(ex):
+        keys = lookup.keys
+        if "no-store" in lookup.directives or ex.cache != "miss" or not self._eligible(ex):
             return
         found = canonical_answer(ex)
         if found is None:
@@ -188,9 +186,8 @@ class CacheStage:
         answer, finish = found
         if finish not in (CACHEABLE_FINISH if ex.reply is not None else {"stop"}):
             return
-        cost = self.price(ex) if self.price is not None else ex.cost_usd
         now = time.time()
-        entry = CacheEntry(keys.exact, keys.partition, keys.text, answer, ex.usage.to_openai(), cost, now,
+        entry = CacheEntry(keys.exact, keys.partition, keys.text, answer, ex.usage.to_openai(), ex.cost_usd, now,
                            now + self.config.ttl_s)
         try:
             await asyncio.to_thread(self._store, entry)
@@ -206,7 +203,7 @@ class CacheStage:
     def _eligible(self, ex: Exchange) -> bool:
         if ex.error is not None or ex.outcome not in ("", "ok") or ex.status != 200:
             return False
-        return not (ex.findings or (self.findings is not None and self.findings(ex)))
+        return not ex.findings
 
     def _store(self, entry: CacheEntry) -> None:
         """Embed (semantic) and store one entry (blocking)."""

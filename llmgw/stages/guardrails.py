@@ -13,15 +13,15 @@ Contract (how the pipeline calls it; see docs/guardrails.md):
   request's placeholders into the answer and applies the response-side rules, to a whole reply (``ex.reply`` is
   replaced; ``raw`` dropped) or a stream (:meth:`wrap_stream`). A response ``block`` fails a whole reply with 403;
   a stream is ended with an error event.
-- ``after_render(ex)`` — once the answer has been written, before any stage's ``response``: puts placeholders
+- ``after_answer(ex)`` — once the answer has been written, before any stage's ``response``: puts placeholders
   back into ``ex.reply`` / ``ex.streamed_text`` so what later stages keep (cache, log) holds no restored value.
-  Idempotent; ``response`` calls it too.
-- ``await response(ex)``: finishes the exchange's guard state (no state outlives it), counts findings per
-  (rule, action) in :attr:`GuardrailStage.counts`, and hands the findings (as log dicts, never values) to
-  ``ex.findings`` when the Exchange has that field; :meth:`findings` returns them until then.
+- ``await response(ex)``: drops the exchange's guard state (``ex.guard``) and counts findings per (rule, action)
+  in :attr:`GuardrailStage.counts`.
+- Findings (log dicts, never values) go to ``ex.findings`` as they are found, so the cache (which stores nothing
+  for an exchange with findings) and the log read them there.
 
-Place it after the meter and auth stages (its ``response`` must run before the meter writes the log row, and it
-reads ``ex.team``/``ex.model``) and before any cache stage.
+Place it after the meter and auth stages (it reads ``ex.team``/``ex.model``) and before the cache stage: the
+cache's keys and stored answers are then what the guard left (placeholders, never redacted values).
 """
 
 from __future__ import annotations
@@ -36,22 +36,22 @@ import orjson
 
 from ..errors import PermissionDenied
 from ..exchange import Exchange, UpstreamReply
+from ..formats import canonical, named
 from ..guardrails.engine import Scan, as_redacting
 from ..guardrails.redact import Placeholders
 from ..guardrails.rules import Rule, parse_rules
 from ..guardrails.stream import Blocked, GuardedEvents, StreamGuard, pipe_factory
-from ..guardrails.walk import visit_openai_request, visit_reply, visit_request
 from ..profile import ModelConfig, Profile
+from .base import Stage
 
 OFFLOAD_BYTES = 256 * 1024   # request bodies larger than this are scanned in a worker thread
 
 
 @dataclass
-class _State:
-    """What the stage knows about one exchange between ``request`` and ``response``."""
+class GuardState:
+    """What the stage knows about one exchange between ``request`` and ``response`` (``ex.guard``)."""
 
     table: Placeholders = field(default_factory=Placeholders)
-    findings: list[dict[str, Any]] = field(default_factory=list)
     response_scan: Scan | None = None
     blocked_stream: str | None = None
     rendered: bool = False
@@ -67,7 +67,7 @@ def _copy(value: dict[str, Any]) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(value))
 
 
-class GuardrailStage:
+class GuardrailStage(Stage):
     """The guardrail pipeline stage (see the module contract)."""
 
     def __init__(self, rules: Sequence[Rule], models: Mapping[str, ModelConfig],
@@ -81,7 +81,6 @@ class GuardrailStage:
         self.models = models
         self.teams = teams
         self.counts: Counter[tuple[str, str]] = Counter()
-        self._states: dict[str, _State] = {}
 
     @classmethod
     def from_profile(cls, profile: Profile) -> GuardrailStage:
@@ -94,24 +93,19 @@ class GuardrailStage:
         """Whether the stage can do anything at all (rules, or teams with a data class)."""
         return bool(self.rules) or any(_data_class(t) for t in self.teams.values())
 
-    def findings(self, ex: Exchange) -> list[dict[str, Any]]:
-        """The findings recorded for ``ex`` so far (log form, no values)."""
-        state = self._states.get(ex.id)
-        return list(state.findings) if state else []
-
     # --- request phase ---
 
     async def request(self, ex: Exchange) -> None:
         refusal = self._data_class_refusal(ex)
         if refusal is not None:
-            self._states[ex.id] = _State(findings=[{
+            ex.findings.append({
                 "rule": "data_classes", "kind": "data_class", "entity": "data_class", "action": "block",
-                "phase": "request", "where": "model", "span": None, "why": refusal.message}])
+                "phase": "request", "where": "model", "span": None, "why": refusal.message})
             ex.fail(refusal)
             return
         if not self.rules:
             return
-        state = self._states[ex.id] = _State()
+        state = ex.guard = GuardState()
         if not self.request_rules:
             return
         if len(ex.raw_body) > OFFLOAD_BYTES:   # a big body: let the event loop breathe while it is scanned
@@ -129,21 +123,22 @@ class GuardrailStage:
                                 f" only for {approved} (models.{ex.alias}.data_classes)",
                                 code="data_class_not_allowed", param="model")
 
-    def _scan_request(self, ex: Exchange, state: _State) -> None:
+    def _scan_request(self, ex: Exchange, state: GuardState) -> None:
         body = ex.client_body or ex.body
         table = state.table
+        wire = named(ex.client_format)
 
         def reserve(text: str, where: str) -> str:
             table.reserve(text)
             return text
 
-        visit_request(ex.endpoint, ex.client_format, body, reserve)
+        wire.request_texts(ex.endpoint, body, reserve)
         scan = Scan(self.request_rules, "request", table)
-        visit_request(ex.endpoint, ex.client_format, body, scan.text)
-        state.findings.extend(scan.findings)
+        wire.request_texts(ex.endpoint, body, scan.text)
+        ex.findings.extend(scan.findings)
         if scan.redacted and ex.body is not body and ex.body:
             silent = Scan(self.request_rules, "request", table, record=False)
-            visit_openai_request(ex.body, silent.text)
+            canonical().request_texts(ex.endpoint, ex.body, silent.text)
         if scan.blocked is not None or scan.unredacted_pii:
             ex.raw_body = self._masked_copy(ex, _copy(body), table) if self._log_mask_rules else b""
         elif scan.redacted:
@@ -155,14 +150,14 @@ class GuardrailStage:
         """The request as the log may keep it: every PII value still in it replaced, whatever the rules'
         actions (flagged values, texts left unscanned after a block)."""
         masker = Scan(self._log_mask_rules, "request", table, record=False)
-        visit_request(ex.endpoint, ex.client_format, original, masker.text)
+        named(ex.client_format).request_texts(ex.endpoint, original, masker.text)
         return orjson.dumps(original)
 
     # --- answer phase (before rendering) ---
 
     async def after_route(self, ex: Exchange) -> None:
         """Restore placeholders into the answer and apply the response rules (see the module contract)."""
-        state = self._states.get(ex.id)
+        state = ex.guard
         if state is None or ex.error is not None:
             return
         if self.response_rules:
@@ -173,7 +168,7 @@ class GuardrailStage:
         elif ex.first_event is not None and ex.events is not None:
             await self.wrap_stream(ex)
 
-    def _guard_reply(self, ex: Exchange, state: _State) -> None:
+    def _guard_reply(self, ex: Exchange, state: GuardState) -> None:
         reply = ex.reply
         assert reply is not None
         scan = state.response_scan
@@ -190,15 +185,16 @@ class GuardrailStage:
             changed |= out != text
             return out
 
-        visit_reply(reply.format, body, guard)
+        wire = named(reply.format)
+        wire.answer_texts(body, guard)
         if scan is not None and scan.blocked is not None:   # the log's copy: PII after the block point masked too
             masker = Scan(self._log_mask_rules, "response", state.table, record=False, restoring=False)
-            visit_reply(reply.format, body, masker.text)
+            wire.answer_texts(body, masker.text)
             changed = True
         if changed:
             ex.reply = UpstreamReply(body, None, reply.usage, reply.format)
         if scan is not None:
-            state.findings.extend(scan.findings)
+            ex.findings.extend(scan.findings)
             scan.findings.clear()
             if scan.blocked is not None:
                 ex.fail(PermissionDenied(f"answer blocked by guardrail {scan.blocked}", code="guardrail_blocked"))
@@ -206,7 +202,7 @@ class GuardrailStage:
     async def wrap_stream(self, ex: Exchange) -> None:
         """Swap ``ex.first_event``/``ex.events`` for restored and response-checked ones. A block decided on the
         first event fails the exchange (403) and closes the upstream stream."""
-        state = self._states.get(ex.id)
+        state = ex.guard
         if state is None or ex.first_event is None or ex.events is None:
             return
         make = pipe_factory(state.table, state.response_scan)
@@ -229,15 +225,15 @@ class GuardrailStage:
 
     # --- after the answer was written ---
 
-    def after_render(self, ex: Exchange) -> None:
+    def after_answer(self, ex: Exchange) -> None:
         """Mask restored values again in what stays on the exchange (see the module contract)."""
-        state = self._states.get(ex.id)
+        state = ex.guard
         if state is None or state.rendered:
             return
         state.rendered = True
         scan = state.response_scan
         if scan is not None and scan.findings:
-            state.findings.extend(scan.findings)
+            ex.findings.extend(scan.findings)
             scan.findings.clear()
         if state.blocked_stream is not None:
             ex.fail(PermissionDenied(f"answer blocked by guardrail {state.blocked_stream}", code="guardrail_blocked"))
@@ -246,18 +242,12 @@ class GuardrailStage:
             return
         if ex.reply is not None:
             body = _copy(ex.reply.body)
-            visit_reply(ex.reply.format, body, lambda text, where: table.mask(text))
+            named(ex.reply.format).answer_texts(body, lambda text, where: table.mask(text))
             ex.reply = UpstreamReply(body, None, ex.reply.usage, ex.reply.format)
         if ex.streamed_text:
             ex.streamed_text[:] = [table.mask("".join(ex.streamed_text))]
 
     async def response(self, ex: Exchange) -> None:
-        self.after_render(ex)
-        state = self._states.pop(ex.id, None)
-        if state is None:
-            return
-        for finding in state.findings:
+        ex.guard = None
+        for finding in ex.findings:
             self.counts[(finding["rule"], finding["action"])] += 1
-        target = getattr(ex, "findings", None)
-        if isinstance(target, list):
-            target.extend(state.findings)

@@ -1,14 +1,16 @@
 """Rate limits and budgets per key and per team, reserved before the upstream call and settled after it.
 
 Contracts:
-- Only exchanges with a key (``ex.principal``) are limited; an open proxy has no limits.
+- Only exchanges with a key (``ex.principal``) are limited; an open proxy has no limits. A count-tokens request
+  counts against rpm only (it costs nothing and spends no tokens).
 - Before routing: requests-per-minute (exactly, over a sliding minute) and tokens-per-minute (the request's
   estimate: its prompt at ~4 bytes a token plus its ``max_tokens``, or 1,024) for the key and its team; and the
   request's *maximum possible cost* (prompt estimate plus ``max_tokens``, or 4,096, at the dearest of the alias's
   targets) against each daily and monthly budget (UTC) of the key and the team. All or nothing, atomically.
 - A refusal is 429 with ``Retry-After`` naming the limit; for a budget, which budget and when it resets.
-- After the answer (or the failure): the reservation is replaced by the real tokens and cost; a failed request
-  releases its budget hold (its real cost is 0). So concurrent bursts overshoot a budget by at most one request.
+- After the answer (or the failure): the reservation (``ex.reservation``) is replaced by the real tokens and the
+  exchange's cost (``ex.cost_usd``, priced once by the meter); a failed request releases its budget hold (its real
+  cost is 0). So concurrent bursts overshoot a budget by at most one request.
 - When the shared store is down, budgets fail closed (503, no upstream call) and rate limits fail open with a
   warning (counted in ``open_on_error``).
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 import calendar
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -28,6 +30,7 @@ from ..pricing import PriceTable
 from ..profile import Budget, TeamConfig
 from ..store.keys import KeyRecord
 from ..store.shared import Denial, Hold, SharedState, StateUnavailable, Window
+from .base import Stage
 
 log = logging.getLogger("llmgw.limits")
 
@@ -36,7 +39,9 @@ DEFAULT_BUDGET_OUTPUT = 4096
 
 
 @dataclass(slots=True)
-class _Reservation:
+class Reservation:
+    """What one exchange holds between ``request`` and ``response`` (``ex.reservation``)."""
+
     windows: list[Window]
     holds: list[Hold]
 
@@ -57,14 +62,11 @@ def budget_counter(owner: str, suffix: str) -> str:
     return f"llmgw:budget:{owner}:{suffix}"
 
 
-class LimitsStage:
-    def __init__(self, state: SharedState, prices: PriceTable, teams: Mapping[str, TeamConfig],
-                 price: Callable[[Exchange], float]) -> None:
+class LimitsStage(Stage):
+    def __init__(self, state: SharedState, prices: PriceTable, teams: Mapping[str, TeamConfig]) -> None:
         self.state = state
         self.prices = prices
-        self.price = price
         self.teams = teams
-        self._reserved: dict[str, _Reservation] = {}
         self.open_on_error = 0
 
     def _estimate(self, ex: Exchange) -> tuple[int, int | None]:
@@ -78,7 +80,8 @@ class LimitsStage:
         usage = Usage(input_tokens=prompt, output_tokens=max_out or DEFAULT_BUDGET_OUTPUT)
         return max((self.prices.cost(t, usage) for t in ex.model.targets), default=0.0)
 
-    def plan(self, ex: Exchange, record: KeyRecord, now: float) -> _Reservation:
+    def plan(self, ex: Exchange, record: KeyRecord, now: float) -> Reservation:
+        free = ex.endpoint == "count_tokens"
         prompt, max_out = self._estimate(ex)
         tokens = prompt + (max_out or DEFAULT_TPM_OUTPUT)
         team = self.teams.get(record.team)
@@ -91,6 +94,8 @@ class LimitsStage:
         for owner, label, rpm, tpm, budget in owners:
             if rpm is not None:
                 windows.append(Window(f"llmgw:rpm:{owner}", "rpm", rpm, 1, f"{label} requests per minute ({rpm})"))
+            if free:
+                continue
             if tpm is not None:
                 windows.append(Window(f"llmgw:tpm:{owner}", "tpm", tpm, tokens, f"{label} tokens per minute ({tpm})"))
             for period, suffix, resets, ttl in periods(now):
@@ -100,7 +105,7 @@ class LimitsStage:
                 cost = self._max_cost(ex, prompt, max_out) if cost is None else cost
                 holds.append(Hold(budget_counter(owner, suffix), limit, cost, ttl,
                                   f"{label} {period} budget (${limit:.2f})", resets))
-        return _Reservation(windows, holds)
+        return Reservation(windows, holds)
 
     async def request(self, ex: Exchange) -> None:
         record = ex.principal
@@ -121,14 +126,14 @@ class LimitsStage:
             return
         if denial is not None:
             raise _refusal(denial, now)
-        self._reserved[ex.id] = plan
+        ex.reservation = plan
 
     async def response(self, ex: Exchange) -> None:
-        plan = self._reserved.pop(ex.id, None)
+        plan, ex.reservation = ex.reservation, None
         if plan is None:
             return
         used_tokens = ex.usage.input_tokens + ex.usage.output_tokens
-        used_usd = self.price(ex)
+        used_usd = ex.cost_usd
         try:
             await self.state.settle(ex.id, plan.windows, plan.holds, used_tokens, used_usd, time.time())
         except StateUnavailable as exc:

@@ -1,4 +1,9 @@
-"""Routing: which target answers an alias, in which order targets are tried, retries, budgets and cooldowns.
+"""Routing, the last stage: which target answers an alias, in which order targets are tried, retries, budgets and
+cooldowns.
+
+As a stage (:class:`Router`): ``request`` routes the exchange (a count-tokens request asks the alias's first target,
+or is estimated locally); ``after_answer`` gives the served target the verdict of its stream (see
+:meth:`Router.stream_ended`).
 
 Contract (:meth:`Router.route`):
 - Targets are tried in the order the alias's strategy gives: ``fallback`` as declared; ``loadbalance`` a weighted
@@ -25,9 +30,11 @@ import time
 from collections.abc import Collection, Mapping
 
 from ..errors import GatewayError, InvalidRequest, PayloadTooLarge, RateLimited, UpstreamError, UpstreamTimeout
-from ..exchange import Attempt, Exchange
+from ..exchange import Attempt, Exchange, UpstreamReply
+from ..formats import named
 from ..profile import ModelConfig, RoutingConfig, Target
 from ..providers.base import Provider, UpstreamFailure
+from .base import Stage
 
 _BACKOFF_BASE_S = 0.1
 _BACKOFF_CAP_S = 4.0
@@ -117,7 +124,7 @@ class CircuitBreaker:
         return until is not None and now < until
 
 
-class Router:
+class Router(Stage):
     """Sends an exchange to its alias's targets. Holds the providers and the routing state it learns."""
 
     def __init__(self, providers: Mapping[str, Provider], routing: RoutingConfig | None = None, *,
@@ -149,6 +156,35 @@ class Router:
         if cooling and len(cooling) < len(targets):
             targets = [t for t in targets if t not in cooling] + cooling
         return targets
+
+    async def request(self, ex: Exchange) -> None:
+        if ex.endpoint == "count_tokens":
+            await self.count_tokens(ex)
+            return
+        await self.route(ex)
+        if ex.reply is not None and ex.reply.usage is not None:
+            ex.usage = ex.reply.usage
+
+    def after_answer(self, ex: Exchange) -> None:
+        self.stream_ended(ex)
+
+    async def count_tokens(self, ex: Exchange) -> None:
+        """Answer a count-tokens request from the alias's first target when its adapter can count, else with a
+        local estimate (a pre-flight count is better estimated than refused). Not a billed call."""
+        assert ex.model is not None
+        target = ex.model.targets[0]
+        provider = self.providers.get(target.provider)
+        wire = named(ex.client_format)
+        counted = None
+        if provider is not None and provider.native_format == ex.client_format:
+            try:
+                counted = await provider.count_tokens(ex, target.model)
+            except UpstreamFailure:
+                counted = None
+        ex.target = target
+        if counted is None:
+            counted = wire.count_tokens_answer(wire.estimate_input_tokens(ex.client_body))
+        ex.reply = UpstreamReply(counted, None, None, format=ex.client_format)
 
     async def route(self, ex: Exchange) -> None:
         """Answer ``ex`` from the first target that can: sets ``ex.reply`` or ``ex.events`` and ``ex.target``."""

@@ -35,16 +35,15 @@ import aiohttp
 import orjson
 
 from ..exchange import Usage
+from ..formats import FORMATS
+from ..formats.texts import content_text
 from ..profile import ModelConfig, Profile, Target
 from ..proxy.inprocess import serving
 from ..store import log as request_log
-from ..translate.anthropic import usage_from_anthropic
 
 REPLAY_TAG = "replay"
-ANTHROPIC_VERSION = "2023-06-01"
 JSON_FIELDS = ("id", "target", "status", "output", "input_tokens", "output_tokens", "cost_usd", "latency_ms",
                "similarity", "error")
-_PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
 _PAGE = 200
 _SPACE = re.compile(r"\s+")
 
@@ -58,7 +57,7 @@ class Original:
     """A logged chat request that can be replayed, with what it got the first time."""
 
     id: str
-    client_format: str            # "openai" | "anthropic": how it is sent again
+    client_format: str            # the client's wire format (llmgw.formats): how it is sent again
     request: dict[str, Any]       # the client's body as logged
     alias: str
     target: str
@@ -123,57 +122,23 @@ class Selection:
 # --- texts ------------------------------------------------------------------------------------------------------
 
 
-def content_text(content: Any) -> str:
-    """The text of a message ``content``: the string itself, or the ``text`` of its parts joined by spaces
-    (OpenAI content parts and Anthropic text blocks alike); "" for anything else."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
-
-
 def answer_text(body: Any) -> str:
-    """The answer's text in an OpenAI chat completion or an Anthropic message; tool calls are written as
-    ``name(arguments)`` so that they compare too. "" for an error body or anything unrecognised."""
-    if not isinstance(body, dict):
-        return ""
-    if isinstance(body.get("choices"), list):
-        return _openai_answer(body["choices"])
-    if body.get("type") == "message" and isinstance(body.get("content"), list):
-        return _anthropic_answer(body["content"])
+    """The answer's text, in whichever client format it is (each format recognises its own answers); tool calls
+    are written as ``name(arguments)`` so that they compare too. "" for an error body or anything unrecognised."""
+    for wire in FORMATS.values():
+        text = wire.answer_text(body)
+        if text is not None:
+            return text
     return ""
-
-
-def _openai_answer(choices: list[Any]) -> str:
-    message = (choices[0].get("message") if choices and isinstance(choices[0], dict) else None) or {}
-    parts = [content_text(message.get("content"))]
-    for call in message.get("tool_calls") or []:
-        function = (call.get("function") or {}) if isinstance(call, dict) else {}
-        parts.append(f"{function.get('name', '')}({function.get('arguments', '')})")
-    return "\n".join(p for p in parts if p)
-
-
-def _anthropic_answer(blocks: list[Any]) -> str:
-    parts = []
-    for block in blocks:
-        if not isinstance(block, dict):
-            continue
-        if block.get("type") == "text":
-            parts.append(str(block.get("text", "")))
-        elif block.get("type") == "tool_use":
-            parts.append(f"{block.get('name', '')}({orjson.dumps(block.get('input')).decode()})")
-    return "\n".join(p for p in parts if p)
 
 
 def answer_usage(body: Any) -> Usage:
-    """Token usage of an OpenAI or Anthropic answer, normalised as the gateway meters it."""
-    usage = body.get("usage") if isinstance(body, dict) else None
-    if not isinstance(usage, dict):
-        return Usage()
-    if "prompt_tokens" in usage or "completion_tokens" in usage:
-        return Usage.from_openai(usage)
-    return usage_from_anthropic(usage)
+    """Token usage of an answer in any client format, normalised as the gateway meters it."""
+    for wire in FORMATS.values():
+        usage = wire.answer_usage(body)
+        if usage is not None:
+            return usage
+    return Usage()
 
 
 def error_text(body: Any) -> str:
@@ -231,7 +196,7 @@ def _why_not(record: dict[str, Any]) -> str | None:
     """Why a logged request cannot be replayed, or None if it can."""
     if record["endpoint"] != "chat":
         return f"{record['endpoint']} request; only chat requests are replayed"
-    if record["client_format"] not in _PATHS:
+    if record["client_format"] not in FORMATS:
         return f"client format {record['client_format']!r} cannot be replayed"
     if not isinstance(record["request"], dict):
         return "no stored request body (server.log_bodies = false)"
@@ -336,12 +301,11 @@ def replay_request(original: Original, target: ReplayTarget, key: str | None) ->
     its own client format, tagged ``replay``, with ``key`` (if any) as a bearer token."""
     body = {**original.request, "model": target.alias, "stream": False}
     body.pop("stream_options", None)  # only allowed with stream = true
-    headers = {"x-llmgw-tags": REPLAY_TAG}
-    if original.client_format == "anthropic":
-        headers["anthropic-version"] = ANTHROPIC_VERSION
+    wire = FORMATS[original.client_format]
+    headers = {"x-llmgw-tags": REPLAY_TAG, **wire.replay_headers}
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    return ReplayRequest(_PATHS[original.client_format], body, headers)
+    return ReplayRequest(wire.chat_path, body, headers)
 
 
 def _failed(original: Original, target: ReplayTarget, answered: str, status: int, error: str, latency_ms: float,

@@ -69,9 +69,13 @@ async def test_anthropic_sdk_against_llmgw_serve(serve: Any, upstream: FakeAnthr
 
     assert server.stop() == 0
     conn = sqlite3.connect(server.db)
-    rows = conn.execute("SELECT status, client_format, output_tokens FROM requests ORDER BY time").fetchall()
+    rows = conn.execute("SELECT status, client_format, output_tokens, endpoint, cost_usd FROM requests"
+                        " ORDER BY time").fetchall()
     everything = "".join(server.output) + repr(conn.execute("SELECT * FROM requests").fetchall())
     conn.close()
-    assert [(s, f) for s, f, _ in rows] == [(200, "anthropic"), (200, "anthropic"), (502, "anthropic")]
+    assert [(s, f, e) for s, f, _, e, _ in rows] == [
+        (200, "anthropic", "chat"), (200, "anthropic", "chat"), (200, "anthropic", "count_tokens"),
+        (200, "anthropic", "count_tokens"), (502, "anthropic", "chat")]
     assert rows[1][2] == 3
+    assert rows[2][4] == rows[3][4] == 0.0   # counting tokens is logged, never billed
     assert UP_KEY not in everything

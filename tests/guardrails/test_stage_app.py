@@ -1,5 +1,5 @@
 """The guardrail stage inside the real aiohttp app (``llmgw.proxy.app.make_app``): ``Pipeline([meter, auth, limits,
-guard])``, ``after_route`` right after routing, ``after_render`` before the response phase."""
+guard, router])``, ``after_route`` right after routing, ``after_answer`` before the response phase."""
 
 from __future__ import annotations
 

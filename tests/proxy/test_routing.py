@@ -24,7 +24,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from llmgw.proxy.app import PIPELINE
+from llmgw.proxy.app import ROUTER
 from llmgw.testing import FakeAnthropic, FakeOpenAI
 
 from .conftest import GatewayFactory, log_rows
@@ -236,7 +236,7 @@ async def wait_for(condition: Callable[[], object], what: str, timeout: float = 
 
 
 def router_of(client: TestClient) -> Any:
-    return client.server.app[PIPELINE].router
+    return client.server.app[ROUTER]
 
 
 # --- 1. retries with backoff, honouring Retry-After -----------------------------------------------------------

@@ -1,0 +1,115 @@
+"""Turning HTTP into an Exchange and back: one handler for every route of every client format.
+
+Contract (:func:`format_handler`):
+- The body is read once (size limit, orjson), the route's format validates it and fills the exchange, and the
+  exchange goes through the whole pipeline — every endpoint alike (chat, embeddings, count_tokens): auth, limits,
+  guardrails, cache, routing, meter.
+- Whatever happens, ``Pipeline.finish`` runs, so every request — refused, failed or answered — leaves exactly one
+  log row. A bad request gets a precise 4xx in the client's format and never reaches a provider.
+- A client that hangs up cancels the handler (and with it the upstream request); the exchange is marked
+  ``client_disconnect``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..errors import GatewayError, InvalidRequest, PayloadTooLarge
+from ..exchange import Exchange
+from ..formats import WireFormat, named
+from ..formats.streaming import StreamRecorder
+from ..profile import Profile
+from ..stages.auth import presented_key
+from .pipeline import Pipeline
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_TAGS = 16
+
+
+async def read_json(request: web.Request, max_bytes: int) -> tuple[dict[str, Any], bytes]:
+    """The request body as a JSON object, or a precise :class:`GatewayError`."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"request body is {request.content_length} bytes; the limit is {max_bytes}"
+                              " (server.max_body_mb)")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes (server.max_body_mb)") from None
+    if not raw:
+        raise InvalidRequest("request body is empty; expected a JSON object", code="invalid_json")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object", code="invalid_json")
+    return body, raw
+
+
+def proxy_headers(ex: Exchange, *, with_cost: bool) -> dict[str, str]:
+    """The ``x-llmgw-*`` headers of a proxied answer (the cost only where it is final: whole answers)."""
+    headers = {
+        "x-llmgw-request-id": ex.id,
+        "x-llmgw-target": ex.target.name if ex.target else "",
+        "x-llmgw-attempts": str(len(ex.attempts)),
+        "x-llmgw-cache": ex.cache,
+    }
+    if with_cost:
+        headers["x-llmgw-cost-usd"] = f"{ex.cost_usd:.8f}"
+    return headers
+
+
+def _tags(request: web.Request) -> tuple[str, ...]:
+    raw = request.headers.get("x-llmgw-tags")
+    if not raw:
+        return ()
+    return tuple(t.strip() for t in raw.split(",") if t.strip())[:MAX_TAGS]
+
+
+def begin(request: web.Request, profile: Profile, wire: WireFormat, endpoint: str) -> Exchange:
+    """A new exchange for ``request``: its id, deadline, tags, credential, cache directives and the client
+    headers its format forwards to an upstream of the same format."""
+    ex = Exchange(wire.name, endpoint, log_bodies=profile.server.log_bodies)
+    ex.deadline = ex.started + profile.server.timeout_s
+    ex.tags = _tags(request)
+    headers = request.headers
+    ex.credential = presented_key(headers.get("Authorization"), headers.get("x-api-key"))
+    ex.cache_control = ", ".join(v for v in (headers.get("x-llmgw-cache"), headers.get("Cache-Control")) if v)
+    if wire.forward_headers:
+        ex.forward_headers = {h: v for h in wire.forward_headers if (v := headers.get(h))}
+    return ex
+
+
+def format_handler(wire: WireFormat, endpoint: str, profile: Profile, pipeline: Callable[[], Pipeline],
+                   max_bytes: int) -> Handler:
+    """The POST handler of one route of ``wire`` (see the module contract). ``pipeline()`` returns the running
+    app's pipeline (it exists only once the app has started)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        stages = pipeline()
+        ex = begin(request, profile, wire, endpoint)
+        try:
+            body, ex.raw_body = await read_json(request, max_bytes)
+            wire.parse(ex, body)
+            await stages.start(ex)
+            if ex.error is not None:
+                return wire.render_error(ex.error, proxy_headers(ex, with_cost=False))
+            if ex.events is not None:
+                return await wire.render_stream(request, ex, proxy_headers(ex, with_cost=False),
+                                                StreamRecorder(ex, named))
+            return wire.render_reply(ex, proxy_headers(ex, with_cost=True))
+        except GatewayError as error:
+            ex.fail(error)
+            return wire.render_error(error, {"x-llmgw-request-id": ex.id})
+        except asyncio.CancelledError:
+            ex.client_gone()
+            raise
+        finally:
+            await stages.finish(ex)
+
+    return handle
