@@ -13,6 +13,9 @@
     └── UpstreamTimeout           504  timeout_error          upstream took longer than the deadline
 
 Error messages never contain secrets: they are built from the client's own input and the profile's names only.
+
+:class:`ProfileError` (a profile that cannot be used) lives here too, outside that tree, so that the profile and
+the sections it parses with their own modules (``[[guardrails]]``) can raise it without importing one another.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+# The gateway's error tree (ProfileError is not part of it).
 __all__ = [
     "AuthenticationError",
     "GatewayError",
@@ -141,3 +145,12 @@ class UpstreamTimeout(GatewayError):
     status = 504
     type = "timeout_error"
     code = "upstream_timeout"
+
+
+class ProfileError(Exception):
+    """A profile that cannot be used. ``problems`` holds one ``"key.path: message"`` line per problem."""
+
+    def __init__(self, problems: list[str], source: str = "profile") -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__(f"{source}: " + "; ".join(problems))

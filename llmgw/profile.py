@@ -18,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .errors import ProfileError
+
 PROVIDER_KINDS = ("openai", "anthropic", "gemini", "openai-compatible", "mock")
 STRATEGIES = ("fallback", "loadbalance", "least-latency")
 DEFAULT_BASE_URLS = {
@@ -26,15 +28,6 @@ DEFAULT_BASE_URLS = {
     "gemini": "https://generativelanguage.googleapis.com",
 }
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
-class ProfileError(Exception):
-    """A profile that cannot be used. ``problems`` holds one ``"key.path: message"`` line per problem."""
-
-    def __init__(self, problems: list[str], source: str = "profile") -> None:
-        self.problems = problems
-        self.source = source
-        super().__init__(f"{source}: " + "; ".join(problems))
 
 
 class SecretError(Exception):
@@ -561,7 +554,7 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         except ValueError as exc:
             c.problems.append(str(exc))
     if isinstance(extra.get("guardrails"), list):
-        from .guardrails.rules import parse_rules  # here: guard.rules imports ProfileError from this module
+        from .guardrails.rules import parse_rules  # here: the guardrails' detectors load phonenumbers
 
         try:
             parse_rules(extra["guardrails"])

@@ -6,7 +6,7 @@ Contract (that of :mod:`llmgw.cache.store`, plus):
 - The journal is the stream ``llmgw:cache:journal``, followed with ``XREAD BLOCK``: an entry stored by one
   instance is found by the others' semantic lookups within milliseconds. Journal records older than the TTL are
   trimmed as records are added (``MINID``, on Redis's clock).
-- Redis errors and timeouts (``timeout_s``, 0.5 s by default) raise :class:`~llmgw.cache.store.CacheUnavailable`:
+- Redis errors and timeouts (``timeout_s``, 0.5 s by default) raise :class:`~llmgw.cache.base.CacheUnavailable`:
   a request goes on as a miss and its answer is not stored. The follower retries every second and, if it could
   not read the journal at start-up, reads it whole once Redis is back.
 - Size cap: ``max_mb`` bounds the bytes of the entries and their journal records together, across instances.
@@ -28,7 +28,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from .store import JOURNAL_BATCH, CacheEntry, CacheUnavailable, IndexedStore, JournalRecord
+from .base import JOURNAL_BATCH, CacheEntry, CacheUnavailable, IndexedStore, JournalRecord
 
 ENTRY_PREFIX = "llmgw:cache:e:"
 JOURNAL = "llmgw:cache:journal"

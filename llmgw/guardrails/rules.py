@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import phonenumbers
 
-from ..profile import ProfileError
+from ..errors import ProfileError
 from .detectors import ENTITIES, Match, PiiDetector
 from .injection import find_injections
 from .redact import PLACEHOLDER, Placeholders
