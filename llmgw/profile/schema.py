@@ -1,0 +1,206 @@
+"""The profile's schema: frozen dataclasses, and secrets that stay references until resolved.
+
+Contract: a :class:`Secret` (``"env:NAME"`` / ``"file:PATH"``, or a discouraged literal) is resolved only by
+:meth:`Secret.resolve` and never appears in ``repr``/``str`` or in any error message. Building these objects checks
+nothing: :func:`llmgw.profile.parse_profile` validates a document and builds them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..cache.config import CacheConfig
+from ..providers.spec import KINDS, SPECS
+
+if TYPE_CHECKING:
+    from ..guardrails.rules import Rule
+
+PROVIDER_KINDS = KINDS   # the registry's (llmgw.providers.spec)
+STRATEGIES = ("fallback", "loadbalance", "least-latency")
+DEFAULT_BASE_URLS: Mapping[str, str] = {kind: spec.base_url for kind, spec in SPECS.items() if spec.base_url}
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class SecretError(Exception):
+    """A secret reference that cannot be resolved; the message names the reference, never a value."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A reference to a secret: ``env:NAME``, ``file:PATH`` or (discouraged) a literal value."""
+
+    ref: str = field(repr=False)
+
+    def describe(self) -> str:
+        """A printable description that never contains the secret itself."""
+        if self.ref.startswith(("env:", "file:")):
+            return self.ref
+        return "<literal>"
+
+    def __repr__(self) -> str:
+        return f"Secret({self.describe()})"
+
+    __str__ = __repr__
+
+    def resolve(self) -> str:
+        """Return the secret's value, or raise :class:`SecretError` naming the reference."""
+        if self.ref.startswith("env:"):
+            name = self.ref[4:]
+            value = os.environ.get(name)
+            if not value:
+                raise SecretError(f"environment variable {name} is not set")
+            return value
+        if self.ref.startswith("file:"):
+            path = Path(self.ref[5:]).expanduser()
+            try:
+                value = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise SecretError(f"cannot read secret file {path}: {exc.strerror}") from None
+            if not value:
+                raise SecretError(f"secret file {path} is empty")
+            return value
+        return self.ref
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 4000
+    workers: int = 1
+    max_body_mb: float = 8.0
+    timeout_s: float = 600.0              # total deadline per request, across every attempt
+    connect_timeout_s: float = 10.0       # per connection to an upstream
+    first_token_timeout_s: float = 300.0  # per attempt: until a stream's first event, or a whole answer
+    idle_timeout_s: float = 120.0         # between two reads of a stream (keep-alive comments count as reads)
+    log_bodies: bool = True
+    admin_key: Secret | None = None
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """How hard the router tries: the retry budget and the per-target circuit breaker."""
+
+    retry_budget: float = 0.2      # extra attempts (retries and fallbacks) allowed per request, on average
+    retry_reserve: int = 10        # extra attempts allowed before the budget has earned any
+    cooldown_failures: int = 3     # consecutive failures that take a target out of rotation
+    cooldown_s: float = 30.0       # how long it stays out before one probe request may try it again
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    url: str = "sqlite:///~/.llmgw/llmgw.db"
+    shared: str | None = None
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file the request log lives in."""
+        return Path(self.url.removeprefix("sqlite:///")).expanduser()
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    name: str
+    kind: str
+    api_key: Secret | None = None
+    base_url: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    latency_ms: float = 0.0
+    fail_rate: float = 0.0
+    fail_status: int = 500
+    drop_params: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Target:
+    """One place an alias can be answered from: ``provider/model``."""
+
+    provider: str
+    model: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    alias: str
+    targets: tuple[Target, ...]
+    strategy: str = "fallback"
+    weights: tuple[float, ...] = ()
+    retries: int = 0
+    cache: bool = True
+    data_classes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Budget:
+    """USD limits per UTC day and per UTC month; None means no limit."""
+
+    daily: float | None = None
+    monthly: float | None = None
+
+
+@dataclass(frozen=True)
+class TeamConfig:
+    name: str
+    rpm: int | None = None
+    tpm: int | None = None
+    budget: Budget = field(default_factory=Budget)
+    models: tuple[str, ...] | None = None   # allow-list of aliases; None = all
+    data_class: str | None = None
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    """A virtual key declared in the profile (its secret is a reference, resolved at start-up)."""
+
+    name: str
+    key: Secret
+    team: str
+    rpm: int | None = None
+    tpm: int | None = None
+    budget: Budget = field(default_factory=Budget)
+    models: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per one million tokens."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    server: ServerConfig
+    state: StateConfig
+    providers: Mapping[str, ProviderConfig]
+    models: Mapping[str, ModelConfig]
+    prices: Mapping[str, Price]
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    teams: Mapping[str, TeamConfig] = field(default_factory=dict)
+    keys: Mapping[str, KeyConfig] = field(default_factory=dict)
+    cache: CacheConfig = field(default_factory=CacheConfig)   # [cache], validated (off when absent)
+    guardrails: tuple[Rule, ...] = ()                          # [[guardrails]], parsed
+    extra: Mapping[str, Any] = field(default_factory=dict)    # the raw [teams], [keys], [cache], [[guardrails]]
+    source: str = "<built-in demo>"
+
+    def secrets(self) -> list[tuple[str, Secret]]:
+        """Every secret reference in the profile with its key path."""
+        found = [(f"providers.{p.name}.api_key", p.api_key) for p in self.providers.values() if p.api_key]
+        if self.server.admin_key:
+            found.append(("server.admin_key", self.server.admin_key))
+        found += [(f"keys.{k.name}.key", k.key) for k in self.keys.values()]
+        return found
+
+    @property
+    def governed(self) -> bool:
+        """Whether clients must present a key (any team or key is configured; minted keys need a team)."""
+        return bool(self.teams or self.keys)

@@ -1,0 +1,322 @@
+"""Reading a profile document's sections: each ``_section(checker, raw)`` returns the section's dataclasses and
+records every problem on the :class:`Checker` as ``"key.path: what is wrong"`` (never stopping at the first).
+Provider kinds, their default base URLs and whether one is required come from the registry
+(:mod:`llmgw.providers.spec`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from ..providers.spec import KINDS, SPECS
+from .schema import (
+    STRATEGIES,
+    Budget,
+    KeyConfig,
+    Price,
+    ProviderConfig,
+    RoutingConfig,
+    Secret,
+    ServerConfig,
+    StateConfig,
+    Target,
+    TeamConfig,
+)
+
+
+class Checker:
+    """Collects problems while reading a raw TOML mapping."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def table(self, raw: Any, path: str) -> dict[str, Any]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.problems.append(f"{path}: expected a table, got {type_name(raw)}")
+            return {}
+        return raw
+
+    def unknown(self, raw: Mapping[str, Any], path: str, allowed: set[str]) -> None:
+        for key in raw:
+            if key not in allowed:
+                prefix = f"{path}." if path else ""
+                self.problems.append(f"{prefix}{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
+
+    def get(self, raw: Mapping[str, Any], key: str, path: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        if key not in raw:
+            return default
+        value = raw[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if not ok:
+            want = " or ".join(KIND_NAMES.get(k, k.__name__) for k in kinds)
+            self.problems.append(f"{path}.{key}: expected {want}, got {type_name(value)}")
+            return default
+        return value
+
+    def secret(self, raw: Mapping[str, Any], key: str, path: str) -> Secret | None:
+        value = self.get(raw, key, path, str, None)
+        return Secret(value) if value else None
+
+    def check(self, condition: bool, message: str) -> None:
+        if not condition:
+            self.problems.append(message)
+
+
+KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "an array",
+               dict: "a table"}
+
+
+def type_name(value: Any) -> str:
+    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "an array",
+             dict: "a table"}
+    return names.get(type(value), type(value).__name__)
+
+
+_NUMBER = (int, float)
+
+
+def read_server(c: Checker, raw: Any) -> ServerConfig:
+    raw = c.table(raw, "server")
+    c.unknown(raw, "server", {"host", "port", "workers", "max_body_mb", "timeout_s", "connect_timeout_s",
+                              "first_token_timeout_s", "idle_timeout_s", "log_bodies", "admin_key"})
+    d = ServerConfig()
+    server = ServerConfig(
+        host=c.get(raw, "host", "server", str, d.host),
+        port=c.get(raw, "port", "server", int, d.port),
+        workers=c.get(raw, "workers", "server", int, d.workers),
+        max_body_mb=float(c.get(raw, "max_body_mb", "server", _NUMBER, d.max_body_mb)),
+        timeout_s=float(c.get(raw, "timeout_s", "server", _NUMBER, d.timeout_s)),
+        connect_timeout_s=float(c.get(raw, "connect_timeout_s", "server", _NUMBER, d.connect_timeout_s)),
+        first_token_timeout_s=float(c.get(raw, "first_token_timeout_s", "server", _NUMBER,
+                                          d.first_token_timeout_s)),
+        idle_timeout_s=float(c.get(raw, "idle_timeout_s", "server", _NUMBER, d.idle_timeout_s)),
+        log_bodies=c.get(raw, "log_bodies", "server", bool, d.log_bodies),
+        admin_key=c.secret(raw, "admin_key", "server"),
+    )
+    c.check(0 <= server.port <= 65535, f"server.port: {server.port} is not a TCP port (0-65535)")
+    c.check(server.workers >= 1, "server.workers: must be at least 1")
+    c.check(server.max_body_mb > 0, "server.max_body_mb: must be greater than 0")
+    for name in ("timeout_s", "connect_timeout_s", "first_token_timeout_s", "idle_timeout_s"):
+        c.check(getattr(server, name) > 0, f"server.{name}: must be greater than 0")
+    return server
+
+
+def read_routing(c: Checker, raw: Any) -> RoutingConfig:
+    raw = c.table(raw, "routing")
+    c.unknown(raw, "routing", {"retry_budget", "retry_reserve", "cooldown_failures", "cooldown_s"})
+    d = RoutingConfig()
+    routing = RoutingConfig(
+        retry_budget=float(c.get(raw, "retry_budget", "routing", _NUMBER, d.retry_budget)),
+        retry_reserve=c.get(raw, "retry_reserve", "routing", int, d.retry_reserve),
+        cooldown_failures=c.get(raw, "cooldown_failures", "routing", int, d.cooldown_failures),
+        cooldown_s=float(c.get(raw, "cooldown_s", "routing", _NUMBER, d.cooldown_s)),
+    )
+    c.check(0 <= routing.retry_budget <= 10, "routing.retry_budget: must be between 0 and 10")
+    c.check(routing.retry_reserve >= 0, "routing.retry_reserve: must not be negative")
+    c.check(routing.cooldown_failures >= 1, "routing.cooldown_failures: must be at least 1")
+    c.check(routing.cooldown_s >= 0, "routing.cooldown_s: must not be negative")
+    return routing
+
+
+def read_state(c: Checker, raw: Any) -> StateConfig:
+    raw = c.table(raw, "state")
+    c.unknown(raw, "state", {"url", "shared"})
+    state = StateConfig(url=c.get(raw, "url", "state", str, StateConfig.url),
+                        shared=c.get(raw, "shared", "state", str, None))
+    c.check(state.url.startswith("sqlite:///"), f"state.url: expected 'sqlite:///PATH', got {state.url!r}")
+    if state.shared is not None:
+        c.check(state.shared.startswith(("redis://", "rediss://", "unix://")),
+                f"state.shared: expected a redis:// URL, got {state.shared!r}")
+    return state
+
+
+_PROVIDER_KEYS = {"kind", "api_key", "base_url", "headers", "latency_ms", "fail_rate", "fail_status", "drop_params"}
+
+
+def read_provider(c: Checker, name: str, raw: Any) -> ProviderConfig | None:
+    path = f"providers.{name}"
+    raw = c.table(raw, path)
+    c.unknown(raw, path, _PROVIDER_KEYS)
+    kind = c.get(raw, "kind", path, str, None)
+    if kind is None:
+        c.problems.append(f"{path}.kind: missing (one of {', '.join(KINDS)})")
+        return None
+    spec = SPECS.get(kind)
+    if spec is None:
+        c.problems.append(f"{path}.kind: unknown kind {kind!r} (one of {', '.join(KINDS)})")
+        return None
+    headers = c.table(c.get(raw, "headers", path, dict, {}), f"{path}.headers")
+    for key, value in headers.items():
+        c.check(isinstance(value, str), f"{path}.headers.{key}: expected a string, got {type_name(value)}")
+    drop = c.get(raw, "drop_params", path, list, [])
+    c.check(all(isinstance(p, str) for p in drop), f"{path}.drop_params: expected an array of strings")
+    base_url = c.get(raw, "base_url", path, str, None) or spec.base_url
+    if spec.base_url_required and base_url is None:
+        example = next((p.base_url for p in spec.presets if p.base_url), "https://HOST/v1")
+        c.problems.append(f"{path}.base_url: required for kind {kind!r} (e.g. {example})")
+    if base_url is not None:
+        c.check(base_url.startswith(("http://", "https://")),
+                f"{path}.base_url: expected an http:// or https:// URL, got {base_url!r}")
+    provider = ProviderConfig(
+        name=name,
+        kind=kind,
+        api_key=c.secret(raw, "api_key", path),
+        base_url=base_url.rstrip("/") if base_url else None,
+        headers={k: v for k, v in headers.items() if isinstance(v, str)},
+        latency_ms=float(c.get(raw, "latency_ms", path, _NUMBER, 0.0)),
+        fail_rate=float(c.get(raw, "fail_rate", path, _NUMBER, 0.0)),
+        fail_status=c.get(raw, "fail_status", path, int, 500),
+        drop_params=tuple(p for p in drop if isinstance(p, str)),
+    )
+    c.check(0.0 <= provider.fail_rate <= 1.0, f"{path}.fail_rate: must be between 0.0 and 1.0")
+    c.check(400 <= provider.fail_status <= 599, f"{path}.fail_status: must be an HTTP error status (400-599)")
+    c.check(provider.latency_ms >= 0, f"{path}.latency_ms: must not be negative")
+    return provider
+
+
+_MODEL_KEYS = {"targets", "strategy", "weights", "retries", "cache", "data_classes"}
+
+
+def read_model(c: Checker, alias: str, raw: Any) -> dict[str, Any]:
+    path = f"models.{alias}"
+    raw = c.table(raw, path)
+    c.unknown(raw, path, _MODEL_KEYS)
+    if "targets" not in raw:
+        c.problems.append(f"{path}.targets: missing (e.g. targets = [\"openai/gpt-4o-mini\"])")
+    targets = c.get(raw, "targets", path, list, [])
+    if isinstance(raw.get("targets"), list) and not targets:
+        c.problems.append(f"{path}.targets: must name at least one target")
+    for i, t in enumerate(targets):
+        c.check(isinstance(t, str) and bool(t), f"{path}.targets[{i}]: expected a 'provider/model' string")
+    strategy = c.get(raw, "strategy", path, str, "fallback")
+    c.check(strategy in STRATEGIES, f"{path}.strategy: unknown strategy {strategy!r} (one of {', '.join(STRATEGIES)})")
+    weights = c.get(raw, "weights", path, list, [])
+    c.check(all(isinstance(w, _NUMBER) and not isinstance(w, bool) and w >= 0 for w in weights),
+            f"{path}.weights: expected an array of non-negative numbers")
+    retries = c.get(raw, "retries", path, int, 0)
+    c.check(0 <= retries <= 10, f"{path}.retries: must be between 0 and 10")
+    classes = c.get(raw, "data_classes", path, list, [])
+    c.check(all(isinstance(x, str) for x in classes), f"{path}.data_classes: expected an array of strings")
+    return {
+        "targets": [t for t in targets if isinstance(t, str) and t],
+        "strategy": strategy,
+        "weights": tuple(float(w) for w in weights if isinstance(w, _NUMBER)),
+        "retries": retries,
+        "cache": c.get(raw, "cache", path, bool, True),
+        "data_classes": tuple(x for x in classes if isinstance(x, str)),
+    }
+
+
+def expand_targets(c: Checker, raw_models: Mapping[str, dict[str, Any]],
+                    providers: Mapping[str, ProviderConfig]) -> dict[str, tuple[Target, ...]]:
+    """Resolve each alias's targets; a target without ``/`` names another alias. Reports cycles."""
+    resolved: dict[str, tuple[Target, ...]] = {}
+
+    def expand(alias: str, stack: tuple[str, ...]) -> tuple[Target, ...]:
+        if alias in resolved:
+            return resolved[alias]
+        out: list[Target] = []
+        for i, ref in enumerate(raw_models[alias]["targets"]):
+            path = f"models.{alias}.targets[{i}]"
+            if "/" in ref:
+                provider, model = ref.split("/", 1)
+                if provider not in providers:
+                    c.problems.append(f"{path}: unknown provider {provider!r} in {ref!r}"
+                                      f" (declared: {', '.join(providers) or 'none'})")
+                elif not model:
+                    c.problems.append(f"{path}: {ref!r} names no model after the '/'")
+                else:
+                    out.append(Target(provider, model))
+            elif ref in stack or ref == alias:
+                c.problems.append(f"{path}: alias cycle {' -> '.join((*stack, alias, ref))}")
+            elif ref in raw_models:
+                out.extend(expand(ref, (*stack, alias)))
+            else:
+                c.problems.append(f"{path}: {ref!r} is neither 'provider/model' nor a declared alias")
+        resolved[alias] = tuple(dict.fromkeys(out))
+        return resolved[alias]
+
+    for alias in raw_models:
+        expand(alias, ())
+    return resolved
+
+
+def read_prices(c: Checker, raw: Any) -> dict[str, Price]:
+    raw = c.table(raw, "prices")
+    out: dict[str, Price] = {}
+    for name, entry in raw.items():
+        path = f'prices."{name}"'
+        entry = c.table(entry, path)
+        c.unknown(entry, path, {"input", "output", "cached_input"})
+        values = {k: c.get(entry, k, path, _NUMBER, None) for k in ("input", "output", "cached_input")}
+        for k in ("input", "output"):
+            if values[k] is None and k not in entry:
+                c.problems.append(f"{path}.{k}: missing (USD per 1M tokens)")
+        if all(v is None or v >= 0 for v in values.values()) and values["input"] is not None \
+                and values["output"] is not None:
+            cached = values["cached_input"]
+            out[name] = Price(float(values["input"]), float(values["output"]),
+                              None if cached is None else float(cached))
+        elif any(v is not None and v < 0 for v in values.values()):
+            c.problems.append(f"{path}: prices must not be negative")
+    return out
+
+
+def _limits(c: Checker, raw: dict[str, Any], path: str) -> dict[str, Any]:
+    """rpm, tpm, budget_usd and models, shared by teams and keys."""
+    out: dict[str, Any] = {}
+    for name in ("rpm", "tpm"):
+        value = c.get(raw, name, path, int, None)
+        c.check(value is None or value >= 0, f"{path}.{name}: must not be negative")
+        out[name] = value
+    budget = c.table(raw.get("budget_usd"), f"{path}.budget_usd") if "budget_usd" in raw else {}
+    c.unknown(budget, f"{path}.budget_usd", {"daily", "monthly"})
+    limits = {k: c.get(budget, k, f"{path}.budget_usd", _NUMBER, None) for k in ("daily", "monthly")}
+    for k, v in limits.items():
+        c.check(v is None or v >= 0, f"{path}.budget_usd.{k}: must not be negative")
+    out["budget"] = Budget(**{k: None if v is None else float(v) for k, v in limits.items()})
+    models = c.get(raw, "models", path, list, None)
+    if models is not None:
+        c.check(all(isinstance(m, str) for m in models), f"{path}.models: expected an array of alias names")
+        models = tuple(m for m in models if isinstance(m, str))
+    out["models"] = models
+    return out
+
+
+def read_teams(c: Checker, raw: Any, aliases: Collection[str]) -> dict[str, TeamConfig]:
+    teams = {}
+    for name, entry in c.table(raw, "teams").items():
+        path = f"teams.{name}"
+        entry = c.table(entry, path)
+        c.unknown(entry, path, {"rpm", "tpm", "budget_usd", "models", "data_class"})
+        limits = _limits(c, entry, path)
+        for alias in limits["models"] or ():
+            c.check(alias in aliases, f"{path}.models: unknown alias {alias!r}")
+        teams[name] = TeamConfig(name=name, data_class=c.get(entry, "data_class", path, str, None), **limits)
+    return teams
+
+
+def read_keys(c: Checker, raw: Any, teams: Mapping[str, TeamConfig], aliases: Collection[str]) -> dict[str, KeyConfig]:
+    keys = {}
+    for name, entry in c.table(raw, "keys").items():
+        path = f"keys.{name}"
+        entry = c.table(entry, path)
+        c.unknown(entry, path, {"key", "team", "rpm", "tpm", "budget_usd", "models"})
+        secret = c.secret(entry, "key", path)
+        team = c.get(entry, "team", path, str, None)
+        if secret is None:
+            c.problems.append(f"{path}.key: missing (e.g. key = \"env:LLMGW_{name.upper()}_KEY\")")
+        if team is None:
+            c.problems.append(f"{path}.team: missing (the [teams.*] this key belongs to)")
+        elif team not in teams:
+            c.problems.append(f"{path}.team: unknown team {team!r} (declared: {', '.join(teams) or 'none'})")
+        limits = _limits(c, entry, path)
+        for alias in limits["models"] or ():
+            c.check(alias in aliases, f"{path}.models: unknown alias {alias!r}")
+        if secret is not None and team is not None:
+            keys[name] = KeyConfig(name=name, key=secret, team=team, **limits)
+    return keys
