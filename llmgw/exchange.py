@@ -165,6 +165,7 @@ class Exchange:
     translation_dropped: list[str] = field(default_factory=list)  # hints lost if the target speaks another format
     translation_error: GatewayError | None = None  # raised for targets that need the (untranslatable) canonical form
     forward_headers: dict[str, str] = field(default_factory=dict)  # client headers kept for same-format upstreams
+    route_params: dict[str, str] = field(default_factory=dict)     # the route's path parameters (e.g. the model)
     log_bodies: bool = True
     priced: bool = False                   # cost_usd is final (computed once, by the meter)
     reservation: Any = None                # the limits stage's hold on rate windows and budgets

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from ..errors import GatewayError
 from ..exchange import Exchange, StreamEvent, Usage
+from ..stages.auth import presented_key
 from .texts import TextFn
 
 if TYPE_CHECKING:
@@ -56,8 +57,14 @@ class WireFormat:
 
     # --- requests ---
 
+    def credential(self, request: web.Request) -> str | None:
+        """The key the client presented: ``x-api-key``, else ``Authorization: Bearer`` (a format whose clients
+        send it elsewhere overrides this)."""
+        return presented_key(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+
     def parse(self, ex: Exchange, body: dict[str, Any]) -> None:
-        """Validate ``body`` for ``ex.endpoint`` and fill the exchange (see the module contract)."""
+        """Validate ``body`` for ``ex.endpoint`` (and ``ex.route_params``, the route's path parameters) and fill
+        the exchange (see the module contract)."""
         raise NotImplementedError
 
     def request_texts(self, endpoint: str, body: dict[str, Any], fn: TextFn) -> None:

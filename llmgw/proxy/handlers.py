@@ -24,7 +24,6 @@ from ..exchange import Exchange
 from ..formats import WireFormat, named
 from ..formats.streaming import StreamRecorder
 from ..profile import Profile
-from ..stages.auth import presented_key
 from .pipeline import Pipeline
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -78,7 +77,9 @@ def begin(request: web.Request, profile: Profile, wire: WireFormat, endpoint: st
     ex.deadline = ex.started + profile.server.timeout_s
     ex.tags = _tags(request)
     headers = request.headers
-    ex.credential = presented_key(headers.get("Authorization"), headers.get("x-api-key"))
+    ex.credential = wire.credential(request)
+    if request.match_info:
+        ex.route_params = dict(request.match_info)
     ex.cache_control = ", ".join(v for v in (headers.get("x-llmgw-cache"), headers.get("Cache-Control")) if v)
     if wire.forward_headers:
         ex.forward_headers = {h: v for h in wire.forward_headers if (v := headers.get(h))}
