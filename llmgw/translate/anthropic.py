@@ -5,8 +5,10 @@ Contracts:
 - Pure functions and small state machines; no I/O. Nothing is fetched: image URLs stay URLs.
 - A request translation returns ``(body, dropped)``: ``dropped`` names the hints that had no equivalent and were
   left out (they do not change what the model must produce). A parameter that *does* change it and cannot be
-  honoured raises :class:`InvalidRequest` naming it — unless the caller lists it in ``drop``, in which case it
-  is dropped and named too.
+  honoured, or a number outside the range Anthropic accepts (``temperature`` above 1: never clamped), raises
+  :class:`InvalidRequest` naming it — unless the caller lists it in ``drop``, in which case it is dropped and named
+  too. Which parameters those are is Anthropic's parameter table in the registry
+  (:data:`llmgw.providers.spec.ANTHROPIC_PARAMS`).
 - Usage is normalised with :func:`usage_from_anthropic`: ``input_tokens`` counts cache reads and writes too.
 """
 
@@ -21,6 +23,7 @@ import orjson
 
 from ..errors import InvalidRequest
 from ..exchange import Usage
+from ..providers.spec import ANTHROPIC_PARAMS
 
 DEFAULT_MAX_TOKENS = 4096
 
@@ -191,26 +194,10 @@ def _message_to_openai(message: dict[str, Any], where: str, dropped: list[str]) 
 # --- provider side: canonical out to an Anthropic upstream ------------------------------------------------------
 
 
-_MUST_HONOUR = ("response_format", "logprobs", "top_logprobs", "audio", "modalities", "prediction", "logit_bias")
-_HINTS = ("seed", "presence_penalty", "frequency_penalty", "service_tier", "reasoning_effort", "store",
-          "prompt_cache_key", "safety_identifier", "verbosity", "web_search_options", "stream_options")
-
-
 def openai_request_to_anthropic(body: dict[str, Any], *, drop: Collection[str] = ()) -> tuple[dict[str, Any],
                                                                                             list[str]]:
     """A canonical request as an Anthropic Messages request (``model`` is set by the caller)."""
-    dropped: list[str] = []
-    for name in _MUST_HONOUR:
-        if body.get(name) not in (None, False) and not (name == "response_format"
-                                                        and (body[name] or {}).get("type") == "text"):
-            if name not in drop:
-                raise _unsupported(name, "Anthropic")
-            dropped.append(name)
-    n = body.get("n")
-    if isinstance(n, int) and n > 1:
-        if "n" not in drop:
-            raise _unsupported("n", "Anthropic")
-        dropped.append("n")
+    body, dropped = ANTHROPIC_PARAMS.screen(body, drop)
     system: list[str] = []
     messages: list[dict[str, Any]] = []
     names: dict[str, str] = {}
@@ -242,7 +229,7 @@ def openai_request_to_anthropic(body: dict[str, Any], *, drop: Collection[str] =
     if system:
         out["system"] = "\n\n".join(s for s in system if s)
     if body.get("temperature") is not None:
-        out["temperature"] = min(float(body["temperature"]), 1.0)
+        out["temperature"] = body["temperature"]
     if body.get("top_p") is not None:
         out["top_p"] = body["top_p"]
     stop = body.get("stop")
@@ -257,7 +244,6 @@ def openai_request_to_anthropic(body: dict[str, Any], *, drop: Collection[str] =
         out["tool_choice"] = choice
     if body.get("user"):
         out["metadata"] = {"user_id": str(body["user"])}
-    dropped.extend(h for h in _HINTS if h in body and h != "stream_options")
     return out, dropped
 
 

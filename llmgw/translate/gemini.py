@@ -9,9 +9,11 @@ Contracts:
 - :func:`openai_to_gemini` returns ``(body, dropped)``. ``dropped`` names the hints that have no Gemini
   equivalent and were left out (they do not change what the model must produce). A parameter that *does* change
   it and cannot be honoured (``n`` > 1, ``logprobs``, ``top_logprobs``, ``logit_bias``, ``audio``, non-text
-  ``modalities``, ``prediction``, an unknown ``response_format``) raises :class:`InvalidRequest` naming it,
-  unless the caller lists it in ``drop`` — then it is left out and named in ``dropped`` too. A malformed part of
-  the request raises :class:`InvalidRequest` naming its path (``messages[2].tool_calls[0].function.arguments``).
+  ``modalities``, ``prediction``, an unknown ``response_format``), or a number outside the range Gemini accepts
+  (never clamped), raises :class:`InvalidRequest` naming it, unless the caller lists it in ``drop`` — then it is
+  left out and named in ``dropped`` too. The lists are Gemini's parameter table in the registry
+  (:data:`llmgw.providers.spec.GEMINI_PARAMS`). A malformed part of the request raises :class:`InvalidRequest`
+  naming its path (``messages[2].tool_calls[0].function.arguments``).
 - Usage is normalised by :func:`usage_from_gemini`: ``input_tokens`` counts the whole prompt (cached tokens
   included, as Gemini's ``promptTokenCount`` does), ``output_tokens`` counts thoughts too (Gemini's
   ``candidatesTokenCount`` does not), ``reasoning_tokens`` is the thoughts part.
@@ -27,7 +29,7 @@ import mimetypes
 import struct
 import time
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -35,6 +37,7 @@ import orjson
 
 from ..errors import InvalidRequest
 from ..exchange import Usage
+from ..providers.spec import GEMINI_PARAMS
 
 __all__ = [
     "FINISH_TO_OPENAI",
@@ -59,11 +62,6 @@ FINISH_TO_OPENAI: dict[str, str] = {
     "MODEL_ARMOR": "content_filter",
 }
 
-# Parameters that change what the model must produce and that Gemini cannot honour (as the gateway translates).
-_MUST_HONOUR = ("logprobs", "top_logprobs", "logit_bias", "audio", "modalities", "prediction")
-# Hints with no Gemini equivalent: left out and reported.
-_HINTS = ("user", "metadata", "service_tier", "parallel_tool_calls", "reasoning_effort", "store",
-          "prompt_cache_key", "safety_identifier", "verbosity", "web_search_options")
 # JSON-schema keywords Gemini's function ``parameters`` (an OpenAPI-subset Schema) rejects as unknown fields.
 _SCHEMA_REJECTED = frozenset({
     "$schema", "$id", "$comment", "$anchor", "additionalProperties", "unevaluatedProperties", "patternProperties",
@@ -71,11 +69,6 @@ _SCHEMA_REJECTED = frozenset({
     "contentEncoding", "readOnly", "writeOnly", "deprecated", "if", "then", "else", "not",
 })
 _AUDIO_MIME = {"wav": "audio/wav", "mp3": "audio/mp3"}
-
-
-def _unsupported(param: str) -> InvalidRequest:
-    return InvalidRequest(f"{param}: not supported by Gemini targets; remove it or list it in the provider's"
-                          " drop_params", param=param, code="unsupported_parameter")
 
 
 def _invalid(param: str, problem: str) -> InvalidRequest:
@@ -118,23 +111,7 @@ def openai_to_gemini(body: dict[str, Any], *, drop: Collection[str] = ()) -> tup
     assistant messages ``model`` turns; consecutive turns of one role are merged (so parallel tool results become
     one turn of ``functionResponse`` parts). See the module docstring for what raises.
     """
-    dropped: list[str] = []
-
-    def refuse(name: str) -> None:
-        if name not in drop:
-            raise _unsupported(name)
-        dropped.append(name)
-
-    for name in _MUST_HONOUR:
-        value = body.get(name)
-        if value is None or value is False:
-            continue
-        if name == "modalities" and isinstance(value, list) and all(m == "text" for m in value):
-            continue
-        refuse(name)
-    n = body.get("n")
-    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
-        refuse("n")
+    body, dropped = GEMINI_PARAMS.screen(body, drop)   # the fields ``drop`` lists are gone from here on
 
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
@@ -164,11 +141,10 @@ def openai_to_gemini(body: dict[str, Any], *, drop: Collection[str] = ()) -> tup
         if tool_config is not None:
             out["toolConfig"] = {"functionCallingConfig": tool_config}
 
-    config = _generation_config(body, refuse)
+    config = _generation_config(body)
     if config:
         out["generationConfig"] = config
 
-    dropped.extend(h for h in _HINTS if body.get(h) is not None)
     return out, list(dict.fromkeys(dropped))
 
 
@@ -439,7 +415,8 @@ def _tool_config(body: dict[str, Any], names: list[str],
     raise _invalid(where, "must be 'auto', 'none', 'required' or name a function")
 
 
-def _generation_config(body: dict[str, Any], refuse: Callable[[str], None]) -> dict[str, Any]:
+def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
+    """The ``generationConfig``; an unknown ``response_format`` is refused (``drop`` removed a listed one)."""
     config: dict[str, Any] = {}
     for source, target in (("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"), ("seed", "seed"),
                            ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty")):
@@ -466,9 +443,9 @@ def _generation_config(body: dict[str, Any], refuse: Callable[[str], None]) -> d
             if isinstance(schema, dict):
                 config["responseJsonSchema"] = {k: v for k, v in schema.items() if k != "$schema"}
         elif kind not in (None, "text"):
-            refuse("response_format")
+            raise GEMINI_PARAMS.unsupported("response_format")
     elif response_format is not None:
-        refuse("response_format")
+        raise GEMINI_PARAMS.unsupported("response_format")
     return config
 
 

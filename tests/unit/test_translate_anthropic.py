@@ -448,11 +448,29 @@ def test_o2a_max_tokens_precedence(fields: dict[str, Any], expected: int) -> Non
     assert out["max_tokens"] == expected
 
 
-@pytest.mark.parametrize(("temperature", "expected"), [(1.7, 1.0), (2, 1.0), (1.0, 1.0), (0.3, 0.3), (0, 0.0)])
-def test_o2a_temperature_is_clamped_to_one(temperature: float, expected: float) -> None:
-    out, _ = openai_request_to_anthropic(o_request([{"role": "user", "content": "Hi"}], temperature=temperature))
-    assert out["temperature"] == expected
-    assert isinstance(out["temperature"], float)
+@pytest.mark.parametrize("temperature", [1.0, 0.3, 0, 1])
+def test_o2a_temperature_in_anthropics_range_is_sent_as_given(temperature: float) -> None:
+    out, dropped = openai_request_to_anthropic(o_request([{"role": "user", "content": "Hi"}],
+                                                         temperature=temperature))
+    assert out["temperature"] == temperature
+    assert dropped == []
+
+
+@pytest.mark.parametrize("temperature", [1.7, 2, 1.0001])
+def test_o2a_temperature_above_one_is_refused_never_clamped(temperature: float) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        openai_request_to_anthropic(o_request([{"role": "user", "content": "Hi"}], temperature=temperature))
+    assert info.value.status == 400
+    assert info.value.param == "temperature"
+    assert info.value.message.startswith(f"temperature: {temperature:g} is out of range for Anthropic targets")
+    assert "0 to 1" in info.value.message and "drop_params" in info.value.message
+
+
+def test_o2a_out_of_range_temperature_listed_in_drop_params_is_left_out_and_named() -> None:
+    out, dropped = openai_request_to_anthropic(o_request([{"role": "user", "content": "Hi"}], temperature=1.5),
+                                               drop=["temperature"])
+    assert "temperature" not in out
+    assert dropped == ["temperature"]
 
 
 def test_o2a_null_temperature_and_top_p_are_left_out() -> None:
