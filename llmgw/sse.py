@@ -86,7 +86,10 @@ class SSEDecoder:
 
 
 def encode_data(data: bytes, event: str | None = None) -> bytes:
-    """One SSE event with a single ``data`` line (``data`` must not contain newlines: JSON from orjson won't)."""
+    """One SSE event: an ``event`` line when ``event`` is given, then ``data`` (one ``data`` line per line of it, so
+    that :class:`SSEDecoder` gives back exactly ``data``; JSON from orjson is one line)."""
+    if b"\n" in data:
+        data = data.replace(b"\n", b"\ndata: ")
     if event is None:
         return b"data: " + data + b"\n\n"
     return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"

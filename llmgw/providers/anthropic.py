@@ -1,8 +1,9 @@
 """Anthropic Messages upstreams.
 
-An Anthropic client's request goes out untouched but for ``model`` (unknown fields such as ``thinking``,
-``cache_control``, ``context_management`` pass through, and so do ``anthropic-version``/``anthropic-beta``), and
-the answer comes back as Anthropic sent it. Any other client's canonical request is translated both ways by
+An Anthropic client's request (a client whose format is this adapter's native format) goes out untouched but for
+``model`` and the provider's ``drop_params`` (unknown fields such as ``thinking``, ``cache_control``,
+``context_management`` pass through, and so do ``anthropic-version``/``anthropic-beta``), and the answer comes back
+as Anthropic sent it. Any other client's canonical request is translated both ways by
 :mod:`llmgw.translate.anthropic`.
 """
 
@@ -15,18 +16,20 @@ import aiohttp
 import orjson
 
 from ..exchange import Exchange, StreamEvent, UpstreamReply
-from ..sse import SSEDecoder
+from ..sse import SSEDecoder, encode_data
 from ..translate import anthropic as tr
 from ..translate.anthropic_stream import AnthropicStreamToOpenAI
 from .base import (
     ProviderBase,
     ProviderContext,
     UpstreamFailure,
+    encode,
     error_body,
     loads_object,
     retry_after_seconds,
     transport_failure,
 )
+from .params import without
 
 API_VERSION = "2023-06-01"
 # Anthropic's error types and the status each stands for when it arrives inside a stream.
@@ -35,14 +38,10 @@ _STREAM_ERROR_STATUS = {"overloaded_error": 529, "rate_limit_error": 429, "api_e
 
 
 class AnthropicProvider(ProviderBase):
-    kind = "anthropic"
-    native_format = "anthropic"
-
     def __init__(self, ctx: ProviderContext) -> None:
         super().__init__(ctx)
-        base = ctx.config.base_url or "https://api.anthropic.com"
-        self._messages_url = f"{base}/v1/messages"
-        self._count_url = f"{base}/v1/messages/count_tokens"
+        self._messages_url = f"{self.base_url}/v1/messages"
+        self._count_url = f"{self.base_url}/v1/messages/count_tokens"
         headers = {"Content-Type": "application/json", "anthropic-version": API_VERSION, **ctx.config.headers}
         if ctx.api_key:
             headers["x-api-key"] = ctx.api_key
@@ -51,29 +50,31 @@ class AnthropicProvider(ProviderBase):
     async def failure_from(self, resp: aiohttp.ClientResponse) -> UpstreamFailure:
         return await _failure(resp)
 
-    def _request(self, ex: Exchange, model: str, stream: bool) -> tuple[bytes, dict[str, str], bool]:
-        """(payload, headers, passthrough)"""
-        headers = {**self._headers, **ex.forward_headers} if ex.forward_headers else self._headers
-        if ex.client_format == "anthropic":
-            body = {**ex.client_body, "model": model}
-            for name in self.config.drop_params:
-                body.pop(name, None)
-            return orjson.dumps(body), headers, True
-        body, dropped = tr.openai_request_to_anthropic(ex.body, drop=self.config.drop_params)
-        ex.dropped_params.extend(d for d in dropped if d not in ex.dropped_params)
-        body["model"] = model
+    def build(self, body: dict[str, Any], model: str, *, stream: bool = False,
+              native: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
+        """The Messages payload (pure). ``native``: the client's own body, already in Anthropic's format: it goes
+        out with only ``model`` replaced and ``drop_params`` removed. Otherwise the canonical ``body`` is
+        translated (refusing what Anthropic cannot honour, see :data:`llmgw.providers.spec.ANTHROPIC_PARAMS`)."""
+        if native is not None:
+            return without({**native, "model": model}, self.config.drop_params)
+        payload, dropped = tr.openai_request_to_anthropic(body, drop=self.config.drop_params)
+        payload["model"] = model
         if stream:
-            body["stream"] = True
+            payload["stream"] = True
         else:
-            body.pop("stream", None)
-        return orjson.dumps(body), headers, False
+            payload.pop("stream", None)
+        return payload, dropped
+
+    def _headers_for(self, ex: Exchange) -> dict[str, str]:
+        return {**self._headers, **ex.forward_headers} if ex.forward_headers else self._headers
 
     async def chat(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
-        payload, headers, passthrough = self._request(ex, model, stream=False)
-        raw = await self.post(self._messages_url, payload, headers)
+        native = self.native_body(ex)
+        payload = encode(ex, self.build(body, model, native=native))
+        raw = await self.post(self._messages_url, payload, self._headers_for(ex))
         answer = loads_object(raw)
-        if passthrough:
-            return UpstreamReply(answer, raw, tr.usage_from_anthropic(answer.get("usage")), format="anthropic")
+        if native is not None:
+            return UpstreamReply(answer, raw, tr.usage_from_anthropic(answer.get("usage")), format=self.native_format)
         canonical, usage = tr.anthropic_response_to_openai(answer)
         return UpstreamReply(canonical, None, usage)
 
@@ -81,18 +82,19 @@ class AnthropicProvider(ProviderBase):
         """Ask the upstream to count an Anthropic-format request's input tokens."""
         body = {k: v for k, v in ex.client_body.items() if k in ("messages", "system", "tools", "tool_choice",
                                                                   "thinking", "mcp_servers")}
-        headers = {**self._headers, **ex.forward_headers}
-        return loads_object(await self.post(self._count_url, orjson.dumps({**body, "model": model}), headers))
+        return loads_object(await self.post(self._count_url, orjson.dumps({**body, "model": model}),
+                                            self._headers_for(ex)))
 
     async def embeddings(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
         raise UpstreamFailure(400, "Anthropic has no embeddings API; route embeddings to another provider")
 
     async def stream(self, ex: Exchange, body: dict[str, Any], model: str) -> AsyncIterator[StreamEvent]:
-        payload, headers, passthrough = self._request(ex, model, stream=True)
-        converter = None if passthrough else AnthropicStreamToOpenAI()
+        native = self.native_body(ex)
+        payload = encode(ex, self.build(body, model, stream=True, native=native))
+        converter = None if native is not None else AnthropicStreamToOpenAI()
         running: dict[str, Any] = {}
         try:
-            async with self.ctx.session.post(self._messages_url, data=payload, headers=headers,
+            async with self.ctx.session.post(self._messages_url, data=payload, headers=self._headers_for(ex),
                                              timeout=self.ctx.stream_timeout) as resp:
                 if resp.status != 200:
                     raise await self.failure_from(resp)
@@ -109,7 +111,6 @@ class AnthropicProvider(ProviderBase):
                         yield event
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise transport_failure(exc) from None
-
 
 
 def _events(name: str | None, data: bytes, converter: AnthropicStreamToOpenAI | None,
@@ -131,8 +132,7 @@ def _events(name: str | None, data: bytes, converter: AnthropicStreamToOpenAI | 
     elif kind == "message_delta":
         running.update({k: v for k, v in (parsed.get("usage") or {}).items() if v is not None})
         usage = tr.usage_from_anthropic(running)
-    raw = b"event: " + (name or kind or "message").encode() + b"\ndata: " + data + b"\n\n"
-    return [StreamEvent(parsed, raw, usage, format="anthropic")]
+    return [StreamEvent(parsed, encode_data(data, name or kind or "message"), usage, format="anthropic")]
 
 
 async def _failure(resp: aiohttp.ClientResponse) -> UpstreamFailure:

@@ -1,12 +1,21 @@
-"""The provider contract and the registry of provider kinds.
+"""The provider contract and the plumbing adapters share. Which adapter serves which kind is the registry's
+business (:mod:`llmgw.providers.spec`).
 
 A provider adapter turns the canonical request (an OpenAI Chat Completions body, already validated) into one
 upstream's wire format and its answers back into the canonical form:
 
+- ``build(body, model, *, stream, ...) -> (payload, dropped)`` — pure (no I/O, the exchange untouched): the upstream
+  payload and the names of the parameters left out (:mod:`llmgw.providers.params`); ``chat`` and ``stream`` send
+  what it builds and record ``dropped`` on the exchange (:func:`record_dropped`);
 - ``chat(ex, body, model) -> UpstreamReply`` — a whole answer;
 - ``stream(ex, body, model) -> AsyncIterator[StreamEvent]`` — canonical ``chat.completion.chunk`` events as
   they arrive, the usage chunk included (the renderer decides whether the client sees it);
-- ``embeddings(ex, body, model) -> UpstreamReply``.
+- ``embeddings(ex, body, model) -> UpstreamReply``;
+- ``count_tokens(ex, model) -> dict | None`` — the upstream's count of a request in the adapter's native format,
+  or None: no upstream count, estimate locally (the default).
+
+An adapter whose ``native_format`` (from the registry) is the client's format gets the client's own body
+(:meth:`ProviderBase.native_body`) and may pass it through untranslated.
 
 Every upstream failure is raised as :class:`UpstreamFailure` — for streams, before the first event when the
 upstream refuses the request, or mid-stream when it breaks. Adapters never raise anything else for upstream
@@ -16,17 +25,16 @@ trouble, never log secrets, and never read the client's key.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
-from types import MappingProxyType
-from typing import Any, ClassVar, Protocol
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
 
 from ..exchange import Exchange, StreamEvent, UpstreamReply
 from ..profile import ProviderConfig
+from .spec import ProviderSpec, spec_for
 
 
 class UpstreamFailure(Exception):
@@ -59,6 +67,8 @@ class Provider(Protocol):
 
     async def embeddings(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply: ...
 
+    async def count_tokens(self, ex: Exchange, model: str) -> dict[str, Any] | None: ...
+
 
 class ProviderContext:
     """What every adapter is built with: its config, the shared HTTP session, its resolved key, a RNG, and the
@@ -80,14 +90,25 @@ ProviderFactory = Callable[[ProviderContext], Provider]
 
 
 class ProviderBase:
-    """Shared plumbing for adapters."""
-
-    kind: ClassVar[str] = ""
-    native_format: ClassVar[str] = "openai"   # a client of this format is passed through untranslated
+    """Shared plumbing for adapters: the kind's :class:`ProviderSpec`, its native format and base URL."""
 
     def __init__(self, ctx: ProviderContext) -> None:
         self.ctx = ctx
         self.config = ctx.config
+        self.spec: ProviderSpec = spec_for(ctx.config.kind)
+        self.native_format: str = self.spec.native_format   # a client of this format may be passed through
+        base_url = ctx.config.base_url or self.spec.base_url
+        if base_url is None and self.spec.base_url_required:
+            raise ValueError(f"providers.{ctx.config.name}.base_url: required for kind {ctx.config.kind!r}")
+        self.base_url: str = (base_url or "").rstrip("/")
+
+    def native_body(self, ex: Exchange) -> dict[str, Any] | None:
+        """The client's own body when it is already in this adapter's native format, else None."""
+        return ex.client_body if ex.client_format == self.native_format else None
+
+    async def count_tokens(self, ex: Exchange, model: str) -> dict[str, Any] | None:
+        """No upstream count: the caller estimates locally."""
+        return None
 
     async def failure_from(self, resp: aiohttp.ClientResponse) -> UpstreamFailure:
         """Turn a non-200 answer into an :class:`UpstreamFailure` with the upstream's own message."""
@@ -104,20 +125,21 @@ class ProviderBase:
             raise transport_failure(exc) from None
 
 
-# Provider kind -> (module in this package, adapter class). Adding a provider is one file and one line here.
-ADAPTERS: Mapping[str, tuple[str, str]] = MappingProxyType({
-    "openai": ("openai", "OpenAIProvider"),
-    "openai-compatible": ("openai", "OpenAIProvider"),
-    "anthropic": ("anthropic", "AnthropicProvider"),
-    "gemini": ("gemini", "GeminiProvider"),
-    "mock": ("mock", "MockProvider"),
-})
+def record_dropped(ex: Exchange, dropped: Iterable[str]) -> None:
+    """Note on the exchange what a build left out, once per name (a retried exchange builds again)."""
+    ex.dropped_params.extend(name for name in dropped if name not in ex.dropped_params)
+
+
+def encode(ex: Exchange, built: tuple[dict[str, Any], list[str]]) -> bytes:
+    """A ``build`` result as the bytes to send, its dropped names recorded on ``ex``."""
+    payload, dropped = built
+    record_dropped(ex, dropped)
+    return orjson.dumps(payload)
 
 
 def adapter_for(kind: str) -> ProviderFactory:
-    """The adapter class for a provider kind, imported on first use."""
-    module, name = ADAPTERS[kind]
-    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+    """The adapter class for a provider kind, imported on first use (see :mod:`llmgw.providers.spec`)."""
+    return spec_for(kind).adapter_class()
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -19,10 +19,8 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import orjson
 
 from ..exchange import Exchange, StreamEvent, UpstreamReply
-from ..profile import DEFAULT_BASE_URLS
 from ..sse import SSEDecoder
 from ..translate import gemini as tr
 from ..translate.gemini_stream import GeminiStreamToOpenAI
@@ -30,20 +28,21 @@ from .base import (
     ProviderBase,
     ProviderContext,
     UpstreamFailure,
+    encode,
     error_body,
     loads_object,
     retry_after_seconds,
     transport_failure,
 )
+from .params import without
 
 
 class GeminiProvider(ProviderBase):
-    kind = "gemini"
-    native_format = "gemini"   # no client speaks it: every request is translated from the canonical form
+    """No client speaks Gemini's format (its native format): every request is translated from the canonical form."""
 
     def __init__(self, ctx: ProviderContext) -> None:
         super().__init__(ctx)
-        base = (ctx.config.base_url or DEFAULT_BASE_URLS["gemini"]).rstrip("/")
+        base = self.base_url
         if not base.endswith(("/v1beta", "/v1")):
             base += "/v1beta"
         self._base = base
@@ -56,33 +55,37 @@ class GeminiProvider(ProviderBase):
         name = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
         return f"{self._base}/{quote(name, safe='/-._~')}:{method}"
 
-    def _translate(self, ex: Exchange, body: dict[str, Any]) -> bytes:
-        payload, dropped = tr.openai_to_gemini(body, drop=self.config.drop_params)
-        _record_dropped(ex, dropped)
-        return orjson.dumps(payload)
+    def build(self, body: dict[str, Any], model: str, *, stream: bool = False) -> tuple[dict[str, Any], list[str]]:
+        """The ``GenerateContentRequest`` (pure; the model and streaming are in the URL): ``body`` translated,
+        refusing what Gemini cannot honour (see :data:`llmgw.providers.spec.GEMINI_PARAMS`)."""
+        return tr.openai_to_gemini(body, drop=self.config.drop_params)
+
+    def build_embeddings(self, body: dict[str, Any], model: str) -> tuple[dict[str, Any], list[str]]:
+        """The ``batchEmbedContents`` request (pure), without the fields ``drop_params`` lists."""
+        kept, listed = without(body, self.config.drop_params)
+        request, dropped = tr.openai_embeddings_to_gemini(kept, model)
+        return request, list(dict.fromkeys([*listed, *dropped]))
 
     async def failure_from(self, resp: aiohttp.ClientResponse) -> UpstreamFailure:
         return await _failure(resp)
 
     async def chat(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
-        payload = self._translate(ex, body)
+        payload = encode(ex, self.build(body, model))
         resp = loads_object(await self.post(self._url(model, "generateContent"), payload, self._headers))
         if isinstance(resp.get("error"), dict):
             raise _error_failure(resp, None)
         return UpstreamReply(tr.gemini_to_openai(resp, model), None, tr.usage_from_gemini(resp.get("usageMetadata")))
 
     async def embeddings(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
-        request, dropped = tr.openai_embeddings_to_gemini(body, model)
-        _record_dropped(ex, dropped)
-        resp = loads_object(await self.post(self._url(model, "batchEmbedContents"), orjson.dumps(request),
-                                          self._headers))
+        payload = encode(ex, self.build_embeddings(body, model))
+        resp = loads_object(await self.post(self._url(model, "batchEmbedContents"), payload, self._headers))
         if isinstance(resp.get("error"), dict):
             raise _error_failure(resp, None)
         reply, usage = tr.gemini_embeddings_to_openai(resp, model, body.get("encoding_format"))
         return UpstreamReply(reply, None, usage)
 
     async def stream(self, ex: Exchange, body: dict[str, Any], model: str) -> AsyncIterator[StreamEvent]:
-        payload = self._translate(ex, body)
+        payload = encode(ex, self.build(body, model, stream=True))
         url = self._url(model, "streamGenerateContent") + "?alt=sse"
         converter = GeminiStreamToOpenAI(model, "chatcmpl-" + ex.id.removeprefix("req_"))
         try:
@@ -104,12 +107,6 @@ class GeminiProvider(ProviderBase):
             raise UpstreamFailure(502, "upstream stream ended before a finish reason")
         for event in converter.finish():
             yield event
-
-
-
-def _record_dropped(ex: Exchange, dropped: list[str]) -> None:
-    """Note what the translation left out, once per name (a retried exchange translates again)."""
-    ex.dropped_params.extend(name for name in dropped if name not in ex.dropped_params)
 
 
 def _feed(converter: GeminiStreamToOpenAI, data: bytes) -> list[StreamEvent]:

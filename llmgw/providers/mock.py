@@ -5,7 +5,7 @@ Contract: the answer is a pure function of the request (the last user message, `
 the text is "Mock answer: " and the user's words. Usage is estimated from the text (about four characters a
 token). A stream carries the answer in several chunks, then a finish chunk, then a usage chunk. ``latency_ms``
 delays the answer (the first chunk of a stream); ``fail_rate`` makes that share of calls fail with
-``fail_status``.
+``fail_status``. The request is read as :meth:`MockProvider.build` leaves it: without the provider's ``drop_params``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from typing import Any
 import orjson
 
 from ..exchange import Exchange, StreamEvent, UpstreamReply, Usage
-from .base import ProviderBase, UpstreamFailure
+from .base import ProviderBase, UpstreamFailure, record_dropped
+from .params import without
 
 _MAX_WORDS = 64
 
@@ -90,7 +91,15 @@ def _prompt_tokens(body: dict[str, Any]) -> int:
 
 
 class MockProvider(ProviderBase):
-    kind = "mock"
+    def build(self, body: dict[str, Any], model: str, *, stream: bool = False) -> tuple[dict[str, Any], list[str]]:
+        """The request the mock answers (pure): ``body`` without the fields ``drop_params`` lists (the model it
+        answers as is ``model``)."""
+        return without(body, self.config.drop_params)
+
+    def _request(self, ex: Exchange, body: dict[str, Any], model: str) -> dict[str, Any]:
+        request, dropped = self.build(body, model)
+        record_dropped(ex, dropped)
+        return request
 
     async def _maybe_fail(self) -> None:
         if self.config.latency_ms:
@@ -99,6 +108,7 @@ class MockProvider(ProviderBase):
             raise UpstreamFailure(self.config.fail_status, f"mock failure (fail_rate={self.config.fail_rate})")
 
     async def chat(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
+        body = self._request(ex, body, model)
         await self._maybe_fail()
         calls = mock_tool_calls(body)
         text, finish = ("", "tool_calls") if calls else mock_answer(body)
@@ -118,6 +128,7 @@ class MockProvider(ProviderBase):
         }, usage=usage)
 
     async def stream(self, ex: Exchange, body: dict[str, Any], model: str) -> AsyncIterator[StreamEvent]:
+        body = self._request(ex, body, model)
         await self._maybe_fail()
         text, finish = mock_answer(body)
         base = {"id": "chatcmpl-mock-" + ex.id[4:], "object": "chat.completion.chunk",
@@ -151,6 +162,7 @@ class MockProvider(ProviderBase):
         yield StreamEvent({**base, "choices": [], "usage": usage.to_openai()}, usage=usage)
 
     async def embeddings(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
+        body = self._request(ex, body, model)
         await self._maybe_fail()
         inputs = body["input"]
         texts = [inputs] if isinstance(inputs, str) else [str(x) for x in inputs]

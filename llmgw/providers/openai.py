@@ -1,6 +1,7 @@
 """OpenAI Chat Completions upstreams: OpenAI itself and every OpenAI-compatible server (vLLM, TGI, Ollama,
 llama.cpp). The canonical form *is* this wire format, so requests go out with only ``model`` replaced (and a usage
-request added to streams), and answers come back as the upstream sent them, raw bytes kept for forwarding.
+request added to streams) and the provider's ``drop_params`` removed, and answers come back as the upstream sent
+them, raw bytes kept for forwarding.
 """
 
 from __future__ import annotations
@@ -9,56 +10,64 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import orjson
 
 from ..exchange import Exchange, StreamEvent, UpstreamReply, Usage
-from ..sse import SSEDecoder
+from ..sse import SSEDecoder, encode_data
 from .base import (
     ProviderBase,
     ProviderContext,
     UpstreamFailure,
+    encode,
     error_body,
     loads_object,
     retry_after_seconds,
     transport_failure,
 )
+from .params import without
 
 
 class OpenAIProvider(ProviderBase):
-    kind = "openai"
-
     def __init__(self, ctx: ProviderContext) -> None:
         super().__init__(ctx)
-        base = ctx.config.base_url or "https://api.openai.com/v1"
-        self._chat_url = f"{base}/chat/completions"
-        self._embeddings_url = f"{base}/embeddings"
+        self._chat_url = f"{self.base_url}/chat/completions"
+        self._embeddings_url = f"{self.base_url}/embeddings"
         headers = {"Content-Type": "application/json", **ctx.config.headers}
         if ctx.api_key:
             headers["Authorization"] = f"Bearer {ctx.api_key}"
         self._headers = headers
 
-    def _payload(self, body: dict[str, Any], model: str, **extra: Any) -> bytes:
-        out = {**body, "model": model, **extra}
-        for name in self.config.drop_params:
-            out.pop(name, None)
-        return orjson.dumps(out)
+    def build(self, body: dict[str, Any], model: str, *, stream: bool = False) -> tuple[dict[str, Any], list[str]]:
+        """The chat payload (pure): ``body`` with ``model`` replaced, a usage request added to a stream, and
+        ``drop_params`` removed; ``dropped`` names the removed fields the client sent."""
+        payload = {**body, "model": model}
+        if stream:
+            payload["stream"] = True
+            payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        return self._without_dropped(body, payload)
+
+    def build_embeddings(self, body: dict[str, Any], model: str) -> tuple[dict[str, Any], list[str]]:
+        """The embeddings payload (pure): ``body`` with ``model`` replaced and ``drop_params`` removed."""
+        return self._without_dropped(body, {**body, "model": model})
+
+    def _without_dropped(self, body: dict[str, Any], payload: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        payload, dropped = without(payload, self.config.drop_params)
+        return payload, [name for name in dropped if body.get(name) is not None]
 
     async def failure_from(self, resp: aiohttp.ClientResponse) -> UpstreamFailure:
         return await _failure(resp)
 
     async def chat(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
-        raw = await self.post(self._chat_url, self._payload(body, model), self._headers)
+        raw = await self.post(self._chat_url, encode(ex, self.build(body, model)), self._headers)
         reply = loads_object(raw)
         return UpstreamReply(reply, raw, Usage.from_openai(reply.get("usage")))
 
     async def embeddings(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
-        raw = await self.post(self._embeddings_url, self._payload(body, model), self._headers)
+        raw = await self.post(self._embeddings_url, encode(ex, self.build_embeddings(body, model)), self._headers)
         reply = loads_object(raw)
         return UpstreamReply(reply, raw, Usage.from_openai(reply.get("usage")))
 
     async def stream(self, ex: Exchange, body: dict[str, Any], model: str) -> AsyncIterator[StreamEvent]:
-        options = {**(body.get("stream_options") or {}), "include_usage": True}
-        payload = self._payload(body, model, stream=True, stream_options=options)
+        payload = encode(ex, self.build(body, model, stream=True))
         try:
             async with self.ctx.session.post(self._chat_url, data=payload, headers=self._headers,
                                              timeout=self.ctx.stream_timeout) as resp:
@@ -113,7 +122,7 @@ def _event(data: bytes) -> StreamEvent:
     if "error" in chunk and "choices" not in chunk:
         raise _stream_error(chunk)
     usage = chunk.get("usage")
-    return StreamEvent(chunk, b"data: " + data + b"\n\n", Usage.from_openai(usage) if usage else None)
+    return StreamEvent(chunk, encode_data(data), Usage.from_openai(usage) if usage else None)
 
 
 async def _failure(resp: aiohttp.ClientResponse) -> UpstreamFailure:

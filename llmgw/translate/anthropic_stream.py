@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from ..exchange import StreamEvent, Usage
+from ..sse import encode_data
 from .anthropic import FINISH_TO_ANTHROPIC, STOP_TO_OPENAI, message_id, usage_from_anthropic, usage_to_anthropic
 
 
@@ -86,8 +87,7 @@ class AnthropicStreamToOpenAI:
 
 def sse_bytes(data: dict[str, Any], name: str | None = None) -> bytes:
     """One Anthropic SSE event (``event:`` line named after the event's type unless ``name`` is given)."""
-    event = name or data.get("type") or "message"
-    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+    return encode_data(orjson.dumps(data), name or data.get("type") or "message")
 
 
 def _sse(name: str, data: dict[str, Any]) -> bytes:
