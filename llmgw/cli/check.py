@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from ..cache.config import CacheConfig
 from ..cache.embed import EmbedderError, resolve_model_path
 from ..profile import Profile, ProfileError, host_problems, load_profile, secret_problems
 from .common import PROFILE_HELP, console, err_console
@@ -25,7 +24,7 @@ def check_junit(source: str, problems: list[str]) -> str:
 
 def cache_problems(profile: Profile) -> list[str]:
     """The semantic cache's model must be found (a folder with a model2vec model's files, or a cached hub id)."""
-    config = CacheConfig.from_raw(profile.extra.get("cache"))
+    config = profile.cache
     if not (config.enabled and config.semantic):
         return []
     try:

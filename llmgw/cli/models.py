@@ -9,6 +9,7 @@ from rich.table import Table
 
 from ..pricing import PriceTable
 from ..profile import Price
+from ..providers.spec import spec_for
 from .common import PROFILE_HELP, console, load_or_exit, print_json
 
 
@@ -30,8 +31,8 @@ def models(
     for alias, model in prof.models.items():
         for i, target in enumerate(model.targets):
             price = prices.price_for(target)
-            if price is None and prof.providers[target.provider].kind == "mock":
-                price = Price(0.0, 0.0)  # the mock costs nothing unless [prices] says otherwise
+            if price is None and spec_for(prof.providers[target.provider].kind).free:
+                price = Price(0.0, 0.0)  # a free kind (the mock) costs nothing unless [prices] says otherwise
             rows.append({"alias": alias, "strategy": model.strategy, "position": i + 1, "target": target.name,
                          "input_per_1m": None if price is None else price.input,
                          "output_per_1m": None if price is None else price.output})

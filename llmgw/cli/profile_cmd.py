@@ -9,26 +9,10 @@ import tomli_w
 import typer
 
 from ..profile import parse_profile
+from ..providers import spec as registry
 from .common import console, fail
 
 app = typer.Typer(help="Create and inspect profiles.", no_args_is_help=True, rich_markup_mode=None)
-
-_PROVIDERS: dict[str, dict[str, Any]] = {
-    "openai": {"kind": "openai", "api_key": "env:OPENAI_API_KEY"},
-    "anthropic": {"kind": "anthropic", "api_key": "env:ANTHROPIC_API_KEY"},
-    "gemini": {"kind": "gemini", "api_key": "env:GEMINI_API_KEY"},
-    "local": {"kind": "openai-compatible", "base_url": "http://127.0.0.1:8000/v1"},
-    "ollama": {"kind": "openai-compatible", "base_url": "http://127.0.0.1:11434/v1"},
-    "mock": {"kind": "mock"},
-}
-_DEFAULT_MODEL = {
-    "openai": "gpt-4o-mini",
-    "anthropic": "claude-3-5-haiku-latest",
-    "gemini": "gemini-2.0-flash",
-    "local": "meta-llama/Llama-3.1-8B-Instruct",
-    "ollama": "llama3.1",
-    "mock": "mock-model",
-}
 
 _COMMENTS = {
     "server": "Where the proxy listens. A non-loopback host needs [keys] or [teams] (no open proxies).",
@@ -39,18 +23,30 @@ _COMMENTS = {
 }
 
 
+def provider_entry(spec: registry.ProviderSpec, preset: registry.Preset) -> dict[str, Any]:
+    """The ``[providers.NAME]`` table the starter writes for one ``--provider`` choice."""
+    entry: dict[str, Any] = {"kind": spec.kind}
+    if spec.api_key:
+        entry["api_key"] = spec.api_key
+    if preset.base_url:
+        entry["base_url"] = preset.base_url
+    return entry
+
+
 def starter(providers: list[str]) -> dict[str, Any]:
-    """The starter profile as data, for ``providers`` (names from the known list)."""
-    targets = [f"{name}/{_DEFAULT_MODEL[name]}" for name in providers]
+    """The starter profile as data, for ``providers`` (``--provider`` choices, from the registry)."""
+    presets = registry.init_presets()
+    chosen = [presets[name] for name in providers]
+    targets = [f"{preset.name}/{preset.model}" for _, preset in chosen]
     data: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": 4000, "max_body_mb": 8, "timeout_s": 600, "log_bodies": True},
         "state": {"url": "sqlite:///~/.llmgw/llmgw.db"},
-        "providers": {name: dict(_PROVIDERS[name]) for name in providers},
+        "providers": {preset.name: provider_entry(spec, preset) for spec, preset in chosen},
         "models": {"default": {"targets": targets, "strategy": "fallback", "retries": 1}},
     }
-    local = [t for t, name in zip(targets, providers, strict=True) if name in ("local", "ollama", "mock")]
-    if local:
-        data["prices"] = {t: {"input": 0.0, "output": 0.0} for t in local}
+    free = [target for target, (_, preset) in zip(targets, chosen, strict=True) if preset.free]
+    if free:
+        data["prices"] = {target: {"input": 0.0, "output": 0.0} for target in free}
     return data
 
 
@@ -65,17 +61,19 @@ def render(data: dict[str, Any]) -> str:
 @app.command()
 def init(
     out: Path = typer.Option(Path("llmgw.toml"), "--out", "-o", help="File to write."),
-    provider: list[str] = typer.Option([], "--provider", help=f"One of: {', '.join(_PROVIDERS)}. Repeatable."),
+    provider: list[str] = typer.Option([], "--provider",
+                                       help=f"One of: {', '.join(registry.init_presets())}. Repeatable."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a commented starter profile.
 
     Example: llmgw profile init --out llmgw.toml --provider openai --provider anthropic
     """
-    chosen = provider or ["openai", "mock"]
-    unknown = [p for p in chosen if p not in _PROVIDERS]
+    presets = registry.init_presets()
+    chosen = provider or [name for name, (_, preset) in presets.items() if preset.default]
+    unknown = [p for p in chosen if p not in presets]
     if unknown:
-        fail(f"--provider: unknown provider {unknown[0]!r} (one of: {', '.join(_PROVIDERS)})")
+        fail(f"--provider: unknown provider {unknown[0]!r} (one of: {', '.join(presets)})")
     if out.exists() and not force:
         fail(f"{out} exists; use --force to overwrite it")
     data = starter(list(dict.fromkeys(chosen)))

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..cache.config import CacheConfig
 from ..errors import ProfileError
-from ..providers.spec import SPECS
+from ..providers.spec import spec_for
 from .schema import LOOPBACK_HOSTS, ModelConfig, Profile, SecretError
 from .sections import (
     KIND_NAMES,
@@ -122,7 +122,7 @@ def secret_problems(profile: Profile) -> list[str]:
         except SecretError as exc:
             problems.append(f"{path}: {exc}")
     for provider in profile.providers.values():
-        spec = SPECS[provider.kind]
+        spec = spec_for(provider.kind)
         if spec.needs_key and provider.api_key is None:
             problems.append(f"providers.{provider.name}.api_key: missing (kind {provider.kind!r} needs a key,"
                             f" e.g. api_key = \"{spec.api_key}\")")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from ..providers.spec import KINDS, SPECS
+from ..providers import spec as registry
 from .schema import (
     STRATEGIES,
     Budget,
@@ -143,11 +143,11 @@ def read_provider(c: Checker, name: str, raw: Any) -> ProviderConfig | None:
     c.unknown(raw, path, _PROVIDER_KEYS)
     kind = c.get(raw, "kind", path, str, None)
     if kind is None:
-        c.problems.append(f"{path}.kind: missing (one of {', '.join(KINDS)})")
+        c.problems.append(f"{path}.kind: missing (one of {', '.join(registry.kinds())})")
         return None
-    spec = SPECS.get(kind)
+    spec = registry.SPECS.get(kind)
     if spec is None:
-        c.problems.append(f"{path}.kind: unknown kind {kind!r} (one of {', '.join(KINDS)})")
+        c.problems.append(f"{path}.kind: unknown kind {kind!r} (one of {', '.join(registry.kinds())})")
         return None
     headers = c.table(c.get(raw, "headers", path, dict, {}), f"{path}.headers")
     for key, value in headers.items():

@@ -26,13 +26,14 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class Preset:
     """A ready-made provider for ``llmgw profile init``: its name there (a ``--provider`` choice), the model the
-    starter routes to, its base URL when the kind has none, and whether it costs nothing (a local server: the
-    starter prices its target at zero)."""
+    starter routes to, its base URL when the kind has none, whether it costs nothing (a local server: the
+    starter prices its target at zero), and whether the starter includes it when no ``--provider`` is given."""
 
     name: str
     model: str
     base_url: str | None = None
     free: bool = False
+    default: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,7 @@ class ProviderSpec:
     model: str | None = None       # the model `profile init` routes to
     presets: tuple[Preset, ...] = ()   # `profile init` choices; default: one named after the kind
     free: bool = False             # answers cost nothing unless [prices] says otherwise (`llmgw models`)
+    init_default: bool = False     # in the starter profile when `profile init` is given no --provider
     params: ParamTable = PASS_THROUGH
 
     def adapter_class(self) -> ProviderFactory:
@@ -61,7 +63,7 @@ class ProviderSpec:
         """The ``llmgw profile init`` choices of this kind."""
         if self.presets:
             return self.presets
-        return (Preset(self.kind, self.model, free=self.free),) if self.model else ()
+        return (Preset(self.kind, self.model, free=self.free, default=self.init_default),) if self.model else ()
 
 
 # Parameters that change what the model must produce and that translated targets cannot honour (refused unless
@@ -88,7 +90,7 @@ def _registry(*specs: ProviderSpec) -> Mapping[str, ProviderSpec]:
 
 SPECS: Mapping[str, ProviderSpec] = _registry(
     ProviderSpec("openai", "openai:OpenAIProvider", "openai", base_url="https://api.openai.com/v1",
-                 needs_key=True, api_key="env:OPENAI_API_KEY", model="gpt-4o-mini"),
+                 needs_key=True, api_key="env:OPENAI_API_KEY", model="gpt-4o-mini", init_default=True),
     ProviderSpec("anthropic", "anthropic:AnthropicProvider", "anthropic", base_url="https://api.anthropic.com",
                  needs_key=True, api_key="env:ANTHROPIC_API_KEY", model="claude-3-5-haiku-latest",
                  params=ANTHROPIC_PARAMS),
@@ -97,9 +99,14 @@ SPECS: Mapping[str, ProviderSpec] = _registry(
     ProviderSpec("openai-compatible", "openai:OpenAIProvider", "openai", base_url_required=True,
                  presets=(Preset("local", "meta-llama/Llama-3.1-8B-Instruct", "http://127.0.0.1:8000/v1", free=True),
                           Preset("ollama", "llama3.1", "http://127.0.0.1:11434/v1", free=True))),
-    ProviderSpec("mock", "mock:MockProvider", "openai", model="mock-model", free=True),
+    ProviderSpec("mock", "mock:MockProvider", "openai", model="mock-model", free=True, init_default=True),
 )
 KINDS: tuple[str, ...] = tuple(SPECS)
+
+
+def kinds() -> tuple[str, ...]:
+    """The provider kinds, in registry order (read at call time: :data:`SPECS` is all there is to change)."""
+    return tuple(SPECS)
 
 
 def spec_for(kind: str) -> ProviderSpec:
@@ -107,7 +114,7 @@ def spec_for(kind: str) -> ProviderSpec:
     try:
         return SPECS[kind]
     except KeyError:
-        raise KeyError(f"unknown provider kind {kind!r} (one of {', '.join(KINDS)})") from None
+        raise KeyError(f"unknown provider kind {kind!r} (one of {', '.join(kinds())})") from None
 
 
 def init_presets() -> Mapping[str, tuple[ProviderSpec, Preset]]:
