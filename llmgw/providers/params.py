@@ -38,7 +38,7 @@ def is_set(name: str, value: Any) -> bool:
     """Whether ``value`` of the refused parameter ``name`` asks for something (see the module contract)."""
     if value is None or value is False:
         return False
-    if isinstance(value, int | float) and not isinstance(value, bool) and value == 0 and name != "n":
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
         return False
     neutral = _NEUTRAL.get(name)
     return not (neutral is not None and neutral(value))
