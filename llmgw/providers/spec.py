@@ -102,6 +102,9 @@ SPECS: Mapping[str, ProviderSpec] = _registry(
     ProviderSpec("mock", "mock:MockProvider", "openai", model="mock-model", free=True, init_default=True),
 )
 KINDS: tuple[str, ...] = tuple(SPECS)
+OFFLINE_KIND = "mock"
+"""The built-in kind that needs no network and costs nothing: what ``llmgw smoke --offline`` swaps every provider
+for."""
 
 
 def kinds() -> tuple[str, ...]:

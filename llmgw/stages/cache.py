@@ -83,8 +83,7 @@ class CacheStage(Stage):
     def from_profile(cls, profile: Profile, *, embedder: Embedder | None = None) -> CacheStage:
         """The stage for ``profile``'s ``[cache]`` table (``profile.extra["cache"]``). Opens the store and
         rebuilds the vector index (blocking: call it off the loop); the model is not loaded yet."""
-        raw = getattr(profile, "cache", None) or profile.extra.get("cache")
-        config = raw if isinstance(raw, CacheConfig) else CacheConfig.from_raw(raw)
+        config = profile.cache
         if not config.enabled or not (config.exact or config.semantic):
             return cls(config, None)
         if config.semantic and embedder is None:

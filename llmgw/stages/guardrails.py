@@ -39,7 +39,7 @@ from ..exchange import Exchange, UpstreamReply
 from ..formats import canonical, named
 from ..guardrails.engine import Scan, as_redacting
 from ..guardrails.redact import Placeholders
-from ..guardrails.rules import Rule, parse_rules
+from ..guardrails.rules import Rule
 from ..guardrails.stream import Blocked, GuardedEvents, StreamGuard, pipe_factory
 from ..profile import ModelConfig, Profile
 from .base import Stage
@@ -84,9 +84,8 @@ class GuardrailStage(Stage):
 
     @classmethod
     def from_profile(cls, profile: Profile) -> GuardrailStage:
-        """The stage for ``profile``'s ``[[guardrails]]`` and ``[teams]`` (raises ProfileError on bad rules)."""
-        teams = getattr(profile, "teams", None) or profile.extra.get("teams") or {}
-        return cls(parse_rules(profile.extra.get("guardrails")), profile.models, teams)
+        """The stage for ``profile``'s ``[[guardrails]]`` (parsed with the profile) and ``[teams]``."""
+        return cls(profile.guardrails, profile.models, profile.teams)
 
     @property
     def active(self) -> bool:

@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 
 from ..profile import Profile, ProviderConfig, StateConfig
+from ..providers.spec import OFFLINE_KIND
 from ..proxy.inprocess import serving
 
 PROMPT = "llmgw smoke test: reply with OK."
@@ -45,7 +46,7 @@ class SmokeResult:
 
 def offline_profile(profile: Profile, state_dir: Path) -> Profile:
     """The same routing with every provider replaced by the mock, and the log in ``state_dir``."""
-    mocks = {name: ProviderConfig(name=name, kind="mock") for name in profile.providers}
+    mocks = {name: ProviderConfig(name=name, kind=OFFLINE_KIND) for name in profile.providers}
     return dataclasses.replace(profile, providers=mocks, state=StateConfig(url=f"sqlite:///{state_dir}/smoke.db"))
 
 
