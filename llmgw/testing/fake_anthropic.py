@@ -40,8 +40,9 @@ from typing import Any, Final, NamedTuple
 import orjson
 from aiohttp import web
 
-from .fake_openai import _Headers, _split_words
+from .answers import split_words as _split_words
 from .server import FakeServer, run_cli
+from .wire import RecordedHeaders as _Headers
 
 __all__ = [
     "ANTHROPIC_COUNT_TOKENS_SAMPLE",
@@ -395,7 +396,8 @@ class FakeAnthropic(FakeServer):
         self._stream_failures: deque[tuple[str, str, int]] = deque()
         self._ids = itertools.count(1)
         self._id_base = os.urandom(5).hex()
-        super().__init__(host=host, port=port)
+        super().__init__(api_key=api_key, chunk_delay_s=chunk_delay_s, host=host, port=port,
+                         record_requests=record_requests)
 
     # -- configuration --------------------------------------------------------------------------------------
 

@@ -364,7 +364,7 @@ class FakeGemini(FakeServer):
         self._stream_breaks: deque[tuple[int, int, str]] = deque()
         self._ids = itertools.count(1)
         self._id_base = os.urandom(4).hex()
-        super().__init__(host=host, port=port)
+        super().__init__(api_key=api_key, chunk_delay_s=chunk_delay_s, host=host, port=port)
 
     # -- configuration --------------------------------------------------------------------------------------
 
@@ -403,6 +403,7 @@ class FakeGemini(FakeServer):
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     url_suffix = ""
+    id_random_bytes = 4
 
     def make_app(self) -> web.Application:
         return make_fake_gemini_app(self)

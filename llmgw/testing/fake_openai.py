@@ -24,22 +24,19 @@ shapes.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import hashlib
-import itertools
-import math
-import os
-import re
 import struct
 import time
 from collections.abc import Iterable
+from types import MappingProxyType
 from typing import Any, Final
 
 import orjson
 from aiohttp import web
 
+from .answers import content_text, cut_answer, embedding, json_fragments, last_user_text, message_tokens, text_tokens
 from .server import FakeServer, run_cli
+from .wire import bearer_token, by_status, json_response, send_events, sse
 
 __all__ = [
     "CHAT_COMPLETION_CHUNK_SAMPLE",
@@ -161,44 +158,30 @@ _SYSTEM_FINGERPRINT: Final = "fp_f4ce0a1e5b"
 _MODEL_CREATED: Final = 1721172741
 _DEFAULT_MODELS: Final = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "text-embedding-3-small")
 _DEFAULT_EMBEDDING_DIMENSIONS: Final = 8
-_WORD_RE: Final = re.compile(r"\s*\S+")
-_ARG_FRAGMENT_RE: Final = re.compile(r"\w+|\s+|[^\w\s]+")
-
 _SSE_DONE: Final = b"data: [DONE]\n\n"
-_SSE_HEADERS: Final = (
-    ("Content-Type", "text/event-stream; charset=utf-8"),
-    ("Cache-Control", "no-cache"),
-)
 
 # OpenAI's error ``type`` and ``code`` for each status fail_next may be asked for; other 4xx get
 # invalid_request_error, other 5xx server_error.
-_ERROR_KINDS: Final = {
-    400: ("invalid_request_error", None),
-    401: ("invalid_request_error", "invalid_api_key"),
-    403: ("request_forbidden", None),
-    404: ("invalid_request_error", "model_not_found"),
-    409: ("invalid_request_error", None),
-    422: ("invalid_request_error", None),
-    429: ("requests", "rate_limit_exceeded"),
-    500: ("server_error", None),
-    502: ("server_error", None),
-    503: ("server_error", None),
-    504: ("server_error", None),
-}
+_ERROR_KINDS: Final = MappingProxyType(
+    {
+        400: ("invalid_request_error", None),
+        401: ("invalid_request_error", "invalid_api_key"),
+        403: ("request_forbidden", None),
+        404: ("invalid_request_error", "model_not_found"),
+        409: ("invalid_request_error", None),
+        422: ("invalid_request_error", None),
+        429: ("requests", "rate_limit_exceeded"),
+        500: ("server_error", None),
+        502: ("server_error", None),
+        503: ("server_error", None),
+        504: ("server_error", None),
+    }
+)
 
 
 def _message_text(message: dict[str, Any]) -> str:
     """The text of one chat message: a string content, or its ``text`` parts joined by single spaces."""
-    content = message.get("content") if isinstance(message, dict) else None
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            part["text"]
-            for part in content
-            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
-        )
-    return ""
+    return content_text(message.get("content")) if isinstance(message, dict) else ""
 
 
 def answer_for(messages: list[dict[str, Any]]) -> str:
@@ -207,37 +190,13 @@ def answer_for(messages: list[dict[str, Any]]) -> str:
     The text of a message is its ``content`` when that is a string, or its ``text`` parts joined by single
     spaces when it is a list of parts; with no user message the text is empty (answer ``"Echo: "``).
     """
-    for message in reversed(messages):
-        if isinstance(message, dict) and message.get("role") == "user":
-            return f"Echo: {_message_text(message)}"
-    return "Echo: "
+    return f"Echo: {last_user_text(messages, _message_text)}"
 
 
 def prompt_tokens_for(messages: list[dict[str, Any]]) -> int:
     """The fake's ``usage.prompt_tokens``: ``ceil(len(text) / 4) + 3`` summed over messages (text as in
     :func:`answer_for`)."""
-    return sum(math.ceil(len(_message_text(m)) / 4) + 3 for m in messages)
-
-
-def _split_words(text: str) -> list[str]:
-    """Split ``text`` into stream pieces: each word with the whitespace before it; ``"".join`` gives ``text``
-    back (trailing whitespace rides on the last piece)."""
-    pieces = _WORD_RE.findall(text)
-    rest = len(text) - sum(map(len, pieces))
-    if rest:
-        if pieces:
-            pieces[-1] += text[-rest:]
-        else:
-            pieces = [text]
-    return pieces
-
-
-def _embedding(text: str, dimensions: int) -> list[float]:
-    """A deterministic unit vector for ``text``: SHAKE-256 bytes mapped to [-1, 1], then normalised."""
-    raw = hashlib.shake_256(text.encode()).digest(2 * dimensions)
-    values = [(int.from_bytes(raw[i : i + 2], "little") / 32767.5) - 1.0 for i in range(0, 2 * dimensions, 2)]
-    norm = math.sqrt(sum(v * v for v in values)) or 1.0
-    return [v / norm for v in values]
+    return message_tokens(map(_message_text, messages))
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
@@ -255,11 +214,7 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
     }
 
 
-def _error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
-
-
-def _error_response(
+def _error(
     status: int,
     message: str,
     type_: str = "invalid_request_error",
@@ -268,12 +223,9 @@ def _error_response(
     code: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    return web.Response(
-        status=status,
-        body=_error_body(message, type_, param, code),
-        content_type="application/json",
-        headers=headers,
-    )
+    """OpenAI's error body, ``{"error": {"message", "type", "param", "code"}}``."""
+    error = {"message": message, "type": type_, "param": param, "code": code}
+    return json_response({"error": error}, status=status, headers=headers)
 
 
 def _redact(key: str) -> str:
@@ -281,17 +233,72 @@ def _redact(key: str) -> str:
     return f"{key[:3]}{'*' * max(len(key) - 7, 3)}{key[-4:]}" if len(key) > 8 else "*" * len(key)
 
 
-class _Headers(dict[str, str]):
-    """A plain dict of request headers with lower-cased keys whose lookups ignore case."""
+def _int_param(body: dict[str, Any], name: str) -> int | web.Response | None:
+    """A positive integer parameter, None when absent, or the 400 OpenAI answers a bad one with."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        return _error(400, f"Invalid type for '{name}': expected an integer.", param=name, code="invalid_type")
+    if value < 1:
+        return _error(
+            400,
+            f"Invalid '{name}': integer below minimum value. Expected a value >= 1, but got {value} instead.",
+            param=name,
+            code="integer_below_min_value",
+        )
+    return value
 
-    def __getitem__(self, key: str) -> str:
-        return super().__getitem__(key.lower())
 
-    def __contains__(self, key: object) -> bool:
-        return super().__contains__(key.lower() if isinstance(key, str) else key)
+def _model_object(model_id: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": _MODEL_CREATED, "owned_by": "system"}
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        return super().get(key.lower(), default)
+
+def _tool_call_deltas(calls: list[dict[str, str]], fragments: list[list[str]]) -> Iterable[dict[str, Any]]:
+    """The stream deltas for tool calls, as OpenAI sends them."""
+    for index, (call, pieces) in enumerate(zip(calls, fragments, strict=True)):
+        head = {
+            "index": index,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["name"], "arguments": ""},
+        }
+        if index == 0:
+            yield {"role": "assistant", "content": None, "tool_calls": [head], "refusal": None}
+        else:
+            yield {"tool_calls": [head]}
+        for piece in pieces:
+            yield {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+
+
+def _chunks(
+    completion_id: str,
+    created: int,
+    model: str,
+    deltas: list[dict[str, Any]],
+    finish_reason: str,
+    usage: dict[str, Any] | None,
+) -> list[bytes]:
+    """``deltas`` as ``chat.completion.chunk`` events, then the finish chunk, and the usage chunk when ``usage`` is
+    given (with ``"usage": null`` on every other chunk)."""
+    head = orjson.dumps(
+        {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "service_tier": "default",
+            "system_fingerprint": _SYSTEM_FINGERPRINT,
+        }
+    )[:-1]
+    open_choice = head + b',"choices":[{"index":0,"delta":'
+    tail = b"}]" + (b',"usage":null' if usage is not None else b"") + b"}"
+    mid = b',"logprobs":null,"finish_reason":null' + tail
+    events = [sse(open_choice + orjson.dumps(delta) + mid) for delta in deltas]
+    events.append(sse(open_choice + b'{},"logprobs":null,"finish_reason":"' + finish_reason.encode() + b'"' + tail))
+    if usage is not None:
+        events.append(sse(head + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}"))
+    return events
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -307,7 +314,7 @@ class FakeOpenAI(FakeServer):
         async with FakeOpenAI(api_key="sk-test") as up:
             client = AsyncOpenAI(base_url=up.base_url, api_key="sk-test")  # up.base_url: http://127.0.0.1:PORT/v1
 
-    Contracts:
+    Contracts (besides :class:`~.server.FakeServer`'s: ``requests``, ``record_requests``, ``set_answer``):
 
     * ``api_key``: when set, every request whose ``Authorization`` header is not ``Bearer <api_key>`` gets 401
       with OpenAI's error body (``code`` ``"invalid_api_key"``); when None, any or no key is accepted.
@@ -316,16 +323,15 @@ class FakeOpenAI(FakeServer):
     * ``chunk_delay_s``: a stream sleeps this long before each chunk (content, finish and usage chunks); a
       whole answer sleeps as long as its stream would in total. With 0 a stream is written in one go.
       May be changed between requests.
-    * ``requests``: every request that reaches the fake, in arrival order, as
-      ``{"method", "path", "headers", "body"}``; ``headers`` is a dict with lower-cased keys whose lookups
-      ignore case, ``body`` the parsed JSON (None for GET or a body that is not JSON). Not recorded when
-      ``record_requests`` is False (long-running processes).
     * The answer text is :func:`answer_for` of the messages unless :meth:`set_answer` fixed one;
       :meth:`set_tool_calls` makes every answer tool calls instead. Both stay in force until reset with None.
     * ``usage``: ``prompt_tokens`` is :func:`prompt_tokens_for` of the messages; ``completion_tokens`` is the
       number of words of the answer sent (after ``stop`` and ``max_tokens``), or for tool calls the number of
       argument fragments plus one per call.
+    * Chat and embeddings answers carry an ``x-request-id`` header.
     """
+
+    url_suffix = "/v1"
 
     def __init__(
         self,
@@ -337,16 +343,10 @@ class FakeOpenAI(FakeServer):
         port: int = 0,
         record_requests: bool = True,
     ) -> None:
-        self.api_key = api_key
         self.model_prefix = model_prefix
-        self.chunk_delay_s = chunk_delay_s
-        self.record_requests = record_requests
-        self.requests: list[dict[str, Any]] = []
-        self._answer: str | None = None
         self._tool_calls: list[dict[str, str]] | None = None
-        self._ids = itertools.count(1)
-        self._id_base = os.urandom(5).hex()
-        super().__init__(host=host, port=port)
+        super().__init__(api_key=api_key, chunk_delay_s=chunk_delay_s, host=host, port=port,
+                         record_requests=record_requests)
 
     # -- configuration --------------------------------------------------------------------------------------
 
@@ -366,10 +366,6 @@ class FakeOpenAI(FakeServer):
         sent, as OpenAI's do. A failure is taken after the key is checked and before the body is.
         """
         self.queue_failures(status, times, message, retry_after)
-
-    def set_answer(self, text: str | None) -> None:
-        """Answer every chat call with ``text``; None goes back to :func:`answer_for` of the prompt."""
-        self._answer = text
 
     def set_tool_calls(self, calls: list[dict[str, Any]] | None) -> None:
         """Answer every chat call with these tool calls (finish ``"tool_calls"``); None goes back to text.
@@ -392,117 +388,69 @@ class FakeOpenAI(FakeServer):
             normalised.append({"id": str(call.get("id") or ""), "name": name, "arguments": arguments})
         self._tool_calls = normalised
 
-    # -- lifecycle -------------------------------------------------------------------------------------------
+    # -- the prologue's answers -----------------------------------------------------------------------------
 
-    url_suffix = "/v1"
+    def _presented_key(self, request: web.Request) -> str | None:
+        return bearer_token(request)
 
-    def make_app(self) -> web.Application:
-        return make_fake_openai_app(self)
-
-    # -- used by the app ------------------------------------------------------------------------------------
-
-    def _next_id(self) -> str:
-        return f"{self._id_base}{next(self._ids):019d}"
-
-
-
-_FAKE_KEY: Final = web.AppKey("llmgw_fake_openai", FakeOpenAI)
-
-
-def _failure_response(status: int, message: str, retry_after: float | None) -> web.Response:
-    type_, code = _ERROR_KINDS.get(
-        status, ("server_error" if status >= 500 else "invalid_request_error", None)
-    )
-    headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
-    return _error_response(status, message, type_, code=code, headers=headers)
-
-
-def _int_param(body: dict[str, Any], name: str) -> int | web.Response | None:
-    """A positive integer parameter, None when absent, or the 400 OpenAI answers a bad one with."""
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        return _error_response(
-            400, f"Invalid type for '{name}': expected an integer.", param=name, code="invalid_type"
+    def _refuse_key(self, key: str | None) -> web.Response:
+        if key is None:
+            return _error(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an Authorization "
+                "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            )
+        return _error(
+            401,
+            f"Incorrect API key provided: {_redact(key)}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            code="invalid_api_key",
         )
-    if value < 1:
-        return _error_response(
+
+    def _failure_response(self, status: int, message: str, retry_after: float | None) -> web.Response:
+        type_, code = by_status(
+            _ERROR_KINDS, status, client_error=("invalid_request_error", None), server_error=("server_error", None)
+        )
+        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
+        return _error(status, message, type_, code=code, headers=headers)
+
+    def _invalid_json(self) -> web.Response:
+        return _error(
             400,
-            f"Invalid '{name}': integer below minimum value. Expected a value >= 1, but got {value} instead.",
-            param=name,
-            code="integer_below_min_value",
+            "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+            "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent "
+            "was not valid JSON.)",
         )
-    return value
 
-
-def make_fake_openai_app(state: FakeOpenAI) -> web.Application:
-    """The fake's aiohttp application, serving ``/v1/...`` from ``state`` (its answers, failures, records).
-
-    :class:`FakeOpenAI` serves it itself; tests can also mount it with ``aiohttp_client``.
-    """
-
-    async def prologue(request: web.Request, *, parse: bool) -> tuple[Any, web.Response | None]:
-        """Read and record the request, check the key; returns (body, early response or None)."""
-        body: Any = None
-        parsed = True
-        if parse:
-            raw = await request.read()
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                parsed = False
-        if state.record_requests:
-            state.requests.append(
-                {
-                    "method": request.method,
-                    "path": request.path,
-                    "headers": _Headers((k.lower(), v) for k, v in request.headers.items()),
-                    "body": body,
-                }
-            )
-        if state.api_key is not None:
-            auth = request.headers.get("Authorization", "")
-            if not auth.startswith("Bearer ") or not auth[7:].strip():
-                return body, _error_response(
-                    401,
-                    "You didn't provide an API key. You need to provide your API key in an Authorization "
-                    "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-                )
-            if auth[7:].strip() != state.api_key:
-                return body, _error_response(
-                    401,
-                    f"Incorrect API key provided: {_redact(auth[7:].strip())}. You can find your API key at "
-                    "https://platform.openai.com/account/api-keys.",
-                    code="invalid_api_key",
-                )
-        if not parse:
-            return body, None
-        failure = state._take_failure()
-        if failure is not None:
-            return body, _failure_response(*failure)
-        if not parsed:
-            return body, _error_response(
-                400,
-                "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
-                "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent "
-                "was not valid JSON.)",
-            )
+    def _check_body(self, body: Any) -> web.Response | None:
         if not isinstance(body, dict):
-            return body, _error_response(400, "The request body must be a JSON object.")
+            return _error(400, "The request body must be a JSON object.")
         if not isinstance(body.get("model"), str) or not body["model"]:
-            return body, _error_response(400, "you must provide a model parameter")
-        return body, None
+            return _error(400, "you must provide a model parameter")
+        return None
 
-    async def chat_completions(request: web.Request) -> web.StreamResponse:
-        body, early = await prologue(request, parse=True)
-        if early is not None:
-            return early
+    def _not_found(self, request: web.Request) -> web.Response:
+        return _error(404, f"Invalid URL ({request.method} {request.path})")
+
+    # -- endpoints -------------------------------------------------------------------------------------------
+
+    def _routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/chat/completions", self._endpoint(self._chat_completions)),
+            web.post("/v1/embeddings", self._endpoint(self._embeddings)),
+            web.get("/v1/models", self._endpoint(self._list_models, parse=False)),
+            web.get("/v1/models/{model:.+}", self._endpoint(self._retrieve_model, parse=False)),
+        ]
+
+    def _request_id(self) -> dict[str, str]:
+        return {"x-request-id": f"req_{self._next_id()}"}
+
+    async def _chat_completions(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         messages = body.get("messages")
         if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-            return _error_response(400, "Invalid 'messages': expected an array of objects.", param="messages")
+            return _error(400, "Invalid 'messages': expected an array of objects.", param="messages")
         if not messages:
-            return _error_response(
+            return _error(
                 400,
                 "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty "
                 "array instead.",
@@ -512,7 +460,7 @@ def make_fake_openai_app(state: FakeOpenAI) -> web.Application:
         stream = body.get("stream") is True
         stream_options = body.get("stream_options")
         if stream_options is not None and not stream:
-            return _error_response(
+            return _error(
                 400,
                 "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                 param="stream_options",
@@ -529,97 +477,55 @@ def make_fake_openai_app(state: FakeOpenAI) -> web.Application:
             stop = [stop]
         stops = [s for s in stop if isinstance(s, str) and s] if isinstance(stop, list) else []
 
-        model = state.model_prefix + body["model"]
+        model = self.model_prefix + body["model"]
         prompt_tokens = prompt_tokens_for(messages)
-        completion_id = f"chatcmpl-{state._next_id()}"
+        completion_id = f"chatcmpl-{self._next_id()}"
         created = int(time.time())
-        include_usage = (
-            stream and isinstance(stream_options, dict) and stream_options.get("include_usage") is True
-        )
+        include_usage = stream and isinstance(stream_options, dict) and stream_options.get("include_usage") is True
 
-        tool_calls = state._tool_calls
-        if tool_calls is not None:
+        message: dict[str, Any]
+        if self._tool_calls is not None:
             calls = [
-                {**call, "id": call["id"] or f"call_{state._next_id()}{i}"}
-                for i, call in enumerate(tool_calls)
+                {**call, "id": call["id"] or f"call_{self._next_id()}{i}"} for i, call in enumerate(self._tool_calls)
             ]
-            fragments = [_ARG_FRAGMENT_RE.findall(call["arguments"]) for call in calls]
+            fragments = [json_fragments(call["arguments"]) for call in calls]
             completion_tokens = sum(len(f) + 1 for f in fragments)
             deltas = list(_tool_call_deltas(calls, fragments))
-            if stream:
-                return await _stream(
-                    request,
-                    state,
-                    completion_id,
-                    created,
-                    model,
-                    deltas,
-                    "tool_calls",
-                    _usage(prompt_tokens, completion_tokens) if include_usage else None,
-                )
-            message: dict[str, Any] = {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": call["id"],
-                        "type": "function",
-                        "function": {"name": call["name"], "arguments": call["arguments"]},
-                    }
-                    for call in calls
-                ],
-                "refusal": None,
-                "annotations": [],
-            }
             finish_reason = "tool_calls"
-            n_chunks = len(deltas) + 1
+            tool_calls = [
+                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                for c in calls
+            ]
+            message = {"role": "assistant", "content": None, "tool_calls": tool_calls, "refusal": None,
+                       "annotations": []}
         else:
-            text = state._answer if state._answer is not None else answer_for(messages)
-            finish_reason = "stop"
-            cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-            if cut >= 0:
-                text = text[:cut]
-            pieces = _split_words(text)
-            if limit is not None and sum(1 for p in pieces if p.strip()) > limit:
-                pieces = pieces[:limit]
-                finish_reason = "length"
-            completion_tokens = sum(1 for p in pieces if p.strip())
-            if stream:
-                deltas = [{"role": "assistant", "content": "", "refusal": None}]
-                deltas.extend({"content": p} for p in pieces)
-                return await _stream(
-                    request,
-                    state,
-                    completion_id,
-                    created,
-                    model,
-                    deltas,
-                    finish_reason,
-                    _usage(prompt_tokens, completion_tokens) if include_usage else None,
-                )
-            message = {"role": "assistant", "content": "".join(pieces), "refusal": None, "annotations": []}
-            n_chunks = len(pieces) + 2
+            text = self._answer if self._answer is not None else answer_for(messages)
+            cut = cut_answer(text, stops=stops, limit=limit)
+            finish_reason = "length" if cut.capped else "stop"
+            completion_tokens = cut.words
+            deltas = [{"role": "assistant", "content": "", "refusal": None}, *({"content": p} for p in cut.pieces)]
+            message = {"role": "assistant", "content": "".join(cut.pieces), "refusal": None, "annotations": []}
 
-        if state.chunk_delay_s > 0:
-            await asyncio.sleep(state.chunk_delay_s * n_chunks)
+        usage = _usage(prompt_tokens, completion_tokens)
+        if stream:
+            events = _chunks(completion_id, created, model, deltas, finish_reason, usage if include_usage else None)
+            return await send_events(
+                request, events, delay=self.chunk_delay_s, done=_SSE_DONE, headers=self._request_id()
+            )
+        await self._pace(len(deltas) + 1)  # as long as the stream's chunks, the finish chunk included
         payload = {
             "id": completion_id,
             "object": "chat.completion",
             "created": created,
             "model": model,
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
-            "usage": _usage(prompt_tokens, completion_tokens),
+            "usage": usage,
             "service_tier": "default",
             "system_fingerprint": _SYSTEM_FINGERPRINT,
         }
-        return web.Response(
-            body=orjson.dumps(payload), content_type="application/json", headers=_request_id_header(state)
-        )
+        return json_response(payload, headers=self._request_id())
 
-    async def embeddings(request: web.Request) -> web.StreamResponse:
-        body, early = await prologue(request, parse=True)
-        if early is not None:
-            return early
+    async def _embeddings(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         raw_input = body.get("input")
         texts: list[str]
         if isinstance(raw_input, str):
@@ -635,10 +541,8 @@ def make_fake_openai_app(state: FakeOpenAI) -> web.Application:
         ):
             texts = [" ".join(map(str, t)) for t in raw_input]
         else:
-            return _error_response(
-                400,
-                "'input' must be a string, an array of strings, or an array of token arrays.",
-                param="input",
+            return _error(
+                400, "'input' must be a string, an array of strings, or an array of token arrays.", param="input"
             )
         dimensions = _int_param(body, "dimensions")
         if isinstance(dimensions, web.Response):
@@ -646,127 +550,36 @@ def make_fake_openai_app(state: FakeOpenAI) -> web.Application:
         dimensions = dimensions or _DEFAULT_EMBEDDING_DIMENSIONS
         encoding = body.get("encoding_format") or "float"
         if encoding not in ("float", "base64"):
-            return _error_response(
-                400, "Invalid 'encoding_format': expected 'float' or 'base64'.", param="encoding_format"
-            )
+            return _error(400, "Invalid 'encoding_format': expected 'float' or 'base64'.", param="encoding_format")
         data = []
         for index, text in enumerate(texts):
-            vector: Any = _embedding(text, dimensions)
+            vector: Any = embedding(text, dimensions)
             if encoding == "base64":
                 vector = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
             data.append({"object": "embedding", "index": index, "embedding": vector})
-        tokens = sum(math.ceil(len(t) / 4) for t in texts)
+        tokens = sum(map(text_tokens, texts))
         payload = {
             "object": "list",
             "data": data,
-            "model": state.model_prefix + body["model"],
+            "model": self.model_prefix + body["model"],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
-        return web.Response(
-            body=orjson.dumps(payload), content_type="application/json", headers=_request_id_header(state)
-        )
+        return json_response(payload, headers=self._request_id())
 
-    async def list_models(request: web.Request) -> web.StreamResponse:
-        _, early = await prologue(request, parse=False)
-        if early is not None:
-            return early
-        payload = {"object": "list", "data": [_model_object(state.model_prefix + m) for m in _DEFAULT_MODELS]}
-        return web.Response(body=orjson.dumps(payload), content_type="application/json")
+    async def _list_models(self, request: web.Request, body: None) -> web.StreamResponse:
+        models = [_model_object(self.model_prefix + m) for m in _DEFAULT_MODELS]
+        return json_response({"object": "list", "data": models})
 
-    async def retrieve_model(request: web.Request) -> web.StreamResponse:
-        _, early = await prologue(request, parse=False)
-        if early is not None:
-            return early
-        return web.Response(
-            body=orjson.dumps(_model_object(request.match_info["model"])), content_type="application/json"
-        )
-
-    async def unknown(request: web.Request) -> web.StreamResponse:
-        _, early = await prologue(request, parse=False)
-        if early is not None:
-            return early
-        return _error_response(404, f"Invalid URL ({request.method} {request.path})")
-
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app[_FAKE_KEY] = state
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_post("/v1/embeddings", embeddings)
-    app.router.add_get("/v1/models", list_models)
-    app.router.add_get("/v1/models/{model:.+}", retrieve_model)
-    app.router.add_route("*", "/{tail:.*}", unknown)
-    return app
+    async def _retrieve_model(self, request: web.Request, body: None) -> web.StreamResponse:
+        return json_response(_model_object(request.match_info["model"]))
 
 
-def _model_object(model_id: str) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": _MODEL_CREATED, "owned_by": "system"}
+def make_fake_openai_app(state: FakeOpenAI) -> web.Application:
+    """The fake's aiohttp application, serving ``/v1/...`` from ``state`` (its answers, failures, records).
 
-
-def _request_id_header(state: FakeOpenAI) -> dict[str, str]:
-    return {"x-request-id": f"req_{state._next_id()}"}
-
-
-def _tool_call_deltas(calls: list[dict[str, str]], fragments: list[list[str]]) -> Iterable[dict[str, Any]]:
-    """The stream deltas for tool calls, as OpenAI sends them."""
-    for index, (call, pieces) in enumerate(zip(calls, fragments, strict=True)):
-        head = {
-            "index": index,
-            "id": call["id"],
-            "type": "function",
-            "function": {"name": call["name"], "arguments": ""},
-        }
-        if index == 0:
-            yield {"role": "assistant", "content": None, "tool_calls": [head], "refusal": None}
-        else:
-            yield {"tool_calls": [head]}
-        for piece in pieces:
-            yield {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
-
-
-async def _stream(
-    request: web.Request,
-    state: FakeOpenAI,
-    completion_id: str,
-    created: int,
-    model: str,
-    deltas: list[dict[str, Any]],
-    finish_reason: str,
-    usage: dict[str, Any] | None,
-) -> web.StreamResponse:
-    """Send ``deltas`` as ``chat.completion.chunk`` events, then the finish chunk, the usage chunk when
-    ``usage`` is given (and ``"usage": null`` on every other chunk), and ``data: [DONE]``."""
-    head = orjson.dumps(
-        {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "service_tier": "default",
-            "system_fingerprint": _SYSTEM_FINGERPRINT,
-        }
-    )[:-1]
-    open_choice = b"data: " + head + b',"choices":[{"index":0,"delta":'
-    tail = b"}]" + (b',"usage":null' if usage is not None else b"") + b"}\n\n"
-    mid = b',"logprobs":null,"finish_reason":null' + tail
-    events = [open_choice + orjson.dumps(delta) + mid for delta in deltas]
-    finish = b'{},"logprobs":null,"finish_reason":"' + finish_reason.encode() + b'"'
-    events.append(open_choice + finish + tail)
-    if usage is not None:
-        events.append(b"data: " + head + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}\n\n")
-    events.append(_SSE_DONE)
-
-    response = web.StreamResponse(headers=_SSE_HEADERS)
-    response.headers.update(_request_id_header(state))
-    await response.prepare(request)
-    delay = state.chunk_delay_s
-    if delay > 0:
-        for event in events[:-1]:
-            await asyncio.sleep(delay)
-            await response.write(event)
-        await response.write(events[-1])
-    else:
-        await response.write(b"".join(events))
-    await response.write_eof()
-    return response
+    :class:`FakeOpenAI` serves it itself; tests can also mount it with ``aiohttp_client``.
+    """
+    return state.make_app()
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,33 +1,85 @@
-"""What every fake upstream shares: serving its aiohttp app on a free loopback port, as an async context manager."""
+"""What every fake upstream shares: serving its aiohttp app on a free loopback port (as an async context manager
+or from the command line), the settings every provider has, and the prologue every request goes through."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import itertools
+import os
 import signal
 from collections import deque
-from typing import Any, ClassVar, Self
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, Final, NamedTuple, Self
 
+import orjson
 from aiohttp import web
+
+from .wire import recorded_headers
+
+
+class Received(NamedTuple):
+    """A request as the fake read it (:meth:`FakeServer._receive`)."""
+
+    body: Any  # the parsed JSON; None when not read, empty (see accepts_empty_body), too large or not JSON
+    parsed: bool  # False when a body was read and is not JSON
+    too_large: web.Response | None  # the answer to a body over max_request_bytes, when the fake gives one
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Answer = Callable[[web.Request, Any], Awaitable[web.StreamResponse]]
 
 
 class FakeServer:
-    """Lifecycle of a fake upstream.
+    """A fake upstream: its lifecycle, the settings every provider has, and the prologue of every request.
 
-    Contract: ``start()`` binds ``host:port`` (port 0 picks a free one, read back into :attr:`port`) and serves
+    Lifecycle: ``start()`` binds ``host:port`` (port 0 picks a free one, read back into :attr:`port`) and serves
     :meth:`make_app`; :attr:`base_url` is ``http://HOST:PORT`` plus the provider's ``url_suffix`` once started and
-    raises ``RuntimeError`` before; ``close()`` is idempotent.
+    raises ``RuntimeError`` before; ``close()`` is idempotent. ``async with`` starts and closes it.
+
+    Settings: ``api_key`` (None accepts any or no key), ``chunk_delay_s`` (the pause before each stream event; a
+    whole answer pauses as long as its stream would in total, :meth:`_pace`; may change between requests),
+    ``record_requests``, the fixed answer text (:meth:`set_answer`) and the queue of failures
+    (:meth:`queue_failures`, which each provider's ``fail_next`` fills).
+
+    ``requests``: every request that reaches the fake, in arrival order, as ``{"method", "path", "query",
+    "headers", "body"}``; ``query`` is a dict, ``headers`` a :class:`~.wire.RecordedHeaders` (lower-cased keys,
+    lookups ignore case, a repeated header joined with ``", "``), ``body`` the parsed JSON or None (not read, or
+    not JSON). Nothing is recorded when ``record_requests`` is False (long-running processes).
+
+    The prologue (:meth:`_prologue`), in this order: read the body (when the endpoint takes one) and record the
+    request; a body over ``max_request_bytes`` gets :meth:`_too_large`; a key other than ``api_key`` (as
+    :meth:`_presented_key` finds it) gets :meth:`_refuse_key`; then :meth:`_check_headers`. Endpoints without a
+    body stop there. Then a queued failure is taken and answered (:meth:`_failure_response`), a body that is not
+    JSON gets :meth:`_invalid_json`, and last :meth:`_check_body`. Provider modules implement these hooks, list
+    their endpoints in :meth:`_routes` (wrapped by :meth:`_endpoint`) and say what an unknown path gets
+    (:meth:`_not_found`).
     """
 
     url_suffix: ClassVar[str] = ""
+    max_request_bytes: ClassVar[int] = 64 * 1024 * 1024
+    accepts_empty_body: ClassVar[bool] = False  # an empty body reads as None rather than as invalid JSON
+    id_prefix: ClassVar[str] = ""  # ids are this, id_random_bytes random bytes in hex, then a counter
+    id_random_bytes: ClassVar[int] = 5
+    id_digits: ClassVar[int] = 19  # the counter's width
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, *, api_key: str | None = None, chunk_delay_s: float = 0.0, host: str = "127.0.0.1",
+                 port: int = 0, record_requests: bool = True) -> None:
         self.host = host
         self.port = port
+        self.api_key = api_key
+        self.chunk_delay_s = chunk_delay_s
+        self.record_requests = record_requests
+        self.requests: list[dict[str, Any]] = []
+        self._answer: str | None = None
+        self._failures: deque[tuple[int, str, float | None]] = deque()
+        self._ids = itertools.count(1)
+        self._id_base = self.id_prefix + os.urandom(self.id_random_bytes).hex()
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
-        self._failures: deque[tuple[int, str, float | None]] = deque()
+
+    # -- configuration --------------------------------------------------------------------------------------
 
     def queue_failures(self, status: int, times: int, message: str, retry_after: float | None) -> None:
         """Make the next ``times`` calls answer ``status`` (the provider's ``fail_next`` says in which shape)."""
@@ -37,11 +89,128 @@ class FakeServer:
             raise ValueError("times must be at least 1")
         self._failures.extend([(status, message, retry_after)] * times)
 
+    def set_answer(self, text: str | None) -> None:
+        """Answer every call with ``text``; None goes back to the provider's default answer (``"Echo: "`` plus the
+        last user message's text)."""
+        self._answer = text
+
+    # -- used by the endpoints ------------------------------------------------------------------------------
+
     def _take_failure(self) -> tuple[int, str, float | None] | None:
         return self._failures.popleft() if self._failures else None
 
-    def make_app(self) -> web.Application:
+    def _next_id(self) -> str:
+        """A fresh id: ``id_prefix``, this fake's random part, and a counter ``id_digits`` wide."""
+        return f"{self._id_base}{next(self._ids):0{self.id_digits}d}"
+
+    async def _pace(self, events: int) -> None:
+        """Sleep as long as a stream of ``events`` events would take (nothing when ``chunk_delay_s`` is 0)."""
+        if self.chunk_delay_s > 0:
+            await asyncio.sleep(self.chunk_delay_s * events)
+
+    async def _receive(self, request: web.Request, *, parse: bool) -> Received:
+        """Read the body (when ``parse``) and record the request (see the class contract)."""
+        body: Any = None
+        parsed = True
+        too_large = None
+        if parse:
+            try:
+                raw = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                too_large = self._too_large()
+                if too_large is None:
+                    raise
+            else:
+                if raw or not self.accepts_empty_body:
+                    try:
+                        body = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        parsed = False
+        if self.record_requests:
+            self.requests.append({"method": request.method, "path": request.path, "query": dict(request.query),
+                                  "headers": recorded_headers(request), "body": body})
+        return Received(body, parsed, too_large)
+
+    async def _prologue(self, request: web.Request, *, parse: bool) -> tuple[Any, web.Response | None]:
+        """Receive the request and screen it (see the class contract); returns (body, early answer or None)."""
+        body, parsed, too_large = await self._receive(request, parse=parse)
+        if too_large is not None:
+            return body, too_large
+        if self.api_key is not None:
+            key = self._presented_key(request)
+            if not key or key != self.api_key:
+                return body, self._refuse_key(key or None)
+        refusal = self._check_headers(request)
+        if refusal is not None or not parse:
+            return body, refusal
+        failure = self._take_failure()
+        if failure is not None:
+            return body, self._failure_response(*failure)
+        if not parsed:
+            return body, self._invalid_json()
+        return body, self._check_body(body)
+
+    def _endpoint(self, answer: Answer, *, parse: bool = True) -> Handler:
+        """A request handler: :meth:`_prologue`, then ``answer(request, body)`` unless the prologue answered."""
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            body, early = await self._prologue(request, parse=parse)
+            return early if early is not None else await answer(request, body)
+
+        return handle
+
+    async def _unknown(self, request: web.Request) -> web.StreamResponse:
+        """Any other path: the prologue (without a body), then :meth:`_not_found`."""
+        _, early = await self._prologue(request, parse=False)
+        return early if early is not None else self._not_found(request)
+
+    # -- provider hooks -------------------------------------------------------------------------------------
+
+    def _routes(self) -> list[web.RouteDef]:
+        """The provider's endpoints (handlers made with :meth:`_endpoint`)."""
         raise NotImplementedError
+
+    def _presented_key(self, request: web.Request) -> str | None:
+        """The API key the request carries, where the provider reads it; None or ``""`` without one."""
+        raise NotImplementedError
+
+    def _refuse_key(self, key: str | None) -> web.Response:
+        """The answer to a request without a key (``key`` None) or with a key other than ``api_key``."""
+        raise NotImplementedError
+
+    def _check_headers(self, request: web.Request) -> web.Response | None:
+        """The answer to a request missing a header the provider requires (after the key), or None."""
+        return None
+
+    def _failure_response(self, status: int, message: str, retry_after: float | None) -> web.Response:
+        """The provider's answer to a queued failure."""
+        raise NotImplementedError
+
+    def _invalid_json(self) -> web.Response:
+        """The provider's answer to a body that is not JSON."""
+        raise NotImplementedError
+
+    def _too_large(self) -> web.Response | None:
+        """The provider's answer to a body over ``max_request_bytes``; None leaves it to aiohttp (413, unrecorded)."""
+        return None
+
+    def _check_body(self, body: Any) -> web.Response | None:
+        """The answer to a body every endpoint of the provider refuses, or None."""
+        return None
+
+    def _not_found(self, request: web.Request) -> web.Response:
+        """The provider's answer to an unknown path."""
+        raise NotImplementedError
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        """The fake's aiohttp application: :meth:`_routes`, then every other path to :meth:`_unknown`. The
+        fake serves it itself; tests can also mount it with ``aiohttp_client``."""
+        app = web.Application(client_max_size=self.max_request_bytes)
+        app[FAKE] = self
+        app.router.add_routes([*self._routes(), web.route("*", "/{tail:.*}", self._unknown)])
+        return app
 
     @property
     def base_url(self) -> str:
@@ -75,6 +244,9 @@ class FakeServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+FAKE: Final = web.AppKey("llmgw_fake", FakeServer)  # the fake serving an application
 
 
 def run_cli(factory: type[FakeServer], label: str, prog: str, argv: list[str] | None = None) -> None:
