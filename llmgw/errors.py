@@ -1,4 +1,5 @@
-"""The gateway's error tree. Every error knows its HTTP status and renders itself in each client format.
+"""The gateway's error tree. Every error knows its HTTP status, type, code and message; each client format
+renders it in its own error body (:meth:`llmgw.formats.base.WireFormat.error_body`).
 
 ::
 
@@ -36,22 +37,6 @@ __all__ = [
     "UpstreamTimeout",
 ]
 
-# Anthropic's error types for each status (https://docs.anthropic.com/en/api/errors).
-_ANTHROPIC_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    502: "api_error",
-    503: "overloaded_error",
-    504: "api_error",
-    529: "overloaded_error",
-}
-
-
 class GatewayError(Exception):
     """Base of every error the gateway answers with; ``status``, ``type`` and ``code`` shape the wire body."""
 
@@ -77,14 +62,9 @@ class GatewayError(Exception):
         self.param = param
         self.retry_after = retry_after
 
-    def openai_body(self) -> dict[str, Any]:
-        """The body in OpenAI's format: ``{"error": {"message", "type", "param", "code"}}``."""
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-
-    def anthropic_body(self) -> dict[str, Any]:
-        """The body in Anthropic's format: ``{"type": "error", "error": {"type", "message"}}``."""
-        kind = _ANTHROPIC_TYPES.get(self.status, "api_error")
-        return {"type": "error", "error": {"type": kind, "message": self.message}}
+    def as_dict(self) -> dict[str, Any]:
+        """The error as the gateway records it: ``{"message", "type", "param", "code"}``."""
+        return {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
 
     def headers(self) -> dict[str, str]:
         """Extra response headers (``Retry-After`` for 429)."""

@@ -207,7 +207,7 @@ class Exchange:
                                  "message": {"role": "assistant", "content": "".join(self.streamed_text)}}],
                     "usage": self.usage.to_openai()}
         if self.error is not None:
-            return self.error.openai_body()
+            return {"error": self.error.as_dict()}
         return None
 
     def log_row(self) -> dict[str, Any]:

@@ -37,6 +37,25 @@ if TYPE_CHECKING:
 JSON_TYPE = "application/json"
 NAME = "anthropic"
 API_VERSION = "2023-06-01"
+# Anthropic's error types for each status (https://docs.anthropic.com/en/api/errors).
+_ERROR_TYPES = MappingProxyType({
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "api_error",
+    529: "overloaded_error",
+})
+
+
+def error_type(status: int) -> str:
+    """Anthropic's error ``type`` for an HTTP status."""
+    return _ERROR_TYPES.get(status, "api_error")
 
 
 def validate_messages(body: Mapping[str, Any], *, count_only: bool = False) -> None:
@@ -255,8 +274,12 @@ class AnthropicMessages(WireFormat):
 
     # --- rendering ---
 
+    def error_body(self, error: GatewayError) -> dict[str, Any]:
+        """``{"type": "error", "error": {"type", "message"}}``, the type chosen by the status."""
+        return {"type": "error", "error": {"type": error_type(error.status), "message": error.message}}
+
     def render_error(self, error: GatewayError, headers: Mapping[str, str] | None = None) -> web.Response:
-        return web.Response(body=orjson.dumps(error.anthropic_body()), status=error.status, content_type=JSON_TYPE,
+        return web.Response(body=orjson.dumps(self.error_body(error)), status=error.status, content_type=JSON_TYPE,
                             headers={**(headers or {}), **error.headers()})
 
     def render_reply(self, ex: Exchange, headers: dict[str, str]) -> web.Response:

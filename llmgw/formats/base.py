@@ -11,6 +11,7 @@ A :class:`WireFormat` is one client API (OpenAI Chat Completions, Anthropic Mess
   stores that); ``answer_text`` / ``answer_usage`` read an answer for replay (``None``: not this format's answer);
 - ``event_delta`` reads one streamed event's text and canonical finish reason (the stream accumulator);
   ``guard_event`` / ``held_text_event`` give the stream guard this format's text channels;
+- ``error_body`` is an error in this format's shape (the error tree knows statuses, not wire formats);
 - ``render_reply`` / ``render_stream`` / ``render_error`` write the answer back, streams through
   :func:`llmgw.formats.streaming.forward_stream` and the one SSE encoder (:func:`llmgw.sse.encode_data`);
 - ``count_tokens_answer`` is the shape of a count-tokens answer, where the format has that endpoint.
@@ -129,6 +130,10 @@ class WireFormat:
     async def render_stream(self, request: web.Request, ex: Exchange, headers: dict[str, str],
                             record: Callable[[StreamEvent], None]) -> web.StreamResponse:
         """Write ``ex``'s stream; ``record`` is called with every event before it is encoded."""
+        raise NotImplementedError
+
+    def error_body(self, error: GatewayError) -> dict[str, Any]:
+        """The error's body in this format."""
         raise NotImplementedError
 
     def render_error(self, error: GatewayError, headers: Mapping[str, str] | None = None) -> web.Response:

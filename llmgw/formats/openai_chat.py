@@ -255,8 +255,12 @@ class OpenAIChat(WireFormat):
         raw = ex.reply.raw if ex.reply.raw is not None else orjson.dumps(ex.reply.body)
         return web.Response(body=raw, status=200, content_type=JSON_TYPE, headers=headers)
 
+    def error_body(self, error: GatewayError) -> dict[str, Any]:
+        """``{"error": {"message", "type", "param", "code"}}``."""
+        return {"error": error.as_dict()}
+
     def render_error(self, error: GatewayError, headers: Mapping[str, str] | None = None) -> web.Response:
-        return web.Response(body=orjson.dumps(error.openai_body()), status=error.status, content_type=JSON_TYPE,
+        return web.Response(body=orjson.dumps(self.error_body(error)), status=error.status, content_type=JSON_TYPE,
                             headers={**(headers or {}), **error.headers()})
 
     async def render_stream(self, request: web.Request, ex: Exchange, headers: dict[str, str],
@@ -270,7 +274,7 @@ class OpenAIChat(WireFormat):
             return event.raw or encode_data(orjson.dumps(event.data))
 
         def error(failed: GatewayError, failure: UpstreamFailure) -> bytes:
-            return encode_data(orjson.dumps(failed.openai_body()))
+            return encode_data(orjson.dumps(self.error_body(failed)))
 
         return await forward_stream(request, ex, headers, encode, lambda: _DONE, error, record)
 

@@ -10,6 +10,7 @@ import pytest
 
 from llmgw.errors import PermissionDenied
 from llmgw.exchange import Exchange, StreamEvent, UpstreamReply
+from llmgw.formats import named
 from llmgw.formats.anthropic_messages import AnthropicMessages
 from llmgw.formats.openai_chat import OpenAIChat
 from llmgw.guardrails.rules import parse_rules
@@ -128,11 +129,11 @@ async def test_block_is_403_with_rule_name_and_never_logs_pii() -> None:
                                        {"role": "user", "content": f"cc {EMAIL}"}]})
     await s.request(ex)
     assert isinstance(ex.error, PermissionDenied) and ex.status == 403
-    body = ex.error.openai_body()["error"]
+    body = named("openai").error_body(ex.error)["error"]
     assert body["type"] == "permission_error" and body["code"] == "guardrail_blocked"
     assert body["message"] == ("request blocked by guardrail 'codenames' (denylist): denied term 'project zeus'"
                                " in messages[0].content")
-    assert ex.error.anthropic_body()["error"]["type"] == "permission_error"
+    assert named("anthropic").error_body(ex.error)["error"]["type"] == "permission_error"
     assert EMAIL not in logged_request(ex)
     assert ex.log_row()["error_message"] == body["message"]
 

@@ -18,6 +18,7 @@ from llmgw.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from llmgw.formats import named
 
 # class, HTTP status, OpenAI error type, OpenAI code, Anthropic error type
 TABLE = [
@@ -41,7 +42,7 @@ def test_status_and_openai_body(cls: type[GatewayError], status: int, oa_type: s
     assert error.status == status
     assert isinstance(error, GatewayError) and isinstance(error, Exception)
     assert str(error) == error.message == "something went wrong"
-    body = error.openai_body()
+    body = named("openai").error_body(error)
     assert body == {"error": {"message": "something went wrong", "type": oa_type, "param": "messages",
                               "code": code}}
     assert json.loads(json.dumps(body)) == body
@@ -49,7 +50,7 @@ def test_status_and_openai_body(cls: type[GatewayError], status: int, oa_type: s
 
 @pytest.mark.parametrize(("cls", "status", "oa_type", "code", "an_type"), TABLE, ids=IDS)
 def test_anthropic_body(cls: type[GatewayError], status: int, oa_type: str, code: str, an_type: str | None) -> None:
-    body = cls("nope").anthropic_body()
+    body = named("anthropic").error_body(cls("nope"))
     assert set(body) == {"type", "error"}
     assert body["type"] == "error"
     assert set(body["error"]) == {"type", "message"}
@@ -61,11 +62,11 @@ def test_anthropic_body(cls: type[GatewayError], status: int, oa_type: str, code
 
 def test_timeout_anthropic_type_is_a_documented_one() -> None:
     # Anthropic documents api_error for unexpected 5xx; newer docs list timeout_error for 504.
-    assert UpstreamTimeout("slow").anthropic_body()["error"]["type"] in {"api_error", "timeout_error"}
+    assert named("anthropic").error_body(UpstreamTimeout("slow"))["error"]["type"] in {"api_error", "timeout_error"}
 
 
 def test_param_defaults_to_none_and_openai_body_always_has_four_keys() -> None:
-    body = InvalidRequest("bad").openai_body()
+    body = named("openai").error_body(InvalidRequest("bad"))
     assert set(body) == {"error"}
     assert set(body["error"]) == {"message", "type", "param", "code"}
     assert body["error"]["param"] is None
@@ -73,13 +74,13 @@ def test_param_defaults_to_none_and_openai_body_always_has_four_keys() -> None:
 
 def test_code_and_status_overrides() -> None:
     error = InvalidRequest("tools are not supported by this target", code="unsupported_parameter", param="tools")
-    assert error.openai_body()["error"]["code"] == "unsupported_parameter"
-    assert error.openai_body()["error"]["param"] == "tools"
+    assert named("openai").error_body(error)["error"]["code"] == "unsupported_parameter"
+    assert named("openai").error_body(error)["error"]["param"] == "tools"
     assert InvalidRequest.code == "invalid_request", "an override must not change the class default"
     overloaded = GatewayError("busy", status=529)
     assert overloaded.status == 529
-    assert overloaded.anthropic_body()["error"]["type"] == "overloaded_error"
-    assert GatewayError("x", status=503).anthropic_body()["error"]["type"] == "overloaded_error"
+    assert named("anthropic").error_body(overloaded)["error"]["type"] == "overloaded_error"
+    assert named("anthropic").error_body(GatewayError("x", status=503))["error"]["type"] == "overloaded_error"
     assert GatewayError.status == 500
 
 
@@ -87,7 +88,7 @@ def test_code_and_status_overrides() -> None:
                                                  (404, "not_found_error"), (500, "api_error"),
                                                  (529, "overloaded_error")])
 def test_anthropic_type_follows_the_status(status: int, an_type: str) -> None:
-    assert GatewayError("x", status=status).anthropic_body()["error"]["type"] == an_type
+    assert named("anthropic").error_body(GatewayError("x", status=status))["error"]["type"] == an_type
 
 
 def test_upstream_error_carries_the_last_upstream_status() -> None:

@@ -20,6 +20,7 @@ from llmgw.errors import (
     UpstreamTimeout,
 )
 from llmgw.exchange import Attempt, Exchange, UpstreamReply
+from llmgw.formats import named
 from llmgw.profile import ModelConfig, RoutingConfig, Target
 from llmgw.providers.base import UpstreamFailure
 from llmgw.stages.route import (
@@ -248,8 +249,8 @@ def test_client_error_mapping(status: int, cls: type, client_status: int, code: 
     assert error.status == client_status
     assert error.code == code
     assert "up/m" in error.message
-    assert error.openai_body()["error"]["code"] == code
-    assert error.anthropic_body()["type"] == "error"
+    assert named("openai").error_body(error)["error"]["code"] == code
+    assert named("anthropic").error_body(error)["type"] == "error"
 
 
 def test_client_error_auth_never_echoes_the_upstream_message() -> None:
