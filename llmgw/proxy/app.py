@@ -25,6 +25,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from .. import __version__
 from ..cache.embed import Embedder
 from ..errors import GatewayError
 from ..formats import FORMATS, canonical
@@ -39,8 +40,9 @@ from ..stages.meter import MeterStage
 from ..stages.route import Router
 from ..store.log import LogWriter
 from .events import EventHub, events_handler
-from .governance import open_keys, open_shared_state, refresh_keys
+from .governance import KeyReloader, open_keys, open_shared_state, refresh_keys
 from .handlers import Handler, format_handler
+from .landing import landing, unknown_path
 from .metrics import Metrics, metrics_handler, refresh_spend_anomalies
 from .metrics_share import publish, read_others
 from .pipeline import Pipeline
@@ -103,6 +105,7 @@ def make_app(profile: Profile, *, fail_targets: Collection[str] = (), embedder: 
         app.router.add_get("/metrics", metrics_handler(app[METRICS]))
     app.router.add_get("/admin/events", events_handler(app[EVENTS], _admin_key(profile)))
     app.on_shutdown.append(_close_events)
+    app.router.add_get("/", landing)
     app.router.add_get("/health", _health)
     app.router.add_get("/ready", _ready)
     return app
@@ -142,7 +145,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         meter = MeterStage(prices, writer, listeners=[app[METRICS].observe, app[EVENTS].publish])
         keys = await asyncio.to_thread(open_keys, profile) if profile.governed else None
         state = await open_shared_state(profile)
-        auth = AuthStage(profile.models, keys)
+        reloader = KeyReloader(keys, lambda: open_keys(profile)) if keys is not None else None
+        auth = AuthStage(profile.models, keys, reloader.fresh if reloader is not None else None)
         limits = LimitsStage(state, prices, profile.teams)
         app[SESSION] = session
         app[WRITER] = writer
@@ -156,7 +160,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         stages = [meter, auth, limits, *([guard] if guard.active else []), *([cache] if cache.active else []),
                   router]
         app[PIPELINE] = Pipeline(stages)
-        refresher = asyncio.create_task(refresh_keys(keys, profile)) if keys is not None else None
+        refresher = asyncio.create_task(refresh_keys(reloader)) if reloader is not None else None
         anomalies = asyncio.create_task(refresh_spend_anomalies(app[METRICS], profile.state.db_path))
         yield
         anomalies.cancel()
@@ -177,8 +181,8 @@ async def _models(request: web.Request) -> web.Response:
     aliases = list(profile.models)
     if auth.keys is not None:
         try:
-            record = auth.identify(presented_key(request.headers.get("Authorization"),
-                                                 request.headers.get("x-api-key")))
+            record = await auth.identify_fresh(presented_key(request.headers.get("Authorization"),
+                                                             request.headers.get("x-api-key")))
         except GatewayError as error:
             return canonical().render_error(error)
         aliases = [a for a in aliases if auth.allowed(record, a)]
@@ -192,7 +196,7 @@ async def _models(request: web.Request) -> web.Response:
 
 
 async def _health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return web.json_response({"status": "ok", "version": __version__})
 
 
 async def _ready(request: web.Request) -> web.Response:
@@ -210,15 +214,16 @@ async def _ready(request: web.Request) -> web.Response:
 
 @web.middleware
 async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Unknown routes and unexpected exceptions answer in OpenAI's error format, never with a traceback."""
+    """Unknown paths answer in the format the path suggests, with a hint (:func:`.landing.unknown_path`); other
+    HTTP errors and unexpected exceptions in OpenAI's error format, never with a traceback."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        error = GatewayError(exc.reason or "error", status=exc.status,
-                             code="not_found" if exc.status == 404 else "http_error")
-        return canonical().render_error(error)
+        if exc.status in (404, 405):
+            return unknown_path(request, exc)
+        return canonical().render_error(GatewayError(exc.reason or "error", status=exc.status, code="http_error"))
     except Exception:
         log.exception("unexpected error handling %s %s", request.method, request.path)
         return canonical().render_error(GatewayError("internal error in the gateway; see its log"))

@@ -4,6 +4,12 @@ Contracts:
 - ``open_keys`` reads the minted keys and hashes the profile's (blocking: call it in a thread).
 - ``refresh_keys`` re-reads minted keys every ``interval_s`` so that ``llmgw keys create``/``revoke`` take effect
   on a running server within seconds.
+- :class:`KeyReloader` makes a freshly minted key work on its very first request: a request with a key the index
+  does not know (and shaped like a minted one) waits for a re-read of the key store that *starts after it
+  arrived*, then is looked up again. Re-reads run in a thread, one at a time, at most one per ``min_interval_s``
+  however many unknown keys arrive (concurrent misses share one re-read), so a client sending made-up keys can
+  make a request wait at most ``min_interval_s`` plus one read, and the database sees at most one read per
+  interval from misses.
 - ``open_shared_state`` gives Redis when ``[state] shared`` is set, a SQLite file beside the request log for
   several workers on one machine, else the in-process store; budget counters
   that the store does not have yet start from the spend already in the request log (the log is the ledger).
@@ -16,11 +22,12 @@ import contextlib
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from ..profile import Profile
 from ..stages.limits import budget_counter, periods
-from ..store.keys import KeyIndex, KeyStore
+from ..store.keys import KeyIndex, KeyStore, could_be_minted
 from ..store.shared import MemoryState, SharedState, StateUnavailable
 
 log = logging.getLogger("llmgw.proxy.governance")
@@ -34,15 +41,55 @@ def open_keys(profile: Profile) -> KeyIndex:
         store.close()
 
 
-async def refresh_keys(index: KeyIndex, profile: Profile, interval_s: float = 2.0) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
+class KeyReloader:
+    """Re-reads of the key store into ``index``: periodic, and on demand for unknown keys (see the module
+    contract). ``load`` is blocking and runs in a thread."""
+
+    def __init__(self, index: KeyIndex, load: Callable[[], KeyIndex], *, min_interval_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.index = index
+        self.min_interval_s = min_interval_s
+        self.reads = 0                     # re-reads started (periodic and on demand)
+        self._load = load
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._last_start = float("-inf")
+
+    async def reload(self) -> None:
+        """Re-read the key store now (after any re-read in progress); a failure is logged, the old keys kept."""
+        async with self._lock:
+            await self._read()
+
+    async def fresh(self, secret: str | None) -> None:
+        """Return once a re-read that started after this call has finished, if ``secret`` could be a minted key
+        (otherwise at once). Re-reads are spaced at least ``min_interval_s`` apart."""
+        if not secret or not could_be_minted(secret):
+            return
+        wanted = self.reads + 1
+        async with self._lock:
+            if self.reads >= wanted:  # a re-read started after we arrived, and has finished: it is enough
+                return
+            wait = self._last_start + self.min_interval_s - self._clock()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await self._read()
+
+    async def _read(self) -> None:
+        self.reads += 1
+        self._last_start = self._clock()
         try:
-            fresh = await asyncio.to_thread(open_keys, profile)
+            fresh = await asyncio.to_thread(self._load)
         except (sqlite3.Error, OSError) as exc:
             log.warning("could not re-read keys: %s", exc)
-            continue
-        index.replace(fresh)
+            return
+        self.index.replace(fresh)
+
+
+async def refresh_keys(reloader: KeyReloader, interval_s: float = 2.0) -> None:
+    """Re-read the key store every ``interval_s`` until cancelled."""
+    while True:
+        await asyncio.sleep(interval_s)
+        await reloader.reload()
 
 
 def _spend_so_far(profile: Profile, now: float) -> dict[str, float]:

@@ -7,7 +7,8 @@ Contracts:
   estimate: its prompt at ~4 bytes a token plus its ``max_tokens``, or 1,024) for the key and its team; and the
   request's *maximum possible cost* (prompt estimate plus ``max_tokens``, or 4,096, at the dearest of the alias's
   targets) against each daily and monthly budget (UTC) of the key and the team. All or nothing, atomically.
-- A refusal is 429 with ``Retry-After`` naming the limit; for a budget, which budget and when it resets.
+- A refusal is 429 with ``Retry-After`` naming the limit; for a budget, which budget, what this request
+  reserved and why ("this request could cost up to $X; $Y of $Z is left"), and when the budget resets.
 - After the answer (or the failure): the reservation (``ex.reservation``) is replaced by the real tokens and the
   exchange's cost (``ex.cost_usd``, priced once by the meter); a failed request releases its budget hold (its real
   cost is 0). So concurrent bursts overshoot a budget by at most one request.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import calendar
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -125,8 +127,18 @@ class LimitsStage(Stage):
             log.warning("shared state unavailable (%s): rate limits not enforced for %s", exc, ex.id)
             return
         if denial is not None:
-            raise _refusal(denial, now)
+            hold = next((h for h in plan.holds if h.label == denial.label), None) if denial.budget else None
+            raise _refusal(denial, now, hold, await self._spent(hold))
         ex.reservation = plan
+
+    async def _spent(self, hold: Hold | None) -> float | None:
+        """What the budget counter of ``hold`` has spent and reserved so far (None when it cannot be read)."""
+        if hold is None:
+            return None
+        try:
+            return await self.state.spent(hold.key)
+        except StateUnavailable:
+            return None
 
     async def response(self, ex: Exchange) -> None:
         plan, ex.reservation = ex.reservation, None
@@ -140,10 +152,35 @@ class LimitsStage(Stage):
             log.warning("shared state unavailable (%s): could not settle %s", exc, ex.id)
 
 
-def _refusal(denial: Denial, now: float) -> RateLimited:
+def usd(value: float) -> str:
+    """Dollars as people read them: cents from $1 up (``$1,250.00``), four decimals below (``$0.0241``), and at
+    least two significant digits for less than a hundredth of a cent (``$0.000012``)."""
+    if value <= 0:
+        return "$0"
+    if value >= 1:
+        return f"${value:,.2f}"
+    return f"${value:.{max(4, 1 - math.floor(math.log10(value)))}f}"
+
+
+def budget_message(label: str, resets: str, hold: Hold | None, spent: float | None) -> str:
+    """Why a budget refused: spent outright, or left with less than this request's maximum possible cost (which
+    is reserved before the call)."""
+    if hold is None or spent is None:
+        return f"{label} cannot cover this request; it resets at {resets}"
+    left = max(0.0, hold.limit - spent)
+    if left <= 0:
+        return f"{label} is spent ({usd(spent)} used); it resets at {resets}"
+    return (f"{label} cannot cover this request: it could cost up to {usd(hold.amount)} (its prompt and max_tokens"
+            f" at the dearest target, reserved before the call) and {usd(left)} of {usd(hold.limit)} is left;"
+            f" lower max_tokens, or wait until it resets at {resets}")
+
+
+def _refusal(denial: Denial, now: float, hold: Hold | None = None, spent: float | None = None) -> RateLimited:
+    """The 429 for ``denial``; for a budget, ``hold`` is the reservation it refused and ``spent`` what its counter
+    held at that moment (see :func:`budget_message`)."""
     if denial.budget:
         resets = datetime.strptime(denial.resets, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-        return RateLimited(f"{denial.label} is spent; it resets at {denial.resets}",
+        return RateLimited(budget_message(denial.label, denial.resets, hold, spent),
                            retry_after=max(1.0, resets - now), code="budget_exceeded")
     return RateLimited(f"rate limit reached: {denial.label}; retry after {denial.retry_after:.0f}s",
                        retry_after=denial.retry_after)

@@ -22,6 +22,13 @@ from ..profile import Budget, KeyConfig, Profile, TeamConfig
 from .log import open_state_db
 
 PREFIX = "sk-llmgw-"
+SECRET_BYTES = 30
+MINTED_LENGTH = len(PREFIX) + 40   # the prefix and SECRET_BYTES random bytes in URL-safe base64
+
+
+def could_be_minted(secret: str) -> bool:
+    """Whether ``secret`` has the shape of a minted key (the only keys that can appear after start-up)."""
+    return len(secret) == MINTED_LENGTH and secret.startswith(PREFIX)
 
 
 @dataclass(frozen=True)
@@ -65,14 +72,20 @@ class KeyStore:
 
     def create(self, team: str, name: str = "", expires: float | None = None) -> tuple[str, str]:
         """Mint a key; returns ``(id, secret)``. The secret is not kept anywhere."""
-        secret = PREFIX + secrets.token_urlsafe(30)
+        secret = PREFIX + secrets.token_urlsafe(SECRET_BYTES)
         key_id = "key_" + secrets.token_hex(6)
         with self._db:
             self._db.execute("INSERT INTO keys (id, hash, team, name, created, expires) VALUES (?, ?, ?, ?, ?, ?)",
                              (key_id, hash_secret(self.salt, secret), team, name, time.time(), expires))
         return key_id, secret
 
+    def matching(self, ident: str) -> list[dict[str, object]]:
+        """The minted keys whose id is ``ident`` or, when none has that id, whose name is ``ident``."""
+        rows = self.rows()
+        return [r for r in rows if r["id"] == ident] or [r for r in rows if r["name"] == ident]
+
     def revoke(self, key_id: str) -> bool:
+        """Revoke the key with id ``key_id``; False when there is no such active key."""
         with self._db:
             cur = self._db.execute("UPDATE keys SET revoked = ? WHERE id = ? AND revoked IS NULL",
                                    (time.time(), key_id))
@@ -87,6 +100,15 @@ class KeyStore:
         for key_id, digest, team, name, expires, revoked in self._db.execute(
                 "SELECT id, hash, team, name, expires, revoked FROM keys"):
             yield digest, KeyRecord(id=key_id, team=team, name=name, expires=expires, revoked=revoked is not None)
+
+
+def key_names(db: sqlite3.Connection) -> dict[str, str]:
+    """Minted keys' names by id, for reports (``{}`` when the database has no keys table yet)."""
+    try:
+        rows = db.execute("SELECT id, name FROM keys WHERE name != ''").fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    return {str(key_id): str(name) for key_id, name in rows}
 
 
 class KeyIndex:
