@@ -22,19 +22,26 @@ the error the API gives for a bad key. They are strings so that nothing at modul
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import itertools
-import math
-import os
-import re
+import functools
 from collections import deque
+from types import MappingProxyType
 from typing import Any, Final
 
 import orjson
 from aiohttp import web
 
+from .answers import (
+    blake2b_bytes,
+    count_words,
+    cut_answer,
+    embedding,
+    last_user_text,
+    message_tokens,
+    part_texts,
+    split_words,
+)
 from .server import FakeServer
+from .wire import by_status, json_response, send_events, sse
 
 __all__ = [
     "GEMINI_EMBEDDINGS_SAMPLE",
@@ -141,7 +148,7 @@ GEMINI_ERROR_SAMPLE: Final = """{
 # ----------------------------------------------------------------------------------------------------------
 
 # google.rpc.Code names for the HTTP statuses Gemini answers with.
-STATUS_NAMES: Final = {
+STATUS_NAMES: Final = MappingProxyType({
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
@@ -153,13 +160,12 @@ STATUS_NAMES: Final = {
     501: "NOT_IMPLEMENTED",
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
-}
+})
 _MISSING_KEY_MESSAGE: Final = ("Method doesn't allow unregistered callers (callers without established identity). "
                                "Please use API Key or other form of API consumer identity to call this API.")
 _BAD_KEY_MESSAGE: Final = "API key not valid. Please pass a valid API key."
 _DEFAULT_EMBEDDING_DIMENSIONS: Final = 8
-_WORD_RE: Final = re.compile(r"\s*\S+")
-_SSE_HEADERS: Final = (("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"))
+_MODEL: Final = "/v1beta/models/{model:[^:/]+}"  # then ":" and the method
 
 # Fields Gemini knows (both the JSON camelCase and the proto snake_case spelling are accepted, as by Gemini).
 _REQUEST_FIELDS: Final = frozenset({
@@ -183,66 +189,41 @@ _PART_FIELDS: Final = frozenset({
 })
 
 
+
 def _content_text(content: Any) -> str:
     """The text parts of one Gemini content, joined by single spaces."""
     parts = content.get("parts") if isinstance(content, dict) else None
-    return " ".join(p["text"] for p in parts or [] if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return " ".join(part_texts(parts or [], kind=None))
 
 
 def gemini_answer_for(contents: list[dict[str, Any]]) -> str:
     """The fake's answer when none is fixed: ``"Echo: " + <text parts of the last user content, space-joined>``
     (``"Echo: "`` when there is no user content or it has no text)."""
-    for content in reversed(contents):
-        if isinstance(content, dict) and content.get("role", "user") == "user":
-            return f"Echo: {_content_text(content)}"
-    return "Echo: "
+    return f"Echo: {last_user_text(contents, _content_text, default_role='user')}"
 
 
 def gemini_prompt_tokens_for(contents: list[dict[str, Any]], system_instruction: dict[str, Any] | None = None) -> int:
     """The fake's ``promptTokenCount``: ``ceil(len(text) / 4) + 3`` summed over the contents and the system
     instruction (text as in :func:`gemini_answer_for`)."""
     every = [*([system_instruction] if system_instruction else []), *contents]
-    return sum(math.ceil(len(_content_text(c)) / 4) + 3 for c in every)
-
-
-def _split_words(text: str) -> list[str]:
-    """Each word with the whitespace before it; ``"".join`` gives ``text`` back (trailing space on the last)."""
-    pieces = _WORD_RE.findall(text)
-    rest = len(text) - sum(map(len, pieces))
-    if rest:
-        if pieces:
-            pieces[-1] += text[-rest:]
-        else:
-            pieces = [text]
-    return pieces
-
-
-def _embedding(text: str, dimensions: int) -> list[float]:
-    """A deterministic unit vector for ``text`` (BLAKE2b bytes mapped to [-1, 1], then normalised)."""
-    raw = hashlib.blake2b(text.encode(), digest_size=64).digest()
-    while len(raw) < 2 * dimensions:
-        raw += hashlib.blake2b(raw, digest_size=64).digest()
-    values = [(int.from_bytes(raw[i:i + 2], "little") / 32767.5) - 1.0 for i in range(0, 2 * dimensions, 2)]
-    norm = math.sqrt(sum(v * v for v in values)) or 1.0
-    return [v / norm for v in values]
+    return message_tokens(map(_content_text, every))
 
 
 def error_body(status: int, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Gemini's error body for ``status``."""
-    error: dict[str, Any] = {"code": status, "message": message,
-                             "status": STATUS_NAMES.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")}
+    name = by_status(STATUS_NAMES, status, client_error="FAILED_PRECONDITION", server_error="INTERNAL")
+    error: dict[str, Any] = {"code": status, "message": message, "status": name}
     if details:
         error["details"] = details
     return {"error": error}
 
 
-def _error_response(status: int, message: str, details: list[dict[str, Any]] | None = None) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(error_body(status, message, details)),
-                        content_type="application/json")
+def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> web.Response:
+    return json_response(error_body(status, message, details), status=status)
 
 
 def _bad_request(message: str) -> web.Response:
-    return _error_response(400, message)
+    return _error(400, message)
 
 
 def _unknown_field(name: str, at: str = "") -> web.Response:
@@ -333,13 +314,12 @@ class FakeGemini(FakeServer):
         async with FakeGemini(api_key="AIza-test") as up:
             ...  # up.base_url == "http://127.0.0.1:PORT"; POST {base_url}/v1beta/models/M:generateContent
 
-    Contracts:
+    Contracts (besides :class:`~.server.FakeServer`'s: ``requests``, ``record_requests``, ``set_answer``):
 
     * ``api_key``: when set, a request without a key (``x-goog-api-key`` header or ``key`` query parameter, as
       Gemini accepts both) gets 403 ``PERMISSION_DENIED``, a wrong key 400 ``INVALID_ARGUMENT`` with reason
       ``API_KEY_INVALID`` -- Gemini's answers. None accepts anything.
-    * ``requests``: every request, in arrival order, as ``{"method", "path", "query", "headers", "body"}``;
-      ``query`` and ``headers`` are dicts (header names lower-cased), ``body`` the parsed JSON or None.
+    * An unknown path or method gets 404 ``NOT_FOUND`` whatever the key (it is recorded, and takes no failure).
     * The answer text is :func:`gemini_answer_for` of the contents unless :meth:`set_answer` fixed one;
       :meth:`set_function_calls` answers with function calls instead. ``stopSequences`` cut the text (finish
       ``STOP``); ``maxOutputTokens`` cuts it to that many words (finish ``MAX_TOKENS``).
@@ -347,24 +327,23 @@ class FakeGemini(FakeServer):
       words sent, or for function calls 5 per call.
     * Streams send ``words_per_chunk`` words per event (function calls: one event holding all of them); every event
       carries ``usageMetadata`` with the running totals, the last one ``finishReason``. ``chunk_delay_s`` sleeps
-      before each event.
+      before each event (a whole answer as long as its stream would in total); with 0 a stream is written in one go.
     * ``modelVersion`` is the model named in the path; ``responseId`` a fresh id per answer.
     """
 
+    accepts_empty_body = True
+    id_random_bytes = 4
+    id_digits = 12
+
     def __init__(self, *, api_key: str | None = None, words_per_chunk: int = 2, chunk_delay_s: float = 0.0,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, record_requests: bool = True) -> None:
         if words_per_chunk < 1:
             raise ValueError("words_per_chunk must be at least 1")
-        self.api_key = api_key
         self.words_per_chunk = words_per_chunk
-        self.chunk_delay_s = chunk_delay_s
-        self.requests: list[dict[str, Any]] = []
-        self._answer: str | None = None
         self._calls: list[dict[str, Any]] | None = None
         self._stream_breaks: deque[tuple[int, int, str]] = deque()
-        self._ids = itertools.count(1)
-        self._id_base = os.urandom(4).hex()
-        super().__init__(api_key=api_key, chunk_delay_s=chunk_delay_s, host=host, port=port)
+        super().__init__(api_key=api_key, chunk_delay_s=chunk_delay_s, host=host, port=port,
+                         record_requests=record_requests)
 
     # -- configuration --------------------------------------------------------------------------------------
 
@@ -383,10 +362,6 @@ class FakeGemini(FakeServer):
         """Make the next stream send ``after_events`` events, then ``data: {"error": ...}`` and end."""
         self._stream_breaks.append((after_events, status, message))
 
-    def set_answer(self, text: str | None) -> None:
-        """Answer every call with ``text``; None goes back to :func:`gemini_answer_for`."""
-        self._answer = text
-
     def set_function_calls(self, calls: list[dict[str, Any]] | None) -> None:
         """Answer every call with these function calls (``{"name", "args"}`` each, ``args`` an object; an optional
         ``"thoughtSignature"`` is put on the part); None goes back to text."""
@@ -400,100 +375,78 @@ class FakeGemini(FakeServer):
                 raise ValueError(f"function call {i}: args must be an object")
         self._calls = [dict(call) for call in calls]
 
-    # -- lifecycle -------------------------------------------------------------------------------------------
+    # -- the prologue's answers -----------------------------------------------------------------------------
 
-    url_suffix = ""
-    id_random_bytes = 4
+    def _presented_key(self, request: web.Request) -> str | None:
+        return request.headers.get("x-goog-api-key") or request.query.get("key")
 
-    def make_app(self) -> web.Application:
-        return make_fake_gemini_app(self)
+    def _refuse_key(self, key: str | None) -> web.Response:
+        if key is None:
+            return _error(403, _MISSING_KEY_MESSAGE)
+        return _error(400, _BAD_KEY_MESSAGE, [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+             "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}}])
 
-    # -- used by the app ------------------------------------------------------------------------------------
+    def _failure_response(self, status: int, message: str, retry_after: float | None) -> web.Response:
+        details = None
+        if retry_after is not None:
+            details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_after:g}s"}]
+        return _error(status, message, details)
 
-    def _next_id(self) -> str:
-        return f"{self._id_base}{next(self._ids):012d}"
+    def _invalid_json(self) -> web.Response:
+        return _bad_request("Invalid JSON payload received. Unexpected token.")
 
+    def _not_found(self, request: web.Request) -> web.Response:
+        return _error(404, f"Not found: {request.method} {request.path}")
 
-_FAKE_KEY: Final = web.AppKey("llmgw_fake_gemini", FakeGemini)
+    async def _unknown(self, request: web.Request) -> web.StreamResponse:
+        await self._receive(request, parse=True)
+        return self._not_found(request)
 
+    # -- endpoints -------------------------------------------------------------------------------------------
 
-def make_fake_gemini_app(state: FakeGemini) -> web.Application:
-    """The fake's aiohttp application, serving ``/v1beta/models/{model}:{method}`` from ``state``."""
+    def _routes(self) -> list[web.RouteDef]:
+        return [
+            web.post(f"{_MODEL}:generateContent", self._endpoint(functools.partial(self._generate, stream=False))),
+            web.post(f"{_MODEL}:streamGenerateContent", self._endpoint(functools.partial(self._generate, stream=True))),
+            web.post(f"{_MODEL}:batchEmbedContents", self._endpoint(self._embed)),
+            web.route("*", "/v1beta/models/{target}", self._unsupported),
+        ]
 
-    async def prologue(request: web.Request) -> tuple[Any, web.Response | None]:
-        raw = await request.read()
-        try:
-            body: Any = orjson.loads(raw) if raw else None
-            parsed = True
-        except orjson.JSONDecodeError:
-            body, parsed = None, False
-        state.requests.append({"method": request.method, "path": request.path, "query": dict(request.query),
-                               "headers": {k.lower(): v for k, v in request.headers.items()}, "body": body})
-        if state.api_key is not None:
-            key = request.headers.get("x-goog-api-key") or request.query.get("key")
-            if not key:
-                return body, _error_response(403, _MISSING_KEY_MESSAGE)
-            if key != state.api_key:
-                return body, _error_response(400, _BAD_KEY_MESSAGE, [
-                    {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-                     "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}}])
-        failure = state._take_failure()
-        if failure is not None:
-            status, message, retry_after = failure
-            details = None
-            if retry_after is not None:
-                details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_after:g}s"}]
-            return body, _error_response(status, message, details)
-        if not parsed:
-            return body, _bad_request("Invalid JSON payload received. Unexpected token.")
-        return body, None
-
-    async def dispatch(request: web.Request) -> web.StreamResponse:
+    async def _unsupported(self, request: web.Request) -> web.StreamResponse:
+        """Another method, or another HTTP method than POST, on a model: recorded, then 404."""
         model, _, method = request.match_info["target"].partition(":")
-        if request.method != "POST" or method not in ("generateContent", "streamGenerateContent",
-                                                      "batchEmbedContents"):
-            await prologue(request)
-            return _error_response(404, f"models/{model} is not found for API version v1beta, or is not supported"
-                                        f" for {method or 'this method'}.")
-        body, early = await prologue(request)
-        if early is not None:
-            return early
-        if method == "batchEmbedContents":
-            return embed(body, model)
-        problem = _check_request(body)
-        if problem is not None:
-            return problem
-        return await generate(request, body, model, stream=method == "streamGenerateContent")
+        await self._receive(request, parse=True)
+        return _error(404, f"models/{model} is not found for API version v1beta, or is not supported"
+                           f" for {method or 'this method'}.")
 
-    def answer(body: dict[str, Any]) -> tuple[list[list[dict[str, Any]]], str, int]:
+    def _answer_events(self, body: dict[str, Any]) -> tuple[list[list[dict[str, Any]]], str, int]:
         """(parts of each stream event, finish reason, candidates tokens)"""
-        if state._calls is not None:
+        if self._calls is not None:
             parts = []
-            for call in state._calls:
+            for call in self._calls:
                 part: dict[str, Any] = {"functionCall": {"name": call["name"], "args": call.get("args", {})}}
                 if call.get("thoughtSignature"):
                     part["thoughtSignature"] = call["thoughtSignature"]
                 parts.append(part)
             return [parts], "STOP", 5 * len(parts)
         config = body.get("generationConfig") or {}
-        text = state._answer if state._answer is not None else gemini_answer_for(body["contents"])
-        cut = min((i for i in (text.find(s) for s in config.get("stopSequences") or [] if s) if i >= 0),
-                  default=-1)
-        if cut >= 0:
-            text = text[:cut]
-        words = _split_words(text)
-        finish = "STOP"
+        text = self._answer if self._answer is not None else gemini_answer_for(body["contents"])
         limit = config.get("maxOutputTokens")
-        if isinstance(limit, int) and sum(1 for w in words if w.strip()) > limit:
-            words, finish = words[:limit], "MAX_TOKENS"
-        step = state.words_per_chunk
+        cut = cut_answer(text, stops=config.get("stopSequences") or [], limit=limit if isinstance(limit, int) else None)
+        step = self.words_per_chunk
+        words = cut.pieces
         events = [[{"text": "".join(words[i:i + step])}] for i in range(0, len(words), step)] or [[{"text": ""}]]
-        return events, finish, sum(1 for w in words if w.strip())
+        return events, "MAX_TOKENS" if cut.capped else "STOP", cut.words
 
-    async def generate(request: web.Request, body: dict[str, Any], model: str, *, stream: bool) -> web.StreamResponse:
-        events, finish, tokens = answer(body)
+    async def _generate(self, request: web.Request, body: Any, *, stream: bool) -> web.StreamResponse:
+        problem = _check_request(body)
+        if problem is not None:
+            return problem
+        model = request.match_info["model"]
+        events, finish, tokens = self._answer_events(body)
         prompt = gemini_prompt_tokens_for(body["contents"], body.get("systemInstruction"))
-        response_id = state._next_id()
+        response_id = self._next_id()
 
         def response(parts: list[dict[str, Any]], last: bool, sent: int) -> dict[str, Any]:
             candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
@@ -504,35 +457,29 @@ def make_fake_gemini_app(state: FakeGemini) -> web.Application:
                     "modelVersion": model, "responseId": response_id}
 
         if not stream:
-            if state.chunk_delay_s > 0:
-                await asyncio.sleep(state.chunk_delay_s * len(events))
+            await self._pace(len(events))
             whole = [part for parts in events for part in parts]
             if all("text" in p for p in whole):
                 whole = [{"text": "".join(p["text"] for p in whole)}]
-            return web.Response(body=orjson.dumps(response(whole, True, tokens)), content_type="application/json")
+            return json_response(response(whole, True, tokens))
 
         chunks: list[dict[str, Any]] = []
         sent = 0
         for i, parts in enumerate(events):
-            sent += sum(len(_WORD_RE.findall(p.get("text", ""))) for p in parts)
+            sent += sum(count_words(split_words(p.get("text", ""))) for p in parts)
             last = i == len(events) - 1
             chunks.append(response(parts, last, tokens if last else sent))
-        broken = state._stream_breaks.popleft() if state._stream_breaks else None
+        broken = self._stream_breaks.popleft() if self._stream_breaks else None
         if broken is not None:
             after, status, message = broken
             chunks = [*chunks[:after], error_body(status, message)]
         if request.query.get("alt") != "sse":  # Gemini's JSON-array form
-            return web.Response(body=orjson.dumps(chunks), content_type="application/json")
-        out = web.StreamResponse(headers=_SSE_HEADERS)
-        await out.prepare(request)
-        for chunk in chunks:
-            if state.chunk_delay_s > 0:
-                await asyncio.sleep(state.chunk_delay_s)
-            await out.write(b"data: " + orjson.dumps(chunk) + b"\r\n\r\n")
-        await out.write_eof()
-        return out
+            return json_response(chunks)
+        return await send_events(request, [sse(orjson.dumps(c), crlf=True) for c in chunks],
+                                 delay=self.chunk_delay_s, content_type="text/event-stream")
 
-    def embed(body: Any, model: str) -> web.Response:
+    async def _embed(self, request: web.Request, body: Any) -> web.StreamResponse:
+        model = request.match_info["model"]
         requests = body.get("requests") if isinstance(body, dict) else None
         if not isinstance(requests, list) or not requests:
             return _bad_request("* BatchEmbedContentsRequest.requests: requests is not specified")
@@ -548,16 +495,10 @@ def make_fake_gemini_app(state: FakeGemini) -> web.Application:
                 return _bad_request(f"* BatchEmbedContentsRequest.requests[{i}].content: contents must not be"
                                     " empty")
             dimensions = item.get("outputDimensionality") or _DEFAULT_EMBEDDING_DIMENSIONS
-            embeddings.append({"values": _embedding(text, int(dimensions))})
-        return web.Response(body=orjson.dumps({"embeddings": embeddings}), content_type="application/json")
+            embeddings.append({"values": embedding(text, int(dimensions), draw=blake2b_bytes)})
+        return json_response({"embeddings": embeddings})
 
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app[_FAKE_KEY] = state
-    app.router.add_route("*", "/v1beta/models/{target}", dispatch)
 
-    async def unknown(request: web.Request) -> web.StreamResponse:
-        await prologue(request)
-        return _error_response(404, f"Not found: {request.method} {request.path}")
-
-    app.router.add_route("*", "/{tail:.*}", unknown)
-    return app
+def make_fake_gemini_app(state: FakeGemini) -> web.Application:
+    """The fake's aiohttp application, serving ``/v1beta/models/{model}:{method}`` from ``state``."""
+    return state.make_app()
