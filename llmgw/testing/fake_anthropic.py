@@ -19,9 +19,7 @@ Run it as a process (for benchmarks)::
 
     python -m llmgw.testing.fake_anthropic --port 8002
 
-The shapes below follow Anthropic's API reference ("Messages", "Streaming Messages", "Errors", "List Models",
-"Count tokens") and are what the fake reproduces field for field (values differ). They are strings so that
-nothing at module level is mutable; tests parse them to compare shapes.
+The shapes it reproduces field for field are recorded in :mod:`llmgw.testing.samples` (re-exported here).
 """
 
 from __future__ import annotations
@@ -46,6 +44,14 @@ from .answers import (
     split_words,
     text_tokens,
 )
+from .samples import (
+    ANTHROPIC_COUNT_TOKENS_SAMPLE,
+    ANTHROPIC_ERROR_SAMPLE,
+    ANTHROPIC_MESSAGE_SAMPLE,
+    ANTHROPIC_MODELS_SAMPLE,
+    ANTHROPIC_STREAM_ERROR_SAMPLE,
+    ANTHROPIC_STREAM_SAMPLE,
+)
 from .server import FakeServer, run_cli
 from .wire import bearer_token, by_status, json_response, send_events, sse
 
@@ -61,100 +67,6 @@ __all__ = [
     "anthropic_input_tokens_for",
     "make_fake_anthropic_app",
 ]
-
-# ----------------------------------------------------------------------------------------------------------
-# Recorded shapes (Anthropic API reference: "Create a Message", "Streaming Messages" -- the stream with a
-# tool_use block --, "Errors", "List Models", "Count tokens in a Message").
-# ----------------------------------------------------------------------------------------------------------
-
-ANTHROPIC_MESSAGE_SAMPLE: Final = """{
-  "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
-  "type": "message",
-  "role": "assistant",
-  "model": "claude-sonnet-4-5-20250929",
-  "content": [
-    {"type": "text", "text": "Hello! How can I help you today?"}
-  ],
-  "stop_reason": "end_turn",
-  "stop_sequence": null,
-  "usage": {
-    "input_tokens": 12,
-    "cache_creation_input_tokens": 0,
-    "cache_read_input_tokens": 0,
-    "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
-    "output_tokens": 10,
-    "service_tier": "standard"
-  }
-}"""
-
-# A whole stream: a text block, then a tool_use block whose input arrives as input_json_delta fragments
-# (the first one empty), then the message_delta with the stop reason and the cumulative usage.
-ANTHROPIC_STREAM_SAMPLE: Final = (
-    "event: message_start\n"
-    'data: {"type":"message_start","message":{"id":"msg_014p7gG3wDgGV9EUtLvnow3U","type":"message",'
-    '"role":"assistant","model":"claude-sonnet-4-5-20250929","content":[],"stop_reason":null,"stop_sequence":null,'
-    '"usage":{"input_tokens":472,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,'
-    '"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":0},"output_tokens":2,'
-    '"service_tier":"standard"}}}\n\n'
-    "event: content_block_start\n"
-    'data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n'
-    "event: ping\n"
-    'data: {"type":"ping"}\n\n'
-    "event: content_block_delta\n"
-    'data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Let me check"}}\n\n'
-    "event: content_block_delta\n"
-    'data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" the weather."}}\n\n'
-    "event: content_block_stop\n"
-    'data: {"type":"content_block_stop","index":0}\n\n'
-    "event: content_block_start\n"
-    'data: {"type":"content_block_start","index":1,"content_block":{"type":"tool_use",'
-    '"id":"toolu_01T1x1fJ34qAmk2tNTrN7Up6","name":"get_weather","input":{}}}\n\n'
-    "event: content_block_delta\n"
-    'data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":""}}\n\n'
-    "event: content_block_delta\n"
-    'data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta",'
-    '"partial_json":"{\\"location\\": \\"Pa"}}\n\n'
-    "event: content_block_delta\n"
-    'data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"ris\\"}"}}\n\n'
-    "event: content_block_stop\n"
-    'data: {"type":"content_block_stop","index":1}\n\n'
-    "event: message_delta\n"
-    'data: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},'
-    '"usage":{"input_tokens":472,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":89}}\n\n'
-    "event: message_stop\n"
-    'data: {"type":"message_stop"}\n\n'
-)
-
-# An error sent inside a stream that had already answered 200 (HTTP 529 outside a stream).
-ANTHROPIC_STREAM_ERROR_SAMPLE: Final = """event: error
-data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}
-
-"""
-
-ANTHROPIC_ERROR_SAMPLE: Final = """{
-  "type": "error",
-  "error": {
-    "type": "not_found_error",
-    "message": "The requested resource could not be found."
-  },
-  "request_id": "req_011CSHoEeqs5C35K2UUqR7Fy"
-}"""
-
-ANTHROPIC_MODELS_SAMPLE: Final = """{
-  "data": [
-    {
-      "type": "model",
-      "id": "claude-sonnet-4-5-20250929",
-      "display_name": "Claude Sonnet 4.5",
-      "created_at": "2025-09-29T00:00:00Z"
-    }
-  ],
-  "has_more": false,
-  "first_id": "claude-sonnet-4-5-20250929",
-  "last_id": "claude-sonnet-4-5-20250929"
-}"""
-
-ANTHROPIC_COUNT_TOKENS_SAMPLE: Final = """{"input_tokens": 2095}"""
 
 # ----------------------------------------------------------------------------------------------------------
 # Constants and deterministic helpers

@@ -15,9 +15,7 @@ keywords in function ``parameters`` that Gemini's ``Schema`` does not know all g
 
 Answers are deterministic: :func:`gemini_answer_for` and :func:`gemini_prompt_tokens_for` predict them.
 
-The samples below are recorded shapes (values vary) from Google's API reference (``models.generateContent``,
-``GenerateContentResponse``, function calling, ``models.batchEmbedContents``), a recorded ``alt=sse`` stream, and
-the error the API gives for a bad key. They are strings so that nothing at module level is mutable.
+The shapes it reproduces are recorded in :mod:`llmgw.testing.samples` (re-exported here).
 """
 
 from __future__ import annotations
@@ -40,6 +38,13 @@ from .answers import (
     part_texts,
     split_words,
 )
+from .samples import (
+    GEMINI_EMBEDDINGS_SAMPLE,
+    GEMINI_ERROR_SAMPLE,
+    GEMINI_FUNCTION_CALL_SAMPLE,
+    GEMINI_RESPONSE_SAMPLE,
+    GEMINI_STREAM_SAMPLE,
+)
 from .server import FakeServer
 from .wire import by_status, json_response, send_events, sse
 
@@ -54,94 +59,6 @@ __all__ = [
     "gemini_prompt_tokens_for",
     "make_fake_gemini_app",
 ]
-
-# ----------------------------------------------------------------------------------------------------------
-# Recorded shapes
-# ----------------------------------------------------------------------------------------------------------
-
-GEMINI_RESPONSE_SAMPLE: Final = """{
-  "candidates": [
-    {
-      "content": {
-        "parts": [
-          {"text": "AI works by using algorithms and large amounts of data to learn patterns and make predictions."}
-        ],
-        "role": "model"
-      },
-      "finishReason": "STOP",
-      "index": 0
-    }
-  ],
-  "usageMetadata": {
-    "promptTokenCount": 8,
-    "candidatesTokenCount": 18,
-    "totalTokenCount": 415,
-    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 8}],
-    "thoughtsTokenCount": 389
-  },
-  "modelVersion": "gemini-2.5-flash",
-  "responseId": "nq1yaNLJE9KPxN8PoqG0sAQ"
-}"""
-
-GEMINI_FUNCTION_CALL_SAMPLE: Final = """{
-  "candidates": [
-    {
-      "content": {
-        "parts": [
-          {"functionCall": {"name": "find_theaters", "args": {"location": "Mountain View, CA", "movie": "Barbie"}}}
-        ],
-        "role": "model"
-      },
-      "finishReason": "STOP",
-      "index": 0
-    }
-  ],
-  "usageMetadata": {"promptTokenCount": 74, "candidatesTokenCount": 20, "totalTokenCount": 94},
-  "modelVersion": "gemini-2.0-flash",
-  "responseId": "Yd1yaJ2lNtSPxN8P4LGH6Qk"
-}"""
-
-# What ``streamGenerateContent?alt=sse`` sends: one ``data:`` event per GenerateContentResponse, CRLF-framed.
-GEMINI_STREAM_SAMPLE: Final = (
-    'data: {"candidates": [{"content": {"parts": [{"text": "Hello!"}],"role": "model"},"index": 0}],'
-    '"usageMetadata": {"promptTokenCount": 2,"totalTokenCount": 2,'
-    '"promptTokensDetails": [{"modality": "TEXT","tokenCount": 2}]},'
-    '"modelVersion": "gemini-2.0-flash","responseId": "tTCwacuEBMvnitYP06qsgQY"}\r\n\r\n'
-    'data: {"candidates": [{"content": {"parts": [{"text": " How can I help you today?"}],"role": "model"},'
-    '"finishReason": "STOP","index": 0}],'
-    '"usageMetadata": {"promptTokenCount": 2,"candidatesTokenCount": 9,"totalTokenCount": 11,'
-    '"promptTokensDetails": [{"modality": "TEXT","tokenCount": 2}],'
-    '"candidatesTokensDetails": [{"modality": "TEXT","tokenCount": 9}]},'
-    '"modelVersion": "gemini-2.0-flash","responseId": "tTCwacuEBMvnitYP06qsgQY"}\r\n\r\n'
-)
-
-GEMINI_EMBEDDINGS_SAMPLE: Final = """{
-  "embeddings": [
-    {"values": [-0.0100242095, 0.0042573214, 0.012413281]},
-    {"values": [0.0031239912, -0.018226605, 0.005061452]}
-  ]
-}"""
-
-GEMINI_ERROR_SAMPLE: Final = """{
-  "error": {
-    "code": 400,
-    "message": "API key not valid. Please pass a valid API key.",
-    "status": "INVALID_ARGUMENT",
-    "details": [
-      {
-        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-        "reason": "API_KEY_INVALID",
-        "domain": "googleapis.com",
-        "metadata": {"service": "generativelanguage.googleapis.com"}
-      },
-      {
-        "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
-        "locale": "en-US",
-        "message": "API key not valid. Please pass a valid API key."
-      }
-    ]
-  }
-}"""
 
 # ----------------------------------------------------------------------------------------------------------
 # Deterministic helpers

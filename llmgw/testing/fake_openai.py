@@ -17,9 +17,7 @@ Run it as a process (for benchmarks)::
 
     python -m llmgw.testing --port 8001
 
-The shapes below were recorded from OpenAI's API reference and are what the fake reproduces field for field
-(values differ). They are strings so that nothing at module level is mutable; tests parse them to compare
-shapes.
+The shapes it reproduces field for field are recorded in :mod:`llmgw.testing.samples` (re-exported here).
 """
 
 from __future__ import annotations
@@ -35,6 +33,14 @@ import orjson
 from aiohttp import web
 
 from .answers import content_text, cut_answer, embedding, json_fragments, last_user_text, message_tokens, text_tokens
+from .samples import (
+    CHAT_COMPLETION_CHUNK_SAMPLE,
+    CHAT_COMPLETION_SAMPLE,
+    EMBEDDINGS_SAMPLE,
+    ERROR_SAMPLE,
+    MODELS_SAMPLE,
+    USAGE_CHUNK_SAMPLE,
+)
 from .server import FakeServer, run_cli
 from .wire import bearer_token, by_status, json_response, send_events, sse
 
@@ -51,104 +57,6 @@ __all__ = [
     "make_fake_openai_app",
     "prompt_tokens_for",
 ]
-
-# ----------------------------------------------------------------------------------------------------------
-# Recorded shapes (OpenAI API reference: "The chat completion object", "The chat completion chunk object",
-# "The embedding object", "List models", "Error codes").
-# ----------------------------------------------------------------------------------------------------------
-
-CHAT_COMPLETION_SAMPLE: Final = """{
-  "id": "chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG",
-  "object": "chat.completion",
-  "created": 1741570283,
-  "model": "gpt-4o-2024-08-06",
-  "choices": [
-    {
-      "index": 0,
-      "message": {
-        "role": "assistant",
-        "content": "The image shows a wooden boardwalk path running through a lush green field or meadow.",
-        "refusal": null,
-        "annotations": []
-      },
-      "logprobs": null,
-      "finish_reason": "stop"
-    }
-  ],
-  "usage": {
-    "prompt_tokens": 1117,
-    "completion_tokens": 46,
-    "total_tokens": 1163,
-    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-    "completion_tokens_details": {
-      "reasoning_tokens": 0,
-      "audio_tokens": 0,
-      "accepted_prediction_tokens": 0,
-      "rejected_prediction_tokens": 0
-    }
-  },
-  "service_tier": "default",
-  "system_fingerprint": "fp_fc9f1d7035"
-}"""
-
-CHAT_COMPLETION_CHUNK_SAMPLE: Final = """{
-  "id": "chatcmpl-123",
-  "object": "chat.completion.chunk",
-  "created": 1694268190,
-  "model": "gpt-4o-mini",
-  "service_tier": "default",
-  "system_fingerprint": "fp_44709d6fcb",
-  "choices": [
-    {"index": 0, "delta": {"role": "assistant", "content": "", "refusal": null}, "logprobs": null,
-     "finish_reason": null}
-  ]
-}"""
-
-# The extra chunk sent before ``data: [DONE]`` when ``stream_options.include_usage`` is true.
-USAGE_CHUNK_SAMPLE: Final = """{
-  "id": "chatcmpl-123",
-  "object": "chat.completion.chunk",
-  "created": 1694268190,
-  "model": "gpt-4o-mini",
-  "service_tier": "default",
-  "system_fingerprint": "fp_44709d6fcb",
-  "choices": [],
-  "usage": {
-    "prompt_tokens": 9,
-    "completion_tokens": 12,
-    "total_tokens": 21,
-    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-    "completion_tokens_details": {
-      "reasoning_tokens": 0,
-      "audio_tokens": 0,
-      "accepted_prediction_tokens": 0,
-      "rejected_prediction_tokens": 0
-    }
-  }
-}"""
-
-EMBEDDINGS_SAMPLE: Final = """{
-  "object": "list",
-  "data": [{"object": "embedding", "index": 0, "embedding": [0.0023064255, -0.009327292, -0.0028842222]}],
-  "model": "text-embedding-3-small",
-  "usage": {"prompt_tokens": 8, "total_tokens": 8}
-}"""
-
-MODELS_SAMPLE: Final = """{
-  "object": "list",
-  "data": [
-    {"id": "gpt-4o-mini", "object": "model", "created": 1721172741, "owned_by": "system"}
-  ]
-}"""
-
-ERROR_SAMPLE: Final = """{
-  "error": {
-    "message": "Incorrect API key provided: sk-abc***xyz. You can find your API key at https://platform.openai.com/account/api-keys.",
-    "type": "invalid_request_error",
-    "param": null,
-    "code": "invalid_api_key"
-  }
-}"""
 
 # ----------------------------------------------------------------------------------------------------------
 # Deterministic helpers
