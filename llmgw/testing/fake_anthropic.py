@@ -52,7 +52,7 @@ from .samples import (
     ANTHROPIC_STREAM_ERROR_SAMPLE,
     ANTHROPIC_STREAM_SAMPLE,
 )
-from .server import FakeServer, run_cli
+from .server import FakeServer, call_name, run_cli
 from .wire import bearer_token, by_status, json_response, send_events, sse
 
 __all__ = [
@@ -455,9 +455,7 @@ class FakeAnthropic(FakeServer):
             return
         normalised = []
         for i, use in enumerate(uses):
-            name = use.get("name")
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"tool use {i} needs a name")
+            name = call_name(use, i, "tool use")
             tool_input = use.get("input", {})
             if not isinstance(tool_input, dict):
                 raise ValueError(f"tool use {i}: input must be a dict")

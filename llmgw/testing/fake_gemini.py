@@ -45,7 +45,7 @@ from .samples import (
     GEMINI_RESPONSE_SAMPLE,
     GEMINI_STREAM_SAMPLE,
 )
-from .server import FakeServer
+from .server import FakeServer, call_name
 from .wire import by_status, json_response, send_events, sse
 
 __all__ = [
@@ -286,8 +286,7 @@ class FakeGemini(FakeServer):
             self._calls = None
             return
         for i, call in enumerate(calls):
-            if not isinstance(call.get("name"), str) or not call["name"]:
-                raise ValueError(f"function call {i} needs a name")
+            call_name(call, i, "function call")
             if not isinstance(call.get("args", {}), dict):
                 raise ValueError(f"function call {i}: args must be an object")
         self._calls = [dict(call) for call in calls]

@@ -41,7 +41,7 @@ from .samples import (
     MODELS_SAMPLE,
     USAGE_CHUNK_SAMPLE,
 )
-from .server import FakeServer, run_cli
+from .server import FakeServer, call_name, run_cli
 from .wire import bearer_token, by_status, json_response, send_events, sse
 
 __all__ = [
@@ -287,9 +287,7 @@ class FakeOpenAI(FakeServer):
             return
         normalised = []
         for i, call in enumerate(calls):
-            name = call.get("name")
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"tool call {i} needs a name")
+            name = call_name(call, i, "tool call")
             arguments = call.get("arguments", "{}")
             if not isinstance(arguments, str):
                 arguments = orjson.dumps(arguments).decode()

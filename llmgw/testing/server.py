@@ -10,7 +10,7 @@ import itertools
 import os
 import signal
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Final, NamedTuple, Self
 
 import orjson
@@ -247,6 +247,15 @@ class FakeServer:
 
 
 FAKE: Final = web.AppKey("llmgw_fake", FakeServer)  # the fake serving an application
+
+
+def call_name(call: Mapping[str, Any], index: int, what: str) -> str:
+    """The ``name`` of a tool call a test configures (``set_tool_calls`` and the like); ``ValueError``
+    (``"WHAT INDEX needs a name"``) unless it is a non-empty string."""
+    name = call.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what} {index} needs a name")
+    return name
 
 
 def run_cli(factory: type[FakeServer], label: str, prog: str, argv: list[str] | None = None) -> None:
