@@ -12,7 +12,9 @@ from ..cache.config import CacheConfig
 from ..cache.store import CacheUnavailable, IndexedStore, open_store
 from .common import PROFILE_HELP, console, fail, load_or_exit, print_json
 
-app = typer.Typer(help="Look at or empty the response cache.", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(
+    help="Look at or empty the response cache.\n\nExample: llmgw cache stats --profile prod.toml",
+    no_args_is_help=True, rich_markup_mode=None)
 
 
 @contextmanager
@@ -30,10 +32,10 @@ def _store(profile: Path | None) -> Iterator[IndexedStore]:
         store.close()
 
 
-@app.command()
+@app.command(short_help="How many answers the cache holds, and their size.")
 def stats(
-    profile: Path | None = typer.Option(None, "--profile", "-p", help=PROFILE_HELP),
-    fmt: str = typer.Option("table", "--format", help="table or json."),
+    profile: Path | None = typer.Option(None, "--profile", "-p", metavar="FILE", help=PROFILE_HELP),
+    fmt: str = typer.Option("table", "--format", metavar="FORMAT", help="table or json."),
 ) -> None:
     """How many answers the cache holds (and how many can be found by a rephrased prompt), and their size.
 
@@ -50,9 +52,9 @@ def stats(
                   f" vector), {numbers['bytes'] / 1e6:.1f} MB", highlight=False, soft_wrap=True, markup=False)
 
 
-@app.command()
+@app.command(short_help="Remove every cached answer.")
 def clear(
-    profile: Path | None = typer.Option(None, "--profile", "-p", help=PROFILE_HELP),
+    profile: Path | None = typer.Option(None, "--profile", "-p", metavar="FILE", help=PROFILE_HELP),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Remove every cached answer (for every tenant). Running servers stop serving them at once.

@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 from typing import Any, NoReturn
 
+import click
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
+from rich.text import Text
 
 from ..durations import parse_point
 from ..profile import Profile, ProfileError, load_profile
@@ -27,10 +29,38 @@ class _Console(Console):
         Console.size.fset(self, new_size)  # type: ignore[attr-defined]
 
 
+def _argument_types_stay_hidden() -> None:
+    """Typer's help prints an argument's Python type after its name (``ID <list[str]>``) even when the argument
+    has a metavar; with this, an argument that has a metavar shows just the metavar, like an option does."""
+    from typer.core import TyperArgument
+
+    typer_display = TyperArgument.display_type_rich
+
+    def display(self: TyperArgument, ctx: click.Context) -> str | None:
+        return None if self.metavar else typer_display(self, ctx)
+
+    TyperArgument.display_type_rich = display  # type: ignore[method-assign]
+
+
+_argument_types_stay_hidden()
+
 console = _Console()
 err_console = _Console(stderr=True)
 
 PROFILE_HELP = "Profile TOML (default: $LLMGW_PROFILE, ./llmgw.toml, else the built-in demo)."
+FORMAT_HELP = "table or json."
+
+
+def plain(value: object, style: str = "") -> Text:
+    """A table cell or line holding ``value`` as it is: data and profile names are never read as rich markup
+    (``[teams]`` stays ``[teams]``)."""
+    return Text("-" if value is None else str(value), style=style)
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """``1 model alias``, ``2 model aliases``: the count and the word that agrees with it (thousands separated)."""
+    word = singular if count == 1 else (plural_form or singular + "s")
+    return f"{count:,} {word}"
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -6,19 +6,24 @@ import csv
 import io
 import sqlite3
 import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..durations import parse_point
 from ..store import log as request_log
+from ..store.keys import key_names
 from ..tools import report as spend
-from .common import PROFILE_HELP, console, db_path, err_console, fail, load_or_exit, print_json
+from .common import PROFILE_HELP, console, db_path, err_console, fail, load_or_exit, plain, print_json
 
-app = typer.Typer(help="Token spend: reports by team, key, model, day or tag, and budgets.",
+app = typer.Typer(help="Token spend reports and budgets, from the request log.\n\n"
+                       "Example: llmgw cost report --since 7d --by team",
                   no_args_is_help=True, rich_markup_mode=None)
 
 _DB_HELP = "Request-log database (default: the profile's [state] url)."
@@ -48,24 +53,54 @@ def _open(path: Path) -> sqlite3.Connection | None:
         fail(f"cannot open the request log at {path}: {exc}")
 
 
-def _bar(cost: float, largest: float) -> str:
-    """A horizontal bar of up to ``_BAR_WIDTH`` cells, in eighths of a cell, proportional to ``cost``."""
-    if largest <= 0 or cost <= 0:
+def _bar(share: float) -> str:
+    """A horizontal bar of up to ``_BAR_WIDTH`` cells, in eighths of a cell, for a share of the total (0..1)."""
+    if share <= 0:
         return ""
-    eighths = max(1, round(_BAR_WIDTH * 8 * cost / largest))
+    eighths = max(1, round(_BAR_WIDTH * 8 * min(share, 1.0)))
     full, part = divmod(eighths, 8)
     return "█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")
 
 
 def _money(value: float) -> str:
-    return f"{value:.4f}"
+    return f"{value:,.4f}"
+
+
+def _count(value: int) -> str:
+    return f"{value:,}"
 
 
 def _when(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def _print_table(result: spend.Report) -> None:
+def share_basis(total: spend.Group) -> tuple[str, Callable[[spend.Group], float]]:
+    """What the share column measures: cost, or — when nothing in the window cost anything (every price $0) —
+    tokens, or requests; as (column title, the measure of a group)."""
+    if total.cost_usd > 0:
+        return "share of cost", lambda g: g.cost_usd
+    if total.input_tokens + total.output_tokens > 0:
+        return "share of tokens", lambda g: g.input_tokens + g.output_tokens
+    return "share of requests", lambda g: g.requests
+
+
+def _share(measure: float, whole: float) -> str:
+    if whole <= 0:
+        return ""
+    share = measure / whole
+    return f"{_bar(share):<{_BAR_WIDTH}} {100 * share:5.1f}%"
+
+
+def _group_cells(result: spend.Report, values: tuple[str, ...], key_names: Mapping[str, str]) -> list[Text]:
+    """A group's --by values as cells: a key shows as ``name (id)`` when it has a name."""
+    cells = []
+    for field, value in zip(result.fields or ("group",), values, strict=True):
+        name = key_names.get(value) if field == "key" else None
+        cells.append(plain(f"{name} ({value})" if name and name != value else value))
+    return cells
+
+
+def _print_table(result: spend.Report, key_names: Mapping[str, str]) -> None:
     fields = result.fields or ("group",)
     title = f"spend {_when(result.since)} → {_when(result.until)} UTC"
     table = Table(title=title, title_justify="left", pad_edge=False, show_footer=False)
@@ -74,48 +109,62 @@ def _print_table(result: spend.Report) -> None:
     saved = result.total.saved_usd > 0
     for name in ("requests", "input tokens", "output tokens", "cost $", *(("saved by cache $",) if saved else ())):
         table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("share", no_wrap=True, min_width=_BAR_WIDTH)
-    table.add_column("!", no_wrap=True)
-    largest = max((g.cost_usd for g in result.groups), default=0.0)
+    basis, measure = share_basis(result.total)
+    whole = measure(result.total)
+    table.add_column(basis, no_wrap=True, min_width=_BAR_WIDTH + 7)
+    table.add_column("anomaly", no_wrap=True, justify="center")
     for g in result.groups:
-        values = g.values or ("all",)
-        table.add_row(*(escape(v) for v in values), str(g.requests), str(g.input_tokens), str(g.output_tokens),
-                      _money(g.cost_usd), *((_money(g.saved_usd),) if saved else ()), _bar(g.cost_usd, largest),
+        table.add_row(*_group_cells(result, g.values or ("all",), key_names), _count(g.requests),
+                      _count(g.input_tokens), _count(g.output_tokens), _money(g.cost_usd),
+                      *((_money(g.saved_usd),) if saved else ()), _share(measure(g), whole),
                       f"[bold red]{_MARK}[/]" if g.anomaly else "")
     t = result.total
     table.add_section()
-    table.add_row("[bold]total[/]", *([""] * (len(fields) - 1)), str(t.requests), str(t.input_tokens),
-                  str(t.output_tokens), f"[bold]{_money(t.cost_usd)}[/]",
+    table.add_row("[bold]total[/]", *([""] * (len(fields) - 1)), _count(t.requests), _count(t.input_tokens),
+                  _count(t.output_tokens), f"[bold]{_money(t.cost_usd)}[/]",
                   *((f"[bold]{_money(t.saved_usd)}[/]",) if saved else ()), "", "")
     notes = []
     if "tag" in result.fields:
         notes.append("a request with several tags counts in each tag's group; the total counts it once")
+    if basis != "share of cost" and t.requests:
+        notes.append(f"nothing in this window cost anything (every price is $0): the {basis}")
     if any(g.anomaly for g in result.groups):
         notes.append(f"{_MARK} anomaly: {result.rule.describe()}")
     if notes:
-        table.caption = "\n".join(notes)
+        table.caption = Text("\n".join(notes))
         table.caption_justify = "left"
     console.print(table)
 
 
-def _print_csv(result: spend.Report) -> None:
+def _records(result: spend.Report, key_names: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The report's records; with ``key`` among the fields, each also has ``key_name`` (``""`` without one)."""
+    records = result.records()
+    if "key" in result.fields:
+        for record in records:
+            record["key_name"] = key_names.get(record["key"], "")
+    return records
+
+
+def _print_csv(result: spend.Report, key_names: Mapping[str, str]) -> None:
     out = io.StringIO()
-    columns = [*result.fields, "requests", "input_tokens", "output_tokens", "cost_usd", "saved_usd", "anomaly"]
+    names = ["key_name"] if "key" in result.fields else []
+    columns = [*result.fields, *names, "requests", "input_tokens", "output_tokens", "cost_usd", "saved_usd",
+               "anomaly"]
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    for record in result.records():
+    for record in _records(result, key_names):
         writer.writerow({**record, "anomaly": "true" if record["anomaly"] else "false"})
     typer.echo(out.getvalue(), nl=False)
 
 
-@app.command()
+@app.command(short_help="Token spend per group, with shares, a total and anomalies.")
 def report(
     since: str = typer.Option("30d", "--since", metavar="D", help="Window start: 30m, 24h, 7d or an ISO date."),
     until: str | None = typer.Option(None, "--until", metavar="D", help="Window end (exclusive); default now."),
     by: list[str] = typer.Option([], "--by", metavar="FIELD", help=_BY_HELP),
     format: str = typer.Option("table", "--format", metavar="FORMAT", help="table, csv or json."),
-    profile: Path | None = typer.Option(None, "--profile", "-p", help=PROFILE_HELP),
-    db: Path | None = typer.Option(None, "--db", help=_DB_HELP),
+    profile: Path | None = typer.Option(None, "--profile", "-p", metavar="FILE", help=PROFILE_HELP),
+    db: Path | None = typer.Option(None, "--db", metavar="FILE", help=_DB_HELP),
 ) -> None:
     """Token spend per group, with a total row and a bar per group; spend anomalies are marked.
 
@@ -137,18 +186,20 @@ def report(
     if start >= end:
         fail(f"--since ({_when(start)}) must be before --until ({_when(end)})")
     conn = _open(db_path(profile, db))
+    names: dict[str, str] = {}
     if conn is None:
         result = spend.Report(fields, (), spend.Group((), 0, 0, 0, 0.0), start, end, spend.AnomalyRule())
     else:
         with conn:
             result = spend.build_report(conn, fields, start, end)
+            names = key_names(conn) if "key" in fields else {}
         conn.close()
     if format == "json":
-        print_json(result.records())
+        print_json(_records(result, names))
     elif format == "csv":
-        _print_csv(result)
+        _print_csv(result, names)
     else:
-        _print_table(result)
+        _print_table(result, names)
 
 
 def _percent(line: spend.BudgetLine) -> str:
@@ -159,11 +210,11 @@ def _percent(line: spend.BudgetLine) -> str:
     return f"[{colour}]{percent:.1f}%[/]"
 
 
-@app.command()
+@app.command(short_help="Every team's and key's budget: spent, limit, % used.")
 def budgets(
-    format: str = typer.Option("table", "--format", help="table or json."),
-    profile: Path | None = typer.Option(None, "--profile", "-p", help=PROFILE_HELP),
-    db: Path | None = typer.Option(None, "--db", help=_DB_HELP),
+    format: str = typer.Option("table", "--format", metavar="FORMAT", help="table or json."),
+    profile: Path | None = typer.Option(None, "--profile", "-p", metavar="FILE", help=PROFILE_HELP),
+    db: Path | None = typer.Option(None, "--db", metavar="FILE", help=_DB_HELP),
 ) -> None:
     """Every team's and key's budget from the profile: spent today and this month (UTC), limit, % used and
     when the period resets. Reads the request log only; enforcement happens in the proxy.
@@ -185,7 +236,7 @@ def budgets(
         print_json([line.record() for line in lines])
         return
     if not lines:
-        console.print(f"no [teams] or [keys] in {escape(loaded.source)}; nothing to budget", highlight=False)
+        console.print(f"no [teams] or [keys] in {loaded.source}; nothing to budget", highlight=False, markup=False)
         return
     table = Table(title="budgets (UTC periods)", title_justify="left", pad_edge=False)
     for name in ("kind", "name", "team", "period"):
@@ -195,6 +246,6 @@ def budgets(
     table.add_column("resets at (UTC)", no_wrap=True)
     for line in lines:
         limit = "-" if line.limit_usd is None else f"{line.limit_usd:.2f}"
-        table.add_row(line.kind, escape(line.name), escape(line.team or "-"), line.period,
+        table.add_row(line.kind, plain(line.name), plain(line.team or "-"), line.period,
                       _money(line.spent_usd), limit, _percent(line), line.resets_at.strftime("%Y-%m-%d %H:%M"))
     console.print(table)

@@ -22,9 +22,10 @@ from ..guardrails.engine import Scan
 from ..guardrails.redact import Placeholders
 from ..guardrails.rules import Rule, default_rules, parse_rules
 from ..profile import ProfileError
-from .common import PROFILE_HELP, console, err_console, fail, load_or_exit, print_json
+from .common import PROFILE_HELP, console, err_console, fail, load_or_exit, plural, print_json
 
-app = typer.Typer(help="Try guardrail rules without starting the proxy.", no_args_is_help=True,
+app = typer.Typer(help="Try guardrail rules without starting the proxy.\n\n"
+                       "Example: llmgw guard test \"mail jane@example.com\"", no_args_is_help=True,
                   rich_markup_mode=None)
 
 OUTCOMES = ("allow", "flag", "redact", "block")
@@ -118,7 +119,7 @@ def _case_failures(case: Case, result: Result) -> list[str]:
 
 
 def _print_result(result: Result) -> None:
-    table = Table(title=f"{len(result.findings)} finding(s) — {result.outcome}", title_justify="left",
+    table = Table(title=f"{plural(len(result.findings), 'finding')} — {result.outcome}", title_justify="left",
                   pad_edge=False)
     for column in ("rule", "entity", "span", "action", "why"):
         table.add_column(column, overflow="fold")
@@ -152,19 +153,21 @@ def _run_cases(rules: list[Rule], cases: list[Case], phase: str, format: str) ->
             table.add_column(column, overflow="fold")
         for r in rows:
             verdict = "[green]pass[/]" if r["passed"] else "[red]FAIL[/] " + escape("; ".join(r["problems"]))
-            table.add_row(escape(r["name"]), r["expect"] or "-", r["outcome"], escape(", ".join(r["entities"])),
+            table.add_row(escape(r["name"]), escape(r["expect"] or "-"), r["outcome"], escape(", ".join(r["entities"])),
                           verdict)
         console.print(table)
     return all(r["passed"] for r in rows)
 
 
-@app.command("test")
+@app.command("test", short_help="Run guardrail rules on a text or a case file.")
 def guard_test(
-    text: str | None = typer.Argument(None, help="The text to check (default: read stdin)."),
-    cases: Path | None = typer.Option(None, "--cases", help="TOML file of [[case]] text/expect/expect_entities."),
-    profile: Path | None = typer.Option(None, "--profile", "-p", help=PROFILE_HELP),
-    phase: str = typer.Option("request", "--phase", help="Run the rules that apply to: request or response."),
-    format: str = typer.Option("table", "--format", help="table or json."),
+    text: str | None = typer.Argument(None, metavar="TEXT", help="The text to check (default: read stdin)."),
+    cases: Path | None = typer.Option(None, "--cases", metavar="FILE",
+                                      help="TOML file of [[case]] text/expect/expect_entities."),
+    profile: Path | None = typer.Option(None, "--profile", "-p", metavar="FILE", help=PROFILE_HELP),
+    phase: str = typer.Option("request", "--phase", metavar="PHASE",
+                              help="Run the rules that apply to: request or response."),
+    format: str = typer.Option("table", "--format", metavar="FORMAT", help="table or json."),
 ) -> None:
     """Run the profile's guardrail rules on TEXT (or stdin) and show each finding and the text as it would leave.
 

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
+from ..profile import Profile
 from ..store import log as request_log
-from .common import PROFILE_HELP, console, db_path, fail, print_json, since_option
+from .common import FORMAT_HELP, PROFILE_HELP, console, fail, load_or_exit, plain, plural, print_json, since_option
 
-app = typer.Typer(help="Read the request log.", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(
+    help="Read the request log.\n\nExample: llmgw logs list --since 24h --status 5xx",
+    no_args_is_help=True, rich_markup_mode=None)
 
 _DB_HELP = "Request-log database (default: the profile's [state] url)."
+_AMBIGUOUS_SHOWN = 10
 
 
-def _open(profile: Path | None, db: Path | None) -> sqlite3.Connection:
-    path = db_path(profile, db)
+def _profile_and_db(profile: Path | None, db: Path | None) -> tuple[Profile | None, Path]:
+    """The profile (None with ``--db`` and no ``--profile``) and the log database it names (or ``--db``)."""
+    prof = load_or_exit(profile) if db is None or profile is not None else None
+    path = db.expanduser() if db is not None else prof.state.db_path  # type: ignore[union-attr]
+    return prof, path
+
+
+def _open(path: Path) -> sqlite3.Connection:
     if not path.exists():
         fail(f"no request log at {path} yet; start the proxy with `llmgw serve` and send a request")
     try:
@@ -31,16 +44,30 @@ def _check_format(format: str) -> None:
         fail(f"--format: expected table or json, got {format!r}")
 
 
-@app.command("list")
+def _cache_cell(value: str, cache_configured: bool | None) -> Text:
+    """``miss`` means something only when a cache was asked: without ``[cache]`` in the profile it shows ``-``."""
+    if value == "miss" and cache_configured is False:
+        return plain("-", "dim")
+    return plain(value, "green" if value in ("hit", "semantic") else "")
+
+
+def _status_cell(record: dict[str, Any]) -> Text:
+    if record["status"] < 400:
+        return plain(record["status"])
+    return plain(f"{record['status']} {record['error'] or ''}".strip(), "red")
+
+
+@app.command("list", short_help="List logged requests, newest first.")
 def list_(
-    since: str | None = typer.Option(None, "--since", help="30m, 24h, 7d or an ISO date."),
-    model: str | None = typer.Option(None, "--model", help="Alias or target."),
-    team: str | None = typer.Option(None, "--team"),
-    status: str | None = typer.Option(None, "--status", help="A code (429), a class (5xx), ok or error."),
-    limit: int = typer.Option(50, "--limit", min=1),
-    format: str = typer.Option("table", "--format", help="table or json."),
-    profile: Path | None = typer.Option(None, "--profile", "-p", help=PROFILE_HELP),
-    db: Path | None = typer.Option(None, "--db", help=_DB_HELP),
+    since: str | None = typer.Option(None, "--since", metavar="D", help="30m, 24h, 7d or an ISO date."),
+    model: str | None = typer.Option(None, "--model", metavar="ALIAS", help="Alias or target."),
+    team: str | None = typer.Option(None, "--team", metavar="TEAM", help="Only requests made with this team's keys."),
+    status: str | None = typer.Option(None, "--status", metavar="STATUS",
+                                      help="A code (429), a class (5xx), ok or error."),
+    limit: int = typer.Option(50, "--limit", metavar="N", min=1, help="Show at most N requests (the newest)."),
+    format: str = typer.Option("table", "--format", metavar="FORMAT", help=FORMAT_HELP),
+    profile: Path | None = typer.Option(None, "--profile", "-p", metavar="FILE", help=PROFILE_HELP),
+    db: Path | None = typer.Option(None, "--db", metavar="FILE", help=_DB_HELP),
 ) -> None:
     """List logged requests, newest first.
 
@@ -48,59 +75,78 @@ def list_(
     """
     _check_format(format)
     start = since_option(since)
-    conn = _open(profile, db)
+    prof, path = _profile_and_db(profile, db)
+    conn = _open(path)
+    filters: dict[str, Any] = {"since": start, "model": model, "team": team, "status": status}
     with conn:
-        rows = request_log.query(conn, since=start, model=model, team=team, status=status, limit=limit)
+        rows = request_log.query(conn, **filters, limit=limit)
+        total = request_log.count(conn, **filters) if len(rows) == limit else len(rows)
     records = [request_log.record_from_row(r) for r in rows]
     if format == "json":
         print_json(records)
         return
-    table = Table(title=f"{len(records)} requests (newest first)", title_justify="left", pad_edge=False)
-    table.add_column("time", no_wrap=True)
-    table.add_column("id", no_wrap=True)
-    table.add_column("team")
-    table.add_column("alias → target", overflow="fold")
-    table.add_column("status")
-    table.add_column("tokens", justify="right", no_wrap=True)
-    table.add_column("cost $", justify="right", no_wrap=True)
-    table.add_column("ms", justify="right", no_wrap=True)
-    table.add_column("cache")
+    shown = plural(total, "request") if total == len(records) else f"{len(records):,} of {plural(total, 'request')}"
+    table = Table(title=f"{shown} (newest first)", title_justify="left", pad_edge=False)
+    for column in ("time", "id", "team", "alias → target", "status", "tokens", "cost $", "ms", "cache"):
+        table.add_column(column, justify="right" if column in ("tokens", "cost $", "ms") else "left",
+                         no_wrap=column != "alias → target", overflow="fold")
+    cache_configured = None if prof is None else prof.cache.enabled
     for r in records:
-        status_text = str(r["status"]) if r["status"] < 400 else f"[red]{r['status']} {r['error'] or ''}[/]"
-        table.add_row(r["time"][5:19].replace("T", " "), r["id"], r["team"] or "-",
-                      f"{r['alias']} → {r['target'] or '-'}", status_text,
-                      f"{r['input_tokens']}/{r['output_tokens']}", f"{r['cost_usd']:.6f}",
-                      f"{r['latency_ms']:.0f}", r["cache"])
+        table.add_row(r["time"][5:19].replace("T", " "), plain(r["id"]), plain(r["team"] or "-"),
+                      plain(f"{r['alias']} → {r['target'] or '-'}"), _status_cell(r),
+                      f"{r['input_tokens']:,}/{r['output_tokens']:,}", f"{r['cost_usd']:.6f}",
+                      f"{r['latency_ms']:,.0f}", _cache_cell(r["cache"], cache_configured))
     console.print(table)
 
 
-@app.command()
+def _shown(value: Any) -> str:
+    """A field's value for people: ``-`` for nothing (None, empty list or dict), lists of words joined by
+    commas, other lists and dicts as indented JSON."""
+    if value is None or value == [] or value == {} or value == "":
+        return "-"
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    return str(value)
+
+
+def _one(conn: sqlite3.Connection, request_id: str) -> sqlite3.Row:
+    """The row ``request_id`` names, or exit 1: unknown, or ambiguous (listing the matches)."""
+    rows = request_log.find_all(conn, request_id, limit=_AMBIGUOUS_SHOWN + 1)
+    if not rows:
+        fail(f"no logged request with id {request_id!r}; `llmgw logs list` shows recent ids")
+    if len(rows) > 1:
+        ids = ", ".join(r["id"] for r in rows[:_AMBIGUOUS_SHOWN]) + (", …" if len(rows) > _AMBIGUOUS_SHOWN else "")
+        fail(f"{request_id!r} is ambiguous: it starts {'more than ' if len(rows) > _AMBIGUOUS_SHOWN else ''}"
+             f"{min(len(rows), _AMBIGUOUS_SHOWN)} request ids ({ids}); give more of the id")
+    return rows[0]
+
+
+@app.command(short_help="Show one logged request with its attempts and bodies.")
 def show(
-    request_id: str = typer.Argument(..., help="Request id (or a unique prefix)."),
-    format: str = typer.Option("table", "--format", help="table or json."),
-    profile: Path | None = typer.Option(None, "--profile", "-p", help=PROFILE_HELP),
-    db: Path | None = typer.Option(None, "--db", help=_DB_HELP),
+    request_id: str = typer.Argument(..., metavar="ID",
+                                     help="Request id, or the start of one (the 'req_' may be left out)."),
+    format: str = typer.Option("table", "--format", metavar="FORMAT", help=FORMAT_HELP),
+    profile: Path | None = typer.Option(None, "--profile", "-p", metavar="FILE", help=PROFILE_HELP),
+    db: Path | None = typer.Option(None, "--db", metavar="FILE", help=_DB_HELP),
 ) -> None:
-    """Show one logged request with its attempts and bodies.
+    """Show one logged request with its attempts and bodies. An ambiguous prefix lists the ids it matches.
 
     Example: llmgw logs show req_3f2a --format json
     """
     _check_format(format)
-    conn = _open(profile, db)
+    _, path = _profile_and_db(profile, db)
+    conn = _open(path)
     with conn:
-        row = request_log.find(conn, request_id)
-    if row is None:
-        fail(f"no logged request with id {request_id!r}; `llmgw logs list` shows recent ids")
+        row = _one(conn, request_id.strip())
     record = request_log.record_from_row(row, bodies=True)
     if format == "json":
         print_json([record])
         return
-    table = Table(show_header=False, title=record["id"], title_justify="left")
+    table = Table(show_header=False, title=plain(record["id"]), title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
-    import json
-
     for key, value in record.items():
-        shown = json.dumps(value, indent=2, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
-        table.add_row(key, shown)
+        table.add_row(key, plain(_shown(value)))
     console.print(table)

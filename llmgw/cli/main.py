@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from .. import __version__
 from . import cache as cache_cmd
 from . import check as check_cmd
 from . import cost as cost_cmd
@@ -22,18 +23,20 @@ from . import tail as tail_cmd
 
 app = typer.Typer(
     name="llmgw",
-    help="llmgw — a fast local AI gateway. Point OpenAI or Anthropic SDKs at `llmgw serve`.",
+    help="llmgw — a fast local AI gateway. Point OpenAI or Anthropic SDKs at `llmgw serve`.\n\n"
+         "Example: llmgw serve   (then use base_url=http://127.0.0.1:4000/v1 in the OpenAI SDK)",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.command()(serve_cmd.serve)
-app.command()(check_cmd.check)
-app.command()(smoke_cmd.smoke)
-app.command()(replay_cmd.replay)
-app.command()(tail_cmd.tail)
-app.command()(models_cmd.models)
+# Each command's line in `llmgw --help` (short enough never to be cut off with "...").
+app.command(short_help="Start the proxy from a profile.")(serve_cmd.serve)
+app.command(short_help="Validate a profile without starting anything.")(check_cmd.check)
+app.command(short_help="Send one request through every alias (CI smoke test).")(smoke_cmd.smoke)
+app.command(short_help="Re-send logged requests to other targets and compare.")(replay_cmd.replay)
+app.command(short_help="Watch live requests in a terminal UI.")(tail_cmd.tail)
+app.command(short_help="List model aliases, targets and prices.")(models_cmd.models)
 app.add_typer(logs_cmd.app, name="logs")
 app.add_typer(profile_cmd.app, name="profile")
 app.add_typer(keys_cmd.app, name="keys")
@@ -42,8 +45,18 @@ app.add_typer(guard_cmd.app, name="guard")
 app.add_typer(cache_cmd.app, name="cache")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"llmgw {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logging.")) -> None:
+def main(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logging."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
     """llmgw — a fast local AI gateway."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

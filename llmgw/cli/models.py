@@ -10,7 +10,7 @@ from rich.table import Table
 from ..pricing import PriceTable
 from ..profile import Price
 from ..providers.spec import spec_for
-from .common import PROFILE_HELP, console, load_or_exit, print_json
+from .common import FORMAT_HELP, PROFILE_HELP, console, fail, load_or_exit, plain, print_json
 
 
 def _usd(value: float | None) -> str:
@@ -18,13 +18,15 @@ def _usd(value: float | None) -> str:
 
 
 def models(
-    profile: Path | None = typer.Option(None, "--profile", "-p", help=PROFILE_HELP),
-    format: str = typer.Option("table", "--format", help="table or json."),
+    profile: Path | None = typer.Option(None, "--profile", "-p", metavar="FILE", help=PROFILE_HELP),
+    format: str = typer.Option("table", "--format", metavar="FORMAT", help=FORMAT_HELP),
 ) -> None:
     """List model aliases with their strategy, targets and price per 1M input/output tokens.
 
     Example: llmgw models --profile profiles/openai.toml
     """
+    if format not in ("table", "json"):
+        fail(f"--format: expected table or json, got {format!r}")
     prof = load_or_exit(profile)
     prices = PriceTable.load(prof.prices)
     rows = []
@@ -39,11 +41,11 @@ def models(
     if format == "json":
         print_json(rows)
         return
-    table = Table(title=f"Models in {prof.source}")
+    table = Table(title=plain(f"Models in {prof.source}"))
     for column in ("alias", "strategy", "#", "target", "input $/1M", "output $/1M"):
         table.add_column(column, justify="right" if "$" in column or column == "#" else "left")
     for row in rows:
         first = row["position"] == 1
-        table.add_row(row["alias"] if first else "", row["strategy"] if first else "", str(row["position"]),
-                      row["target"], _usd(row["input_per_1m"]), _usd(row["output_per_1m"]))
+        table.add_row(plain(row["alias"] if first else ""), row["strategy"] if first else "", str(row["position"]),
+                      plain(row["target"]), _usd(row["input_per_1m"]), _usd(row["output_per_1m"]))
     console.print(table)

@@ -28,7 +28,7 @@ from ..tools.replay import (
     served_profile,
     shorten,
 )
-from .common import PROFILE_HELP, console, err_console, fail, load_or_exit, print_json, since_option
+from .common import PROFILE_HELP, console, err_console, fail, load_or_exit, plural, print_json, since_option
 
 _AGAINST_HELP = "An alias of the profile or a provider/model of one of its providers. Repeatable."
 _KEY_HELP = "A gateway key for profiles with [keys]/[teams] (default: $LLMGW_KEY)."
@@ -108,7 +108,7 @@ def _result_row(table: Table, result: ReplayResult, last: bool) -> None:
 
 def _table(originals: Sequence[Original], results: Sequence[ReplayResult]) -> Table:
     """One section per original request: its own row first, then one row per target."""
-    table = Table(title=f"{len(originals)} requests replayed (similarity: 1 = same wording as the original)",
+    table = Table(title=f"{plural(len(originals), 'request')} replayed (similarity: 1 = same wording as the original)",
                   title_justify="left", pad_edge=False)
     for column in ("request", "target", "status", "output", "tokens", "cost $", "ms", "similarity"):
         numeric = column in ("tokens", "cost $", "ms", "similarity")
@@ -123,17 +123,21 @@ def _table(originals: Sequence[Original], results: Sequence[ReplayResult]) -> Ta
 
 
 def replay(
-    ids: list[str] | None = typer.Argument(None, metavar="[ID]...",
+    ids: list[str] | None = typer.Argument(None, metavar="ID",
                                            help="Request ids or unique prefixes (default: the newest)."),
-    since: str | None = typer.Option(None, "--since", help="30m, 24h, 7d or an ISO date (without IDs)."),
-    model: str | None = typer.Option(None, "--model", help="Only requests to this alias or target (without IDs)."),
-    limit: int = typer.Option(20, "--limit", min=1, help="At most this many requests (without IDs)."),
-    against: list[str] = typer.Option(..., "--against", "-a", help=_AGAINST_HELP),
-    format: str = typer.Option("table", "--format", help="table or json."),
-    profile: Path | None = typer.Option(None, "--profile", "-p", help=PROFILE_HELP),
-    db: Path | None = typer.Option(None, "--db", help="Request-log database (default: the profile's [state] url)."),
-    key: str | None = typer.Option(None, "--key", envvar="LLMGW_KEY", help=_KEY_HELP, show_envvar=False),
-    concurrency: int = typer.Option(4, "--concurrency", min=1, max=32, help="Replays in flight at once."),
+    since: str | None = typer.Option(None, "--since", metavar="D", help="30m, 24h, 7d or an ISO date (without IDs)."),
+    model: str | None = typer.Option(None, "--model", metavar="ALIAS",
+                                     help="Only requests to this alias or target (without IDs)."),
+    limit: int = typer.Option(20, "--limit", metavar="N", min=1, help="At most this many requests (without IDs)."),
+    against: list[str] = typer.Option(..., "--against", "-a", metavar="TARGET", help=_AGAINST_HELP),
+    format: str = typer.Option("table", "--format", metavar="FORMAT", help="table or json."),
+    profile: Path | None = typer.Option(None, "--profile", "-p", metavar="FILE", help=PROFILE_HELP),
+    db: Path | None = typer.Option(None, "--db", metavar="FILE",
+                                   help="Request-log database (default: the profile's [state] url)."),
+    key: str | None = typer.Option(None, "--key", metavar="KEY", envvar="LLMGW_KEY", help=_KEY_HELP,
+                                   show_envvar=False),
+    concurrency: int = typer.Option(4, "--concurrency", metavar="N", min=1, max=32,
+                                    help="Replays in flight at once (1-32)."),
 ) -> None:
     """Re-send logged requests to other targets and compare the answers side by side.
 

@@ -1,34 +1,94 @@
-"""`llmgw serve`: start the proxy."""
+"""`llmgw serve`: start the proxy.
+
+Contract: every problem that would stop the server (unresolvable secrets, an open proxy on a public host, a port
+outside 0-65535, a port in use) is one line on stderr and exit 1, before or instead of a traceback. The banner
+names the version, the URL, the aliases, the request log and a command that works against this very server
+(with a key when the profile needs one).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import shlex
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 
-from ..profile import host_problems, secret_problems
+from .. import __version__
+from ..profile import Profile, host_problems, secret_problems
 from ..proxy.runner import serve as run_server
-from .common import PROFILE_HELP, console, err_console, load_or_exit
+from .common import PROFILE_HELP, console, err_console, fail, load_or_exit
+
+MAX_PORT = 65535
+
+
+def port_problem(port: int, where: str) -> str | None:
+    """Why ``port`` cannot be listened on (``where`` names the option or profile key), or None. 0 picks one."""
+    if 0 <= port <= MAX_PORT:
+        return None
+    return f"{where}: {port} is not a TCP port (1-{MAX_PORT}, or 0 to pick a free one)"
+
+
+def try_commands(profile: Profile, url: str) -> list[str]:
+    """Commands a reader can paste to see this server answer: ``/v1/models``, with a key when the profile needs
+    one (a profile key's ``env:``/``file:`` reference); with minted keys only, ``/health`` and how to mint one."""
+    models = shlex.quote(f"{url}/v1/models")
+    if not profile.governed:
+        return [f"curl {models}"]
+    for key in profile.keys.values():
+        ref = key.key.ref
+        if ref.startswith("env:"):
+            return [f'curl -H "Authorization: Bearer ${ref[4:]}" {models}']
+        if ref.startswith("file:"):
+            return [f'curl -H "Authorization: Bearer $(cat {shlex.quote(ref[5:])})" {models}']
+    team = shlex.quote(next(iter(profile.teams), "TEAM"))
+    return [f"curl {shlex.quote(url + '/health')}",
+            f"llmgw keys create --team {team}, then: curl -H \"Authorization: Bearer sk-llmgw-...\" {models}"]
+
+
+def _announce(prof: Profile, workers: int, url: str) -> None:
+    console.print(f"llmgw {__version__} listening on {url}  (profile: {prof.source}, workers: {workers})",
+                  highlight=False, soft_wrap=True, markup=False)
+    for alias, model in prof.models.items():
+        targets = ", ".join(t.name for t in model.targets)
+        console.print(f"  model {alias} -> {targets}  [{model.strategy}]",
+                      highlight=False, soft_wrap=True, markup=False)
+    console.print(f"  request log: {prof.state.db_path}", highlight=False, soft_wrap=True, markup=False)
+    for command in try_commands(prof, url):
+        console.print(f"  try: {command}", highlight=False, soft_wrap=True, markup=False)
+
+
+def _listen_problem(exc: OSError, host: str, port: int) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"cannot listen on {host}:{port}: the port is in use; stop what uses it or pick a free one with --port 0"
+    if exc.errno == errno.EACCES:
+        return f"cannot listen on {host}:{port}: permission denied (ports below 1024 need privileges; try --port 0)"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
 
 
 def serve(
-    profile: Path | None = typer.Option(None, "--profile", "-p", help=PROFILE_HELP),
-    host: str | None = typer.Option(None, "--host", help="Interface to listen on (default: [server] host)."),
-    port: int | None = typer.Option(None, "--port", help="TCP port (default: [server] port; 0 picks a free one)."),
-    workers: int | None = typer.Option(None, "--workers", min=1,
-                                       help="Processes sharing the port (default: [server] workers)."),
+    profile: Path | None = typer.Option(None, "--profile", "-p", metavar="FILE", help=PROFILE_HELP),
+    host: str | None = typer.Option(None, "--host", metavar="HOST",
+                                    help="Interface to listen on (default: [server] host)."),
+    port: int | None = typer.Option(None, "--port", metavar="N",
+                                    help="TCP port, 1-65535 (default: [server] port; 0 picks a free one)."),
+    workers: int | None = typer.Option(None, "--workers", metavar="N", min=1,
+                                       help="Processes sharing the port, at least 1 (default: [server] workers)."),
 ) -> None:
     """Start the proxy from a TOML profile.
 
     Example: llmgw serve --profile profiles/openai.toml --port 4000
     """
+    if port is not None and (problem := port_problem(port, "--port")):
+        fail(problem)
     prof = load_or_exit(profile)
     host = host or prof.server.host
     port = prof.server.port if port is None else port
     workers = workers or prof.server.workers
-    problems = secret_problems(prof) + host_problems(prof, host)
+    problems = [p for p in [port_problem(port, "server.port")] if p]
+    problems += secret_problems(prof) + host_problems(prof, host)
     if workers != prof.server.workers:  # the workers share limits through a store chosen from this number
         prof = dataclasses.replace(prof, server=dataclasses.replace(prof.server, workers=workers))
     if workers > 1 and port == 0:
@@ -38,20 +98,10 @@ def serve(
             err_console.print("[bold red]error:[/] " + escape(f"{prof.source}: {problem}"), highlight=False,
                               soft_wrap=True)
         raise typer.Exit(1)
-
-    def announce(url: str) -> None:
-        console.print(f"llmgw listening on {url}  (profile: {prof.source}, workers: {workers})",
-                      highlight=False, soft_wrap=True)
-        for alias, model in prof.models.items():
-            targets = ", ".join(t.name for t in model.targets)
-            console.print(f"  model {alias} -> {targets}  [{model.strategy}]",
-                          highlight=False, soft_wrap=True, markup=False)
-        console.print(f"  request log: {prof.state.db_path}", highlight=False, soft_wrap=True)
-        console.print(f"  try: curl {url}/v1/models", highlight=False, soft_wrap=True)
-
     try:
-        run_server(prof, host, port, workers, on_ready=announce)
+        run_server(prof, host, port, workers, on_ready=lambda url: _announce(prof, workers, url))
     except OSError as exc:
-        err_console.print(f"[bold red]error:[/] cannot listen on {host}:{port}: {exc.strerror}", highlight=False)
+        err_console.print("[bold red]error:[/] " + escape(_listen_problem(exc, host, port)), highlight=False,
+                          soft_wrap=True)
         raise typer.Exit(1) from None
     console.print("llmgw stopped; request log flushed.", highlight=False)

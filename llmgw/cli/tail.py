@@ -11,8 +11,9 @@ _KEY_HELP = "The proxy's admin key, when it has keys (default: $LLMGW_ADMIN_KEY)
 
 
 def tail(
-    url: str = typer.Option("http://127.0.0.1:4000", "--url", help=_URL_HELP),
-    key: str | None = typer.Option(None, "--key", envvar="LLMGW_ADMIN_KEY", show_envvar=False, help=_KEY_HELP),
+    url: str = typer.Option("http://127.0.0.1:4000", "--url", metavar="URL", help=_URL_HELP),
+    key: str | None = typer.Option(None, "--key", metavar="KEY", envvar="LLMGW_ADMIN_KEY", show_envvar=False,
+                                   help=_KEY_HELP),
 ) -> None:
     """Show live requests through a running proxy: one row per request, newest first, with filter, pause and
     details (keys: q quit, p pause, / filter, enter details, escape close, c clear).

@@ -65,7 +65,11 @@ async def _serve_async(profile: Profile, host: str, port: int, reuse_port: bool,
     app = make_app(profile, metrics_folder=folder)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S)
     await runner.setup()
-    sock = _listen_socket(host, port, reuse_port)
+    try:
+        sock = _listen_socket(host, port, reuse_port)
+    except OSError:
+        await runner.cleanup()
+        raise
     site = web.SockSite(runner, sock, backlog=2048)
     await site.start()
     tune_gc()
@@ -87,10 +91,14 @@ async def _serve_async(profile: Profile, host: str, port: int, reuse_port: bool,
 def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except BaseException:  # a port in use: the socket must not outlive the error
+        sock.close()
+        raise
     sock.setblocking(False)
     return sock
 

@@ -282,19 +282,11 @@ def record_from_row(row: sqlite3.Row, *, bodies: bool = False) -> dict[str, Any]
     return record
 
 
-def query(
-    db: sqlite3.Connection,
-    *,
-    since: float | None = None,
-    until: float | None = None,
-    model: str | None = None,
-    team: str | None = None,
-    status: str | None = None,
-    limit: int | None = 50,
-) -> list[sqlite3.Row]:
-    """Rows newest first. ``model`` matches the alias or the target; ``status`` is a code (``429``),
-    a class (``5xx``) or ``ok``/``error``."""
-    where, params = [], []
+def _where(since: float | None, until: float | None, model: str | None, team: str | None,
+           status: str | None) -> tuple[str, list[Any]]:
+    """The WHERE clause (``""`` for none) and its parameters for :func:`query` and :func:`count`."""
+    where: list[str] = []
+    params: list[Any] = []
     if since is not None:
         where.append("time >= ?")
         params.append(since)
@@ -311,14 +303,41 @@ def query(
         clause, values = _status_clause(status)
         where.append(clause)
         params += values
-    sql = "SELECT * FROM requests"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY time DESC"
+    return (" WHERE " + " AND ".join(where)) if where else "", params
+
+
+def query(
+    db: sqlite3.Connection,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    model: str | None = None,
+    team: str | None = None,
+    status: str | None = None,
+    limit: int | None = 50,
+) -> list[sqlite3.Row]:
+    """Rows newest first. ``model`` matches the alias or the target; ``status`` is a code (``429``),
+    a class (``5xx``) or ``ok``/``error``."""
+    where, params = _where(since, until, model, team, status)
+    sql = f"SELECT * FROM requests{where} ORDER BY time DESC"
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
     return db.execute(sql, params).fetchall()
+
+
+def count(
+    db: sqlite3.Connection,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    model: str | None = None,
+    team: str | None = None,
+    status: str | None = None,
+) -> int:
+    """How many rows :func:`query` would return without a limit."""
+    where, params = _where(since, until, model, team, status)
+    return int(db.execute(f"SELECT COUNT(*) FROM requests{where}", params).fetchone()[0])
 
 
 def _status_clause(status: str) -> tuple[str, list[Any]]:
@@ -335,13 +354,30 @@ def _status_clause(status: str) -> tuple[str, list[Any]]:
     return "outcome = ?", [s]
 
 
+ID_PREFIX = "req_"
+
+
 def find(db: sqlite3.Connection, request_id: str) -> sqlite3.Row | None:
-    """The row whose id is ``request_id`` or, if unique, starts with it."""
-    row = db.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
-    if row is not None:
-        return row
-    rows = db.execute("SELECT * FROM requests WHERE id LIKE ? LIMIT 2", (request_id + "%",)).fetchall()
+    """The row whose id is ``request_id`` or, if unique, starts with it (see :func:`find_all`)."""
+    rows = find_all(db, request_id, limit=2)
     return rows[0] if len(rows) == 1 else None
+
+
+def find_all(db: sqlite3.Connection, request_id: str, *, limit: int = 10) -> list[sqlite3.Row]:
+    """The row whose id is ``request_id`` exactly, else the rows (newest first, at most ``limit``) whose id starts
+    with it. The ``req_`` of an id may be left out: ``3f2a`` finds ``req_3f2a…``."""
+    candidates = [request_id] if request_id.startswith(ID_PREFIX) else [request_id, ID_PREFIX + request_id]
+    for candidate in candidates:
+        row = db.execute("SELECT * FROM requests WHERE id = ?", (candidate,)).fetchone()
+        if row is not None:
+            return [row]
+    if not request_id:
+        return []
+    # a range on the primary key (ids are ASCII, all below \x7f): no LIKE, so % and _ in the input mean themselves
+    clauses = " OR ".join("(id >= ? AND id < ?)" for _ in candidates)
+    params: list[Any] = [v for c in candidates for v in (c, c + "\x7f")]
+    sql = f"SELECT * FROM requests WHERE {clauses} ORDER BY time DESC LIMIT ?"
+    return db.execute(sql, [*params, limit]).fetchall()
 
 
 def write_rows(path: Path, rows: Iterable[dict[str, Any]]) -> None:

@@ -174,7 +174,7 @@ def report_table(log: Fixture, *args: str) -> str:
 def table_total(text: str) -> tuple[int, float]:
     """The requests and cost of the table's total row."""
     (line,) = [line for line in text.splitlines() if re.match(r"^\W*total\b", line)]
-    numbers = re.findall(r"\d+(?:\.\d+)?", line)
+    numbers = re.findall(r"\d+(?:\.\d+)?", line.replace(",", ""))
     return int(numbers[0]), float(numbers[3])
 
 
@@ -190,13 +190,17 @@ def test_json_groups_add_up_to_the_logged_cost(spend_log: Fixture, field: str) -
     assert sum(r["input_tokens"] for r in records) == sum(r["input_tokens"] for r in spend_log.in_window())
     assert sum(r["output_tokens"] for r in records) == sum(r["output_tokens"] for r in spend_log.in_window())
     for record in records:
-        assert set(record) == {field, "requests", "input_tokens", "output_tokens", "cost_usd", "saved_usd", "anomaly"}
+        names = {"key_name"} if field == "key" else set()
+        assert set(record) == {field, *names, "requests", "input_tokens", "output_tokens", "cost_usd", "saved_usd",
+                               "anomaly"}
 
 
 @pytest.mark.parametrize("field", [f for f in FIELDS if f != "tag"])
 def test_csv_groups_add_up_to_the_logged_cost(spend_log: Fixture, field: str) -> None:
     records = report_csv(spend_log, "--by", field)
-    assert list(records[0]) == [field, "requests", "input_tokens", "output_tokens", "cost_usd", "saved_usd", "anomaly"]
+    names = ["key_name"] if field == "key" else []
+    assert list(records[0]) == [field, *names, "requests", "input_tokens", "output_tokens", "cost_usd", "saved_usd",
+                                "anomaly"]
     assert math.fsum(float(r["cost_usd"]) for r in records) == pytest.approx(spend_log.total(), abs=1e-6)
     assert sum(int(r["requests"]) for r in records) == len(spend_log.in_window())
 
@@ -285,7 +289,12 @@ def test_table_has_a_bar_per_group_proportional_to_cost(spend_log: Fixture) -> N
     lines = {team: line for line in text.splitlines() for team in ("search", "ads", "research")
              if re.search(rf"\b{team}\b", line)}
     assert set(lines) == {"search", "ads", "research"}
-    assert "█" * 24 in lines["search"], "the biggest spender gets the full bar"
+    records = {r["team"]: r for r in report_json(spend_log, "--by", "team")}
+    for team, line in lines.items():  # the bar and the number are the group's share of the total
+        share = 100 * records[team]["cost_usd"] / spend_log.total()
+        assert f"{share:.1f}%" in line
+        assert line.count("█") == int(24 * share / 100 + 1 / 16)
+    assert "█" * 24 not in lines["search"], "no group but the only one gets the full bar"
     assert lines["ads"].count("█") < lines["search"].count("█")
     assert "█" not in lines["research"] or lines["research"].count("█") < 2
     assert "total" in text

@@ -44,7 +44,9 @@ def test_create_list_revoke(profile: Path, tmp_path: Path) -> None:
     assert KeyIndex.load(prof, store).lookup(secret) is None
     store.close()
     again = runner.invoke(app, ["keys", "revoke", row["id"], "--profile", str(profile)])
-    assert again.exit_code == 1 and "no active key" in again.output
+    assert again.exit_code == 0 and "already revoked" in again.output, again.output
+    unknown = runner.invoke(app, ["keys", "revoke", "key_000000000000", "--profile", str(profile)])
+    assert unknown.exit_code == 1 and "no minted key" in unknown.output
 
 
 def test_unknown_team_and_bad_expiry_are_one_line_errors(profile: Path) -> None:
@@ -65,3 +67,37 @@ def test_expiring_key(profile: Path, tmp_path: Path) -> None:
 
     assert index.lookup(secret) is not None
     assert index.lookup(secret, now=time.time() + 2 * 86400) is None
+
+
+def mint(profile: Path, name: str) -> tuple[str, str]:
+    """(id, secret) of a key minted for team search with ``name``."""
+    result = runner.invoke(app, ["keys", "create", "--team", "search", "--name", name, "--profile", str(profile)])
+    assert result.exit_code == 0, result.output
+    key_id = result.stdout.split()[1]
+    return key_id, result.stdout.strip().splitlines()[-1]
+
+
+def test_revoke_by_name(profile: Path) -> None:
+    key_id, _ = mint(profile, "ci-bot")
+    result = runner.invoke(app, ["keys", "revoke", "ci-bot", "--profile", str(profile)])
+    assert result.exit_code == 0, result.output
+    assert f"revoked key {key_id} (ci-bot)" in result.stdout
+    again = runner.invoke(app, ["keys", "revoke", "ci-bot", "--profile", str(profile)])
+    assert again.exit_code == 0 and f"key {key_id} (ci-bot) is already revoked" in again.stdout
+
+
+def test_a_name_two_active_keys_share_is_refused_listing_their_ids(profile: Path) -> None:
+    first, _ = mint(profile, "shared")
+    second, _ = mint(profile, "shared")
+    result = runner.invoke(app, ["keys", "revoke", "shared", "--profile", str(profile)])
+    assert result.exit_code == 1
+    assert "2 active keys are named 'shared'" in result.output and first in result.output and second in result.output
+    assert runner.invoke(app, ["keys", "revoke", first, "--profile", str(profile)]).exit_code == 0
+    assert runner.invoke(app, ["keys", "revoke", "shared", "--profile", str(profile)]).exit_code == 0
+
+
+def test_names_are_shown_as_they_are(profile: Path) -> None:
+    mint(profile, "[bold]team[/bold]")
+    listed = runner.invoke(app, ["keys", "list", "--profile", str(profile)], env={"COLUMNS": "200"})
+    assert "[bold]team[/bold]" in listed.stdout
+    assert "1 minted key" in listed.stdout and "1 minted keys" not in listed.stdout

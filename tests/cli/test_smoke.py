@@ -97,3 +97,19 @@ def test_check_writes_junit(profile: Path, tmp_path: Path) -> None:
     (tmp_path / "ok.toml").write_text('[providers.m]\nkind = "mock"\n[models.a]\ntargets = ["m/x"]\n')
     result = runner.invoke(app, ["check", "--profile", str(tmp_path / "ok.toml"), "--junit", str(junit)])
     assert result.exit_code == 0 and ET.parse(junit).getroot().get("failures") == "0"
+
+
+def test_a_failed_row_names_who_failed_and_never_reads_as_answered(profile: Path) -> None:
+    result = runner.invoke(app, ["smoke", "--profile", str(profile), "--offline", "--fail", "openai/gpt-4o",
+                                 "--format", "json"])
+    rows = {r["alias"]: r for r in json.loads(result.stdout[: result.stdout.rindex("]") + 1])}
+    assert rows["solo"]["ok"] is False and rows["solo"]["target"] == "" and rows["solo"]["failed"] == ["openai/gpt-4o"]
+    table = runner.invoke(app, ["smoke", "--profile", str(profile), "--offline", "--fail", "openai/gpt-4o",
+                                "--fail", "openai/gpt-4o-mini"], env={"COLUMNS": "250"})
+    lines = {line.split("│")[1].strip(): line for line in table.stdout.splitlines() if line.count("│") > 5}
+    solo = [cell.strip() for cell in lines["solo"].split("│")]
+    assert solo[2:6] == ["FAIL", "502", "nobody", "openai/gpt-4o (--fail)"]
+    fast = [cell.strip() for cell in lines["fast"].split("│")]
+    assert fast[2:6] == ["pass", "200", "anthropic/claude-3-5-haiku-latest", "openai/gpt-4o-mini (--fail)"]
+    assert "the fallback took over" in lines["fast"]
+    assert "1 of 3 aliases failed: solo" in table.output
