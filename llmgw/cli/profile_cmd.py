@@ -1,4 +1,8 @@
-"""`llmgw profile init`: write a commented starter profile."""
+"""`llmgw profile init` (write a commented starter profile) and `llmgw profile show` (the effective profile).
+
+Contract: a starter profile never answers a real alias with fake answers: the mock is in it only when asked for
+(``--provider mock``), and then under its own alias (``mock``), never as a fallback of real providers.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,12 @@ import typer
 
 from ..profile import parse_profile
 from ..providers import spec as registry
-from .common import console, fail
+from .common import PROFILE_HELP, console, fail, load_or_exit, print_json
+from .profile_show import effective
 
-app = typer.Typer(help="Create and inspect profiles.", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(
+    help="Create profiles, and show the effective one.\n\nExample: llmgw profile show --profile llmgw.toml",
+    no_args_is_help=True, rich_markup_mode=None)
 
 _COMMENTS = {
     "server": "Where the proxy listens. A non-loopback host needs [keys] or [teams] (no open proxies).",
@@ -33,18 +40,30 @@ def provider_entry(spec: registry.ProviderSpec, preset: registry.Preset) -> dict
     return entry
 
 
+def _aliases(chosen: list[tuple[registry.ProviderSpec, registry.Preset]]) -> dict[str, dict[str, Any]]:
+    """``default`` routes to the chosen real providers in order (falling back from one to the next); the mock,
+    when chosen, answers its own alias (``mock``, or ``default`` when it is all there is)."""
+    real = [f"{preset.name}/{preset.model}" for spec, preset in chosen if spec.kind != registry.OFFLINE_KIND]
+    fake = [f"{preset.name}/{preset.model}" for spec, preset in chosen if spec.kind == registry.OFFLINE_KIND]
+    models: dict[str, dict[str, Any]] = {}
+    if real:
+        models["default"] = {"targets": real, "strategy": "fallback", "retries": 1}
+    if fake:
+        models["mock" if real else "default"] = {"targets": fake}
+    return models
+
+
 def starter(providers: list[str]) -> dict[str, Any]:
     """The starter profile as data, for ``providers`` (``--provider`` choices, from the registry)."""
     presets = registry.init_presets()
     chosen = [presets[name] for name in providers]
-    targets = [f"{preset.name}/{preset.model}" for _, preset in chosen]
     data: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": 4000, "max_body_mb": 8, "timeout_s": 600, "log_bodies": True},
         "state": {"url": "sqlite:///~/.llmgw/llmgw.db"},
         "providers": {preset.name: provider_entry(spec, preset) for spec, preset in chosen},
-        "models": {"default": {"targets": targets, "strategy": "fallback", "retries": 1}},
+        "models": _aliases(chosen),
     }
-    free = [target for target, (_, preset) in zip(targets, chosen, strict=True) if preset.free]
+    free = [f"{preset.name}/{preset.model}" for _, preset in chosen if preset.free]
     if free:
         data["prices"] = {target: {"input": 0.0, "output": 0.0} for target in free}
     return data
@@ -52,20 +71,23 @@ def starter(providers: list[str]) -> dict[str, Any]:
 
 def render(data: dict[str, Any]) -> str:
     """TOML text with a comment above each section."""
-    parts = ["# llmgw profile. Check it with `llmgw check --profile FILE`; reference: README.md#profile.\n"]
+    parts = ["# llmgw profile. Check it: `llmgw check --profile FILE`; every default filled in:"
+             " `llmgw profile show --profile FILE`.\n# Every key is described in README.md#profile-reference.\n"]
     for section, value in data.items():
         parts.append(f"# {_COMMENTS[section]}\n" + tomli_w.dumps({section: value}))
     return "\n".join(parts)
 
 
-@app.command()
+@app.command(short_help="Write a commented starter profile.")
 def init(
-    out: Path = typer.Option(Path("llmgw.toml"), "--out", "-o", help="File to write."),
-    provider: list[str] = typer.Option([], "--provider",
-                                       help=f"One of: {', '.join(registry.init_presets())}. Repeatable."),
+    out: Path = typer.Option(Path("llmgw.toml"), "--out", "-o", metavar="FILE", help="File to write."),
+    provider: list[str] = typer.Option([], "--provider", metavar="NAME",
+                                       help=f"One of: {', '.join(registry.init_presets())}. Repeatable"
+                                            " (default: openai)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
-    """Write a commented starter profile.
+    """Write a commented starter profile. Real providers share the alias `default`, falling back in the order
+    given; the mock (fake answers) is added only with --provider mock, under its own alias.
 
     Example: llmgw profile init --out llmgw.toml --provider openai --provider anthropic
     """
@@ -79,4 +101,25 @@ def init(
     data = starter(list(dict.fromkeys(chosen)))
     parse_profile(data)  # the starter must always be a valid profile
     out.write_text(render(data), encoding="utf-8")
-    console.print(f"wrote {out}; next: llmgw check --profile {out}", highlight=False)
+    console.print(f"wrote {out}; next: llmgw check --profile {out}", highlight=False, markup=False)
+
+
+@app.command(short_help="Print the effective profile (defaults filled, secrets masked).")
+def show(
+    profile: Path | None = typer.Option(None, "--profile", "-p", metavar="FILE", help=PROFILE_HELP),
+    format: str = typer.Option("toml", "--format", metavar="FORMAT", help="toml or json."),
+) -> None:
+    """Print the profile as the server would use it: every default filled in, alias references expanded to their
+    targets, secrets shown as their env:/file: reference (a literal secret as ***).
+
+    Example: llmgw profile show --profile llmgw.toml --format json
+    """
+    if format not in ("toml", "json"):
+        fail(f"--format: expected toml or json, got {format!r}")
+    prof = load_or_exit(profile)
+    data = effective(prof)
+    if format == "json":
+        print_json(data)
+        return
+    typer.echo(f"# the effective profile of {prof.source} (defaults filled in, secrets masked)")
+    typer.echo(tomli_w.dumps(data), nl=False)

@@ -5,7 +5,8 @@ Contract: the answer is a pure function of the request (the last user message, `
 the text is "Mock answer: " and the user's words. Usage is estimated from the text (about four characters a
 token). A stream carries the answer in several chunks, then a finish chunk, then a usage chunk. ``latency_ms``
 delays the answer (the first chunk of a stream); ``fail_rate`` makes that share of calls fail with
-``fail_status``. The request is read as :meth:`MockProvider.build` leaves it: without the provider's ``drop_params``.
+``fail_status``. The request is read as :meth:`MockProvider.build` leaves it: screened by the mock's parameter
+table like any provider's (what it cannot honour is a 400 naming it) and without the provider's ``drop_params``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import orjson
 
 from ..exchange import Exchange, StreamEvent, UpstreamReply, Usage
 from .base import ProviderBase, UpstreamFailure, record_dropped
-from .params import without
 
 _MAX_WORDS = 64
 
@@ -92,9 +92,11 @@ def _prompt_tokens(body: dict[str, Any]) -> int:
 
 class MockProvider(ProviderBase):
     def build(self, body: dict[str, Any], model: str, *, stream: bool = False) -> tuple[dict[str, Any], list[str]]:
-        """The request the mock answers (pure): ``body`` without the fields ``drop_params`` lists (the model it
-        answers as is ``model``)."""
-        return without(body, self.config.drop_params)
+        """The request the mock answers (pure): ``body`` screened by the mock's parameter table
+        (:data:`llmgw.providers.spec.MOCK_PARAMS`: ``n > 1``, ``response_format``, ``logprobs``, … are a 400
+        unless ``drop_params`` lists them) and without the fields ``drop_params`` lists (the model it answers as
+        is ``model``)."""
+        return self.spec.params.screen(body, self.config.drop_params)
 
     def _request(self, ex: Exchange, body: dict[str, Any], model: str) -> dict[str, Any]:
         request, dropped = self.build(body, model)

@@ -83,6 +83,13 @@ GEMINI_PARAMS = ParamTable(
     ranges=MappingProxyType({"temperature": (0.0, 2.0)}),
 )
 
+# The mock answers from the last user message: it cannot give several choices, follow a response format, or score
+# tokens; tools it calls (deterministically) and hints it ignores harmlessly.
+MOCK_PARAMS = ParamTable(
+    "mock",
+    refuses=("n", "response_format", "logprobs", "top_logprobs", "logit_bias", "audio", "modalities", "prediction"),
+)
+
 
 def _registry(*specs: ProviderSpec) -> Mapping[str, ProviderSpec]:
     return MappingProxyType({spec.kind: spec for spec in specs})
@@ -99,7 +106,7 @@ SPECS: Mapping[str, ProviderSpec] = _registry(
     ProviderSpec("openai-compatible", "openai:OpenAIProvider", "openai", base_url_required=True,
                  presets=(Preset("local", "meta-llama/Llama-3.1-8B-Instruct", "http://127.0.0.1:8000/v1", free=True),
                           Preset("ollama", "llama3.1", "http://127.0.0.1:11434/v1", free=True))),
-    ProviderSpec("mock", "mock:MockProvider", "openai", model="mock-model", free=True, init_default=True),
+    ProviderSpec("mock", "mock:MockProvider", "openai", model="mock-model", free=True, params=MOCK_PARAMS),
 )
 KINDS: tuple[str, ...] = tuple(SPECS)
 OFFLINE_KIND = "mock"

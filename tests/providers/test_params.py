@@ -10,7 +10,7 @@ import pytest
 
 from llmgw.errors import InvalidRequest
 from llmgw.providers.params import PASS_THROUGH, ParamTable, is_set, without
-from llmgw.providers.spec import ANTHROPIC_PARAMS, GEMINI_PARAMS, SPECS
+from llmgw.providers.spec import ANTHROPIC_PARAMS, GEMINI_PARAMS, MOCK_PARAMS, SPECS
 from llmgw.translate.gemini import openai_to_gemini
 
 TABLE = ParamTable("Test", refuses=("logprobs", "n", "response_format"), drops=("seed", "user"),
@@ -26,7 +26,10 @@ def test_dispositions() -> None:
     assert GEMINI_PARAMS.disposition("response_format") == "accept"   # json_object/json_schema are translated
     assert GEMINI_PARAMS.disposition("parallel_tool_calls") == "drop"
     assert SPECS["anthropic"].params is ANTHROPIC_PARAMS and SPECS["gemini"].params is GEMINI_PARAMS
-    assert all(SPECS[k].params is PASS_THROUGH for k in ("openai", "openai-compatible", "mock"))
+    assert all(SPECS[k].params is PASS_THROUGH for k in ("openai", "openai-compatible"))
+    assert [MOCK_PARAMS.disposition(n) for n in ("n", "response_format", "logprobs", "tools", "temperature")] == \
+        ["refuse", "refuse", "refuse", "accept", "accept"]
+    assert SPECS["mock"].params is MOCK_PARAMS
 
 
 @pytest.mark.parametrize(("name", "value", "expected"), [

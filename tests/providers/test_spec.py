@@ -51,7 +51,7 @@ def test_an_unknown_kind_names_the_known_ones() -> None:
 
 def test_profile_init_offers_every_preset_of_the_registry_in_order() -> None:
     assert list(init_presets()) == ["openai", "anthropic", "gemini", "local", "ollama", "mock"]
-    assert [name for name, (_, preset) in init_presets().items() if preset.default] == ["openai", "mock"]
+    assert [name for name, (_, preset) in init_presets().items() if preset.default] == ["openai"]
 
 
 def test_importing_the_registry_imports_no_adapter() -> None:

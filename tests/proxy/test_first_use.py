@@ -207,3 +207,25 @@ def _row(request_id: str, *, cost: float) -> dict[str, Any]:
             "cache_write_tokens": 0, "reasoning_tokens": 0, "cost_usd": cost, "latency_ms": 1.0, "ttft_ms": None,
             "attempts": [], "cache": "miss", "key": "ci", "team": "search", "tags": [], "stream": False,
             "dropped_params": [], "request": None, "response": None}
+
+
+# --- the mock declares what it cannot honour ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("param", "value"), [("n", 2), ("response_format", {"type": "json_object"}),
+                                              ("logprobs", True)])
+async def test_the_mock_refuses_what_it_cannot_honour(gateway: GatewayFactory, param: str, value: Any) -> None:
+    client = await gateway()
+    resp = await client.post("/v1/chat/completions", json={"model": "fast", "messages": HI, param: value})
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error["param"] == param and f"{param}: not supported by mock targets" in error["message"]
+    neutral = {"n": 1, "response_format": {"type": "text"}, "logprobs": False}[param]
+    ok = await client.post("/v1/chat/completions", json={"model": "fast", "messages": HI, param: neutral})
+    assert ok.status == 200
+
+
+async def test_the_mock_honours_drop_params(gateway: GatewayFactory, tmp_path: Path) -> None:
+    client = await gateway(providers={"mock": {"kind": "mock", "drop_params": ["n"]}})
+    resp = await client.post("/v1/chat/completions", json={"model": "fast", "messages": HI, "n": 2})
+    assert resp.status == 200
