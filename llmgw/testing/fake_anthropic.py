@@ -6,7 +6,8 @@ for the official ``anthropic`` SDK (and the gateway's provider code) to talk to 
 * ``POST /v1/messages`` -- a whole ``message`` object or a stream of named SSE events (``message_start``,
   ``ping``, ``content_block_start`` / ``content_block_delta`` / ``content_block_stop`` per block,
   ``message_delta``, ``message_stop``), honouring ``max_tokens``, ``stop_sequences``, ``system`` and
-  ``thinking``; text answers, ``thinking`` blocks and ``tool_use`` blocks.
+  ``thinking``; text answers, ``thinking`` blocks and ``tool_use`` blocks. ``messages`` may hold ``system``-role
+  messages at any position (as the Messages API accepts them); the first other message must be a ``user`` one.
 * ``POST /v1/messages/count_tokens`` -- ``{"input_tokens": N}``.
 * ``GET /v1/models`` (paginated with ``limit``/``after_id``/``before_id``) and ``GET /v1/models/{id}``.
 * Every error in Anthropic's body, ``{"type": "error", "error": {"type", "message"}, "request_id"}``, and in a
@@ -273,18 +274,22 @@ def _validate(body: Any, *, generation: bool) -> str | None:
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             return f"messages.{i}: Input should be a valid dictionary"
-        if message.get("role") not in ("user", "assistant"):
-            return f"messages.{i}.role: Input should be 'user' or 'assistant'"
-        if "content" not in message:
+        role = message.get("role")
+        if role not in ("user", "assistant", "system"):
+            return f"messages.{i}.role: Input should be 'user', 'assistant' or 'system'"
+        if role == "system" and "content" not in message and "output_config" not in message:
+            return f"messages.{i}: a system message needs content or output_config"
+        if role != "system" and "content" not in message:
             return f"messages.{i}.content: Field required"
-        content = message["content"]
+        content = message.get("content", "")
         if isinstance(content, list):
             for j, block in enumerate(content):
                 if not isinstance(block, dict) or not isinstance(block.get("type"), str):
                     return f"messages.{i}.content.{j}: Input should be a valid dictionary with a 'type'"
         elif not isinstance(content, str):
             return f"messages.{i}.content: Input should be a valid string or list"
-    if messages[0]["role"] != "user":
+    turns = [m for m in messages if m["role"] != "system"]
+    if not turns or turns[0]["role"] != "user":
         return 'messages: first message must use the "user" role'
     system = body.get("system")
     system_ok = system is None or isinstance(system, str)
@@ -439,9 +444,10 @@ class FakeAnthropic(FakeServer):
             message = _STREAM_ERROR_MESSAGES.get(error_type, "fake failure")
         self._stream_failures.append((error_type, message, after_events))
 
-    def set_tool_uses(self, uses: list[dict[str, Any]] | None) -> None:
+    def set_tool_uses(self, uses: list[dict[str, Any]] | None, *, times: int | None = None) -> None:
         """Answer every messages call with one ``tool_use`` block per use (``stop_reason`` ``"tool_use"``); None
-        goes back to text.
+        goes back to text. With ``times``, only the next ``times`` answers use them, then the fake answers with text
+        again (an agent's round trip: a tool call first, then text once the tool result comes back).
 
         Each use is ``{"name": str, "input": dict}`` (``input`` defaults to ``{}``) with an optional ``"id"``
         (default ``toolu_...``, generated per response). Streamed as Anthropic does: ``content_block_start`` with
@@ -452,7 +458,9 @@ class FakeAnthropic(FakeServer):
         """
         if uses is None:
             self._tool_uses = None
+            self._calls_for(None)
             return
+        self._calls_for(times)
         normalised = []
         for i, use in enumerate(uses):
             name = call_name(use, i, "tool use")
@@ -564,11 +572,14 @@ class FakeAnthropic(FakeServer):
                 return _Answer(blocks, "max_tokens", None, output_tokens)
 
         if self._tool_uses is not None:
+            uses = self._tool_uses
+            if self._spend_calls():
+                self._tool_uses = None
             if self._answer:
                 pieces = split_words(self._answer)
                 blocks.append(_text_block(pieces))
                 output_tokens += count_words(pieces)
-            for use in self._tool_uses:
+            for use in uses:
                 use_id = use["id"] or f"toolu_{self._next_id()}"
                 fragments = json_fragments(orjson.dumps(use["input"]).decode())
                 blocks.append(

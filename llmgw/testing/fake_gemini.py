@@ -279,12 +279,15 @@ class FakeGemini(FakeServer):
         """Make the next stream send ``after_events`` events, then ``data: {"error": ...}`` and end."""
         self._stream_breaks.append((after_events, status, message))
 
-    def set_function_calls(self, calls: list[dict[str, Any]] | None) -> None:
+    def set_function_calls(self, calls: list[dict[str, Any]] | None, *, times: int | None = None) -> None:
         """Answer every call with these function calls (``{"name", "args"}`` each, ``args`` an object; an optional
-        ``"thoughtSignature"`` is put on the part); None goes back to text."""
+        ``"thoughtSignature"`` is put on the part); None goes back to text. With ``times``, only the next ``times``
+        answers use them, then the fake answers with text again."""
         if calls is None:
             self._calls = None
+            self._calls_for(None)
             return
+        self._calls_for(times)
         for i, call in enumerate(calls):
             call_name(call, i, "function call")
             if not isinstance(call.get("args", {}), dict):
@@ -340,7 +343,10 @@ class FakeGemini(FakeServer):
         """(parts of each stream event, finish reason, candidates tokens)"""
         if self._calls is not None:
             parts = []
-            for call in self._calls:
+            calls = self._calls
+            if self._spend_calls():
+                self._calls = None
+            for call in calls:
                 part: dict[str, Any] = {"functionCall": {"name": call["name"], "args": call.get("args", {})}}
                 if call.get("thoughtSignature"):
                     part["thoughtSignature"] = call["thoughtSignature"]

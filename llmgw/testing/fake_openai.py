@@ -275,8 +275,9 @@ class FakeOpenAI(FakeServer):
         """
         self.queue_failures(status, times, message, retry_after)
 
-    def set_tool_calls(self, calls: list[dict[str, Any]] | None) -> None:
-        """Answer every chat call with these tool calls (finish ``"tool_calls"``); None goes back to text.
+    def set_tool_calls(self, calls: list[dict[str, Any]] | None, *, times: int | None = None) -> None:
+        """Answer every chat call with these tool calls (finish ``"tool_calls"``); None goes back to text. With
+        ``times``, only the next ``times`` answers use them, then the fake answers with text again.
 
         Each call is ``{"name": str, "arguments": str}`` (``arguments`` a JSON string; a dict is serialised),
         with an optional ``"id"`` (default ``call_...``). Streamed as OpenAI does: per call a first delta with
@@ -284,7 +285,9 @@ class FakeOpenAI(FakeServer):
         """
         if calls is None:
             self._tool_calls = None
+            self._calls_for(None)
             return
+        self._calls_for(times)
         normalised = []
         for i, call in enumerate(calls):
             name = call_name(call, i, "tool call")
@@ -394,6 +397,8 @@ class FakeOpenAI(FakeServer):
             calls = [
                 {**call, "id": call["id"] or f"call_{self._next_id()}{i}"} for i, call in enumerate(self._tool_calls)
             ]
+            if self._spend_calls():
+                self._tool_calls = None
             fragments = [json_fragments(call["arguments"]) for call in calls]
             completion_tokens = sum(len(f) + 1 for f in fragments)
             deltas = list(_tool_call_deltas(calls, fragments))

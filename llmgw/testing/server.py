@@ -73,6 +73,7 @@ class FakeServer:
         self.record_requests = record_requests
         self.requests: list[dict[str, Any]] = []
         self._answer: str | None = None
+        self._calls_left: int | None = None  # answers the configured tool calls still make; None: until reset
         self._failures: deque[tuple[int, str, float | None]] = deque()
         self._ids = itertools.count(1)
         self._id_base = self.id_prefix + os.urandom(self.id_random_bytes).hex()
@@ -94,7 +95,22 @@ class FakeServer:
         last user message's text)."""
         self._answer = text
 
+    def _calls_for(self, times: int | None) -> None:
+        """Note for how many answers the tool calls being configured last (each provider's ``set_tool_calls``-like
+        method calls this): ``times`` answers, then text again; None until they are reset. ``ValueError`` below 1."""
+        if times is not None and times < 1:
+            raise ValueError("times must be at least 1")
+        self._calls_left = times
+
     # -- used by the endpoints ------------------------------------------------------------------------------
+
+    def _spend_calls(self) -> bool:
+        """Count one answer made with the configured tool calls; True when it was the last of their ``times``
+        (the provider then goes back to text)."""
+        if self._calls_left is None:
+            return False
+        self._calls_left -= 1
+        return self._calls_left == 0
 
     def _take_failure(self) -> tuple[int, str, float | None] | None:
         return self._failures.popleft() if self._failures else None

@@ -234,6 +234,15 @@ async def test_stream_text(fake: FakeGemini, gemini: GeminiProvider) -> None:
     assert chunks[-1]["usage"] == events[-1].usage.to_openai()
 
 
+async def test_function_calls_for_a_number_of_answers_then_text(fake: FakeGemini, gemini: GeminiProvider) -> None:
+    fake.set_function_calls([{"name": "get_weather", "args": {"city": "Paris"}}], times=1)
+    body = {"messages": MESSAGES, "tools": [WEATHER]}
+    first = await gemini.chat(chat_ex(), body, MODEL)
+    second = await gemini.chat(chat_ex(), body, MODEL)
+    assert first.body["choices"][0]["finish_reason"] == "tool_calls"
+    assert second.body["choices"][0]["message"]["content"].startswith("Echo: ")
+
+
 async def test_stream_tool_calls(fake: FakeGemini, gemini: GeminiProvider) -> None:
     fake.set_function_calls([{"name": "get_weather", "args": {"city": "Paris"}},
                              {"name": "get_weather", "args": {"city": "Rome"}}])

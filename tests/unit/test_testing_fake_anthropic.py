@@ -389,6 +389,17 @@ async def test_tool_use_streamed(up: FakeAnthropic, client: AsyncAnthropic) -> N
     )
 
 
+async def test_tool_uses_for_a_number_of_answers_then_text(up: FakeAnthropic, client: AsyncAnthropic) -> None:
+    up.set_tool_uses([WEATHER], times=2)
+    kinds = []
+    for _ in range(3):
+        result = await client.messages.create(model=MODEL, max_tokens=100, messages=MESSAGES)  # type: ignore[arg-type]
+        kinds.append((result.content[0].type, result.stop_reason))
+    assert kinds == [("tool_use", "tool_use"), ("tool_use", "tool_use"), ("text", "end_turn")]
+    with pytest.raises(ValueError, match="times"):
+        up.set_tool_uses([WEATHER], times=0)
+
+
 async def test_text_before_tool_use(up: FakeAnthropic, client: AsyncAnthropic) -> None:
     up.set_answer("Let me check.")
     up.set_tool_uses([WEATHER])
@@ -570,7 +581,9 @@ async def test_invalid_bodies(up: FakeAnthropic) -> None:
         ({"max_tokens": 5, "messages": MESSAGES}, "model: Field required"),
         (body_of(messages=[]), "messages"),
         (body_of(messages=[{"role": "assistant", "content": "hi"}]), '"user" role'),
-        (body_of(messages=[{"role": "system", "content": "hi"}]), "messages.0.role"),
+        (body_of(messages=[{"role": "narrator", "content": "hi"}]), "messages.0.role"),
+        (body_of(messages=[{"role": "system", "content": "hi"}]), '"user" role'),
+        (body_of(messages=[*MESSAGES, {"role": "system"}]), "messages.1"),
         (body_of(messages=[{"role": "user"}]), "messages.0.content"),
         (body_of(messages=[{"role": "user", "content": ["bare string"]}]), "messages.0.content.0"),
         (body_of(system=[{"type": "image"}]), "system"),
@@ -586,6 +599,13 @@ async def test_invalid_bodies(up: FakeAnthropic) -> None:
         assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
         assert fragment in error["error"]["message"], (body, error)
         assert error["request_id"] == headers["request-id"]
+
+    # System-role messages are accepted at any position, with content or only output_config.
+    with_system = [{"role": "system", "content": "Lead."}, *MESSAGES,
+                   {"role": "system", "content": [{"type": "text", "text": "cwd: /src"}]},
+                   {"role": "system", "output_config": {"effort": "low"}}]
+    status, _, raw = await raw_request(up, "/v1/messages", body_of(messages=with_system))
+    assert status == 200 and orjson.loads(raw)["content"][0]["text"] == anthropic_answer_for(MESSAGES)
 
     # Consecutive same-role turns are accepted (the API merges them).
     same_role = [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]

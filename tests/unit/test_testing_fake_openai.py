@@ -269,6 +269,14 @@ async def test_tool_calls_whole(up: FakeOpenAI, client: AsyncOpenAI) -> None:
     assert result.choices[0].message.content == answer_for(MESSAGES)
 
 
+async def test_tool_calls_for_a_number_of_answers_then_text(up: FakeOpenAI, client: AsyncOpenAI) -> None:
+    up.set_tool_calls([WEATHER], times=1)
+    first = await client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+    second = await client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert second.choices[0].message.content == answer_for(MESSAGES)
+
+
 async def test_tool_calls_streamed_like_openai(up: FakeOpenAI, client: AsyncOpenAI) -> None:
     up.set_tool_calls([WEATHER, {"name": "get_time", "arguments": "{}"}])
     stream = await client.chat.completions.create(
