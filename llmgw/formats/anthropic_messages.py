@@ -4,7 +4,9 @@ Contract (see :class:`~llmgw.formats.base.WireFormat`):
 - ``parse`` validates the fields the gateway relies on (400 naming the field, nothing changed), keeps the client's
   body for Anthropic upstreams, and prepares the canonical translation for the others — a translation problem
   becomes the exchange's ``translation_error``, raised only if a target of another format is tried.
-- Texts: ``system`` and every message's text blocks, ``tool_use`` input, ``tool_result`` content, text documents.
+- Texts: ``system`` and every message's text blocks whatever its role (``system`` messages included), ``tool_use``
+  input, the content of ``tool_result``, ``mcp_tool_result``, ``search_result`` and ``compaction`` blocks, text
+  documents. Other block types are left alone (signed thinking, server tool results, types newer than this walk).
 - Answers from an Anthropic upstream are forwarded as they came (bytes and events); canonical answers are
   translated. Streams always report usage in ``message_start``/``message_delta``; an upstream failure after the
   first byte ends the stream with an ``error`` event, never with ``message_stop``.
@@ -59,40 +61,50 @@ def error_type(status: int) -> str:
 
 
 def validate_messages(body: Mapping[str, Any], *, count_only: bool = False) -> None:
-    """Check an Anthropic Messages request (or a count_tokens request with ``count_only``)."""
+    """Check an Anthropic Messages request (or a count_tokens request with ``count_only``).
+
+    Only what the gateway itself relies on is checked — the alias (``model``), the shape of the messages and their
+    texts (guardrails, the cache), ``stream``, ``max_tokens`` (budgets) and the types of the fields it translates —
+    each a 400 naming the field. Everything else passes: a role other than ``user``/``assistant`` (``system``
+    messages at any position, roles newer than this gateway), unknown block types and unknown fields are the
+    upstream's to judge. A ``user``/``assistant`` message needs a ``content``; other roles may leave it out (a
+    ``system`` message may carry only ``output_config``). Numbers are type-checked, never range-checked here: a
+    foreign target's parameter table says which values it accepts.
+    """
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid_field("model", "required: a non-empty string (the model alias to call)")
     if not count_only:
         max_tokens = body.get("max_tokens")
         if max_tokens is None:
-            raise invalid_field("max_tokens", "required (a positive integer)")
-        if not is_int(max_tokens) or max_tokens < 1:
-            raise invalid_field("max_tokens", "must be a positive integer")
+            raise invalid_field("max_tokens", "required (a non-negative integer)")
+        if not is_int(max_tokens) or max_tokens < 0:
+            raise invalid_field("max_tokens", "must be a non-negative integer")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise invalid_field("messages", "required: a non-empty array of messages")
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise invalid_field(f"messages.{i}", "must be an object")
-        if message.get("role") not in ("user", "assistant"):
-            raise invalid_field(f"messages.{i}.role", "must be 'user' or 'assistant'")
+        role = message.get("role")
+        if not isinstance(role, str) or not role:
+            raise invalid_field(f"messages.{i}.role", "required: a string ('user', 'assistant', 'system', ...)")
         content = message.get("content")
         if isinstance(content, list):
             for j, block in enumerate(content):
                 if not isinstance(block, dict) or not isinstance(block.get("type"), str):
                     raise invalid_field(f"messages.{i}.content.{j}", "must be a content block with a 'type'")
-        elif not isinstance(content, str):
+        elif not isinstance(content, str) and (content is not None or role in ("user", "assistant")):
             raise invalid_field(f"messages.{i}.content", "must be a string or an array of content blocks")
     system = body.get("system")
     if system is not None and not isinstance(system, str | list):
         raise invalid_field("system", "must be a string or an array of text blocks")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise invalid_field("stream", "must be a boolean")
-    for name, high in (("temperature", 1.0), ("top_p", 1.0)):
+    for name in ("temperature", "top_p"):
         value = body.get(name)
-        if value is not None and (not is_number(value) or not 0 <= value <= high):
-            raise invalid_field(name, f"must be a number between 0 and {high:g}")
+        if value is not None and not is_number(value):
+            raise invalid_field(name, "must be a number")
     if body.get("top_k") is not None and (not is_int(body["top_k"]) or body["top_k"] < 0):
         raise invalid_field("top_k", "must be a non-negative integer")
     stops = body.get("stop_sequences")
@@ -102,8 +114,8 @@ def validate_messages(body: Mapping[str, Any], *, count_only: bool = False) -> N
     if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
         raise invalid_field("tools", "must be an array of tool objects")
     choice = body.get("tool_choice")
-    if choice is not None and not (isinstance(choice, dict) and choice.get("type") in ("auto", "any", "tool", "none")):
-        raise invalid_field("tool_choice", "must be an object with type auto, any, tool or none")
+    if choice is not None and not (isinstance(choice, dict) and isinstance(choice.get("type"), str)):
+        raise invalid_field("tool_choice", "must be an object with a 'type' (auto, any, tool, none, ...)")
     check_depth(body)
 
 
@@ -119,7 +131,7 @@ def _block_texts(blocks: list[Any], where: str, fn: TextFn) -> None:
             text_at(block, "text", f"{at}.text", fn)
         elif kind in ("tool_use", "server_tool_use") and "input" in block:
             block["input"] = visit_value(block["input"], f"{at}.input", fn)
-        elif kind == "tool_result":
+        elif kind in ("tool_result", "mcp_tool_result", "search_result", "compaction"):
             content = block.get("content")
             if isinstance(content, str):
                 text_at(block, "content", f"{at}.content", fn)

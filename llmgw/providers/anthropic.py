@@ -79,11 +79,10 @@ class AnthropicProvider(ProviderBase):
         return UpstreamReply(canonical, None, usage)
 
     async def count_tokens(self, ex: Exchange, model: str) -> dict[str, Any]:
-        """Ask the upstream to count an Anthropic-format request's input tokens."""
-        body = {k: v for k, v in ex.client_body.items() if k in ("messages", "system", "tools", "tool_choice",
-                                                                  "thinking", "mcp_servers")}
-        return loads_object(await self.post(self._count_url, orjson.dumps({**body, "model": model}),
-                                            self._headers_for(ex)))
+        """Ask the upstream to count an Anthropic-format request's input tokens: the client's body goes out untouched
+        but for ``model`` and ``drop_params``, like a messages request (fields newer than the gateway included)."""
+        body, _ = without({**ex.client_body, "model": model}, self.config.drop_params)
+        return loads_object(await self.post(self._count_url, orjson.dumps(body), self._headers_for(ex)))
 
     async def embeddings(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
         raise UpstreamFailure(400, "Anthropic has no embeddings API; route embeddings to another provider")

@@ -16,7 +16,9 @@ import orjson
 from ..errors import InvalidRequest
 from ..providers.spec import GEMINI_PARAMS
 
-__all__ = ["openai_to_gemini"]
+__all__ = ["SYSTEM_CLOSE", "SYSTEM_OPEN", "openai_to_gemini"]
+
+SYSTEM_OPEN, SYSTEM_CLOSE = "<system>", "</system>"   # around a mid-conversation system message's text
 
 # JSON-schema keywords Gemini's function ``parameters`` (an OpenAPI-subset Schema) rejects as unknown fields.
 _SCHEMA_REJECTED = frozenset({
@@ -35,7 +37,10 @@ def openai_to_gemini(body: dict[str, Any], *, drop: Collection[str] = ()) -> tup
     """A canonical chat request as a Gemini ``GenerateContentRequest`` body, and the names of what was dropped.
 
     ``model``, ``stream`` and ``stream_options`` are never copied (the model is in Gemini's URL, streaming is its
-    own method). system/developer messages become ``systemInstruction``; user and tool messages ``user`` turns,
+    own method). The system/developer messages before the first turn become ``systemInstruction``; one that comes
+    later (a system message in mid-conversation, which applies from that point on) becomes a text part of a
+    ``user`` turn at its position, wrapped in ``<system>`` … ``</system>`` so that it reads as an instruction
+    rather than as the user's words (Gemini has no system turns). User and tool messages become ``user`` turns,
     assistant messages ``model`` turns; consecutive turns of one role are merged (so parallel tool results become
     one turn of ``functionResponse`` parts). See :mod:`llmgw.translate.gemini` for what raises.
     """
@@ -47,8 +52,11 @@ def openai_to_gemini(body: dict[str, Any], *, drop: Collection[str] = ()) -> tup
     for i, message in enumerate(body.get("messages") or []):
         where = f"messages[{i}]"
         role = message.get("role")
-        if role in ("system", "developer"):
+        if role in ("system", "developer") and not contents:
             system.extend(_text_parts(message.get("content"), where))
+        elif role in ("system", "developer"):
+            text = "\n".join(p["text"] for p in _text_parts(message.get("content"), where))
+            _append(contents, "user", [{"text": f"{SYSTEM_OPEN}\n{text}\n{SYSTEM_CLOSE}"}] if text else [])
         elif role == "user":
             _append(contents, "user", _content_parts(message.get("content"), where))
         elif role == "assistant":

@@ -294,21 +294,132 @@ def test_a2o_hints_are_dropped_and_named_once() -> None:
                                 {"role": "user", "content": "Bye"}]}
 
 
-def test_a2o_document_block_is_invalid_request_naming_its_path() -> None:
+def test_a2o_documents_become_text_or_file_parts_and_urls_are_refused_naming_the_source() -> None:
+    body = a_request([{"role": "user", "content": [
+        {"type": "text", "text": "Summarise:"},
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0x"},
+         "title": "report.pdf"},
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "Plain words."},
+         "title": "Notes", "context": "From the wiki", "citations": {"enabled": True}},
+        {"type": "document", "source": {"type": "content", "content": [{"type": "text", "text": "Chunk one."}]}},
+    ]}])
+    out, dropped = anthropic_request_to_openai(body)
+    assert out["messages"] == [{"role": "user", "content": [
+        {"type": "text", "text": "Summarise:"},
+        {"type": "file", "file": {"filename": "report.pdf", "file_data": "data:application/pdf;base64,JVBERi0x"}},
+        {"type": "text", "text": "Document: Notes\n\nFrom the wiki\n\nPlain words."},
+        {"type": "text", "text": "Chunk one."},
+    ]}]
+    assert dropped == ["citations"]
+    url = a_request([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                     {"role": "user", "content": [
+                         {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}]}])
+    with pytest.raises(InvalidRequest) as info:
+        anthropic_request_to_openai(url)
+    assert info.value.param == "messages[2].content[0].source"
+    assert info.value.code == "unsupported_parameter" and info.value.status == 400
+    assert info.value.message == ("messages[2].content[0].source: document source type 'url' exists only on"
+                                  " Anthropic targets")
+
+
+def test_a2o_system_role_messages_keep_their_position() -> None:
     body = a_request([
-        {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "Hello"},
-        {"role": "user", "content": [
-            {"type": "text", "text": "Summarise:"},
-            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0x"}},
-        ]},
-    ])
+        {"role": "user", "content": [{"type": "text", "text": "Fix the bug"}]},
+        {"role": "system", "content": [{"type": "text", "text": "# Environment\ncwd: /src",
+                                        "cache_control": {"type": "ephemeral"}}]},
+        {"role": "assistant", "content": "On it."},
+        {"role": "system", "content": "Be brief from now on.", "output_config": {"effort": "low"}},
+        {"role": "user", "content": "Go"},
+    ], system=[{"type": "text", "text": "You are a coding agent."}])
+    out, dropped = anthropic_request_to_openai(body)
+    assert out["messages"] == [
+        {"role": "system", "content": "You are a coding agent."},
+        {"role": "user", "content": "Fix the bug"},
+        {"role": "system", "content": "# Environment\ncwd: /src"},
+        {"role": "assistant", "content": "On it."},
+        {"role": "system", "content": "Be brief from now on."},
+        {"role": "user", "content": "Go"},
+    ]
+    assert dropped == ["cache_control", "output_config"]
+
+
+def test_a2o_system_message_cleared_at_the_next_user_message_is_shown_only_until_then() -> None:
+    reminder = {"role": "system", "content": "Reminder", "clear_at": "next_user_message"}
+    earlier = a_request([{"role": "user", "content": "a"}, reminder, {"role": "assistant", "content": "b"},
+                         {"role": "user", "content": "c"}])
+    assert [m["content"] for m in anthropic_request_to_openai(earlier)[0]["messages"]] == ["a", "b", "c"]
+    last = a_request([{"role": "user", "content": "a"}, reminder])
+    assert anthropic_request_to_openai(last)[0]["messages"] == [{"role": "user", "content": "a"},
+                                                               {"role": "system", "content": "Reminder"}]
+    only_config = a_request([{"role": "user", "content": "a"}, {"role": "system", "output_config": {}}])
+    assert anthropic_request_to_openai(only_config) == (
+        {"model": CLAUDE, "max_tokens": 1024, "messages": [{"role": "user", "content": "a"}]}, ["output_config"])
+
+
+@pytest.mark.parametrize(("message", "param"), [
+    ({"role": "narrator", "content": "Meanwhile..."}, "messages[1].role"),
+    ({"role": "system", "content": [{"type": "tool_addition", "tool": {"type": "tool_reference",
+                                                                       "name": "Bash"}}]},
+     "messages[1].content[0]"),
+    ({"role": "assistant", "content": [{"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
+                                        "input": {"query": "x"}}]}, "messages[1].content[0]"),
+    ({"role": "user", "content": [{"type": "container_upload", "file_id": "file_011"}]}, "messages[1].content[0]"),
+    ({"role": "user", "content": [{"type": "hologram_2031", "data": "?"}]}, "messages[1].content[0]"),
+], ids=["unknown-role", "tool-addition", "server-tool-use", "container-upload", "unknown-block"])
+def test_a2o_what_only_anthropic_can_honour_is_a_400_naming_it(message: dict[str, Any], param: str) -> None:
+    body = a_request([{"role": "user", "content": "Hi"}, message])
     with pytest.raises(InvalidRequest) as info:
         anthropic_request_to_openai(body)
-    assert info.value.param == "messages[2].content[1]"
-    assert info.value.code == "unsupported_parameter"
-    assert info.value.status == 400
-    assert info.value.message == "messages[2].content[1]: 'document' blocks exist only on Anthropic targets"
+    assert info.value.param == param
+    assert info.value.code == "unsupported_parameter" and info.value.status == 400
+    assert info.value.message.startswith(f"{param}: ") and "exist only on Anthropic targets" in info.value.message
+
+
+def test_a2o_search_results_compaction_and_fallback_blocks() -> None:
+    result = {"type": "search_result", "source": "https://kb/1", "title": "Gateways",
+              "content": [{"type": "text", "text": "A gateway routes calls."}], "citations": {"enabled": True}}
+    body = a_request([
+        {"role": "user", "content": [result, {"type": "text", "text": "Summarise"}]},
+        {"role": "assistant", "content": [{"type": "compaction", "content": "Earlier: we fixed the build."},
+                                          {"type": "fallback", "from": {"model": "a"}, "to": {"model": "b"}},
+                                          {"type": "text", "text": "Done."}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+            {**result, "citations": None}, {"type": "tool_reference", "tool_name": "Bash"}]}]},
+    ])
+    out, dropped = anthropic_request_to_openai(body)
+    text = "Search result: Gateways (https://kb/1)\nA gateway routes calls."
+    assert out["messages"] == [
+        {"role": "user", "content": f"{text}\nSummarise"},
+        {"role": "assistant", "content": "Earlier: we fixed the build.Done."},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": text},
+    ]
+    assert dropped == ["citations", "fallback", "tool_reference"]
+
+
+def test_a2o_unknown_fields_tool_hints_and_output_config() -> None:
+    body = a_request([{"role": "user", "content": "Hi"}],
+                     tools=[{"name": "Read", "input_schema": WEATHER_SCHEMA, "defer_loading": True,
+                             "cache_control": {"type": "ephemeral"}}],
+                     output_config={"effort": "high", "format": {"type": "json_schema", "schema": WEATHER_SCHEMA}},
+                     speed="fast", future_knob_2031={"on": True}, mcp_servers=[])
+    out, dropped = anthropic_request_to_openai(body)
+    assert out["tools"] == [{"type": "function", "function": {"name": "Read", "parameters": WEATHER_SCHEMA}}]
+    assert out["response_format"] == {"type": "json_schema",
+                                      "json_schema": {"name": "output", "schema": WEATHER_SCHEMA}}
+    assert dropped == ["defer_loading", "cache_control", "output_config", "speed", "future_knob_2031", "mcp_servers"]
+
+
+@pytest.mark.parametrize(("extra", "param"), [
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"mcp_servers": [{"type": "url", "url": "https://mcp.example.com", "name": "x"}]}, "mcp_servers"),
+    ({"tool_choice": {"type": "auto_v2"}}, "tool_choice"),
+    ({"output_config": {"format": {"type": "grammar", "grammar": "..."}}}, "output_config.format"),
+], ids=["max-tokens-0", "mcp-servers", "new-tool-choice", "new-output-format"])
+def test_a2o_top_level_fields_only_anthropic_can_honour_are_a_400_naming_them(extra: dict[str, Any],
+                                                                               param: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        anthropic_request_to_openai(a_request([{"role": "user", "content": "Hi"}], **extra))
+    assert info.value.param == param and info.value.code == "unsupported_parameter"
 
 
 @pytest.mark.parametrize("tool", [

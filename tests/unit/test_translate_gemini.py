@@ -83,6 +83,23 @@ def test_system_and_developer_become_system_instruction() -> None:
     assert out["contents"] == [{"role": "user", "parts": [{"text": "hello"}]}]
 
 
+def test_a_system_message_after_the_first_turn_is_a_marked_user_part_at_its_position() -> None:
+    out = translate({"messages": [
+        {"role": "system", "content": "Be terse."},
+        user("fix it"),
+        {"role": "system", "content": [{"type": "text", "text": "cwd: /src"}]},
+        {"role": "assistant", "content": "done"},
+        {"role": "developer", "content": "Answer in French."},
+        {"role": "system", "content": ""},
+    ]})
+    assert out["systemInstruction"] == {"parts": [{"text": "Be terse."}]}
+    assert out["contents"] == [
+        {"role": "user", "parts": [{"text": "fix it"}, {"text": "<system>\ncwd: /src\n</system>"}]},
+        {"role": "model", "parts": [{"text": "done"}]},
+        {"role": "user", "parts": [{"text": "<system>\nAnswer in French.\n</system>"}]},
+    ]
+
+
 def test_roles_map_and_consecutive_turns_merge() -> None:
     out = translate({"messages": [user("a"), user("b"), {"role": "assistant", "content": "c"},
                                   {"role": "assistant", "content": [{"type": "text", "text": "d"}]}, user("e")]})
