@@ -14,9 +14,12 @@ def tail(
     url: str = typer.Option("http://127.0.0.1:4000", "--url", metavar="URL", help=_URL_HELP),
     key: str | None = typer.Option(None, "--key", metavar="KEY", envvar="LLMGW_ADMIN_KEY", show_envvar=False,
                                    help=_KEY_HELP),
+    history: int = typer.Option(50, "--history", metavar="N", min=0,
+                                help="Start with the newest N requests of the proxy's log (0: only new ones)."),
 ) -> None:
-    """Show live requests through a running proxy: one row per request, newest first, with filter, pause and
-    details (keys: q quit, p pause, / filter, enter details, escape close, c clear).
+    """Show live requests through a running proxy: one row per request, newest first, starting with the newest
+    --history requests of its log, with filter, pause and details (keys: q quit, p pause, / filter, enter
+    details (in the filter box: the newest match's), escape close, c clear).
 
     Example: llmgw tail --url http://127.0.0.1:4000
     """
@@ -28,4 +31,4 @@ def tail(
         fail(f"llmgw tail needs Textual ({exc}); install it with: pip install 'textual>=8'")
     from ..tui.http_source import HttpEventSource
 
-    make_app(HttpEventSource(url, key or None)).run()
+    make_app(HttpEventSource(url, key or None, history=history)).run()

@@ -38,7 +38,7 @@ from ..stages.guardrails import GuardrailStage
 from ..stages.limits import LimitsStage
 from ..stages.meter import MeterStage
 from ..stages.route import Router
-from ..store.log import LogWriter
+from ..store.log import LogWriter, latest_events
 from .events import EventHub, events_handler
 from .governance import KeyReloader, open_keys, open_shared_state, refresh_keys
 from .handlers import Handler, format_handler
@@ -103,7 +103,10 @@ def make_app(profile: Profile, *, fail_targets: Collection[str] = (), embedder: 
         app.router.add_get("/metrics", metrics_handler(app[METRICS], lambda: asyncio.to_thread(read_others, folder)))
     else:
         app.router.add_get("/metrics", metrics_handler(app[METRICS]))
-    app.router.add_get("/admin/events", events_handler(app[EVENTS], _admin_key(profile)))
+    db_path = profile.state.db_path
+    app.router.add_get("/admin/events", events_handler(
+        app[EVENTS], _admin_key(profile),
+        history=lambda size, bodies: asyncio.to_thread(latest_events, db_path, size, bodies=bodies)))
     app.on_shutdown.append(_close_events)
     app.router.add_get("/", landing)
     app.router.add_get("/health", _health)

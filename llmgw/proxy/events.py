@@ -12,6 +12,8 @@ Contracts:
   key set, the request needs ``Authorization: Bearer <key>`` or ``x-api-key: <key>`` (401 in OpenAI's error
   format otherwise; the key is never echoed). :meth:`EventHub.close` ends every stream (call it on shutdown so
   open streams do not hold up a graceful stop).
+- ``?history=N`` (at most :data:`MAX_HISTORY`) first sends the newest N requests of the request log, oldest
+  first, in the same shape; a request sent from the log is not sent again when it is published live.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,9 +33,13 @@ from ..formats import canonical
 from ..sse import encode_data
 
 BODY_FIELDS = ("request", "response")
+MAX_HISTORY = 1000
 _TRUE = ("1", "true", "yes", "on")
 
+log = logging.getLogger("llmgw.proxy.events")
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+History = Callable[[int, bool], Awaitable[list[dict[str, Any]]]]   # (how many, with bodies) -> records
 
 
 class Subscription:
@@ -177,7 +184,8 @@ def unauthorized() -> web.Response:
         code="invalid_admin_key"))
 
 
-async def _stream(response: web.StreamResponse, subscription: Subscription, keepalive_s: float) -> None:
+async def _stream(response: web.StreamResponse, subscription: Subscription, keepalive_s: float,
+                  already_sent: set[str]) -> None:
     iterator = aiter(subscription)
     while True:
         try:
@@ -187,11 +195,39 @@ async def _stream(response: web.StreamResponse, subscription: Subscription, keep
             continue
         except StopAsyncIteration:
             return
+        if already_sent and record.get("id") in already_sent:
+            already_sent.discard(record["id"])  # sent from the log already; a request is published once
+            continue
         await response.write(encode_event(record))
 
 
-def events_handler(hub: EventHub, admin_key: str | None, *, keepalive_s: float = 15.0) -> Handler:
-    """The ``GET /admin/events`` handler over ``hub`` (see the module docstring)."""
+def _history_size(request: web.Request) -> int:
+    """``?history=N`` as a number of records (0 when absent or not a number), at most :data:`MAX_HISTORY`."""
+    try:
+        return max(0, min(MAX_HISTORY, int(request.query.get("history", "0"))))
+    except ValueError:
+        return 0
+
+
+async def _send_history(response: web.StreamResponse, history: History | None, size: int,
+                        bodies: bool) -> set[str]:
+    """Send the newest ``size`` logged requests; the ids sent."""
+    if history is None or size == 0:
+        return set()
+    try:
+        records = await history(size, bodies)
+    except Exception as exc:  # the live stream matters more than the past: carry on without it
+        log.warning("could not read the request log for /admin/events history: %s", exc)
+        return set()
+    for record in records:
+        await response.write(encode_event(record))
+    return {str(r["id"]) for r in records if r.get("id")}
+
+
+def events_handler(hub: EventHub, admin_key: str | None, *, keepalive_s: float = 15.0,
+                   history: History | None = None) -> Handler:
+    """The ``GET /admin/events`` handler over ``hub`` (see the module docstring); ``history`` reads the newest
+    logged requests for ``?history=N``."""
 
     async def events(request: web.Request) -> web.StreamResponse:
         if not authorized(request, admin_key):
@@ -199,11 +235,12 @@ def events_handler(hub: EventHub, admin_key: str | None, *, keepalive_s: float =
         bodies = request.query.get("bodies", "").lower() in _TRUE
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                                "X-Accel-Buffering": "no"})
-        with hub.subscribe(bodies) as subscription:
+        with hub.subscribe(bodies) as subscription:  # before reading the log: nothing finishes in between unseen
             await response.prepare(request)
             await response.write(b": connected\n\n")
             try:
-                await _stream(response, subscription, keepalive_s)
+                sent = await _send_history(response, history, _history_size(request), bodies)
+                await _stream(response, subscription, keepalive_s, sent)
             except (ConnectionResetError, ConnectionError):
                 return response  # the client went away
         return response

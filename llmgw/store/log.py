@@ -354,6 +354,33 @@ def _status_clause(status: str) -> tuple[str, list[Any]]:
     return "outcome = ?", [s]
 
 
+def event_from_row(row: sqlite3.Row, *, bodies: bool = False) -> dict[str, Any]:
+    """A logged row in the shape :meth:`Exchange.log_row` gives it (``time`` in UNIX seconds, ``attempts`` a list),
+    as ``GET /admin/events`` sends finished requests; the bodies only with ``bodies``."""
+    record: dict[str, Any] = {name: row[name] for name in _COLUMNS if name not in _JSON_COLUMNS}
+    record["stream"] = bool(row["stream"])
+    record["attempts"] = orjson.loads(row["attempts_json"] or "[]")
+    for name in ("tags", "dropped_params", "findings"):
+        record[name] = orjson.loads(row[name] or "[]")
+    if bodies:
+        for name in ("request", "response"):
+            record[name] = orjson.loads(row[name]) if row[name] else None
+    return record
+
+
+def latest_events(path: Path, limit: int, *, bodies: bool = False) -> list[dict[str, Any]]:
+    """The newest ``limit`` logged requests as events (:func:`event_from_row`), oldest first; none without a log
+    yet. Blocking: call it in a thread."""
+    if limit <= 0 or not path.exists():
+        return []
+    db = connect(path, readonly=True)
+    try:
+        rows = db.execute("SELECT * FROM requests ORDER BY time DESC LIMIT ?", (limit,)).fetchall()
+    finally:
+        db.close()
+    return [event_from_row(row, bodies=bodies) for row in reversed(rows)]
+
+
 ID_PREFIX = "req_"
 
 

@@ -9,7 +9,7 @@ Contract:
   newest ``trim_to`` of them, so at high rates the trimming cost is paid once every few thousand records.
 - Paused, arriving records are held (the bar says "paused — N new") and shown on resume; the table does not move.
 - The filter (see :func:`~.feed.matches`) applies to the stored records and to every new one, ``filter_delay_s``
-  after the last keystroke.
+  after the last keystroke; Enter in the filter box applies it at once and opens the newest match's details.
 - The connection bar shows the source's latest :class:`~.source.Status`: "connecting …" until the first.
 """
 
@@ -187,9 +187,13 @@ class TailApp(App[None]):
         self._filter_timer = self.set_timer(self.filter_delay_s, self.apply_filter)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in the filter box: apply it at once, and open the first (newest) match's details."""
         if event.input.id == "filter":
             self.apply_filter()
             self.table.focus()
+            if self.table.row_count:
+                self.table.move_cursor(row=0, animate=False)
+                self._open(self.table.cursor_entry())
 
     def apply_filter(self) -> None:
         """Show the stored records that match the filter (now, rather than after the typing delay)."""
@@ -202,7 +206,9 @@ class TailApp(App[None]):
     # --- details ------------------------------------------------------------------------------------------------
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        entry = self.table.entry(event.row_key)
+        self._open(self.table.entry(event.row_key))
+
+    def _open(self, entry: Entry | None) -> None:
         if entry is not None:
             self.detail.show(entry)
             self.refresh_bindings()

@@ -10,11 +10,15 @@ Contract:
 - A stream silent for longer than ``idle_timeout_s`` (the server sends a keep-alive every 15 s) counts as dropped.
   Events that are not JSON objects, and events larger than ``max_event_bytes``, are skipped.
 - Closing the iterator (or cancelling its consumer) closes the HTTP session.
+- With ``history`` N, every connection asks for the newest N logged requests first (``?history=N``), so the
+  view starts full and a reconnect fills the gap; a record whose ``id`` was already yielded (among the last
+  ``remember`` ones) is not yielded again.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -33,9 +37,13 @@ class HttpEventSource:
 
     def __init__(self, url: str, key: str | None = None, *, bodies: bool = True, retry_initial_s: float = 0.5,
                  retry_max_s: float = 10.0, connect_timeout_s: float = 5.0, idle_timeout_s: float = 45.0,
-                 max_event_bytes: int = 32 * 1024 * 1024) -> None:
+                 max_event_bytes: int = 32 * 1024 * 1024, history: int = 0, remember: int = 10_000) -> None:
         self.url = url.rstrip("/")
         self.bodies = bodies
+        self.history = max(0, history)
+        self._seen: set[str] = set()
+        self._seen_order: deque[str] = deque()
+        self._remember = max(remember, self.history)
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.connect_timeout_s = connect_timeout_s
@@ -49,7 +57,21 @@ class HttpEventSource:
 
     @property
     def endpoint(self) -> str:
-        return self.url + "/admin/events" + ("?bodies=1" if self.bodies else "")
+        query = [*(["bodies=1"] if self.bodies else []), *([f"history={self.history}"] if self.history else [])]
+        return self.url + "/admin/events" + ("?" + "&".join(query) if query else "")
+
+    def _first_time(self, record: Record) -> bool:
+        """False for a record this source has yielded already (by ``id``; records without one always pass)."""
+        rid = record.get("id")
+        if not isinstance(rid, str):
+            return True
+        if rid in self._seen:
+            return False
+        self._seen.add(rid)
+        self._seen_order.append(rid)
+        if len(self._seen_order) > self._remember:
+            self._seen.discard(self._seen_order.popleft())
+        return True
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream"}
@@ -70,7 +92,8 @@ class HttpEventSource:
                         yield Status("connected", f"connected to {self.url}")
                         delay = self.retry_initial_s
                         async for record in self._records(response):
-                            yield record
+                            if self._first_time(record):
+                                yield record
                     problem = f"the proxy at {self.url} closed the stream"
                 except _Refused as exc:
                     problem = str(exc)

@@ -1,7 +1,8 @@
 """Turning a record into what the TUI shows: the table's cells (:func:`row_cells`) and the detail view
 (:func:`detail`).
 
-Contract: pure functions of an :class:`~.feed.Entry`; a record may lack any field (a missing one shows as ``-``).
+Contract: pure functions of an :class:`~.feed.Entry`; a record may lack any field (a missing one shows as ``-``;
+the tags cell of a request without tags is empty).
 Every cell is a :class:`rich.text.Text` (never markup, so names with brackets show as they are); the first is a
 :class:`TimeCell` carrying the entry's ``seq`` so the table can order rows newest first. Bodies shown in the detail
 view pass through :func:`~.redact.redact` and are cut at ``max_body_chars``.
@@ -38,6 +39,7 @@ COLUMNS = (
     Column("cost", "cost $", 10),
     Column("latency", "latency", 9),
     Column("cache", "cache", 8),
+    Column("tags", "tags", 16),
 )
 
 
@@ -120,7 +122,14 @@ def row_cells(entry: Entry) -> tuple[Text, ...]:
         _cell("-" if cost is None else f"{cost:.6f}", justify="right"),
         _cell("-" if latency is None else f"{latency:,.0f} ms", justify="right"),
         _cell(cache, "green" if cache not in ("miss", "-") else "dim"),
+        _cell(tags_text(r), "cyan"),
     )
+
+
+def tags_text(record: Record) -> str:
+    """The record's tags, comma-separated (empty without any)."""
+    tags = record.get("tags")
+    return ", ".join(str(t) for t in tags) if isinstance(tags, list | tuple) else ""
 
 
 # --- the detail view -------------------------------------------------------------------------------------------
@@ -193,7 +202,7 @@ def _summary(record: Record) -> Table:
     if record.get("error_message"):
         rows.insert(3, ("error", Text(str(record["error_message"]), style="red")))
     if record.get("tags"):
-        rows.append(("tags", ", ".join(str(t) for t in record["tags"])))
+        rows.append(("tags", tags_text(record)))
     for label, value in rows:
         grid.add_row(label, value)
     return grid

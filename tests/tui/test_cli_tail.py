@@ -52,7 +52,7 @@ def test_defaults_to_the_local_proxy(ran: _Ran) -> None:
 def test_url_and_key_options_and_the_environment(ran: _Ran, monkeypatch: pytest.MonkeyPatch) -> None:
     result = CliRunner().invoke(cli(), ["tail", "--url", "http://gw:8080/", "--key", "k1"])
     assert result.exit_code == 0, result.output
-    assert ran.source.endpoint == "http://gw:8080/admin/events?bodies=1"
+    assert ran.source.endpoint == "http://gw:8080/admin/events?bodies=1&history=50"
     assert ran.source._headers()["Authorization"] == "Bearer k1"
     monkeypatch.setenv("LLMGW_ADMIN_KEY", "k2")
     assert CliRunner().invoke(cli(), ["tail"]).exit_code == 0
@@ -69,3 +69,11 @@ def test_help_has_an_example() -> None:
     assert "Example:" in (tail_cmd.tail.__doc__ or "")
     result = CliRunner().invoke(cli(), ["tail", "--help"])
     assert result.exit_code == 0 and "--url" in result.output and "--key" in result.output
+
+
+def test_history_option(ran: _Ran) -> None:
+    assert CliRunner().invoke(cli(), ["tail", "--history", "5"]).exit_code == 0
+    assert ran.source.history == 5 and ran.source.endpoint.endswith("/admin/events?bodies=1&history=5")
+    assert CliRunner().invoke(cli(), ["tail", "--history", "0"]).exit_code == 0
+    assert ran.source.endpoint.endswith("/admin/events?bodies=1")
+    assert CliRunner().invoke(cli(), ["tail", "--history", "-1"]).exit_code == 2

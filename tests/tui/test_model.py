@@ -96,5 +96,5 @@ def test_row_cells_and_detail() -> None:
 
 def test_a_sparse_record_still_renders() -> None:
     entry = Feed().receive({"id": "req_x"})
-    assert [c.plain for c in row_cells(entry)][1:] == ["-", "- → -", "-", "0/0", "-", "-", "-"]
+    assert [c.plain for c in row_cells(entry)][1:] == ["-", "- → -", "-", "0/0", "-", "-", "-", ""]
     assert "not sent" in text_of(detail(entry))
