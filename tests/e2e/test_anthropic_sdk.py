@@ -79,3 +79,37 @@ async def test_anthropic_sdk_against_llmgw_serve(serve: Any, upstream: FakeAnthr
     assert rows[1][2] == 3
     assert rows[2][4] == rows[3][4] == 0.0   # counting tokens is logged, never billed
     assert UP_KEY not in everything
+
+
+async def test_a_request_newer_than_the_gateway_passes_through_llmgw_serve(serve: Any,
+                                                                            upstream: FakeAnthropic) -> None:
+    """What current Claude Code sends — a system-role message after the first user turn, per-turn settings, beta
+    headers — plus a block type and a field no table lists: the official SDK's request reaches the upstream as
+    it was sent, and the streamed answer comes back."""
+    server = serve({"providers": {"claude": {"kind": "anthropic", "api_key": "env:E2E_ANT_KEY",
+                                             "base_url": upstream.base_url}},
+                    "models": {"sonnet": {"targets": ["claude/claude-sonnet-4-6"]}}},
+                   env={"E2E_ANT_KEY": UP_KEY})
+    client = anthropic.AsyncAnthropic(base_url=server.url, api_key="client-key", max_retries=0)
+    messages: list[Any] = [
+        {"role": "user", "content": [{"type": "text", "text": "Fix the failing test"}]},
+        {"role": "system", "content": [{"type": "text", "text": "# Environment\ncwd: /src",
+                                        "cache_control": {"type": "ephemeral"}}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Looking."},
+                                          {"type": "hologram_2031", "frames": [1, 2]}]},
+        {"role": "system", "content": "Be brief.", "clear_at": "next_user_message"},
+        {"role": "user", "content": "Go on"},
+    ]
+    extra = {"output_config": {"effort": "medium"}, "future_knob_2031": {"on": True}}
+    async with client.messages.stream(
+            model="sonnet", max_tokens=1024, messages=messages, thinking={"type": "adaptive"}, extra_body=extra,
+            extra_headers={"anthropic-beta": "per-turn-control-2026-07-01"}) as stream:
+        final = await stream.get_final_message()
+    assert final.content[-1].type == "text" and final.content[-1].text == "Echo: Go on"
+    sent = upstream.requests[-1]
+    assert sent["body"]["messages"] == messages
+    assert sent["body"]["output_config"] == extra["output_config"]
+    assert sent["body"]["future_knob_2031"] == {"on": True}
+    assert sent["headers"]["anthropic-beta"] == "per-turn-control-2026-07-01"
+    await client.close()
+    assert server.stop() == 0
