@@ -25,6 +25,7 @@ _SCHEMA_REJECTED = frozenset({
     "$schema", "$id", "$comment", "$anchor", "additionalProperties", "unevaluatedProperties", "patternProperties",
     "propertyNames", "dependentRequired", "dependentSchemas", "strict", "examples", "contentMediaType",
     "contentEncoding", "readOnly", "writeOnly", "deprecated", "if", "then", "else", "not",
+    "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "uniqueItems", "contains", "minContains", "maxContains",
 })
 _AUDIO_MIME = {"wav": "audio/wav", "mp3": "audio/mp3"}
 

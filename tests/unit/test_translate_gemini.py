@@ -224,6 +224,15 @@ def test_legacy_function_messages() -> None:
     assert out["toolConfig"] == {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_time"]}}
 
 
+def test_json_schema_bounds_gemini_has_no_field_for_are_left_out() -> None:
+    limit = {"type": "integer", "exclusiveMinimum": 0, "maximum": 2000, "multipleOf": 1}
+    tags = {"type": "array", "items": {"type": "string"}, "uniqueItems": True}
+    out = translate({"messages": [user("x")], "tools": [{"type": "function", "function": {
+        "name": "read", "parameters": {"type": "object", "properties": {"limit": limit, "tags": tags}}}}]})
+    assert out["tools"][0]["functionDeclarations"][0]["parameters"]["properties"] == {
+        "limit": {"type": "integer", "maximum": 2000}, "tags": {"type": "array", "items": {"type": "string"}}}
+
+
 def test_tools_become_declarations_with_a_schema_gemini_accepts() -> None:
     out = translate({"messages": [user("x")], "tools": [WEATHER_TOOL, TIME_TOOL]})
     assert out["tools"] == [{"functionDeclarations": [
