@@ -21,9 +21,11 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/llmgw serve
 
-## Install everything the tests need and run the whole suite.
+## Install everything the tests need and run the whole suite (tests/agents/ installs the coding agents it runs
+## from the npm registry into ~/.cache/llmgw-test-agents, or $$LLMGW_AGENTS_CACHE, once).
 test: $(VENV)/.installed-test
 	./scripts/ensure-redis
+	./scripts/ensure-node
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 -q
 
