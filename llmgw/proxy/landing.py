@@ -13,6 +13,7 @@ Contracts:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -49,7 +50,8 @@ async def landing(request: web.Request) -> web.Response:
     """``GET /``: who this is and what it serves."""
     return web.json_response({"name": "llmgw", "version": __version__,
                               "description": "a local AI gateway: OpenAI and Anthropic SDKs in, any provider out",
-                              "endpoints": endpoints(), "docs": DOCS})
+                              "endpoints": endpoints(), "docs": DOCS},
+                             dumps=lambda value: json.dumps(value, indent=2))  # read by people, in a browser
 
 
 def _suggestion(path: str) -> tuple[WireFormat, str | None, str]:
