@@ -118,8 +118,8 @@ def _one(conn: sqlite3.Connection, request_id: str) -> sqlite3.Row:
         fail(f"no logged request with id {request_id!r}; `llmgw logs list` shows recent ids")
     if len(rows) > 1:
         ids = ", ".join(r["id"] for r in rows[:_AMBIGUOUS_SHOWN]) + (", …" if len(rows) > _AMBIGUOUS_SHOWN else "")
-        fail(f"{request_id!r} is ambiguous: it starts {'more than ' if len(rows) > _AMBIGUOUS_SHOWN else ''}"
-             f"{min(len(rows), _AMBIGUOUS_SHOWN)} request ids ({ids}); give more of the id")
+        count = f"more than {_AMBIGUOUS_SHOWN}" if len(rows) > _AMBIGUOUS_SHOWN else str(len(rows))
+        fail(f"{request_id!r} is ambiguous: {count} logged request ids start with it ({ids}); give more of the id")
     return rows[0]
 
 

@@ -129,7 +129,8 @@ def test_show_an_ambiguous_prefix_lists_the_matches(log_db: Path) -> None:
     result = invoke("logs", "show", "req_00aa", "--db", log_db)
     assert result.exit_code == 1
     (line,) = result.stderr.splitlines()
-    assert "'req_00aa' is ambiguous: it starts 2 request ids (req_00aa02" in line and "req_00aa01" in line
+    assert "'req_00aa' is ambiguous: 2 logged request ids start with it (req_00aa02" in line
+    assert "req_00aa01" in line and "give more of the id" in line
     assert "no logged request" not in result.stderr
 
 
