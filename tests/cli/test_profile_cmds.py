@@ -31,6 +31,8 @@ def test_a_generated_profile_never_falls_back_to_the_mock(tmp_path: Path, monkey
     checked = invoke("check", "--profile", both)
     assert checked.exit_code == 0 and "warning" not in checked.output
     assert "README.md#profile-reference" in both.read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "\n## Profile reference\n" in readme, "the anchor the generated profile points to"
     only = tmp_path / "only.toml"
     assert invoke("profile", "init", "--out", only, "--provider", "mock").exit_code == 0
     assert [t.name for t in load_profile(only).models["default"].targets] == ["mock/mock-model"]
