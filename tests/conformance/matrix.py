@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.agents.harness import AGENTS, CHECKS
+from tests.agents.harness import UPSTREAMS as AGENT_UPSTREAMS
+
 CLIENTS = {"openai": "OpenAI SDK (`/v1/chat/completions`)", "anthropic": "Anthropic SDK (`/v1/messages`)"}
 UPSTREAMS = {
     "openai": "OpenAI",
@@ -52,22 +55,66 @@ def render() -> str:
         lines.append("|---|" + "---|" * len(UPSTREAMS))
         for feature in FEATURES:
             lines.append(f"| {feature} | " + " | ".join("✓" for _ in UPSTREAMS) + " |")
-    lines += [
+    lines += _agents()
+    lines += POLICY
+    return "\n".join(lines)
+
+
+def _agents() -> list[str]:
+    """The coding-agent table, from the data tests/agents/ is parametrised with."""
+    lines = [
         "",
-        "## Across formats",
+        "## Coding agents",
         "",
-        "- Same-format traffic (Anthropic SDK → Anthropic upstream, OpenAI SDK → OpenAI-format upstream) passes",
-        "  unknown fields through untouched; Anthropic's `anthropic-version` and `anthropic-beta` headers too.",
-        "- A parameter that changes what the model must produce and that the target cannot honour",
-        "  (`response_format`, `n > 1`, `logprobs`, documents or server tools sent to a non-Anthropic target) is a",
-        "  400 naming it, unless the provider's `drop_params` lists it.",
-        "- Hints without an equivalent (`thinking`, `cache_control`, `top_k`, `seed`, `service_tier`, …) are",
-        "  dropped and named in the request's log row (`dropped_params`).",
-        "- Usage is normalised once: input tokens include prompt-cache reads and writes, which are also counted on",
-        "  their own.",
+        "Every ✓ below is two tests in `tests/agents/test_agents.py`: the agent, installed from the npm registry at",
+        "the pinned version, runs headless (no network but the gateway) through a real `llmgw serve` to a fake",
+        "upstream of that kind. Each asserts the agent's own success output, what the upstream received and the",
+        "log row. Settings for each agent: README.md, *Coding agents*; a ready profile: `profiles/agents.toml`.",
         "",
     ]
-    return "\n".join(lines)
+    lines += [f"- **{name}** — {text}" for name, text in CHECKS.items()]
+    lines += ["", "| agent | speaks | " + " | ".join(AGENT_UPSTREAMS.values()) + " |",
+              "|---|---|" + "---|" * len(AGENT_UPSTREAMS)]
+    for agent in AGENTS:
+        cells = " | ".join("✓" if kind in agent.upstreams else "—" for kind in AGENT_UPSTREAMS)
+        lines.append(f"| {agent.title} (`{agent.package}@{agent.version}`) | {CLIENTS[agent.client_format]} | "
+                     f"{cells} |")
+    lines += ["", *(f"- {agent.title}: {agent.settings}." for agent in AGENTS)]
+    return lines
+
+
+POLICY = [
+    "",
+    "## Same format, across formats",
+    "",
+    "Client APIs change every month, and coding agents send what is newest first. The gateway's policy:",
+    "",
+    "- **Same-format traffic is never refused for something the upstream would accept.** The gateway validates",
+    "  only what it needs itself — the alias (`model`), the messages and their texts (guardrails, the cache), the",
+    "  `stream` flag, token limits (budgets) — and passes everything else through untouched: roles, block types,",
+    "  fields and `anthropic-beta` headers it has never seen (Anthropic SDK → Anthropic upstream, OpenAI SDK →",
+    "  OpenAI-format upstream; `anthropic-version` too, and `count_tokens` bodies). A new role or block type is",
+    "  not an error: the upstream judges it, and its verdict comes back.",
+    "- **Across formats, what has an equivalent is translated.** Anthropic `system`-role messages (sent by",
+    "  Claude Code at any position of `messages`) become system messages at the same position for OpenAI-format",
+    "  targets; for Gemini, the leading ones join `systemInstruction` and a later one becomes a text part of a",
+    "  user turn at its position, wrapped in `<system>` … `</system>` (Gemini has no system turns). Text",
+    "  documents and search results become text, PDF documents `file` parts, `output_config.format` a",
+    "  `response_format`. Redact and block rules read every message, system messages included.",
+    "- **Hints without an equivalent are dropped and named** in the request's log row (`dropped_params`):",
+    "  `thinking` and thinking blocks, `cache_control`, `context_management`, `output_config` settings other",
+    "  than `format` (`effort`), citations settings, tool hints such as `defer_loading`, `top_k`, `seed`,",
+    "  `service_tier`, and any top-level field the translation does not know.",
+    "- **Only what would change the answer is refused**, with a 400 naming the field, before any upstream is",
+    "  called: `response_format`, `n > 1`, `logprobs` where the target cannot honour them (unless the",
+    "  provider's `drop_params` lists them), and, sent to a non-Anthropic target, server tools, MCP servers,",
+    "  server-tool and container-upload blocks, mid-conversation tool additions or removals, roles and block",
+    "  types the translation does not know, and `max_tokens: 0` (prompt-cache pre-warming).",
+    "- Usage is normalised once: input tokens include prompt-cache reads and writes, which are also counted on",
+    "  their own.",
+    "",
+]
+"""The hand-written policy section of the page (kept by the generator)."""
 
 
 if __name__ == "__main__":
