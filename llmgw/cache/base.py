@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from .difference import TermRule, index_terms
 from .index import VectorIndex
@@ -52,6 +53,23 @@ class CacheEntry:
             return cls(**value)
         except TypeError:
             return None
+
+    def to_json(self) -> bytes:
+        """The entry as stored: JSON without its vector (vectors live in the journal). Never a pickle."""
+        fields = self.as_dict()
+        fields["vector"] = None
+        return orjson.dumps(fields)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> CacheEntry | None:
+        """An entry read back from :meth:`to_json`'s bytes; None for anything else."""
+        if not isinstance(raw, bytes | str):
+            return None
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        return cls.from_dict(value) if isinstance(value, dict) else None
 
 
 @dataclass(slots=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -105,10 +104,7 @@ class RedisCacheStore(IndexedStore):
             raise self._unavailable(exc) from None
         if raw is None:
             return None
-        try:
-            entry = CacheEntry.from_dict(orjson.loads(raw))
-        except orjson.JSONDecodeError:
-            return None
+        entry = CacheEntry.from_json(raw)
         if entry is None or entry.expires <= time.time():
             return None
         return entry
@@ -116,9 +112,7 @@ class RedisCacheStore(IndexedStore):
     def _write(self, entry: CacheEntry) -> None:
         now = time.time()
         ttl_ms = max(1, int((entry.expires - now) * 1000))
-        fields = entry.as_dict()
-        fields["vector"] = None
-        value = orjson.dumps(fields)
+        value = entry.to_json()
         record: dict[str, Any] | None = None
         if entry.vector is not None and entry.embedder is not None:
             record = {"k": entry.key, "p": entry.partition, "x": repr(entry.expires), "e": entry.embedder,

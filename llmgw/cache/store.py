@@ -17,13 +17,15 @@ Contract (every store):
 
 :class:`CacheStore` is the per-machine store: entries in diskcache, capped at ``max_mb`` and evicting the least
 recently stored first, the journal in a SQLite table beside them; every process on the machine (``--workers``)
-shares both. :class:`~llmgw.cache.redis_store.RedisCacheStore` shares them between machines. What both share
-(:class:`CacheEntry`, :class:`CacheUnavailable`, :class:`IndexedStore`, the journal record) is in
+shares both. Entries are JSON bytes (:meth:`CacheEntry.to_json`) and the store never unpickles anything it reads
+(:class:`BytesOnlyDisk`). :class:`~llmgw.cache.redis_store.RedisCacheStore` shares them between machines. What
+both share (:class:`CacheEntry`, :class:`CacheUnavailable`, :class:`IndexedStore`, the journal record) is in
 :mod:`llmgw.cache.base` and importable from here too.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import diskcache
+from diskcache.core import MODE_PICKLE
 
 from .base import JOURNAL_BATCH, CacheEntry, CacheUnavailable, IndexedStore, JournalRecord
 
@@ -41,6 +44,37 @@ if TYPE_CHECKING:
 __all__ = ["JOURNAL_BATCH", "CacheEntry", "CacheStore", "CacheUnavailable", "IndexedStore", "JournalRecord",
            "open_store"]
 
+class BytesOnlyDisk(diskcache.Disk):
+    """diskcache's serialiser, made safe: it stores bytes and plain keys only and never unpickles what it reads (a
+    pickled value or key — written by anyone who can write the cache folder — reads as missing), so the cache
+    folder can never make the server run code."""
+
+    def put(self, key: Any) -> tuple[Any, bool]:
+        if not isinstance(key, str | bytes | int | float):
+            raise TypeError(f"cache keys are strings, not {type(key).__name__}")
+        return super().put(key)
+
+    def get(self, key: Any, raw: bool) -> Any:
+        if not raw:
+            raise UnsafeEntry("a pickled cache key")
+        return super().get(key, raw)
+
+    def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
+        if not read and not isinstance(value, bytes):
+            raise TypeError(f"cache values are bytes, not {type(value).__name__}")
+        return super().store(value, read, key=key)
+
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
+        if mode == MODE_PICKLE:
+            raise UnsafeEntry("a pickled cache value")
+        return super().fetch(mode, filename, value, read)
+
+
+class UnsafeEntry(ValueError):
+    """A cache row that only unpickling could read; it is treated as missing, never loaded."""
+
+
+log = logging.getLogger("llmgw.cache")
 POLL_S = 0.2         # how often the disk store's follower looks for other processes' records
 
 
@@ -52,9 +86,8 @@ class CacheStore(IndexedStore):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.disk = diskcache.Cache(str(self.directory), size_limit=int(max_mb * 1024 * 1024),
-                                    eviction_policy="least-recently-stored", cull_limit=16)
+                                    eviction_policy="least-recently-stored", cull_limit=16, disk=BytesOnlyDisk)
         journal = self.directory / "journal.sqlite"
-        self._backfill = not journal.exists() and len(self.disk) > 0   # a store from before the journal existed
         self._journal_path = journal
         self._journal_lock = threading.Lock()
         self._journal = self._connect()
@@ -73,7 +106,10 @@ class CacheStore(IndexedStore):
     def get(self, key: str) -> CacheEntry | None:
         """The live entry under exact key ``key``, or None."""
         try:
-            entry = CacheEntry.from_dict(self.disk.get(key))
+            entry = CacheEntry.from_json(self.disk.get(key))
+        except UnsafeEntry as exc:
+            log.warning("cache store %s: ignored %s under %s", self.directory, exc, key[:12])
+            return None
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
         if entry is None or entry.expires <= time.time():
@@ -83,7 +119,7 @@ class CacheStore(IndexedStore):
     def _write(self, entry: CacheEntry) -> None:
         ttl = max(0.001, entry.expires - time.time())
         try:
-            self.disk.set(entry.key, entry.as_dict(), expire=ttl)
+            self.disk.set(entry.key, entry.to_json(), expire=ttl)
             self._journal_insert(entry)
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
@@ -96,22 +132,6 @@ class CacheStore(IndexedStore):
                 "INSERT INTO journal (key, partition, text, expires, embedder, vector, origin)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (entry.key, entry.partition, entry.text, entry.expires, entry.embedder, entry.vector, self.origin))
-
-    def _read_whole_journal(self) -> tuple[Any, int]:
-        if self._backfill:
-            self._backfill_journal()
-        return super()._read_whole_journal()
-
-    def _backfill_journal(self) -> None:
-        """Journal the vectors of a store written before the journal existed (once, from the follower thread)."""
-        now = time.time()
-        for key in list(self.disk.iterkeys()):
-            if self._closing.is_set():
-                return
-            entry = CacheEntry.from_dict(self.disk.get(key))
-            if entry is not None and entry.expires > now:
-                self._journal_insert(entry)
-        self._backfill = False
 
     def _read_journal(self, cursor: Any, *, wait: bool) -> tuple[list[JournalRecord], Any]:
         last = cursor or 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
+import diskcache
 import numpy as np
 import pytest
 
@@ -205,9 +207,9 @@ def test_two_processes_on_one_disk_store_index_each_others_entries(tmp_path: Pat
         two.close()
 
 
-def test_a_store_from_before_the_journal_is_indexed_once(tmp_path: Path) -> None:
-    import diskcache
-
+def test_a_pickled_store_from_before_the_journal_is_never_loaded(tmp_path: Path) -> None:
+    """Older versions pickled whole entries (vectors included); reading them would mean unpickling, so they are
+    left to expire: no exact hit, no index rows, and the store keeps working."""
     emb = HashEmbedder(32)
     e = entry("old", text="delta epsilon")
     e.vector, e.embedder = emb.embed(["delta epsilon"])[0].tobytes(), emb.name
@@ -216,15 +218,14 @@ def test_a_store_from_before_the_journal_is_indexed_once(tmp_path: Path) -> None
     store = CacheStore(tmp_path, embedder=emb.name)
     try:
         assert store.ready.wait(5)
-        assert [f.key for f, _ in store.nearest("p", emb.embed(["delta epsilon"])[0], 0.9)] == ["old"]
-        assert (tmp_path / "journal.sqlite").exists()
+        assert store.get("old") is None
+        assert store.nearest("p", emb.embed(["delta epsilon"])[0], 0.9) == []
+        fresh = entry("new", text="delta epsilon")
+        fresh.vector, fresh.embedder = e.vector, e.embedder
+        store.put(fresh)
+        assert store.get("new") is not None
     finally:
         store.close()
-    again = CacheStore(tmp_path, embedder=emb.name)
-    try:
-        assert again.ready.wait(5) and again.index is not None and len(again.index) == 1
-    finally:
-        again.close()
 
 
 @pytest.mark.parametrize(("a", "b", "reason"), [
@@ -259,3 +260,39 @@ def test_opposites_and_time_words_are_never_swapped(a: str, b: str, reason: str)
 def test_a_plain_word_swap_is_still_tolerated() -> None:
     assert differs("How do I turn on dark mode?", "How can I switch on dark mode?", partner=lambda x, y: 0.9) is None
     assert differs("How do I add a user to a group in Linux?", "How can I add a user to a group on Linux?") is None
+
+
+def test_disk_entries_are_json_and_a_planted_pickle_is_never_loaded(tmp_path: Path) -> None:
+    """Whoever can write the cache folder must not be able to make the server run code: entries are JSON bytes,
+    and a pickled row (as diskcache's default serialiser would write it) reads as missing, unpickled."""
+    store = CacheStore(tmp_path / "cache")
+    entry = CacheEntry("k1", "p", "hello", {"choices": []}, {"prompt_tokens": 1}, 0.5, time.time(),
+                       time.time() + 60)
+    store.put(entry)
+    assert store.get("k1") is not None and store.get("k1").cost_usd == 0.5
+    db = sqlite3.connect(tmp_path / "cache" / "cache.db")
+    modes = {mode for (mode,) in db.execute("SELECT mode FROM Cache")}
+    db.close()
+    assert modes and 4 not in modes   # diskcache's MODE_PICKLE
+    store.close()
+
+    witness = tmp_path / "pwned"
+    planter = diskcache.Cache(str(tmp_path / "cache"))   # the default serialiser: pickles
+    planter.set("k2", _Exploit(str(witness)))
+    planter.close()
+    store = CacheStore(tmp_path / "cache")
+    assert store.get("k2") is None
+    assert not witness.exists()
+    store.close()
+
+
+class _Exploit:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (_touch, (self.path,))
+
+
+def _touch(path: str) -> None:
+    Path(path).write_text("code ran")
