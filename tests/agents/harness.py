@@ -149,10 +149,18 @@ class AgentSpec:
     version: str
     binary: str
     client_format: str
+    speaks: str
+    """The API it speaks to the gateway, as the compatibility page names it."""
     run: Callable[[Path, str, str, str, str, Path], Run]
     parse: Callable[[str], Outcome]
     tool: str
     tool_input: Callable[[Path, Path], dict[str, Any]]
+    offers: frozenset[str]
+    """Tools every one of its requests must offer the upstream."""
+    system_marker: str
+    """A text its system prompt always contains."""
+    mid_system_marker: str | None = None
+    """A text one of its mid-conversation system messages contains, when it sends such messages."""
     upstreams: tuple[str, ...] = tuple(UPSTREAMS)
     repair: tuple[str, ...] = ()
     """A command run in the package's folder when the installed binary does not start (a postinstall step that
@@ -201,10 +209,14 @@ CLAUDE_CODE = AgentSpec(
     version="2.1.332",
     binary="claude",
     client_format="anthropic",
+    speaks="Anthropic Messages (`/v1/messages`)",
     run=_claude_run,
     parse=_claude_parse,
     tool="Read",
     tool_input=lambda workdir, file: {"file_path": str(file)},
+    offers=frozenset({"Bash", "Read", "Edit", "Write"}),
+    system_marker="Claude",
+    mid_system_marker="# Environment",   # its environment, sent as a system-role message after the prompt
     repair=("node", "install.cjs"),
     settings="`ANTHROPIC_BASE_URL`, `ANTHROPIC_API_KEY` (a virtual key), `ANTHROPIC_MODEL` (an alias)",
 )

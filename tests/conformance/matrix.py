@@ -77,8 +77,7 @@ def _agents() -> list[str]:
               "|---|---|" + "---|" * len(AGENT_UPSTREAMS)]
     for agent in AGENTS:
         cells = " | ".join("✓" if kind in agent.upstreams else "—" for kind in AGENT_UPSTREAMS)
-        lines.append(f"| {agent.title} (`{agent.package}@{agent.version}`) | {CLIENTS[agent.client_format]} | "
-                     f"{cells} |")
+        lines.append(f"| {agent.title} (`{agent.package}@{agent.version}`) | {agent.speaks} | {cells} |")
     lines += ["", *(f"- {agent.title}: {agent.settings}." for agent in AGENTS)]
     return lines
 
