@@ -7,6 +7,7 @@ by a provider adapter, rendered in the client's format, and finally turned into 
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +16,10 @@ from typing import Any
 
 from .errors import GatewayError
 from .profile import ModelConfig, Target
+
+MAX_SANE_TOKENS = 100_000_000
+"""More tokens than any one request can use (no model reads or writes a hundred million): a count above it is
+nonsense from an upstream, like a negative one."""
 
 CANONICAL = "openai"
 """The name of the canonical wire format (OpenAI Chat Completions): the form requests and answers take inside the
@@ -57,6 +62,33 @@ class Usage:
             cached_tokens=int(prompt_details.get("cached_tokens") or 0),
             reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
         )
+
+    def clamp(self) -> list[str]:
+        """Make every count sane in place and say what was not: a count that is not a whole number, is negative or
+        is above :data:`MAX_SANE_TOKENS` becomes 0 (unknown: the meter estimates it); the cached and cache-written
+        parts are cut to ``input_tokens`` and the reasoning part to ``output_tokens``. Returns one line per fix
+        (empty when the usage was sane)."""
+        problems: list[str] = []
+        for name in ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or \
+                    (isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
+                problems.append(f"{name}={value!r} is not a whole number")
+                setattr(self, name, 0)
+            elif not 0 <= value <= MAX_SANE_TOKENS:
+                problems.append(f"{name}={value!r} is out of range")
+                setattr(self, name, 0)
+            else:
+                setattr(self, name, int(value))
+        if self.cached_tokens + self.cache_write_tokens > self.input_tokens:
+            problems.append(f"cached_tokens={self.cached_tokens} and cache_write_tokens={self.cache_write_tokens}"
+                            f" exceed input_tokens={self.input_tokens}")
+            self.cached_tokens = min(self.cached_tokens, self.input_tokens)
+            self.cache_write_tokens = min(self.cache_write_tokens, self.input_tokens - self.cached_tokens)
+        if self.reasoning_tokens > self.output_tokens:
+            problems.append(f"reasoning_tokens={self.reasoning_tokens} exceed output_tokens={self.output_tokens}")
+            self.reasoning_tokens = self.output_tokens
+        return problems
 
     def to_openai(self) -> dict[str, Any]:
         """Render as OpenAI's ``usage`` object."""
@@ -153,6 +185,7 @@ class Exchange:
     status: int = 200
     outcome: str = ""                      # "" while running; "ok", "error", "client_disconnect"
     usage: Usage = field(default_factory=Usage)
+    usage_estimated: bool = False          # some of ``usage`` was estimated (no usage, or nonsense, reported)
     cost_usd: float = 0.0
     saved_usd: float = 0.0                 # what a cache hit would have cost (the cached answer's own cost)
     cache: str = "miss"
@@ -181,15 +214,28 @@ class Exchange:
 
     def client_gone(self) -> None:
         """The client hung up: record it, and the output tokens it actually received when the upstream had not
-        reported usage yet (estimated from the streamed text)."""
+        reported as many yet (estimated from the streamed text)."""
         self.outcome = "client_disconnect"
         self.status = 499
         self.estimate_partial_usage()
 
+    def streamed_tokens(self) -> int:
+        """The output streamed so far, estimated at about four characters a token."""
+        return -(-sum(len(t) for t in self.streamed_text) // 4)
+
     def estimate_partial_usage(self) -> None:
-        """A stream cut short reports no usage: count what was streamed (about four characters a token)."""
-        if self.usage.output_tokens == 0 and self.streamed_text:
-            self.usage.output_tokens = -(-sum(len(t) for t in self.streamed_text) // 4)
+        """A stream cut short has not reported its final usage: the output is at least what was streamed (about
+        four characters a token); an estimate that exceeds the reported count replaces it (``usage_estimated``)."""
+        streamed = self.streamed_tokens() if self.streamed_text else 0
+        if streamed > self.usage.output_tokens:
+            self.usage.output_tokens = streamed
+            self.usage_estimated = True
+
+    def estimated_input_tokens(self) -> int:
+        """A local estimate of the prompt's tokens: the client's body at about four bytes a token (what budgets and
+        tpm reserve, and what is billed when the upstream reports no usage)."""
+        size = len(self.raw_body) if self.raw_body else len(repr(self.client_body or self.body))
+        return max(1, size // 4)
 
     def fail(self, error: GatewayError) -> None:
         """Record the error the client will get."""
@@ -233,6 +279,7 @@ class Exchange:
             "reasoning_tokens": self.usage.reasoning_tokens,
             "cost_usd": self.cost_usd,
             "saved_usd": self.saved_usd,
+            "usage_estimated": self.usage_estimated,
             "latency_ms": round(self.latency_ms, 3),
             "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 3),
             "attempts": [a.as_dict() for a in self.attempts],

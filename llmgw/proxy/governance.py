@@ -104,8 +104,8 @@ def _spend_so_far(profile: Profile, now: float) -> dict[str, float]:
         for _, suffix, _resets, _ttl in periods(now):
             start = _period_start(suffix)
             for column, name in owners:
-                row = db.execute(f"SELECT COALESCE(SUM(cost_usd), 0) FROM requests WHERE {column} = ? AND time >= ?",
-                                 (name, start)).fetchone()
+                row = db.execute(f"SELECT COALESCE(SUM(MAX(cost_usd, 0)), 0) FROM requests"   # never below 0
+                                 f" WHERE {column} = ? AND time >= ?", (name, start)).fetchone()
                 out[budget_counter(f"{column}:{name}", suffix)] = float(row[0])
     return out
 

@@ -144,8 +144,10 @@ class LimitsStage(Stage):
         plan, ex.reservation = ex.reservation, None
         if plan is None:
             return
-        used_tokens = ex.usage.input_tokens + ex.usage.output_tokens
-        used_usd = ex.cost_usd
+        # Never give back more than was held: what an upstream reports is made sane by the meter, and a negative
+        # or non-finite figure that still got here settles as nothing used.
+        used_tokens = max(0, int(ex.usage.input_tokens + ex.usage.output_tokens))
+        used_usd = ex.cost_usd if math.isfinite(ex.cost_usd) and ex.cost_usd > 0 else 0.0
         try:
             await self.state.settle(ex.id, plan.windows, plan.holds, used_tokens, used_usd, time.time())
         except StateUnavailable as exc:

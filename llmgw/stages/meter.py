@@ -5,6 +5,13 @@ Contract:
   answer (so its ``x-llmgw-cost-usd`` header can say it), else in ``after_answer`` once a stream has ended or the
   request failed. Limits (settling budgets), the cache (what a hit saves) and the log read that one figure. Cache
   hits, failures before any target and count-tokens requests cost 0.
+- Usage is made sane before it is priced (:meth:`~llmgw.exchange.Usage.clamp`: negative, fractional or absurd counts
+  are unknown; an upstream that reports them is logged as a warning) and completed where the upstream did not say:
+  an exchange whose target was called and produced (part of) an answer — or was being waited on when the client
+  left — is billed the estimated prompt (:meth:`~llmgw.exchange.Exchange.estimated_input_tokens`) when no input was
+  reported, and the output actually delivered (streamed text, or the whole answer's text, at about four characters
+  a token) when the stream was cut short or no output was reported; ``ex.usage_estimated`` marks the row. A target
+  that refused or failed before answering is not billed.
 - ``response(ex)`` — the meter is the first stage, so its response phase runs last — sets ``ex.latency_ms`` and
   queues exactly one log row per exchange, whatever happened to it (answered, refused, failed, client gone). It
   never blocks: the row goes to the batching :class:`~llmgw.store.log.LogWriter` and to each listener (e.g. live
@@ -13,15 +20,19 @@ Contract:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from ..exchange import Exchange
+from ..formats import FORMATS
 from ..pricing import PriceTable
 from ..store.log import LogWriter
 from .base import Stage
 
 RowListener = Callable[[dict[str, Any]], None]
+
+log = logging.getLogger("llmgw.meter")
 
 
 class MeterStage(Stage):
@@ -37,6 +48,7 @@ class MeterStage(Stage):
             if ex.target is None or ex.cache != "miss" or ex.endpoint == "count_tokens":
                 ex.cost_usd = 0.0
             else:
+                complete_usage(ex)
                 ex.cost_usd = self.prices.cost(ex.target, ex.usage)
         return ex.cost_usd
 
@@ -54,3 +66,38 @@ class MeterStage(Stage):
         self.writer.write(row)
         for listener in self.listeners:
             listener(row)
+
+
+def complete_usage(ex: Exchange) -> None:
+    """Make ``ex.usage`` sane and fill in what the upstream did not report (see the module contract)."""
+    usage = ex.usage
+    problems = usage.clamp()
+    if problems:
+        log.warning("upstream %s reported nonsensical usage for %s: %s", ex.target.name if ex.target else "?",
+                    ex.id, "; ".join(problems))
+        ex.usage_estimated = True
+    answered = ex.reply is not None or ex.first_event is not None
+    last = ex.attempts[-1] if ex.attempts else None
+    waited = (ex.outcome == "client_disconnect" and last is not None and ex.target is not None
+              and last.target == ex.target.name and last.status in (0, 200))
+    if not answered and not waited:
+        return
+    if usage.input_tokens == 0:
+        usage.input_tokens = ex.estimated_input_tokens()
+        ex.usage_estimated = True
+    interrupted = ex.outcome == "client_disconnect" or ex.error is not None
+    delivered = _delivered_tokens(ex)
+    if (interrupted or usage.output_tokens == 0) and delivered > usage.output_tokens:
+        usage.output_tokens = delivered
+        ex.usage_estimated = True
+
+
+def _delivered_tokens(ex: Exchange) -> int:
+    """The output delivered so far, at about four characters a token: the streamed text, or the whole answer's."""
+    if ex.streamed_text:
+        return ex.streamed_tokens()
+    wire = FORMATS.get(ex.reply.format) if ex.reply is not None else None
+    if ex.reply is not None and wire is not None:
+        text = wire.answer_text(ex.reply.body)
+        return -(-len(text) // 4) if text else 0
+    return 0

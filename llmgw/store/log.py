@@ -76,17 +76,21 @@ def _v3(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE requests ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
+def _v4(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE requests ADD COLUMN usage_estimated INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4]
 
 _COLUMNS = (
     "id", "time", "client_format", "endpoint", "alias", "provider", "target", "status", "outcome", "error",
     "error_message", "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
     "cost_usd", "latency_ms", "ttft_ms", "attempts", "attempts_json", "cache", "key", "team", "tags", "stream",
-    "dropped_params", "request", "response", "findings", "saved_usd",
+    "dropped_params", "request", "response", "findings", "saved_usd", "usage_estimated",
 )
 _INSERT = f"INSERT OR REPLACE INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _ROW_PLACEHOLDERS = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
-_STATEMENT_SIZES = (256, 64, 16, 4, 1)  # rows per INSERT; 256 x 31 parameters stay under SQLite's 32,766
+_STATEMENT_SIZES = (256, 64, 16, 4, 1)  # rows per INSERT; 256 x 32 parameters stay under SQLite's 32,766
 
 
 def insert_rows_sql(count: int) -> str:
@@ -157,7 +161,7 @@ def row_values(row: dict[str, Any]) -> tuple[Any, ...]:
         row["cost_usd"], row["latency_ms"], row["ttft_ms"], len(row["attempts"]), _dumps(row["attempts"]),
         row["cache"], row["key"], row["team"], _dumps(row["tags"]), int(row["stream"]),
         _dumps(row["dropped_params"]), _dumps(row["request"]), _dumps(row["response"]),
-        _dumps(row.get("findings") or []), row.get("saved_usd", 0.0),
+        _dumps(row.get("findings") or []), row.get("saved_usd", 0.0), int(bool(row.get("usage_estimated"))),
     )
 
 
@@ -264,6 +268,7 @@ def record_from_row(row: sqlite3.Row, *, bodies: bool = False) -> dict[str, Any]
         "cached_tokens": row["cached_tokens"],
         "cost_usd": row["cost_usd"],
         "saved_usd": row["saved_usd"],
+        "usage_estimated": bool(row["usage_estimated"]),
         "latency_ms": row["latency_ms"],
         "ttft_ms": row["ttft_ms"],
         "attempts": row["attempts"],
@@ -359,6 +364,7 @@ def event_from_row(row: sqlite3.Row, *, bodies: bool = False) -> dict[str, Any]:
     as ``GET /admin/events`` sends finished requests; the bodies only with ``bodies``."""
     record: dict[str, Any] = {name: row[name] for name in _COLUMNS if name not in _JSON_COLUMNS}
     record["stream"] = bool(row["stream"])
+    record["usage_estimated"] = bool(row["usage_estimated"])
     record["attempts"] = orjson.loads(row["attempts_json"] or "[]")
     for name in ("tags", "dropped_params", "findings"):
         record[name] = orjson.loads(row[name] or "[]")

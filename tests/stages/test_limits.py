@@ -102,3 +102,20 @@ async def test_state_down_budgets_fail_closed_rate_limits_open() -> None:
     ex = make_exchange(key=key)
     await open_limits.request(ex)
     assert ex.reservation is None and open_limits.open_on_error == 1
+
+
+async def test_a_negative_or_nonsense_cost_settles_as_nothing_used() -> None:
+    state = MemoryState()
+    limits = stage(state, budget=Budget(daily=0.01), tpm=10_000)
+    key = KeyRecord("ci", "search")
+    ex = make_exchange(max_tokens=100, model=PRICED, key=key)
+    await limits.request(ex)
+    ex.usage, ex.cost_usd, ex.priced = Usage(input_tokens=-10**9), -1000.0, True
+    await limits.response(ex)
+    day = periods(time.time())[0][1]
+    assert await state.spent(budget_counter("team:search", day)) == 0.0
+    nan = make_exchange(max_tokens=100, model=PRICED, key=key)
+    await limits.request(nan)
+    nan.cost_usd, nan.priced = float("nan"), True
+    await limits.response(nan)
+    assert await state.spent(budget_counter("team:search", day)) == 0.0

@@ -52,3 +52,70 @@ async def test_cache_hits_refusals_and_counts_cost_nothing() -> None:
         await stage.response(ex)
     assert [r["cost_usd"] for r in rows.rows] == [0.0, 0.0, 0.0]
     assert [r["status"] for r in rows.rows] == [200, 429, 200]
+
+
+# --- usage an upstream did not report, or reported as nonsense -----------------------------------------------------
+
+
+def streamed(ex: Any, *texts: str) -> None:
+    from llmgw.exchange import Attempt, StreamEvent
+
+    ex.stream, ex.target = True, PRICED.targets[0]
+    ex.attempts.append(Attempt(1, PRICED.targets[0].name, 200, 1.0))
+    ex.first_event = StreamEvent({"choices": []})
+    ex.streamed_text.extend(texts)
+
+
+async def test_nonsense_usage_is_clamped_and_estimated_never_negative() -> None:
+    stage, rows, _ = meter()
+    ex = make_exchange(model=PRICED)
+    streamed(ex, "x" * 400)
+    ex.usage = Usage(input_tokens=-10**12, output_tokens=-5, cached_tokens=10**15, reasoning_tokens=7)
+    stage.after_answer(ex)
+    await stage.response(ex)
+    row = rows.rows[0]
+    assert row["cost_usd"] > 0 and row["usage_estimated"] is True
+    assert row["input_tokens"] == ex.estimated_input_tokens() and row["output_tokens"] == 100
+    assert row["cached_tokens"] == 0 and row["reasoning_tokens"] <= row["output_tokens"]
+
+
+async def test_a_stream_without_usage_bills_the_prompt_and_what_was_streamed() -> None:
+    stage, rows, _ = meter()
+    ex = make_exchange({"messages": [{"role": "user", "content": "y" * 40_000}]}, model=PRICED)
+    streamed(ex, "a" * 40, "b" * 40)
+    stage.after_answer(ex)
+    await stage.response(ex)
+    row = rows.rows[0]
+    assert row["input_tokens"] >= 10_000 and row["output_tokens"] == 20 and row["usage_estimated"] is True
+    assert row["cost_usd"] == PRICES.cost(PRICED.targets[0], Usage(row["input_tokens"], 20))
+
+
+async def test_a_client_that_leaves_is_billed_at_least_what_it_received() -> None:
+    stage, rows, _ = meter()
+    ex = make_exchange(model=PRICED)
+    streamed(ex, "z" * 4000)
+    ex.usage = Usage(input_tokens=50, output_tokens=1)   # message_start said so; the client left after that
+    ex.client_gone()
+    stage.after_answer(ex)
+    await stage.response(ex)
+    row = rows.rows[0]
+    assert (row["input_tokens"], row["output_tokens"], row["usage_estimated"]) == (50, 1000, True)
+
+
+async def test_reported_usage_is_kept_and_a_refused_attempt_costs_nothing() -> None:
+    from llmgw.exchange import Attempt
+
+    stage, rows, _ = meter()
+    ok = make_exchange(model=PRICED)
+    streamed(ok, "a" * 4000)
+    ok.usage = Usage(input_tokens=10, output_tokens=3)   # complete stream: the upstream's word stands
+    failed = make_exchange(model=PRICED)
+    failed.target = PRICED.targets[0]
+    failed.attempts.append(Attempt(1, PRICED.targets[0].name, 500, 1.0, "HTTP 500"))
+    failed.fail(RateLimited("every target failed", retry_after=1.0))
+    for ex in (ok, failed):
+        stage.after_answer(ex)
+        await stage.response(ex)
+    assert [(r["input_tokens"], r["output_tokens"], r["usage_estimated"]) for r in rows.rows] == [
+        (10, 3, False), (0, 0, False)]
+    assert rows.rows[1]["cost_usd"] == 0.0

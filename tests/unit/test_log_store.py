@@ -327,3 +327,17 @@ def test_a_row_whose_body_cannot_be_serialised_is_kept_without_bodies(db_path: P
         assert row[0] == "req_odd" and row[1] is None
     finally:
         db.close()
+
+
+def test_usage_estimated_is_a_column_of_the_log_and_of_its_events(db_path: Path) -> None:
+    estimated, reported = make_row("req_estimated"), make_row("req_reported")
+    estimated["usage_estimated"] = True
+    write_rows(db_path, [estimated, reported])
+    db = connect(db_path, readonly=True)
+    try:
+        records = {r["id"]: record_from_row(r) for r in query(db)}
+    finally:
+        db.close()
+    assert records["req_estimated"]["usage_estimated"] is True and records["req_reported"]["usage_estimated"] is False
+    events = {e["id"]: e for e in request_log.latest_events(db_path, 10)}
+    assert events["req_estimated"]["usage_estimated"] is True and events["req_reported"]["usage_estimated"] is False
