@@ -5,6 +5,8 @@ A :class:`WireFormat` is one client API (OpenAI Chat Completions, Anthropic Mess
 
 - ``parse(ex, body)`` validates what the gateway needs (400 naming the field, nothing changed) and fills the
   exchange: ``client_body``, the canonical ``body``, ``alias``, ``stream``, ``include_usage``;
+- ``output_cap`` / ``set_output_cap`` read and write the request's output-token limit in this format's own field
+  (the limits stage sends the limit it reserved when the client gave none);
 - ``request_texts`` / ``answer_texts`` visit every text of a request or an answer in this format, in place
   (guardrails and cache keys read them);
 - ``canonical_answer`` turns an answer in this format into the canonical OpenAI ``chat.completion`` (the cache
@@ -41,11 +43,24 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One POST endpoint of a format: its path and the exchange's ``endpoint`` kind (chat, embeddings,
-    count_tokens)."""
+    """One POST endpoint of a format: its path (aiohttp's pattern: ``{name}`` parts become the exchange's
+    ``route_params``), the exchange's ``endpoint`` kind (chat, embeddings, count_tokens), and whether the route
+    itself asks for a stream (Gemini's ``:streamGenerateContent``: the exchange starts with ``stream`` set; formats
+    whose body says it leave this False)."""
 
     path: str
     endpoint: str
+    stream: bool = False
+
+
+def canonical_output_cap(body: Mapping[str, Any]) -> int | None:
+    """A canonical (OpenAI Chat Completions) body's output limit: ``max_completion_tokens``, else ``max_tokens``;
+    None when neither is a whole number."""
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 class WireFormat:
@@ -80,10 +95,32 @@ class WireFormat:
         """A local estimate of a request's input tokens."""
         raise NotImplementedError
 
+    def output_cap(self, ex: Exchange) -> int | None:
+        """The most output tokens the client's request allows (None: it sets no limit). Budgets and tpm reserve
+        it. The default reads the canonical body (:func:`canonical_output_cap`); a format whose own field says it
+        differently overrides this."""
+        return canonical_output_cap(ex.body)
+
+    def set_output_cap(self, ex: Exchange, tokens: int) -> None:
+        """Write ``tokens`` as the output limit into the client's own body (``ex.client_body``: what an upstream
+        of this format receives when the request passes through untranslated). The limits stage calls it when
+        :meth:`output_cap` is None and it reserved ``tokens`` for the answer; it sets the canonical body's
+        ``max_completion_tokens`` itself. The default does nothing: a format whose requests can pass through to
+        an upstream of its own format must override it, or they go out without the limit that was reserved."""
+        return None
+
     @property
     def chat_path(self) -> str:
         """The path of this format's chat endpoint (for replay)."""
         return next(r.path for r in self.routes if r.endpoint == "chat")
+
+    def replay_call(self, body: dict[str, Any], alias: str) -> tuple[str, dict[str, Any]]:
+        """The path and body that send a logged chat request (``body``, as the client sent it) again to ``alias``,
+        unstreamed (``llmgw replay``): by default the chat path, with ``model`` replaced and ``stream`` off (a
+        format whose path names the model, or whose body has no such fields, overrides this)."""
+        out = {**body, "model": alias, "stream": False}
+        out.pop("stream_options", None)  # only allowed with stream = true
+        return self.chat_path, out
 
     # --- answers ---
 

@@ -27,7 +27,8 @@ from .base import WireFormat
 
 class StreamRecorder:
     """Records what a stream carried on its exchange, event by event: the latest ``usage``, the answer's text
-    (``ex.streamed_text``) and its canonical ``finish_reason``, each read by the event's own format."""
+    (``ex.streamed_text``) and its canonical ``finish_reason``, each read by the event's own format. A
+    ``tool_calls`` finish stays once seen (Gemini streams a call, then may finish with a plain ``STOP``)."""
 
     __slots__ = ("_ex", "_format", "_lookup", "_name")
 
@@ -47,7 +48,7 @@ class StreamRecorder:
         text, finish = self._format.event_delta(event.data)
         if text:
             ex.streamed_text.append(text)
-        if finish:
+        if finish and ex.finish_reason != "tool_calls":   # a later plain stop does not hide the tool calls
             ex.finish_reason = finish
 
 
@@ -62,9 +63,16 @@ async def forward_stream(
     finish: Callable[[], bytes],
     error: Callable[[GatewayError, UpstreamFailure], bytes],
     record: Callable[[StreamEvent], None],
+    *,
+    content_type: str | None = None,
 ) -> web.StreamResponse:
+    """See the module contract; ``content_type`` replaces SSE's for a format that streams another way (Gemini's
+    JSON array)."""
     assert ex.events is not None and ex.first_event is not None
-    response = web.StreamResponse(status=200, headers={**headers, **SSE_HEADERS})
+    sent = {**headers, **SSE_HEADERS}
+    if content_type is not None:
+        sent["Content-Type"] = content_type
+    response = web.StreamResponse(status=200, headers=sent)
     await response.prepare(request)
     events = ex.events
     pending: list[bytes] = []

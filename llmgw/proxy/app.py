@@ -91,8 +91,7 @@ def make_app(profile: Profile, *, fail_targets: Collection[str] = (), embedder: 
     app.cleanup_ctx.append(_resources)
     for wire in FORMATS.values():
         for route in wire.routes:
-            app.router.add_post(route.path, format_handler(wire, route.endpoint, profile, lambda: app[PIPELINE],
-                                                           max_bytes))
+            app.router.add_post(route.path, format_handler(wire, route, profile, lambda: app[PIPELINE], max_bytes))
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/models", _models)
     app[METRICS] = Metrics(aliases=profile.models.keys())
@@ -150,7 +149,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         state = await open_shared_state(profile)
         reloader = KeyReloader(keys, lambda: open_keys(profile)) if keys is not None else None
         auth = AuthStage(profile.models, keys, reloader.fresh if reloader is not None else None)
-        limits = LimitsStage(state, prices, profile.teams)
+        limits = LimitsStage(state, prices, profile.teams, default_max_tokens=profile.server.default_max_tokens)
         app[SESSION] = session
         app[WRITER] = writer
         app[AUTH] = auth

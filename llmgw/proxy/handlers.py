@@ -21,7 +21,7 @@ from aiohttp import web
 
 from ..errors import GatewayError, InvalidRequest, PayloadTooLarge
 from ..exchange import Exchange
-from ..formats import WireFormat, named
+from ..formats import Route, WireFormat, named
 from ..formats.streaming import StreamRecorder
 from ..profile import Profile
 from .pipeline import Pipeline
@@ -70,10 +70,12 @@ def _tags(request: web.Request) -> tuple[str, ...]:
     return tuple(t.strip() for t in raw.split(",") if t.strip())[:MAX_TAGS]
 
 
-def begin(request: web.Request, profile: Profile, wire: WireFormat, endpoint: str) -> Exchange:
-    """A new exchange for ``request``: its id, deadline, tags, credential, cache directives and the client
-    headers its format forwards to an upstream of the same format."""
-    ex = Exchange(wire.name, endpoint, log_bodies=profile.server.log_bodies)
+def begin(request: web.Request, profile: Profile, wire: WireFormat, route: Route) -> Exchange:
+    """A new exchange for ``request`` on ``route``: its id, deadline, tags, credential, the route's path
+    parameters and stream flag, cache directives and the client headers its format forwards to an upstream of the
+    same format."""
+    ex = Exchange(wire.name, route.endpoint, log_bodies=profile.server.log_bodies)
+    ex.stream = route.stream
     ex.deadline = ex.started + profile.server.timeout_s
     ex.tags = _tags(request)
     headers = request.headers
@@ -86,14 +88,14 @@ def begin(request: web.Request, profile: Profile, wire: WireFormat, endpoint: st
     return ex
 
 
-def format_handler(wire: WireFormat, endpoint: str, profile: Profile, pipeline: Callable[[], Pipeline],
+def format_handler(wire: WireFormat, route: Route, profile: Profile, pipeline: Callable[[], Pipeline],
                    max_bytes: int) -> Handler:
-    """The POST handler of one route of ``wire`` (see the module contract). ``pipeline()`` returns the running
-    app's pipeline (it exists only once the app has started)."""
+    """The POST handler of ``route``, one of ``wire``'s (see the module contract). ``pipeline()`` returns the
+    running app's pipeline (it exists only once the app has started)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         stages = pipeline()
-        ex = begin(request, profile, wire, endpoint)
+        ex = begin(request, profile, wire, route)
         try:
             body, ex.raw_body = await read_json(request, max_bytes)
             wire.parse(ex, body)

@@ -297,15 +297,15 @@ class ReplayRequest:
 
 
 def replay_request(original: Original, target: ReplayTarget, key: str | None) -> ReplayRequest:
-    """The replay of ``original`` at ``target``: the client's body with ``model`` replaced and ``stream`` off, in
-    its own client format, tagged ``replay``, with ``key`` (if any) as a bearer token."""
-    body = {**original.request, "model": target.alias, "stream": False}
-    body.pop("stream_options", None)  # only allowed with stream = true
+    """The replay of ``original`` at ``target``: the client's body sent to the alias unstreamed, in its own client
+    format (:meth:`~llmgw.formats.base.WireFormat.replay_call`), tagged ``replay``, with ``key`` (if any) as a
+    bearer token."""
     wire = FORMATS[original.client_format]
+    path, body = wire.replay_call(original.request, target.alias)
     headers = {"x-llmgw-tags": REPLAY_TAG, **wire.replay_headers}
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    return ReplayRequest(wire.chat_path, body, headers)
+    return ReplayRequest(path, body, headers)
 
 
 def _failed(original: Original, target: ReplayTarget, answered: str, status: int, error: str, latency_ms: float,
