@@ -7,6 +7,8 @@
   ``GenerateContentResponse`` carrying the next piece of text, ``usageMetadata`` (running totals) on every one and
   ``finishReason`` on the last; without ``alt=sse`` Gemini's JSON-array form;
 * ``POST /v1beta/models/{model}:batchEmbedContents`` -- deterministic unit vectors, no usage (as Gemini sends);
+* ``POST /v1beta/models/{model}:countTokens`` -- ``{"totalTokens"}`` of ``contents`` or of a
+  ``generateContentRequest`` (whose ``model`` must name the model of the path, as Gemini requires);
 * every error in Gemini's body: ``{"error": {"code", "message", "status"}}`` (``details`` where Gemini adds them).
 
 It checks requests as strictly as Gemini does where a translation could go wrong: unknown top-level or
@@ -329,6 +331,7 @@ class FakeGemini(FakeServer):
             web.post(f"{_MODEL}:generateContent", self._endpoint(functools.partial(self._generate, stream=False))),
             web.post(f"{_MODEL}:streamGenerateContent", self._endpoint(functools.partial(self._generate, stream=True))),
             web.post(f"{_MODEL}:batchEmbedContents", self._endpoint(self._embed)),
+            web.post(f"{_MODEL}:countTokens", self._endpoint(self._count)),
             web.route("*", "/v1beta/models/{target}", self._unsupported),
         ]
 
@@ -399,6 +402,25 @@ class FakeGemini(FakeServer):
             return json_response(chunks)
         return await send_events(request, [sse(orjson.dumps(c), crlf=True) for c in chunks],
                                  delay=self.chunk_delay_s, content_type="text/event-stream")
+
+    async def _count(self, request: web.Request, body: Any) -> web.StreamResponse:
+        """``countTokens``: the prompt tokens :func:`gemini_prompt_tokens_for` predicts."""
+        model = request.match_info["model"]
+        inner = body.get("generateContentRequest") if isinstance(body, dict) else None
+        if isinstance(inner, dict):
+            if inner.get("model") != f"models/{model}":
+                return _bad_request("* CountTokensRequest.generate_content_request.model: the model must match the"
+                                    " request's model")
+            problem = _check_request({k: v for k, v in inner.items() if k != "model"})
+            request_body = inner
+        else:
+            problem = _check_request(body)
+            request_body = body
+        if problem is not None:
+            return problem
+        tokens = gemini_prompt_tokens_for(request_body["contents"], request_body.get("systemInstruction"))
+        return json_response({"totalTokens": tokens, "promptTokensDetails": [{"modality": "TEXT",
+                                                                              "tokenCount": tokens}]})
 
     async def _embed(self, request: web.Request, body: Any) -> web.StreamResponse:
         model = request.match_info["model"]
