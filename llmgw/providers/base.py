@@ -14,8 +14,8 @@ upstream's wire format and its answers back into the canonical form:
 - ``count_tokens(ex, model) -> dict | None`` — the upstream's count of a request in the adapter's native format,
   or None: no upstream count, estimate locally (the default).
 
-An adapter whose ``native_format`` (from the registry) is the client's format gets the client's own body
-(:meth:`ProviderBase.native_body`) and may pass it through untranslated.
+An adapter that ``speaks(client_format)`` — the client's format is one of its kind's ``native_formats`` in the
+registry — gets the client's own body (:meth:`ProviderBase.native_body`) and may pass it through untranslated.
 
 Every upstream failure is raised as :class:`UpstreamFailure` — for streams, before the first event when the
 upstream refuses the request, or mid-stream when it breaks. Adapters never raise anything else for upstream
@@ -59,7 +59,8 @@ class Provider(Protocol):
     """What the router needs from an adapter."""
 
     config: ProviderConfig
-    native_format: str
+
+    def speaks(self, client_format: str) -> bool: ...
 
     async def chat(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply: ...
 
@@ -90,21 +91,26 @@ ProviderFactory = Callable[[ProviderContext], Provider]
 
 
 class ProviderBase:
-    """Shared plumbing for adapters: the kind's :class:`ProviderSpec`, its native format and base URL."""
+    """Shared plumbing for adapters: the kind's :class:`ProviderSpec`, its native formats and base URL."""
 
     def __init__(self, ctx: ProviderContext) -> None:
         self.ctx = ctx
         self.config = ctx.config
         self.spec: ProviderSpec = spec_for(ctx.config.kind)
-        self.native_format: str = self.spec.native_format   # a client of this format may be passed through
+        self.native_formats: tuple[str, ...] = self.spec.native_formats   # clients of these pass through
+        self.native_format: str = self.native_formats[0]    # the format of the upstream's own answers
         base_url = ctx.config.base_url or self.spec.base_url
         if base_url is None and self.spec.base_url_required:
             raise ValueError(f"providers.{ctx.config.name}.base_url: required for kind {ctx.config.kind!r}")
         self.base_url: str = (base_url or "").rstrip("/")
 
+    def speaks(self, client_format: str) -> bool:
+        """Whether a client of ``client_format`` is passed through untranslated (one of ``native_formats``)."""
+        return client_format in self.native_formats
+
     def native_body(self, ex: Exchange) -> dict[str, Any] | None:
-        """The client's own body when it is already in this adapter's native format, else None."""
-        return ex.client_body if ex.client_format == self.native_format else None
+        """The client's own body when this adapter speaks the client's format, else None."""
+        return ex.client_body if ex.client_format in self.native_formats else None
 
     async def count_tokens(self, ex: Exchange, model: str) -> dict[str, Any] | None:
         """No upstream count: the caller estimates locally."""

@@ -2,7 +2,7 @@
 
 Profile validation (kinds, default base URLs, a required ``base_url``, a missing key), ``llmgw profile init``
 (its ``--provider`` choices and starter entries), ``llmgw models`` (free kinds), ``llmgw check`` and the adapters
-(default base URL, native format, parameter table) all read it. Adding a provider kind is one adapter module in
+(default base URL, native formats, parameter table) all read it. Adding a provider kind is one adapter module in
 this package and one :class:`ProviderSpec` line in :data:`SPECS`.
 
 Contract: importing this module imports no adapter and nothing heavy; :meth:`ProviderSpec.adapter_class` imports
@@ -42,7 +42,8 @@ class ProviderSpec:
 
     kind: str
     adapter: str                   # "module:Class" in llmgw.providers, imported on first use
-    native_format: str             # the client wire format it takes untranslated (llmgw.formats names)
+    native_formats: tuple[str, ...]  # the client wire formats it takes untranslated (llmgw.formats names); the
+                                     # first is the one its own answers are in when no client format matches
     base_url: str | None = None    # the default; None: the kind has none, or it must be given (below)
     base_url_required: bool = False
     needs_key: bool = False
@@ -96,17 +97,17 @@ def _registry(*specs: ProviderSpec) -> Mapping[str, ProviderSpec]:
 
 
 SPECS: Mapping[str, ProviderSpec] = _registry(
-    ProviderSpec("openai", "openai:OpenAIProvider", "openai", base_url="https://api.openai.com/v1",
+    ProviderSpec("openai", "openai:OpenAIProvider", ("openai", "responses"), base_url="https://api.openai.com/v1",
                  needs_key=True, api_key="env:OPENAI_API_KEY", model="gpt-4o-mini", init_default=True),
-    ProviderSpec("anthropic", "anthropic:AnthropicProvider", "anthropic", base_url="https://api.anthropic.com",
+    ProviderSpec("anthropic", "anthropic:AnthropicProvider", ("anthropic",), base_url="https://api.anthropic.com",
                  needs_key=True, api_key="env:ANTHROPIC_API_KEY", model="claude-3-5-haiku-latest",
                  params=ANTHROPIC_PARAMS),
-    ProviderSpec("gemini", "gemini:GeminiProvider", "gemini", base_url="https://generativelanguage.googleapis.com",
+    ProviderSpec("gemini", "gemini:GeminiProvider", ("gemini",), base_url="https://generativelanguage.googleapis.com",
                  needs_key=True, api_key="env:GEMINI_API_KEY", model="gemini-2.0-flash", params=GEMINI_PARAMS),
-    ProviderSpec("openai-compatible", "openai:OpenAIProvider", "openai", base_url_required=True,
+    ProviderSpec("openai-compatible", "openai:OpenAIProvider", ("openai",), base_url_required=True,
                  presets=(Preset("local", "meta-llama/Llama-3.1-8B-Instruct", "http://127.0.0.1:8000/v1", free=True),
                           Preset("ollama", "llama3.1", "http://127.0.0.1:11434/v1", free=True))),
-    ProviderSpec("mock", "mock:MockProvider", "openai", model="mock-model", free=True, params=MOCK_PARAMS),
+    ProviderSpec("mock", "mock:MockProvider", ("openai",), model="mock-model", free=True, params=MOCK_PARAMS),
 )
 KINDS: tuple[str, ...] = tuple(SPECS)
 OFFLINE_KIND = "mock"

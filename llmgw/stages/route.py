@@ -176,7 +176,7 @@ class Router(Stage):
         provider = self.providers.get(target.provider)
         wire = named(ex.client_format)
         counted = None
-        if provider is not None and provider.native_format == ex.client_format:
+        if provider is not None and provider.speaks(ex.client_format):
             try:
                 counted = await provider.count_tokens(ex, target.model)
             except UpstreamFailure:
@@ -278,7 +278,7 @@ class Router(Stage):
             self.breaker.release(target.name)
 
     async def _attempt(self, ex: Exchange, provider: Provider, target: Target) -> None:
-        if provider.native_format != ex.client_format:
+        if not provider.speaks(ex.client_format):
             if ex.translation_error is not None:
                 raise ex.translation_error
             ex.dropped_params = list(dict.fromkeys([*ex.dropped_params, *ex.translation_dropped]))

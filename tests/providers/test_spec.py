@@ -21,17 +21,17 @@ from llmgw.providers.base import ProviderBase, adapter_for
 from llmgw.providers.mock import MockProvider
 from llmgw.providers.spec import KINDS, SPECS, Preset, ProviderSpec, init_presets, spec_for
 
-WIRE_FORMATS = {"openai", "anthropic", "gemini"}
+WIRE_FORMATS = {"openai", "anthropic", "gemini", "responses"}
 
 
-def test_every_kind_has_an_adapter_a_native_format_and_a_consistent_entry() -> None:
+def test_every_kind_has_an_adapter_native_formats_and_a_consistent_entry() -> None:
     assert KINDS == ("openai", "anthropic", "gemini", "openai-compatible", "mock")
     for kind, spec in SPECS.items():
         assert spec.kind == kind
         adapter = spec.adapter_class()
         assert issubclass(adapter, ProviderBase)  # type: ignore[arg-type]
         assert adapter_for(kind) is adapter
-        assert spec.native_format in WIRE_FORMATS
+        assert spec.native_formats and set(spec.native_formats) <= WIRE_FORMATS
         assert not (spec.base_url and spec.base_url_required)
         assert spec.needs_key == bool(spec.api_key), "a kind that needs a key names the reference init writes"
         assert spec.init_presets(), f"{kind}: profile init offers no way to start with it"

@@ -364,7 +364,8 @@ def test_order_least_latency() -> None:
 class Stub:
     """A provider whose chat answers follow a script: an int status (200: answer), or "hang"."""
 
-    native_format = "openai"
+    def speaks(self, client_format: str) -> bool:
+        return client_format == "openai"
 
     def __init__(self, *script: int | str, default: int | str = 200, retry_after: float | None = None) -> None:
         self.script = list(script)
