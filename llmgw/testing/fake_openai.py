@@ -7,6 +7,7 @@ the official ``openai`` SDK (and the gateway's provider code) to talk to it unch
   events ending in ``data: [DONE]``), honouring ``max_tokens``/``max_completion_tokens``, ``stop`` and
   ``stream_options.include_usage``; text answers or tool calls.
 * ``POST /v1/embeddings`` -- deterministic unit vectors, ``float`` or ``base64`` encoded.
+* ``POST /v1/responses`` and ``/v1/responses/input_tokens`` -- the Responses API (:mod:`.fake_openai_responses`).
 * ``GET /v1/models`` and ``GET /v1/models/{id}``.
 * Every error in OpenAI's body: ``{"error": {"message", "type", "param", "code"}}``.
 
@@ -33,6 +34,7 @@ import orjson
 from aiohttp import web
 
 from .answers import content_text, cut_answer, embedding, json_fragments, last_user_text, message_tokens, text_tokens
+from .fake_openai_responses import ResponsesFake
 from .samples import (
     CHAT_COMPLETION_CHUNK_SAMPLE,
     CHAT_COMPLETION_SAMPLE,
@@ -214,7 +216,7 @@ def _chunks(
 # ----------------------------------------------------------------------------------------------------------
 
 
-class FakeOpenAI(FakeServer):
+class FakeOpenAI(ResponsesFake, FakeServer):
     """A fake OpenAI upstream served by aiohttp on a free port of 127.0.0.1.
 
     Use it as an async context manager::
@@ -347,6 +349,7 @@ class FakeOpenAI(FakeServer):
         return [
             web.post("/v1/chat/completions", self._endpoint(self._chat_completions)),
             web.post("/v1/embeddings", self._endpoint(self._embeddings)),
+            *self._responses_routes(),
             web.get("/v1/models", self._endpoint(self._list_models, parse=False)),
             web.get("/v1/models/{model:.+}", self._endpoint(self._retrieve_model, parse=False)),
         ]
@@ -418,6 +421,7 @@ class FakeOpenAI(FakeServer):
             message = {"role": "assistant", "content": "".join(cut.pieces), "refusal": None, "annotations": []}
 
         usage = _usage(prompt_tokens, completion_tokens)
+        self._chat_usage_details(usage)
         if stream:
             events = _chunks(completion_id, created, model, deltas, finish_reason, usage if include_usage else None)
             return await send_events(

@@ -379,8 +379,8 @@ async def test_malformed_json_and_unknown_path(up: FakeOpenAI) -> None:
     status, _, raw = await raw_post(up, "/chat/completions", {"messages": MESSAGES})
     assert status == 400 and "model" in orjson.loads(raw)["error"]["message"]
 
-    status, _, raw = await raw_post(up, "/responses", {"model": "m"})
-    assert status == 404 and orjson.loads(raw)["error"]["message"] == "Invalid URL (POST /v1/responses)"
+    status, _, raw = await raw_post(up, "/assistants", {"model": "m"})
+    assert status == 404 and orjson.loads(raw)["error"]["message"] == "Invalid URL (POST /v1/assistants)"
 
 
 async def test_requests_are_recorded(up: FakeOpenAI, client: AsyncOpenAI) -> None:
