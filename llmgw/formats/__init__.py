@@ -14,8 +14,9 @@ from ..exchange import CANONICAL
 from .anthropic_messages import AnthropicMessages
 from .base import Route, WireFormat
 from .openai_chat import OpenAIChat
+from .openai_responses import OpenAIResponses
 
-_ALL: tuple[WireFormat, ...] = (OpenAIChat(), AnthropicMessages())
+_ALL: tuple[WireFormat, ...] = (OpenAIChat(), AnthropicMessages(), OpenAIResponses())
 
 FORMATS: Mapping[str, WireFormat] = MappingProxyType({f.name: f for f in _ALL})
 """Every client format by name (the name is what exchanges, replies, events and log rows carry)."""

@@ -4,7 +4,7 @@ Contract (see :class:`~llmgw.formats.base.WireFormat`):
 - ``parse`` validates only what the gateway relies on (400 naming the field, nothing changed); unknown fields pass
   through untouched. The client's body *is* the canonical body.
 - Texts: every message's content (string or text parts), ``refusal``, tool-call and function-call arguments (JSON
-  string values one by one); embeddings ``input``.
+  string values one by one), function tools' descriptions; embeddings ``input``.
 - ``render_reply`` answers with the upstream's own bytes when they are in this format, else serialises once.
 - ``render_stream`` forwards each event as it arrives, hides the usage chunk from clients that did not ask for it,
   ends with ``[DONE]`` only when the upstream finished, and on a mid-stream failure sends an error event instead.
@@ -127,10 +127,14 @@ def _message_texts(message: dict[str, Any], where: str, fn: TextFn) -> None:
 
 def chat_request_texts(body: dict[str, Any], fn: TextFn) -> None:
     """A Chat Completions request: every message's content (string or text parts), tool-call arguments, tool
-    results."""
+    results, function tools' descriptions."""
     for i, message in enumerate(body.get("messages") or []):
         if isinstance(message, dict):
             _message_texts(message, f"messages[{i}]", fn)
+    for i, tool in enumerate(body.get("tools") or []):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("description"), str):
+            text_at(function, "description", f"tools[{i}].function.description", fn)
 
 
 def _embeddings_texts(body: dict[str, Any], fn: TextFn) -> None:

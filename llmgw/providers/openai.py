@@ -2,6 +2,12 @@
 llama.cpp). The canonical form *is* this wire format, so requests go out with only ``model`` replaced (and a usage
 request added to streams) and the provider's ``drop_params`` removed, and answers come back as the upstream sent
 them, raw bytes kept for forwarding.
+
+A kind that also speaks the Responses API (``openai``: its ``native_formats`` in the registry) passes a Responses
+client through to ``{base_url}/responses`` (and ``/responses/input_tokens``): the client's body with only ``model``
+replaced and ``drop_params`` removed, the client's ``openai-beta`` / session headers kept, and the upstream's own
+answer, or its typed events one by one, back (:mod:`llmgw.providers.responses_api`). Other kinds get the canonical
+translation of such a client (Chat Completions).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from .base import (
     transport_failure,
 )
 from .params import without
+from .responses_api import RESPONSES, ResponsesAPI
 
 
 class OpenAIProvider(ProviderBase):
@@ -35,6 +42,7 @@ class OpenAIProvider(ProviderBase):
         if ctx.api_key:
             headers["Authorization"] = f"Bearer {ctx.api_key}"
         self._headers = headers
+        self._responses = ResponsesAPI(self, f"{self.base_url}/responses")
 
     def build(self, body: dict[str, Any], model: str, *, stream: bool = False) -> tuple[dict[str, Any], list[str]]:
         """The chat payload (pure): ``body`` with ``model`` replaced, a usage request added to a stream, and
@@ -56,7 +64,19 @@ class OpenAIProvider(ProviderBase):
     async def failure_from(self, resp: aiohttp.ClientResponse) -> UpstreamFailure:
         return await _failure(resp)
 
+    def responses_body(self, ex: Exchange) -> dict[str, Any] | None:
+        """The client's own body when it is a Responses API request this kind passes through, else None."""
+        return self.native_body(ex) if ex.client_format == RESPONSES else None
+
+    async def count_tokens(self, ex: Exchange, model: str) -> dict[str, Any] | None:
+        """The upstream's count of a Responses client's ``input_tokens`` request; None for other clients."""
+        native = self.responses_body(ex)
+        return None if native is None else await self._responses.count(ex, native, model, self._headers)
+
     async def chat(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
+        native = self.responses_body(ex)
+        if native is not None:
+            return await self._responses.chat(ex, native, model, self._headers)
         raw = await self.post(self._chat_url, encode(ex, self.build(body, model)), self._headers)
         reply = loads_object(raw)
         return UpstreamReply(reply, raw, Usage.from_openai(reply.get("usage")))
@@ -67,6 +87,11 @@ class OpenAIProvider(ProviderBase):
         return UpstreamReply(reply, raw, Usage.from_openai(reply.get("usage")))
 
     async def stream(self, ex: Exchange, body: dict[str, Any], model: str) -> AsyncIterator[StreamEvent]:
+        native = self.responses_body(ex)
+        if native is not None:
+            async for event in self._responses.stream(ex, native, model, self._headers):
+                yield event
+            return
         payload = encode(ex, self.build(body, model, stream=True))
         try:
             async with self.ctx.session.post(self._chat_url, data=payload, headers=self._headers,
