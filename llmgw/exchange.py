@@ -191,6 +191,7 @@ class Exchange:
     cache: str = "miss"
     ttft_ms: float | None = None
     latency_ms: float = 0.0
+    upstream_ms: float = 0.0               # time spent waiting on upstreams (attempts, backoff, stream events)
     streamed_text: list[str] = field(default_factory=list)
     finish_reason: str | None = None
     dropped_params: list[str] = field(default_factory=list)
@@ -207,6 +208,10 @@ class Exchange:
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
+
+    def overhead_ms(self) -> float:
+        """Time spent in the gateway itself so far: everything but waiting on upstreams."""
+        return max(0.0, self.elapsed_ms() - self.upstream_ms)
 
     def mark_first_token(self) -> None:
         if self.ttft_ms is None:
@@ -281,6 +286,7 @@ class Exchange:
             "saved_usd": self.saved_usd,
             "usage_estimated": self.usage_estimated,
             "latency_ms": round(self.latency_ms, 3),
+            "overhead_ms": round(max(0.0, self.latency_ms - self.upstream_ms), 3),
             "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 3),
             "attempts": [a.as_dict() for a in self.attempts],
             "cache": self.cache,

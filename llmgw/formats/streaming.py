@@ -77,6 +77,8 @@ async def forward_stream(
     events = ex.events
     pending: list[bytes] = []
 
+    clock = time.perf_counter
+
     def take(event: StreamEvent) -> bool:
         record(event)
         out = encode(event)
@@ -91,10 +93,14 @@ async def forward_stream(
                 if take(ex.first_event) and pending:
                     await response.write(b"".join(pending))
                     pending.clear()
+                ready = clock()
                 async for event in events:
+                    arrived = clock()
+                    ex.upstream_ms += (arrived - ready) * 1000.0   # waiting for the upstream is not overhead
                     if take(event) and pending:
                         await response.write(b"".join(pending))
                         pending.clear()
+                    ready = clock()
             pending.append(finish())
         except (UpstreamFailure, TimeoutError) as exc:
             failure = exc if isinstance(exc, UpstreamFailure) else UpstreamFailure(

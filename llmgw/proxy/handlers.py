@@ -51,7 +51,8 @@ async def read_json(request: web.Request, max_bytes: int) -> tuple[dict[str, Any
 
 
 def proxy_headers(ex: Exchange, *, with_cost: bool) -> dict[str, str]:
-    """The ``x-llmgw-*`` headers of a proxied answer (the cost only where it is final: whole answers)."""
+    """The ``x-llmgw-*`` headers of a proxied answer (the cost only where it is final: whole answers), with the time
+    spent in the gateway itself so far (``x-llmgw-overhead-ms``: all but waiting on upstreams)."""
     headers = {
         "x-llmgw-request-id": ex.id,
         "x-llmgw-target": ex.target.name if ex.target else "",
@@ -60,6 +61,7 @@ def proxy_headers(ex: Exchange, *, with_cost: bool) -> dict[str, str]:
     }
     if with_cost:
         headers["x-llmgw-cost-usd"] = f"{ex.cost_usd:.8f}"
+    headers["x-llmgw-overhead-ms"] = f"{ex.overhead_ms():.3f}"
     return headers
 
 
@@ -108,7 +110,8 @@ def format_handler(wire: WireFormat, route: Route, profile: Profile, pipeline: C
             return wire.render_reply(ex, proxy_headers(ex, with_cost=True))
         except GatewayError as error:
             ex.fail(error)
-            return wire.render_error(error, {"x-llmgw-request-id": ex.id})
+            return wire.render_error(error, {"x-llmgw-request-id": ex.id,
+                                             "x-llmgw-overhead-ms": f"{ex.overhead_ms():.3f}"})
         except asyncio.CancelledError:
             ex.client_gone()
             raise

@@ -35,6 +35,7 @@ log = logging.getLogger("llmgw.proxy.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 UNKNOWN_ALIAS = "unknown"
 
@@ -143,6 +144,8 @@ class Metrics:
                                  ("alias", "target"), LATENCY_BUCKETS)
         self.ttft = Histogram("llmgw_time_to_first_token_seconds", "Time from arrival to the first answer token.",
                               ("alias", "target"), TTFT_BUCKETS)
+        self.overhead = Histogram("llmgw_overhead_seconds", "Time spent in the gateway itself, not waiting on"
+                                  " upstreams.", ("alias",), OVERHEAD_BUCKETS)
         self.anomaly = Counter("llmgw_spend_anomaly", "1 when a group's recent spend is far above its baseline"
                                " (see `llmgw cost report`).", ("group",))
 
@@ -176,6 +179,9 @@ class Metrics:
         ttft = row.get("ttft_ms")
         if ttft is not None:
             self.ttft.observe((alias, target), float(ttft) / 1000.0)
+        overhead = row.get("overhead_ms")
+        if overhead is not None:
+            self.overhead.observe((alias,), float(overhead) / 1000.0)
 
     @property
     def _counters(self) -> tuple[Counter, ...]:
@@ -183,7 +189,7 @@ class Metrics:
 
     @property
     def _histograms(self) -> tuple[Histogram, ...]:
-        return (self.latency, self.ttft)
+        return (self.latency, self.ttft, self.overhead)
 
     def snapshot(self) -> dict[str, Any]:
         """The counters and histograms as JSON-ready data, for other processes to add to theirs."""

@@ -208,6 +208,7 @@ class Router(Stage):
                     if time.perf_counter() + delay >= ex.deadline:
                         break  # no time to wait for this target: try the next one
                     await asyncio.sleep(delay)
+                    ex.upstream_ms += delay * 1000.0
                 failure = await self._try(ex, provider, target)
                 if failure is None:
                     return
@@ -247,6 +248,7 @@ class Router(Stage):
         else:
             failure = None
         latency = (time.perf_counter() - started) * 1000.0
+        ex.upstream_ms += latency
         ex.attempts.append(Attempt(len(ex.attempts) + 1, target.name, 200 if failure is None else failure.status,
                                    latency, None if failure is None else failure.message))
         self.breaker.record(target.name, failure is None or not failure.retryable, time.monotonic(),
@@ -270,8 +272,9 @@ class Router(Stage):
 
     def _record_cut(self, ex: Exchange, target: Target, started: float, why: str, *, failed: bool) -> None:
         """An attempt ended from outside (deadline, client gone): log it; a deadline counts against the target."""
-        ex.attempts.append(Attempt(len(ex.attempts) + 1, target.name, 0, (time.perf_counter() - started) * 1000.0,
-                                   why))
+        latency = (time.perf_counter() - started) * 1000.0
+        ex.upstream_ms += latency
+        ex.attempts.append(Attempt(len(ex.attempts) + 1, target.name, 0, latency, why))
         if failed:
             self.breaker.record(target.name, False, time.monotonic())
         else:

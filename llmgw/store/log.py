@@ -80,13 +80,17 @@ def _v4(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE requests ADD COLUMN usage_estimated INTEGER NOT NULL DEFAULT 0")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4]
+def _v5(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE requests ADD COLUMN overhead_ms REAL")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 
 _COLUMNS = (
     "id", "time", "client_format", "endpoint", "alias", "provider", "target", "status", "outcome", "error",
     "error_message", "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
     "cost_usd", "latency_ms", "ttft_ms", "attempts", "attempts_json", "cache", "key", "team", "tags", "stream",
-    "dropped_params", "request", "response", "findings", "saved_usd", "usage_estimated",
+    "dropped_params", "request", "response", "findings", "saved_usd", "usage_estimated", "overhead_ms",
 )
 _INSERT = f"INSERT OR REPLACE INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _ROW_PLACEHOLDERS = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
@@ -162,6 +166,7 @@ def row_values(row: dict[str, Any]) -> tuple[Any, ...]:
         row["cache"], row["key"], row["team"], _dumps(row["tags"]), int(row["stream"]),
         _dumps(row["dropped_params"]), _dumps(row["request"]), _dumps(row["response"]),
         _dumps(row.get("findings") or []), row.get("saved_usd", 0.0), int(bool(row.get("usage_estimated"))),
+        row.get("overhead_ms"),
     )
 
 
@@ -270,6 +275,7 @@ def record_from_row(row: sqlite3.Row, *, bodies: bool = False) -> dict[str, Any]
         "saved_usd": row["saved_usd"],
         "usage_estimated": bool(row["usage_estimated"]),
         "latency_ms": row["latency_ms"],
+        "overhead_ms": row["overhead_ms"],
         "ttft_ms": row["ttft_ms"],
         "attempts": row["attempts"],
         "cache": row["cache"],

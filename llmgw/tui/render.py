@@ -38,6 +38,7 @@ COLUMNS = (
     Column("tokens", "tokens in/out", 13),
     Column("cost", "cost $", 10),
     Column("latency", "latency", 9),
+    Column("overhead", "llmgw ms", 9),
     Column("cache", "cache", 8),
     Column("tags", "tags", 16),
 )
@@ -112,6 +113,7 @@ def row_cells(entry: Entry) -> tuple[Text, ...]:
     status = _int(r.get("status"))
     cost = _float(r.get("cost_usd"))
     latency = _float(r.get("latency_ms"))
+    overhead = _float(r.get("overhead_ms"))
     cache = str(r.get("cache") or "-")
     return (
         TimeCell(clock(r), entry.seq, style="dim"),
@@ -121,6 +123,7 @@ def row_cells(entry: Entry) -> tuple[Text, ...]:
         _cell(f"{_int(r.get('input_tokens'))}/{_int(r.get('output_tokens'))}", justify="right"),
         _cell("-" if cost is None else f"{cost:.6f}", justify="right"),
         _cell("-" if latency is None else f"{latency:,.0f} ms", justify="right"),
+        _cell("-" if overhead is None else f"{overhead:,.2f}", justify="right"),
         _cell(cache, "green" if cache not in ("miss", "-") else "dim"),
         _cell(tags_text(r), "cyan"),
     )
@@ -185,7 +188,8 @@ def _summary(record: Record) -> Table:
     when = _float(record.get("time"))
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) if when is not None else "-"
     status = _int(record.get("status"))
-    latency, ttft, cost = (_float(record.get(k)) for k in ("latency_ms", "ttft_ms", "cost_usd"))
+    latency, ttft, cost, overhead = (_float(record.get(k)) for k in ("latency_ms", "ttft_ms", "cost_usd",
+                                                                      "overhead_ms"))
     rows: list[tuple[str, Text | str]] = [
         ("time", stamp),
         ("route", f"{route(record)}  (provider {record.get('provider') or '-'})"),
@@ -195,7 +199,8 @@ def _summary(record: Record) -> Table:
                    f"  cached {_int(record.get('cached_tokens'))}"),
         ("cost", "-" if cost is None else f"${cost:.6f}"),
         ("latency", ("-" if latency is None else f"{latency:,.0f} ms")
-                    + ("" if ttft is None else f"  (first token {ttft:,.0f} ms)")),
+                    + ("" if ttft is None else f"  (first token {ttft:,.0f} ms)")
+                    + ("" if overhead is None else f"  (in llmgw {overhead:,.2f} ms)")),
         ("cache", str(record.get("cache") or "-")),
         ("stream", "yes" if record.get("stream") else "no"),
     ]

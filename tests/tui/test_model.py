@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from llmgw.tui.feed import Feed, matches
 from llmgw.tui.redact import MASK, redact
-from llmgw.tui.render import TimeCell, detail, row_cells
+from llmgw.tui.render import COLUMNS, TimeCell, detail, row_cells
 
 from .support import record, text_of
 
@@ -96,5 +96,12 @@ def test_row_cells_and_detail() -> None:
 
 def test_a_sparse_record_still_renders() -> None:
     entry = Feed().receive({"id": "req_x"})
-    assert [c.plain for c in row_cells(entry)][1:] == ["-", "- → -", "-", "0/0", "-", "-", "-", ""]
+    assert [c.plain for c in row_cells(entry)][1:] == ["-", "- → -", "-", "0/0", "-", "-", "-", "-", ""]
     assert "not sent" in text_of(detail(entry))
+
+
+def test_the_gateways_own_time_is_a_column_and_in_the_detail() -> None:
+    entry = Feed().receive({"id": "req_o", "latency_ms": 812.0, "overhead_ms": 0.734})
+    names = [c.key for c in COLUMNS]
+    assert [c.plain for c in row_cells(entry)][names.index("overhead")] == "0.73"
+    assert "in llmgw 0.73 ms" in text_of(detail(entry))
