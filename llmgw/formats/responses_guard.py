@@ -85,7 +85,9 @@ def _whole(guard: StreamGuard, key: tuple[Any, ...], text: str) -> str:
 
 
 def _close(guard: StreamGuard, keys: list[tuple[Any, ...]], held: HeldEvent) -> list[StreamEvent]:
-    return [held(guard, key, text, False) for key, text in guard.flush(keys).items()]
+    """Close those of ``keys`` that are open; one delta event for each that still held text."""
+    open_ = set(guard.channels())
+    return [held(guard, key, text, False) for key, text in guard.flush([k for k in keys if k in open_]).items()]
 
 
 def _settle_item(guard: StreamGuard, index: int, item: Any) -> bool:
