@@ -13,10 +13,11 @@ from types import MappingProxyType
 from ..exchange import CANONICAL
 from .anthropic_messages import AnthropicMessages
 from .base import Route, WireFormat
+from .gemini_generate import GeminiGenerate
 from .openai_chat import OpenAIChat
 from .openai_responses import OpenAIResponses
 
-_ALL: tuple[WireFormat, ...] = (OpenAIChat(), AnthropicMessages(), OpenAIResponses())
+_ALL: tuple[WireFormat, ...] = (OpenAIChat(), AnthropicMessages(), GeminiGenerate(), OpenAIResponses())
 
 FORMATS: Mapping[str, WireFormat] = MappingProxyType({f.name: f for f in _ALL})
 """Every client format by name (the name is what exchanges, replies, events and log rows carry)."""

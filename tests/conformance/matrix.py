@@ -11,7 +11,8 @@ from pathlib import Path
 from tests.agents.harness import AGENTS, CHECKS
 from tests.agents.harness import UPSTREAMS as AGENT_UPSTREAMS
 
-CLIENTS = {"openai": "OpenAI SDK (`/v1/chat/completions`)", "anthropic": "Anthropic SDK (`/v1/messages`)"}
+CLIENTS = {"openai": "OpenAI SDK (`/v1/chat/completions`)", "anthropic": "Anthropic SDK (`/v1/messages`)",
+           "gemini": "Google Gen AI SDK (`/v1beta/models/{model}:generateContent`)"}
 UPSTREAMS = {
     "openai": "OpenAI",
     "anthropic": "Anthropic",
@@ -40,7 +41,8 @@ def render() -> str:
     lines = [
         "# Compatibility",
         "",
-        "Every cell below is one test in `tests/conformance/test_matrix.py`: the official SDK of the client format",
+        "Every cell below is one test in `tests/conformance/` (`test_matrix.py`; the Gemini column in",
+        "`test_matrix_gemini.py`): the official SDK of the client format",
         "talks to `llmgw`, which talks to a fake upstream — a real HTTP server replaying that provider's documented",
         "wire format (`llmgw/testing/`). This page is generated from the test matrix",
         "(`python -m tests.conformance.matrix`), and the suite fails if it is out of date.",
@@ -109,6 +111,12 @@ POLICY = [
     "  provider's `drop_params` lists them), and, sent to a non-Anthropic target, server tools, MCP servers,",
     "  server-tool and container-upload blocks, mid-conversation tool additions or removals, roles and block",
     "  types the translation does not know, and `max_tokens: 0` (prompt-cache pre-warming).",
+    "- The same holds for Gemini clients (Gemini CLI, the google-genai SDKs): to a Gemini target the body goes",
+    "  untouched (parts, fields and roles the gateway has never seen included) with only the model in the URL",
+    "  replaced, and Gemini's own bytes and events come back. Across formats `safetySettings`, `thinkingConfig`,",
+    "  `topK`, thought parts and signatures are dropped and named; `cachedContent`, tools other than function",
+    "  declarations (`googleSearch`, `codeExecution`...), code-execution and uploaded-file parts, non-text",
+    "  `responseModalities` and `responseLogprobs` are refused with a 400 naming the field.",
     "- Usage is normalised once: input tokens include prompt-cache reads and writes, which are also counted on",
     "  their own.",
     "",

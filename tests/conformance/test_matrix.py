@@ -232,7 +232,8 @@ CHECKS = {
     "tools": check_tools, "streamed tools": check_streamed_tools, "stop reason": check_stop_reason,
     "usage": check_usage, "error": check_error,
 }
-CELLS = [(c, u, f) for c in CLIENTS for u in UPSTREAMS for f in FEATURES]
+CELLS = [(c, u, f) for c in CLIENTS if c in ("openai", "anthropic") for u in UPSTREAMS for f in FEATURES]
+# (the other columns' cells: test_matrix_*.py)
 
 
 @pytest.mark.parametrize(("client", "upstream", "feature"), CELLS, ids=["-".join(c) for c in CELLS])
