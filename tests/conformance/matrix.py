@@ -12,7 +12,7 @@ from tests.agents.harness import AGENTS, CHECKS
 from tests.agents.harness import UPSTREAMS as AGENT_UPSTREAMS
 
 CLIENTS = {"openai": "OpenAI SDK (`/v1/chat/completions`)", "anthropic": "Anthropic SDK (`/v1/messages`)",
-           "gemini": "Google Gen AI SDK (`/v1beta/models/{model}:generateContent`)"}
+           "responses": "OpenAI SDK, Responses API (`/v1/responses`)"}
 UPSTREAMS = {
     "openai": "OpenAI",
     "anthropic": "Anthropic",
@@ -28,7 +28,8 @@ FEATURES = {
     "stream": "a streamed answer arrives in several events and reassembles to the same text",
     "tools": "tool definitions go out; parallel tool calls come back with their parsed arguments",
     "streamed tools": "tool calls streamed in argument fragments reassemble in the client's SDK",
-    "stop reason": "a `max_tokens` cut comes back as `length` / `max_tokens`",
+    "stop reason": "a `max_tokens` cut comes back as `length` / `max_tokens` (Responses API: an `incomplete`"
+                   " response, `max_output_tokens`)",
     "usage": "the tokens the client is told equal the tokens logged, streamed and not",
     "error": "an upstream 429 comes back as the client's own rate-limit error with `Retry-After`",
 }
@@ -41,8 +42,8 @@ def render() -> str:
     lines = [
         "# Compatibility",
         "",
-        "Every cell below is one test in `tests/conformance/` (`test_matrix.py`; the Gemini column in",
-        "`test_matrix_gemini.py`): the official SDK of the client format",
+        "Every cell below is one test in `tests/conformance/` (`test_matrix.py`; the Responses API column in",
+        "`test_matrix_responses.py`): the official SDK of the client format",
         "talks to `llmgw`, which talks to a fake upstream — a real HTTP server replaying that provider's documented",
         "wire format (`llmgw/testing/`). This page is generated from the test matrix",
         "(`python -m tests.conformance.matrix`), and the suite fails if it is out of date.",
@@ -111,12 +112,15 @@ POLICY = [
     "  provider's `drop_params` lists them), and, sent to a non-Anthropic target, server tools, MCP servers,",
     "  server-tool and container-upload blocks, mid-conversation tool additions or removals, roles and block",
     "  types the translation does not know, and `max_tokens: 0` (prompt-cache pre-warming).",
-    "- The same holds for Gemini clients (Gemini CLI, the google-genai SDKs): to a Gemini target the body goes",
-    "  untouched (parts, fields and roles the gateway has never seen included) with only the model in the URL",
-    "  replaced, and Gemini's own bytes and events come back. Across formats `safetySettings`, `thinkingConfig`,",
-    "  `topK`, thought parts and signatures are dropped and named; `cachedContent`, tools other than function",
-    "  declarations (`googleSearch`, `codeExecution`...), code-execution and uploaded-file parts, non-text",
-    "  `responseModalities` and `responseLogprobs` are refused with a 400 naming the field.",
+    "- The same holds for OpenAI Responses API clients (Codex CLI, `client.responses`): to an OpenAI target the",
+    "  body goes to `/v1/responses` untouched (items, roles, tools and fields the gateway has never seen, and the",
+    "  `OpenAI-Beta` and session headers) with only `model` replaced, and OpenAI's own bytes and events come back.",
+    "  Across formats `input` items become messages (`developer` as `system`), `function_call` /",
+    "  `function_call_output` items tool calls and results, `max_output_tokens` `max_tokens`, `text.format` a",
+    "  `response_format`, `reasoning.effort` `reasoning_effort`; reasoning items, `reasoning.summary`, `store`,",
+    "  `include`, `metadata` and `truncation` are dropped and named; `previous_response_id`, `conversation`,",
+    "  stored prompts, `item_reference` items, hosted and custom tools and their calls, `background` and log",
+    "  probabilities are refused with a 400 naming the field (the gateway keeps no responses to continue from).",
     "- Usage is normalised once: input tokens include prompt-cache reads and writes, which are also counted on",
     "  their own.",
     "",
