@@ -12,6 +12,7 @@ from tests.agents.harness import AGENTS, CHECKS
 from tests.agents.harness import UPSTREAMS as AGENT_UPSTREAMS
 
 CLIENTS = {"openai": "OpenAI SDK (`/v1/chat/completions`)", "anthropic": "Anthropic SDK (`/v1/messages`)",
+           "gemini": "Google Gen AI SDK (`/v1beta/models/{model}:generateContent`)",
            "responses": "OpenAI SDK, Responses API (`/v1/responses`)"}
 UPSTREAMS = {
     "openai": "OpenAI",
@@ -42,8 +43,9 @@ def render() -> str:
     lines = [
         "# Compatibility",
         "",
-        "Every cell below is one test in `tests/conformance/` (`test_matrix.py`; the Responses API column in",
-        "`test_matrix_responses.py`): the official SDK of the client format",
+        "Every cell below is one test in `tests/conformance/` (`test_matrix.py`; the Gemini column in",
+        "`test_matrix_gemini.py`, the Responses API column in `test_matrix_responses.py`): the official SDK of the",
+        "client format",
         "talks to `llmgw`, which talks to a fake upstream — a real HTTP server replaying that provider's documented",
         "wire format (`llmgw/testing/`). This page is generated from the test matrix",
         "(`python -m tests.conformance.matrix`), and the suite fails if it is out of date.",
@@ -112,6 +114,12 @@ POLICY = [
     "  provider's `drop_params` lists them), and, sent to a non-Anthropic target, server tools, MCP servers,",
     "  server-tool and container-upload blocks, mid-conversation tool additions or removals, roles and block",
     "  types the translation does not know, and `max_tokens: 0` (prompt-cache pre-warming).",
+    "- The same holds for Gemini clients (Gemini CLI, the google-genai SDKs): to a Gemini target the body goes",
+    "  untouched (parts, fields and roles the gateway has never seen included) with only the model in the URL",
+    "  replaced, and Gemini's own bytes and events come back. Across formats `safetySettings`, `thinkingConfig`,",
+    "  `topK`, thought parts and signatures are dropped and named; `cachedContent`, tools other than function",
+    "  declarations (`googleSearch`, `codeExecution`...), code-execution and uploaded-file parts, non-text",
+    "  `responseModalities` and `responseLogprobs` are refused with a 400 naming the field.",
     "- The same holds for OpenAI Responses API clients (Codex CLI, `client.responses`): to an OpenAI target the",
     "  body goes to `/v1/responses` untouched (items, roles, tools and fields the gateway has never seen, and the",
     "  `OpenAI-Beta` and session headers) with only `model` replaced, and OpenAI's own bytes and events come back.",
