@@ -78,6 +78,7 @@ class ServerConfig:
     idle_timeout_s: float = 120.0         # between two reads of a stream (keep-alive comments count as reads)
     log_bodies: bool = True
     admin_key: Secret | None = None
+    default_max_tokens: int = 4096        # the output limit reserved and sent for a limited request that has none
 
 
 @dataclass(frozen=True)

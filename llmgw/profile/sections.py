@@ -82,7 +82,8 @@ _NUMBER = (int, float)
 def read_server(c: Checker, raw: Any) -> ServerConfig:
     raw = c.table(raw, "server")
     c.unknown(raw, "server", {"host", "port", "workers", "max_body_mb", "timeout_s", "connect_timeout_s",
-                              "first_token_timeout_s", "idle_timeout_s", "log_bodies", "admin_key"})
+                              "first_token_timeout_s", "idle_timeout_s", "log_bodies", "admin_key",
+                              "default_max_tokens"})
     d = ServerConfig()
     server = ServerConfig(
         host=c.get(raw, "host", "server", str, d.host),
@@ -96,10 +97,12 @@ def read_server(c: Checker, raw: Any) -> ServerConfig:
         idle_timeout_s=float(c.get(raw, "idle_timeout_s", "server", _NUMBER, d.idle_timeout_s)),
         log_bodies=c.get(raw, "log_bodies", "server", bool, d.log_bodies),
         admin_key=c.secret(raw, "admin_key", "server"),
+        default_max_tokens=c.get(raw, "default_max_tokens", "server", int, d.default_max_tokens),
     )
     c.check(0 <= server.port <= 65535, f"server.port: {server.port} is not a TCP port (0-65535)")
     c.check(server.workers >= 1, "server.workers: must be at least 1")
     c.check(server.max_body_mb > 0, "server.max_body_mb: must be greater than 0")
+    c.check(server.default_max_tokens >= 1, "server.default_max_tokens: must be at least 1")
     for name in ("timeout_s", "connect_timeout_s", "first_token_timeout_s", "idle_timeout_s"):
         c.check(getattr(server, name) > 0, f"server.{name}: must be greater than 0")
     return server

@@ -4,9 +4,13 @@ Contracts:
 - Only exchanges with a key (``ex.principal``) are limited; an open proxy has no limits. A count-tokens request
   counts against rpm only (it costs nothing and spends no tokens).
 - Before routing: requests-per-minute (exactly, over a sliding minute) and tokens-per-minute (the request's
-  estimate: its prompt at ~4 bytes a token plus its ``max_tokens``, or 1,024) for the key and its team; and the
-  request's *maximum possible cost* (prompt estimate plus ``max_tokens``, or 4,096, at the dearest of the alias's
-  targets) against each daily and monthly budget (UTC) of the key and the team. All or nothing, atomically.
+  estimate: its prompt at ~4 bytes a token plus its output limit) for the key and its team; and the request's
+  *maximum possible cost* (prompt estimate plus output limit at the dearest of the alias's targets) against each
+  daily and monthly budget (UTC) of the key and the team. All or nothing, atomically.
+- The output limit is the client's own (the format's :meth:`~llmgw.formats.base.WireFormat.output_cap`). A chat
+  request without one that tpm or a budget applies to is given ``default_max_tokens`` (``[server]``), written into
+  the canonical body (``max_completion_tokens``) and, through the format's ``set_output_cap``, into the client's
+  own body for a same-format upstream: the upstream is never asked for more than was reserved.
 - A refusal is 429 with ``Retry-After`` naming the limit; for a budget, which budget, what this request
   reserved and why ("this request could cost up to $X; $Y of $Z is left"), and when the budget resets.
 - After the answer (or the failure): the reservation (``ex.reservation``) is replaced by the real tokens and the
@@ -28,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 
 from ..errors import GatewayError, RateLimited
 from ..exchange import Exchange, Usage
+from ..formats import FORMATS
 from ..pricing import PriceTable
 from ..profile import Budget, TeamConfig
 from ..store.keys import KeyRecord
@@ -36,16 +41,17 @@ from .base import Stage
 
 log = logging.getLogger("llmgw.limits")
 
-DEFAULT_TPM_OUTPUT = 1024
-DEFAULT_BUDGET_OUTPUT = 4096
+DEFAULT_MAX_TOKENS = 4096   # the output limit reserved (and sent) when the client gives none; [server] changes it
 
 
 @dataclass(slots=True)
 class Reservation:
-    """What one exchange holds between ``request`` and ``response`` (``ex.reservation``)."""
+    """What one exchange holds between ``request`` and ``response`` (``ex.reservation``); ``cap`` is the output
+    limit the gateway must send because the client gave none (None: the client's own stands)."""
 
     windows: list[Window]
     holds: list[Hold]
+    cap: int | None = None
 
 
 def periods(now: float) -> list[tuple[str, str, str, int]]:
@@ -65,27 +71,31 @@ def budget_counter(owner: str, suffix: str) -> str:
 
 
 class LimitsStage(Stage):
-    def __init__(self, state: SharedState, prices: PriceTable, teams: Mapping[str, TeamConfig]) -> None:
+    def __init__(self, state: SharedState, prices: PriceTable, teams: Mapping[str, TeamConfig], *,
+                 default_max_tokens: int = DEFAULT_MAX_TOKENS) -> None:
         self.state = state
         self.prices = prices
         self.teams = teams
+        self.default_max_tokens = default_max_tokens
         self.open_on_error = 0
 
     def _estimate(self, ex: Exchange) -> tuple[int, int | None]:
-        body = ex.body
-        max_out = body.get("max_completion_tokens") or body.get("max_tokens")
-        return max(1, len(ex.raw_body) // 4), max_out if isinstance(max_out, int) else None
+        """The prompt's estimated tokens and the client's own output limit (None: none given)."""
+        wire = FORMATS.get(ex.client_format)
+        max_out = wire.output_cap(ex) if wire is not None else None
+        return ex.estimated_input_tokens(), max_out if max_out is None or max_out >= 0 else None
 
-    def _max_cost(self, ex: Exchange, prompt: int, max_out: int | None) -> float:
+    def _max_cost(self, ex: Exchange, prompt: int, max_out: int) -> float:
         if ex.model is None:
             return 0.0
-        usage = Usage(input_tokens=prompt, output_tokens=max_out or DEFAULT_BUDGET_OUTPUT)
+        usage = Usage(input_tokens=prompt, output_tokens=max_out)
         return max((self.prices.cost(t, usage) for t in ex.model.targets), default=0.0)
 
     def plan(self, ex: Exchange, record: KeyRecord, now: float) -> Reservation:
         free = ex.endpoint == "count_tokens"
         prompt, max_out = self._estimate(ex)
-        tokens = prompt + (max_out or DEFAULT_TPM_OUTPUT)
+        out = self.default_max_tokens if max_out is None else max_out
+        tokens = prompt + out
         team = self.teams.get(record.team)
         owners = [(f"key:{record.id}", f"key {record.id}", record.rpm, record.tpm, record.budget)]
         if team is not None:
@@ -104,10 +114,20 @@ class LimitsStage(Stage):
                 limit = getattr(budget, period) if isinstance(budget, Budget) else None
                 if limit is None:
                     continue
-                cost = self._max_cost(ex, prompt, max_out) if cost is None else cost
+                cost = self._max_cost(ex, prompt, out) if cost is None else cost
                 holds.append(Hold(budget_counter(owner, suffix), limit, cost, ttl,
                                   f"{label} {period} budget (${limit:.2f})", resets))
-        return Reservation(windows, holds)
+        reserved_output = holds or any(w.kind == "tpm" for w in windows)
+        cap = out if max_out is None and ex.endpoint == "chat" and reserved_output else None
+        return Reservation(windows, holds, cap)
+
+    def send_cap(self, ex: Exchange, tokens: int) -> None:
+        """Make the upstream honour the output limit that was reserved: in the canonical body and, for a
+        same-format upstream, in the client's own (see the module contract)."""
+        ex.body["max_completion_tokens"] = tokens
+        wire = FORMATS.get(ex.client_format)
+        if wire is not None:
+            wire.set_output_cap(ex, tokens)
 
     async def request(self, ex: Exchange) -> None:
         record = ex.principal
@@ -117,6 +137,8 @@ class LimitsStage(Stage):
         plan = self.plan(ex, record, now)
         if not plan.windows and not plan.holds:
             return
+        if plan.cap is not None:
+            self.send_cap(ex, plan.cap)
         try:
             denial = await self.state.acquire(ex.id, plan.windows, plan.holds, now)
         except StateUnavailable as exc:

@@ -72,12 +72,34 @@ async def test_budget_hold_is_the_dearest_case_and_settles_to_the_cost() -> None
     assert await state.spent(budget_counter("team:search", day)) == pytest.approx(0.0001)
 
 
-async def test_missing_max_tokens_reserves_the_default() -> None:
-    limits = stage(tpm=1100)
+async def test_missing_max_tokens_reserves_the_default_and_sends_it() -> None:
+    limits = stage(tpm=4200)
     key = KeyRecord("ci", "search")
-    await limits.request(make_exchange(max_tokens=None, key=key))   # prompt + 1,024 by default
+    first = make_exchange(max_tokens=None, key=key)
+    await limits.request(first)   # prompt + 4,096 by default
+    assert first.body["max_completion_tokens"] == 4096 and first.client_body is first.body
     with pytest.raises(RateLimited):
         await limits.request(make_exchange(max_tokens=None, key=key))
+
+
+async def test_the_default_cap_follows_the_profile_and_each_format_field() -> None:
+    limits = LimitsStage(MemoryState(), PRICES, {"search": TeamConfig("search", budget=Budget(daily=1.0))},
+                         default_max_tokens=300)
+    key = KeyRecord("ci", "search")
+    openai = make_exchange(max_tokens=None, model=PRICED, key=key)
+    await limits.request(openai)
+    assert openai.body["max_completion_tokens"] == 300 and openai.reservation.holds[0].amount == pytest.approx(
+        (openai.estimated_input_tokens() + 300) / 1e6)
+    own = make_exchange(max_tokens=50, model=PRICED, key=key)   # the client's own limit stands, unchanged
+    await limits.request(own)
+    assert "max_completion_tokens" not in own.body and own.reservation.cap is None
+    anthropic = make_exchange(client_format="anthropic", max_tokens=20, model=PRICED, key=key)
+    await limits.request(anthropic)
+    assert anthropic.client_body["max_tokens"] == 20 and anthropic.reservation.cap is None
+    rpm_only = LimitsStage(MemoryState(), PRICES, {"search": TeamConfig("search", rpm=10)})
+    free = make_exchange(max_tokens=None, key=key)
+    await rpm_only.request(free)   # nothing reserved for the answer: nothing to enforce upstream
+    assert "max_completion_tokens" not in free.body
 
 
 async def test_count_tokens_counts_against_rpm_only() -> None:
