@@ -27,6 +27,7 @@ from ..exchange import Exchange, StreamEvent, Usage
 from ..providers.base import UpstreamFailure
 from ..sse import encode_data
 from ..translate import anthropic as tr
+from ..translate.anthropic_client import anthropic_request_to_openai
 from ..translate.anthropic_stream import OpenAIStreamToAnthropic, error_event
 from .base import Route, WireFormat
 from .streaming import forward_stream
@@ -167,7 +168,7 @@ class AnthropicMessages(WireFormat):
         ex.stream = body.get("stream") is True
         ex.include_usage = True
         try:
-            ex.body, ex.translation_dropped = tr.anthropic_request_to_openai(body)
+            ex.body, ex.translation_dropped = anthropic_request_to_openai(body)
         except InvalidRequest as error:
             ex.body = {"model": ex.alias, "messages": []}
             ex.translation_error = error

@@ -22,13 +22,13 @@ from llmgw.exchange import StreamEvent, Usage
 from llmgw.sse import SSEDecoder
 from llmgw.translate.anthropic import (
     DEFAULT_MAX_TOKENS,
-    anthropic_request_to_openai,
     anthropic_response_to_openai,
     openai_request_to_anthropic,
     openai_response_to_anthropic,
     usage_from_anthropic,
     usage_to_anthropic,
 )
+from llmgw.translate.anthropic_client import anthropic_request_to_openai
 from llmgw.translate.anthropic_stream import AnthropicStreamToOpenAI, OpenAIStreamToAnthropic, error_event, sse_bytes
 
 CLAUDE = "claude-sonnet-4-5-20250929"
