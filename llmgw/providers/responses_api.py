@@ -8,9 +8,10 @@ Contract (:class:`ResponsesAPI`):
 - ``chat``: ``POST {base_url}/responses``; the answer comes back as the upstream sent it (``UpstreamReply.raw``,
   format ``responses``), its usage normalised (:func:`llmgw.translate.responses.usage_from_responses`).
 - ``stream``: the upstream's typed events one by one (format ``responses``, each with its own bytes), the usage on
-  ``response.completed`` / ``response.incomplete``. An ``error`` or ``response.failed`` event raises
-  :class:`UpstreamFailure` (the renderer ends the client's stream in the API's own way); a stream that ends
-  without a final event is a 502.
+  ``response.completed`` / ``response.incomplete``; ``response.created`` / ``response.in_progress`` are held back
+  until the answer's first event, so a failure right after them still fails over. An ``error`` or
+  ``response.failed`` event raises :class:`UpstreamFailure` (after the first event, the renderer ends the
+  client's stream in the API's own way); a stream that ends without a final event is a 502.
 - ``count``: ``POST {base_url}/responses/input_tokens`` with the client's body, ``model`` replaced.
 """
 
@@ -23,7 +24,7 @@ import aiohttp
 import orjson
 
 from ..exchange import Exchange, StreamEvent, UpstreamReply
-from ..sse import SSEDecoder, encode_data
+from ..sse import SSEDecoder, SSEMessage, encode_data
 from ..translate.responses import RESPONSES, usage_from_responses
 from .base import UpstreamFailure, encode, loads_object, transport_failure
 from .params import without
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["RESPONSES", "ResponsesAPI"]
 
 _FINAL = frozenset({"response.completed", "response.incomplete"})
+_OPENING = frozenset({"response.created", "response.in_progress", "response.queued"})
 
 
 class ResponsesAPI:
@@ -77,22 +79,59 @@ class ResponsesAPI:
                 if resp.status != 200:
                     raise await self._provider.failure_from(resp)
                 decoder = SSEDecoder()
+                opening = _Opening()
                 async for piece in resp.content.iter_any():
-                    messages = [m for m in decoder.feed(piece) if m.data != b"[DONE]"]
-                    for i, message in enumerate(messages, start=1 - len(messages)):
-                        event = stream_event(message.event, message.data)
-                        event.flush = i == 0   # write once per upstream read
+                    events, failure = opening.ready(decoder.feed(piece))
+                    for event in events:
                         finished = finished or event.data.get("type") in _FINAL
                         yield event
-                for message in decoder.close():
-                    if message.data != b"[DONE]":
-                        event = stream_event(message.event, message.data)
-                        finished = finished or event.data.get("type") in _FINAL
-                        yield event
+                    if failure is not None:
+                        raise failure
+                events, failure = opening.ready(decoder.close())
+                for event in events:
+                    finished = finished or event.data.get("type") in _FINAL
+                    yield event
+                if failure is not None:
+                    raise failure
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise transport_failure(exc) from None
         if not finished:
             raise UpstreamFailure(502, "upstream stream ended before response.completed")
+
+
+class _Opening:
+    """Holds ``response.created`` / ``response.in_progress`` until an event of the answer itself arrives, so an
+    upstream that fails right after accepting the request fails before the first event and the router can still
+    try the next target."""
+
+    def __init__(self) -> None:
+        self.held: list[StreamEvent] = []
+        self.started = False
+
+    def ready(self, messages: list[SSEMessage]) -> tuple[list[StreamEvent], UpstreamFailure | None]:
+        """The events of one upstream read that may go out (the last marked ``flush``), and the failure an
+        ``error`` / ``response.failed`` event among them stands for (the events before it go out first)."""
+        out: list[StreamEvent] = []
+        failure = None
+        for message in messages:
+            if message.data == b"[DONE]":
+                continue
+            try:
+                event = stream_event(message.event, message.data)
+            except UpstreamFailure as exc:
+                failure = exc
+                break
+            event.flush = False
+            if not self.started and event.data.get("type") in _OPENING:
+                self.held.append(event)
+                continue
+            self.started = True
+            out.extend(self.held)
+            self.held.clear()
+            out.append(event)
+        if out:
+            out[-1].flush = True
+        return out, failure
 
 
 def stream_event(name: str | None, data: bytes) -> StreamEvent:

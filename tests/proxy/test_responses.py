@@ -74,7 +74,8 @@ async def world(aiohttp_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyP
                           "mock": {"kind": "mock"}},
             "models": {"gpt": {"targets": ["oa/gpt-5"]}, "local": {"targets": ["vllm/llama"]},
                        "mock": {"targets": ["mock/mock-model"]},
-                       "either": {"targets": ["vllm/llama", "oa/gpt-5"]}}})
+                       "either": {"targets": ["vllm/llama", "oa/gpt-5"]},
+                       "resilient": {"targets": ["oa/gpt-5", "mock/mock-model"], "retries": 0}}})
         client = await aiohttp_client(make_app(profile))
         yield World(client, oa, tmp_path / "llmgw.db")
 
@@ -246,6 +247,17 @@ async def test_a_stream_broken_mid_way_ends_with_error_and_response_failed(world
     assert events[-1]["response"]["status"] == "failed"
     [row] = await world.rows()
     assert row["status"] == 502
+
+
+async def test_a_stream_that_fails_right_after_response_created_falls_over_to_the_next_target(world: World) -> None:
+    world.openai.fail_mid_stream(after_events=2)   # response.created, response.in_progress, then an error event
+    resp = await world.client.post("/v1/responses", json={"model": "resilient", "input": "hi", "stream": True})
+    events = events_of(await resp.read())
+    assert resp.headers["x-llmgw-target"] == "mock/mock-model"
+    assert [e["type"] for e in events].count("response.created") == 1 and events[-1]["type"] == "response.completed"
+    assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == "Mock answer: hi"
+    [row] = await world.rows()
+    assert [a["status"] for a in orjson.loads(row["attempts_json"])] == [502, 200]
 
 
 # --- counting and replay ----------------------------------------------------------------------------------------
