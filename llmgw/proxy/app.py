@@ -149,7 +149,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         state = await open_shared_state(profile)
         reloader = KeyReloader(keys, lambda: open_keys(profile)) if keys is not None else None
         auth = AuthStage(profile.models, keys, reloader.fresh if reloader is not None else None)
-        limits = LimitsStage(state, prices, profile.teams, default_max_tokens=profile.server.default_max_tokens)
+        limits = LimitsStage(state, prices, profile.teams)
         app[SESSION] = session
         app[WRITER] = writer
         app[AUTH] = auth
