@@ -42,6 +42,7 @@ from .base import Route, WireFormat
 from .gemini_checks import validate_generate
 from .streaming import forward_stream
 from .texts import TextFn, text_at, visit_value
+from .validate import is_int
 
 if TYPE_CHECKING:
     from ..guardrails.stream import StreamGuard
@@ -146,6 +147,20 @@ class GeminiGenerate(WireFormat):
         except InvalidRequest as error:
             ex.body = {"model": alias, "messages": []}
             ex.translation_error = error
+
+    def output_cap(self, ex: Exchange) -> int | None:
+        """``generationConfig.maxOutputTokens`` of the client's body (either spelling), translated or not."""
+        value = get(get(ex.client_body, "generationConfig"), "maxOutputTokens")
+        return value if is_int(value) else None
+
+    def set_output_cap(self, ex: Exchange, tokens: int) -> None:
+        """Write ``generationConfig.maxOutputTokens`` into the client's body, in the spelling it already uses."""
+        body = ex.client_body
+        key = key_of(body, "generationConfig") or "generationConfig"
+        config = body.get(key)
+        config = dict(config) if isinstance(config, dict) else {}
+        config[key_of(config, "maxOutputTokens") or "maxOutputTokens"] = tokens
+        body[key] = config
 
     def request_texts(self, endpoint: str, body: dict[str, Any], fn: TextFn) -> None:
         inner = get(body, "generateContentRequest") if endpoint == "count_tokens" else None

@@ -159,3 +159,15 @@ def test_errors_are_googles() -> None:
 def test_replay_puts_the_alias_in_the_path() -> None:
     body = {"contents": [{"parts": [{"text": "again"}]}]}
     assert WIRE.replay_call(body, "team/pro") == ("/v1beta/models/team%2Fpro:generateContent", body)
+
+
+def test_the_output_cap_is_maxoutputtokens_in_the_spelling_the_client_uses() -> None:
+    ex = Exchange("gemini", "chat")
+    ex.client_body = {"contents": [], "generation_config": {"temperature": 0.5}}
+    assert WIRE.output_cap(ex) is None
+    WIRE.set_output_cap(ex, 1024)
+    assert ex.client_body["generation_config"] == {"temperature": 0.5, "maxOutputTokens": 1024}
+    assert WIRE.output_cap(ex) == 1024
+    ex.client_body = {"contents": []}
+    WIRE.set_output_cap(ex, 7)
+    assert ex.client_body["generationConfig"] == {"maxOutputTokens": 7} and WIRE.output_cap(ex) == 7
