@@ -49,7 +49,7 @@ def endpoints() -> dict[str, str]:
 async def landing(request: web.Request) -> web.Response:
     """``GET /``: who this is and what it serves."""
     return web.json_response({"name": "llmgw", "version": __version__,
-                              "description": "a local AI gateway: OpenAI and Anthropic SDKs in, any provider out",
+                              "description": "a local AI gateway: OpenAI, Anthropic, Gemini SDKs in, any provider out",
                               "endpoints": endpoints(), "docs": DOCS},
                              dumps=lambda value: json.dumps(value, indent=2))  # read by people, in a browser
 
