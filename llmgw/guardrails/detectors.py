@@ -16,31 +16,20 @@ Contract:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 
 import phonenumbers
 
 from .checksums import IBAN_LENGTHS, card_brand, iban_ok, luhn_ok
+from .match import Match
+from .secrets import SECRET_SPAN, TOKEN_SPAN, find_secrets, open_secret, open_secret_reach
 
 ENTITIES = ("email", "phone", "credit_card", "ssn", "iban", "ip", "api_key")
 # Overlaps go to the entity listed first.
 _PRIORITY = ("api_key", "iban", "credit_card", "email", "ssn", "ip", "phone")
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    """One detected entity: ``text[start:end]`` is the value; ``why`` says what validated it."""
-
-    entity: str
-    start: int
-    end: int
-    why: str
 
 
 def _before(text: str, start: int, width: int = 32) -> str:
@@ -69,7 +58,7 @@ def _windows(text: str, runs: list[Run] | None, min_length: int, before: int,
 # --- e-mail ------------------------------------------------------------------------------------------------------
 
 _ATEXT = "A-Za-z0-9!#$%&'*+/=?^_`{|}~\\-"
-_LOCAL_TAIL = re.compile(f"[{_ATEXT}.]{{1,65}}$")
+_LOCAL_RUN = re.compile(f"[{_ATEXT}.]{{1,65}}")    # matched on the reversed text before the "@"
 _DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,63}(?![\w-]|\.[A-Za-z0-9])")
 _RETINA = re.compile(r"\d(?:\.\d)?x\.", re.I)   # icon@2x.png, logo@1.5x.webp
 _SCP_PATH = re.compile(r":[A-Za-z~/_.]")          # git@github.com:org/repo.git is a login, not an address
@@ -81,11 +70,11 @@ def find_emails(text: str) -> Iterator[Match]:
     skipped."""
     at = text.find("@")
     while at != -1:
-        left = _LOCAL_TAIL.search(text, max(0, at - 65), at)
         domain = _DOMAIN.match(text, at + 1)
+        left = _LOCAL_RUN.match(text[at - 1:max(0, at - 66) - 1 if at > 65 else None:-1]) if at and domain else None
         if left and domain:
-            local = left.group()
-            start = left.start()
+            local = text[at - left.end():at]
+            start = at - left.end()
             trimmed = local.lstrip(".'")
             start += len(local) - len(trimmed)
             ok = (0 < len(trimmed) <= 64 and not trimmed.endswith(".") and ".." not in trimmed
@@ -107,7 +96,7 @@ def _groups(text: str, run: re.Match[str]) -> list[tuple[int, int]]:
 
 
 def find_cards(text: str, runs: list[Run] | None = None) -> Iterator[Match]:
-    """Payment card numbers: 12-19 digits, optionally grouped by one kind of separator (space, dash or dot),
+    """Payment card numbers: 12-19 digits, optionally grouped by separators (space, dash or dot, mixed or not),
     in a scheme's IIN range and length, passing Luhn. A longer run of groups is searched for a card inside it."""
     for pos, endpos in _windows(text, runs, 12, 0, 1):
         yield from _cards_in(text, pos, endpos)
@@ -137,8 +126,7 @@ def _card_window(text: str, groups: list[tuple[int, int]], i: int) -> tuple[int,
         digits = "".join(text[a:b] for a, b in groups[i:j])
         if not 12 <= len(digits) <= 19:
             continue
-        separators = {text[b] for _, b in groups[i:j - 1]}
-        if len(separators) > 1 or (j - i > 1 and any(b - a < 3 for a, b in groups[i:j - 1])):
+        if j - i > 1 and any(b - a < 3 for a, b in groups[i:j - 1]):
             continue
         if end - start > 24 or not luhn_ok(digits):
             continue
@@ -150,42 +138,47 @@ def _card_window(text: str, groups: list[tuple[int, int]], i: int) -> tuple[int,
 
 # --- IBAN -------------------------------------------------------------------------------------------------------
 
-_IBAN = re.compile(r"([A-Z]{2})(\d{2})((?: ?[A-Z0-9]){10,32})")
-_IBAN_START = re.compile(r"[A-Z][A-Z]\d\d")
+_IBAN = re.compile(r"([A-Za-z]{2})(\d{2})((?:[ \-]?[A-Za-z0-9]){10,32})")
+_IBAN_START = re.compile(r"[A-Za-z]{2}\d\d")
+IBAN_SPAN = 34 + 33     # 34 characters, a separator between any two
 
 
 def find_ibans(text: str) -> Iterator[Match]:
-    """IBANs, compact or printed in groups of four: the country's registry length, then mod-97."""
+    """IBANs, compact or printed in groups (spaces or dashes), in either case: the country's registry length,
+    then mod-97."""
     for hit in _IBAN_START.finditer(text):
         if hit.start() and text[hit.start() - 1].isalnum():
             continue
         m = _IBAN.match(text, hit.start())
         if m is None:
             continue
-        length = IBAN_LENGTHS.get(m.group(1))
+        country = m.group(1).upper()
+        length = IBAN_LENGTHS.get(country)
         if length is None:
             continue
         need = length - 4
         pos, taken = m.start(3), 0
         while taken < need and pos < m.end(3):
-            if text[pos] != " ":
+            if text[pos] not in " -":
                 taken += 1
             pos += 1
         if taken < need or (pos < len(text) and text[pos].isalnum()):
             continue
-        compact = text[m.start():pos].replace(" ", "")
+        if pos + 1 < len(text) and text[pos] == "-" and text[pos + 1].isalnum():
+            continue
+        compact = text[m.start():pos].replace(" ", "").replace("-", "").upper()
         if iban_ok(compact):
-            yield Match("iban", m.start(), pos, f"IBAN ({m.group(1)}, {length} characters, mod-97 valid)")
+            yield Match("iban", m.start(), pos, f"IBAN ({country}, {length} characters, mod-97 valid)")
 
 
 # --- SSN --------------------------------------------------------------------------------------------------------
 
-_SSN = re.compile(r"(?<![\w.\-])(\d{3})([- ]?)(\d{2})\2(\d{4})(?!\w|[.\-]\d)")
+_SSN = re.compile(r"(?<![\w.\-])(\d{3})([- .]?)(\d{2})\2(\d{4})(?!\w|[.\-]\d)")
 _SSN_CONTEXT = re.compile(r"\b(?:ssn|ss#|social security|soc\.? ?sec|taxpayer|tin)\b")
 
 
 def find_ssns(text: str, runs: list[Run] | None = None) -> Iterator[Match]:
-    """US Social Security numbers ``AAA-GG-SSSS`` (or spaced; bare nine digits only after SSN wording), with
+    """US Social Security numbers ``AAA-GG-SSSS`` (or spaced, or dotted; bare nine digits only after SSN wording), with
     area 000, 666 and 900-999, group 00 and serial 0000 excluded."""
     for pos, endpos in _windows(text, runs, 9, 0, 2):
         yield from _ssns_in(text, pos, endpos)
@@ -196,7 +189,10 @@ def _ssns_in(text: str, pos: int, endpos: int) -> Iterator[Match]:
         area, sep, group, serial = m.group(1), m.group(2), m.group(3), m.group(4)
         if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
             continue
-        if not sep and not _SSN_CONTEXT.search(_before(text, m.start(), 40)):
+        before = _before(text, m.start(), 40)
+        if not sep and not _SSN_CONTEXT.search(before):
+            continue
+        if sep == "." and (_VERSION_CONTEXT.search(before[-16:]) or _PRODUCT_TOKEN.search(before)):
             continue
         yield Match("ssn", m.start(), m.end(), "US SSN (area, group and serial in issued ranges)")
 
@@ -204,7 +200,7 @@ def _ssns_in(text: str, pos: int, endpos: int) -> Iterator[Match]:
 # --- IP ---------------------------------------------------------------------------------------------------------
 
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
-_IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.\d{1,3}){0,3}(?:%[\w.]+)?(?![\w:])")
+_IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.\d{1,3}){0,3}(?:%[\w.]{1,16})?(?![\w:])")
 _VERSION_CONTEXT = re.compile(
     r"(?:\b(?:v|ver|version|release|rel|build|section|sec|chapter|ch|step|rule|clause|firmware|fw|oid|android|"
     r"ios|windows|macos|python|node|chrome|firefox|safari|edge)\.?|§)\s*$")
@@ -363,71 +359,18 @@ def _valid_phone(number: str, regions: Collection[str]) -> str | None:
     return None
 
 
-# --- secrets ----------------------------------------------------------------------------------------------------
-
-_SECRET = re.compile(
-    r"(?:"
-    r"(?P<anthropic>sk-ant-[A-Za-z0-9_\-]{20,200})"
-    r"|(?P<openai>sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,200})"
-    r"|(?P<stripe>(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,120})"
-    r"|(?P<aws>(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16})"
-    r"|(?P<github>gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"
-    r"|(?P<gitlab>glpat-[A-Za-z0-9_\-]{20,64})"
-    r"|(?P<slack>xox[baprs]-[A-Za-z0-9\-]{10,250})"
-    r"|(?P<google>AIza[0-9A-Za-z_\-]{35})"
-    r"|(?P<huggingface>hf_[A-Za-z0-9]{30,64})"
-    r"|(?P<jwt>eyJ[A-Za-z0-9_\-]{8,2000}\.eyJ[A-Za-z0-9_\-]{8,8000}\.[A-Za-z0-9_\-]{16,2000})"
-    r"|(?P<private_key>-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----[\s\S]{16,16000}?"
-    r"-----END (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----)"
-    r")(?![A-Za-z0-9_\-])")
-_SECRET_START = re.compile(r"sk-|sk_|rk_|AKIA|ASIA|ABIA|ACCA|gh[pousr]_|github_pat_|glpat-|xox[baprs]-|AIza|hf_|eyJ|"
-                           r"-----BEGIN")
-_SECRET_NAMES = MappingProxyType({"anthropic": "Anthropic API key (sk-ant-…)", "openai": "OpenAI API key (sk-…)",
-                 "stripe": "Stripe secret key", "aws": "AWS access key id", "github": "GitHub token",
-                 "gitlab": "GitLab personal access token", "slack": "Slack token", "google": "Google API key",
-                 "huggingface": "Hugging Face token", "jwt": "JSON Web Token", "private_key": "PEM private key"})
-
-
-def _looks_random(token: str) -> bool:
-    """Keys mix letters and digits; prose such as ``sk-this-is-a-placeholder`` does not."""
-    body = token.split("-", 1)[-1]
-    return any(c.isdigit() for c in body) and any(c.isalpha() for c in body)
-
-
-def _jwt_header_ok(token: str) -> bool:
-    header = token.split(".", 1)[0]
-    try:
-        decoded = base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))
-    except (binascii.Error, ValueError):
-        return False
-    return decoded.startswith(b"{") and (b'"alg"' in decoded or b'"typ"' in decoded)
-
-
-def find_secrets(text: str) -> Iterator[Match]:
-    """API keys and tokens in their published formats (OpenAI ``sk-…``, Anthropic ``sk-ant-…``, AWS ``AKIA…``,
-    GitHub ``ghp_…``, Slack ``xox[bp]-…``, Stripe, GitLab, Google, Hugging Face), JWTs whose header decodes, and
-    PEM private-key blocks."""
-    for hit in _SECRET_START.finditer(text):
-        start = hit.start()
-        if start and (text[start - 1].isalnum() or text[start - 1] in "_-"):
-            continue
-        m = _SECRET.match(text, start)
-        if m is None:
-            continue
-        kind = m.lastgroup or "secret"
-        token = m.group()
-        if kind in ("openai", "anthropic") and not _looks_random(token):
-            continue
-        if kind == "jwt" and not _jwt_header_ok(token):
-            continue
-        yield Match("api_key", m.start(), m.end(), _SECRET_NAMES.get(kind, "secret token"))
-
-
 # --- all together -----------------------------------------------------------------------------------------------
+
+# The longest value each entity can be, in characters of the normalised view (PEM blocks and JWTs aside: they are
+# held back from where they begin, see :func:`~llmgw.guardrails.secrets.open_secret`).
+SPANS: Mapping[str, int] = MappingProxyType({"email": 254, "api_key": TOKEN_SPAN, "iban": IBAN_SPAN,
+                                             "credit_card": 19 + 7, "phone": 40, "ssn": 11, "ip": 64})
+MARGIN = 16     # characters after a value that decide it (what may follow a card, a domain, a number)
 
 
 class PiiDetector:
-    """Finds the configured entity types in a text (see the module contract)."""
+    """Finds the configured entity types in a text (see the module contract). ``span`` is the longest value it
+    can report; :meth:`hold` serves the stream guard."""
 
     def __init__(self, entities: Collection[str] = ENTITIES, regions: Collection[str] = ("US",)) -> None:
         unknown = set(entities) - set(ENTITIES)
@@ -435,6 +378,25 @@ class PiiDetector:
             raise ValueError(f"unknown PII entities: {', '.join(sorted(unknown))}")
         self.entities = tuple(e for e in _PRIORITY if e in entities)
         self.regions = tuple(regions)
+        short = max(SPANS[e] for e in self.entities) + MARGIN
+        self.span = SECRET_SPAN if "api_key" in self.entities else short
+        self._short = short
+
+    def reach(self, text: str, low: int, high: int) -> int:
+        """How far a value starting in ``text[low:high]`` can run: the longest short entity past ``high``, or a
+        whole PEM block or JWT from the last one that begins in the range."""
+        far = high + self._short
+        if "api_key" in self.entities:
+            far = max(far, open_secret_reach(text, low, high))
+        return far
+
+    def hold(self, text: str) -> int:
+        """Where the part of ``text`` more text could still change begins: the last :data:`SPANS` characters
+        (the longest short entity, plus context), or an unfinished PEM block or JWT before them."""
+        cut = max(0, len(text) - self._short)
+        if "api_key" in self.entities:
+            cut = open_secret(text, cut)
+        return cut
 
     def _found(self, entity: str, text: str, runs: list[Run], taken: bytearray) -> Iterator[Match]:
         if entity == "api_key":

