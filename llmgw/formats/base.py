@@ -84,7 +84,31 @@ class WireFormat:
         raise NotImplementedError
 
     def request_texts(self, endpoint: str, body: dict[str, Any], fn: TextFn) -> None:
-        """Visit every text of a request of this format, in place."""
+        """Visit every text of a request of this format, in place: ``fn(text, where)`` for each, its return value
+        put back (the guardrails redact through it).
+
+        The conventions every walk follows (a field left out is a field a guardrail cannot see):
+
+        - **Every text-bearing field**, not only the message text: names a client may fill freely (a message's
+          ``name``), tool and parameter descriptions (:func:`~llmgw.formats.texts.schema_texts` on a schema),
+          tool-call arguments and tool inputs with their **keys** (:func:`~llmgw.formats.texts.json_text_at`,
+          :func:`~llmgw.formats.texts.visit_value`), tool results at any depth, document titles and context,
+          predictions, ``user``/``metadata``-style identifiers, stop sequences, reasoning. Left alone: images,
+          audio, files (base64 or ids), signed blocks (Anthropic thinking in a request), and what is structure
+          rather than words (roles, types, ids, tool names, schema property names).
+        - **Document order, deterministic**: the guard walks a body twice (collect, then put back) and relies on
+          meeting the same texts in the same order while nothing changed.
+        - **Adjacent parts read as one**: the text parts of one message (or of ``system``) are visited one after
+          the other with paths ``<container>[<i>].text`` (``.refusal`` for refusal parts) sharing the container,
+          e.g. ``messages[0].content[0].text``, ``messages[0].content[1].text``; the guard scans their
+          concatenation as well as each part, so a value split across parts is found. Other texts get paths of
+          any other shape (``messages[0].name``, ``tools[1].function.description``).
+        - **Paths never carry values**: only fixed field names and indices; an object key appears in a path only
+          when it is a plain name (:func:`~llmgw.formats.texts.key_path`), since paths go into findings and the
+          log.
+        - **One text, one visit**: never a concatenation built for the walk (the guard maps findings back to the
+          text it was given).
+        """
         raise NotImplementedError
 
     def cache_params(self, ex: Exchange) -> dict[str, Any] | None:
@@ -125,7 +149,8 @@ class WireFormat:
     # --- answers ---
 
     def answer_texts(self, body: dict[str, Any], fn: TextFn) -> None:
-        """Visit every text of a whole answer in this format, in place."""
+        """Visit every text of a whole answer in this format, in place, with the conventions of
+        :meth:`request_texts`; reasoning (thinking) is a text of an answer."""
         raise NotImplementedError
 
     def canonical_answer(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -3,11 +3,16 @@ field (``param``) and changes nothing."""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
+
+import orjson
 
 from ..errors import InvalidRequest
 
 MAX_DEPTH = 64
+_UNSET: Any = object()
 
 
 def invalid_field(param: str, message: str) -> InvalidRequest:
@@ -45,3 +50,67 @@ def check_model(body: Any) -> None:
         raise invalid_field("model", "required (the model alias to call)")
     if not isinstance(model, str) or not model:
         raise invalid_field("model", "must be a non-empty string")
+
+
+_SPACED_KEY_END = re.compile(rb'"[ \t\r\n]+:')
+_SPACED_ESCAPED_END = re.compile(rb'\\"[ \t\r\n]+:')
+
+
+def _key_ends(data: bytes) -> int:
+    """How many object keys ``data`` (a JSON document) holds: the closing quotes followed by a colon, less the
+    escaped ones (after dropping pairs of backslashes, a backslash before a quote escapes it). All in C."""
+    if b"\\\\" in data:
+        data = data.replace(b"\\\\", b"")
+    ends = data.count(b'":') - data.count(b'\\":')
+    if b'" ' in data or b'"\t' in data or b'"\r' in data or b'"\n' in data:
+        ends += len(_SPACED_KEY_END.findall(data)) - len(_SPACED_ESCAPED_END.findall(data))
+    return ends
+
+
+def duplicate_key(raw: bytes | str, parsed: Any = _UNSET) -> str | None:
+    """The first object key that appears twice in one object of the JSON document ``raw``, as a key path
+    (``messages[0].content``), or ``None``.
+
+    JSON parsers disagree on duplicated keys (orjson keeps the last value, others the first), so a gateway that
+    reads one value while the upstream reads another would judge a text the upstream never sees. The fast path
+    counts the key ends in ``raw`` and in the re-serialised ``parsed`` value (``orjson.loads(raw)`` when not
+    given) — both in C; only when they differ is the document parsed again, slowly, to name the key."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if parsed is _UNSET:
+        parsed = orjson.loads(data)
+    if _key_ends(data) == _key_ends(orjson.dumps(parsed)):
+        return None
+    found: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in items:
+            if key in seen and not found:
+                found.append(key)
+            seen[key] = value
+        return seen
+
+    json.loads(data, object_pairs_hook=pairs)
+    return _path_of(parsed, found[0]) if found else None
+
+
+def _path_of(value: Any, key: str) -> str:
+    """A readable path to an object holding ``key`` (the first found, depth first), for the error message."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            if key in node:
+                return f"{path}.{key}".lstrip(".") if key.isidentifier() else (path or "(the body)")
+            stack.extend((v, f"{path}.{k}" if str(k).isidentifier() else path) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node))
+    return "(the body)"
+
+
+def check_duplicate_keys(raw: bytes, parsed: Any = _UNSET) -> None:
+    """Refuse (400 ``duplicate_key``) a body with a key twice in one object (see :func:`duplicate_key`)."""
+    where = duplicate_key(raw, parsed)
+    if where is not None:
+        raise InvalidRequest(f"{where}: the key appears twice in one object; send each key once (parsers "
+                             "disagree on which value counts)", param=where, code="duplicate_key")

@@ -36,6 +36,7 @@ class Placeholders:
         self._reserved: set[str] = set()
         self.issued: set[str] = set()
         self.restorable: dict[str, str] = {}     # placeholder -> original value
+        self.restored: set[str] = set()          # placeholders put back into this request's answer
 
     def reserve(self, text: str) -> None:
         """Note placeholder-like tokens already present in ``text`` so that none is issued again."""
@@ -69,7 +70,14 @@ class Placeholders:
         if not self.restorable or "<" not in text:
             return text
         mapping = self.restore_map(json=json)
-        return PLACEHOLDER.sub(lambda m: mapping.get(m.group(), m.group()), text)
+        return PLACEHOLDER.sub(lambda m: self._put_back(mapping, m.group()), text)
+
+    def _put_back(self, mapping: Mapping[str, str], token: str) -> str:
+        value = mapping.get(token)
+        if value is None:
+            return token
+        self.restored.add(token)
+        return value
 
     def restore_map(self, *, json: bool = False) -> dict[str, str]:
         """Placeholder -> value (JSON-escaped with ``json``)."""
@@ -78,22 +86,52 @@ class Placeholders:
         return {token: json_escaped(value) for token, value in self.restorable.items()}
 
     def mask(self, text: str) -> str:
-        """``text`` with every restorable value put back into its placeholder (for the log), longest first."""
-        for token, value in sorted(self.restorable.items(), key=lambda kv: -len(kv[1])):
-            if value in text:
-                text = text.replace(value, token)
-        return text
+        """``text`` with the restorable values put back into their placeholders (for the log), longest first:
+        every one while there are few, else those restored into this request's answer. Linear in the text: one
+        pass of a prefix-tree pattern when there are many."""
+        tokens = self.restorable if len(self.restorable) <= 32 else self.restored
+        values = {self.restorable[t]: t for t in tokens if t in self.restorable}
+        if not values or not text:
+            return text
+        if len(values) <= 32:
+            for value in sorted(values, key=len, reverse=True):
+                if value in text:
+                    text = text.replace(value, values[value])
+            return text
+        pattern = re.compile(_tree_pattern(sorted(values)))
+        return pattern.sub(lambda m: values[m.group()], text)
 
     def restorer(self, *, json: bool = False) -> Restorer:
-        """An incremental restorer over this table's restorable placeholders."""
-        return Restorer(self.restore_map(json=json))
+        """An incremental restorer over this table's restorable placeholders (noting what it restores)."""
+        return Restorer(self.restore_map(json=json), self.restored)
+
+
+def _tree_pattern(values: list[str]) -> str:
+    """A regular expression matching any of ``values`` (sorted, distinct), longest first, as a prefix tree: one
+    branch per distinct next character, so matching costs no more per position than the longest value."""
+    if values == [""]:
+        return ""
+    prefix = values[0]
+    for value in values[1:]:
+        while not value.startswith(prefix):
+            prefix = prefix[:-1]
+    rest = [v[len(prefix):] for v in values]
+    optional = rest[0] == ""
+    rest = [r for r in rest if r]
+    groups: dict[str, list[str]] = {}
+    for r in rest:
+        groups.setdefault(r[0], []).append(r)
+    branches = "|".join(_tree_pattern(group) for group in groups.values())
+    body = f"(?:{branches})" + ("?" if optional else "") if rest else ""
+    return re.escape(prefix) + body
 
 
 class Restorer:
     """Restores placeholders in a text arriving in chunks (see the module contract)."""
 
-    def __init__(self, mapping: Mapping[str, str]) -> None:
+    def __init__(self, mapping: Mapping[str, str], restored: set[str] | None = None) -> None:
         self._map = dict(mapping)
+        self._restored = restored if restored is not None else set()
         self._prefixes = {token[:i] for token in self._map for i in range(1, len(token))}
         self._longest = max((len(t) for t in self._map), default=0)
         self._pending = ""
@@ -114,7 +152,14 @@ class Restorer:
             text, self._pending = text[:cut], text[cut:]
         if "<" not in text:
             return text
-        return PLACEHOLDER.sub(lambda m: self._map.get(m.group(), m.group()), text)
+        return PLACEHOLDER.sub(self._replace, text)
+
+    def _replace(self, m: re.Match[str]) -> str:
+        value = self._map.get(m.group())
+        if value is None:
+            return m.group()
+        self._restored.add(m.group())
+        return value
 
     def flush(self) -> str:
         """The end of the stream: whatever was held back, as it was."""

@@ -1,16 +1,23 @@
 """Guarding a streamed answer: restoring placeholders and applying response rules as the events flow.
 
 Contract (:class:`StreamGuard`):
-- Each stream of text inside the events — a choice's ``delta.content`` and each tool call's argument text in
-  canonical chunks; each content block's ``text_delta`` / ``input_json_delta`` in native Anthropic events — goes
-  through its own :class:`TextPipe`: placeholders restored (JSON-escaped inside argument JSON), then the response
-  rules, which hold back the last :data:`HOLD` characters so an entity is judged whole before any of it leaves.
-- Events keep their order and number; a changed event gets ``raw = None`` so the renderer re-serialises it. Text
-  still held when a channel ends (a finish reason, ``content_block_stop``, the usage chunk, the end of the stream)
-  is put into the finishing event where the format allows, else into one extra event just before it.
-- A response ``block`` raises :class:`Blocked`; :class:`GuardedEvents` turns it into an
-  :class:`~llmgw.providers.base.UpstreamFailure` so the renderer ends the stream with an error event (the client
-  already has its 200). Text that matched is never sent: it is still held back when the rule fires.
+- Each stream of text inside the events — a choice's ``delta.content``, ``delta.reasoning_content`` and each tool
+  call's argument text in canonical chunks; each content block's ``text_delta`` / ``thinking_delta`` /
+  ``input_json_delta`` in native Anthropic events — goes through its own :class:`TextPipe`: placeholders restored
+  (JSON-escaped inside argument JSON), then the response rules (:class:`HoldbackScanner`).
+- The scanner sends text only once nothing after it can change its verdict: it holds back what each rule says
+  more text could still change (:meth:`~llmgw.guardrails.rules.Detector.hold`: the longest value a rule can match,
+  read in the normalised view, and from the start of an unfinished PEM block or JWT). No part of a value a rule
+  would find is ever sent before the value is judged whole. The text already sent stays readable as context
+  (phone or order wording before a number). The buffer is re-read when it has grown by a quarter, so the work is
+  linear in the length of the answer.
+- Events keep their order and number; a changed event gets ``raw = None``. Text still held when a channel ends (a
+  finish reason, ``content_block_stop``, the usage chunk, the end of the stream) is put into the finishing event
+  where the format allows, else into one extra event just before it.
+- A response ``block`` (or a scan past its budget under a rule with ``over_budget = "block"``) raises
+  :class:`Blocked`; :class:`GuardedEvents` turns it into an :class:`~llmgw.providers.base.UpstreamFailure` so the
+  renderer ends the stream with an error event (the client already has its 200). Text that matched is never sent:
+  it is still held back when the rule fires.
 - :class:`GuardedEvents` always closes the upstream iterator when it is closed, started or not.
 """
 
@@ -18,53 +25,100 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from contextlib import nullcontext
 from typing import Any
 
+from ..errors import GatewayError, PermissionDenied
 from ..exchange import StreamEvent
 from ..formats import WireFormat, named
 from ..providers.base import UpstreamFailure
-from .engine import Scan
+from .engine import BudgetExceeded, Scan, over_budget
+from .normalize import normalize
 from .redact import Placeholders, Restorer
 
-HOLD = 128      # characters of answer text held back for the response rules
-_BATCH = 32     # extra characters gathered before scanning again
+CONTEXT = 64    # characters already sent that are read again as context
+_BATCH = 32     # characters gathered beyond the hold before reading again
 
 
 class Blocked(Exception):
     """A response rule blocked the stream; the message says why (no matched value)."""
 
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(error.message)
+        self._error = error
+
+    def error(self) -> GatewayError:
+        """The error the exchange fails with."""
+        return self._error
+
 
 class HoldbackScanner:
-    """Response rules over streamed text: emits text only once nothing after it can change its verdict."""
+    """Response rules over streamed text (see the module contract)."""
 
     def __init__(self, scan: Scan, where: str) -> None:
         self._scan = scan
         self._where = where
-        self._buf = ""
+        self._buf = ""          # received, not sent
+        self._ctx = ""          # the end of what was sent, read as context only
+        self._next = 0          # buffer length at which to read again
+        self._passing = False   # past the budget under over_budget = "allow": the rest passes unscanned
 
     def feed(self, text: str) -> str:
         self._buf += text
-        if len(self._buf) <= HOLD + _BATCH:
+        if self._passing:
+            return self._pass()
+        if len(self._buf) < self._next:
             return ""
-        return self._emit(len(self._buf) - HOLD)
+        return self._emit(final=False)
 
     def flush(self) -> str:
-        return self._emit(len(self._buf))
+        if self._passing:
+            return self._pass()
+        return self._emit(final=True) if self._buf else ""
 
-    def _emit(self, cut: int) -> str:
-        buf = self._buf
-        findings = self._scan.find(buf)
+    def _pass(self) -> str:
+        out, self._buf = self._buf, ""
+        return out
+
+    def _emit(self, *, final: bool) -> str:
+        scan = self._scan
+        text = self._ctx + self._buf
+        base = len(self._ctx)
+        try:
+            with scan.budget.running() if scan.budget is not None else nullcontext():
+                findings = [f for f in scan.find(text) if f.end > base]
+                cut = len(text) if final else self._hold(text)
+        except BudgetExceeded as exceeded:
+            return self._over_budget(str(exceeded))
         blocking = [f for f in findings if f.action == "block"]
         if blocking:
-            self._scan.note(blocking[:1], self._where)
-            raise Blocked(str(self._scan.blocked))
+            scan.note(blocking[:1], self._where)
+            raise Blocked(PermissionDenied(f"answer blocked by guardrail {scan.blocked}", code="guardrail_blocked"))
+        cut = max(cut, base)
         for f in findings:
             if f.start < cut < f.end:
-                cut = f.start
-        ready = [f for f in findings if f.end <= cut]
-        self._scan.note(ready, self._where)
-        self._buf = buf[cut:]
-        return self._scan.apply(buf[:cut], ready)
+                cut = max(f.start, base)
+        ready = [f for f in findings if f.start >= base and f.end <= cut]
+        scan.note(ready, self._where)
+        out = scan.apply(text[:cut], ready)[base:] if ready else text[base:cut]
+        self._ctx = text[max(0, cut - CONTEXT):cut]
+        self._buf = text[cut:]
+        held = len(self._buf)
+        self._next = held + max(_BATCH, held // 4)
+        return out
+
+    def _hold(self, text: str) -> int:
+        """Where the text that must stay held begins (see the module contract)."""
+        view = normalize(text)
+        cut = min(rule.detector.hold(view.text) for rule in self._scan.rules)
+        return view.start(cut)
+
+    def _over_budget(self, spent: str) -> str:
+        error = over_budget(self._scan.rules, self._scan, "the answer", spent)
+        if error is not None:
+            raise Blocked(error)
+        self._passing = True
+        return self._pass()
 
 
 class TextPipe:
@@ -158,7 +212,7 @@ class GuardedEvents:
     """The rest of a stream, through a :class:`StreamGuard`; ``pending`` events go out first."""
 
     def __init__(self, guard: StreamGuard, pending: list[StreamEvent], inner: AsyncIterator[StreamEvent],
-                 on_block: Callable[[str], None]) -> None:
+                 on_block: Callable[[GatewayError], None]) -> None:
         self._guard = guard
         self._out: deque[StreamEvent] = deque(pending)
         self._inner = inner
@@ -182,8 +236,9 @@ class GuardedEvents:
                 self._out.extend(self._guard.process(event))
             except Blocked as blocked:
                 self._done = True
-                self._on_block(str(blocked))
-                raise UpstreamFailure(403, f"answer blocked by guardrail {blocked}") from None
+                error = blocked.error()
+                self._on_block(error)
+                raise UpstreamFailure(error.status, error.message) from None
         return self._out.popleft()
 
     async def aclose(self) -> None:

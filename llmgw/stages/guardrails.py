@@ -2,21 +2,28 @@
 
 Contract (how the pipeline calls it; see docs/guardrails.md):
 - ``await request(ex)``: refuses (403 ``data_class_not_allowed``) a team whose ``data_class`` the alias's
-  ``data_classes`` do not list (no team, no class, or an alias without ``data_classes``: no check); then scans
-  every text of the request with the request-side rules. ``block`` → ``ex.fail(PermissionDenied)`` (403
-  ``guardrail_blocked``, the rule's name and reason in the message), nothing reaches a provider. ``redact`` →
-  ``ex.client_body`` and ``ex.body`` are rewritten in place with placeholders (one table for both, so the same
-  value gets the same placeholder whichever body a provider is sent). ``flag`` → findings recorded only.
-  ``ex.raw_body`` is cleared, or replaced by a PII-masked copy when PII was flagged or the request blocked, so the
-  log row never holds a raw PII value.
+  ``data_classes`` do not list (no team, no class, or an alias without ``data_classes``: no check); refuses (400
+  ``duplicate_key``) a body that repeats a key in one object (the gateway and the upstream must read the same
+  values); then scans every text of the request (the format's walk; adjacent text parts read as one) with the
+  request-side rules. ``block`` → ``ex.fail(PermissionDenied)`` (403 ``guardrail_blocked``, the rule's name and
+  reason in the message), nothing reaches a provider. ``redact`` → ``ex.client_body`` and ``ex.body`` are rewritten
+  in place with placeholders (one table for both, so the same value gets the same placeholder whichever body a
+  provider is sent). ``flag`` → findings recorded only. Bodies over :data:`OFFLOAD_BYTES` are scanned in a worker
+  thread; a cancelled request stops its scan.
+- The scan of each phase has a CPU budget (:data:`~llmgw.guardrails.engine.DEFAULT_BUDGET_S`); past it, a rule
+  with ``over_budget = "block"`` (the default) refuses the request (413 ``guardrail_scan_budget``) or the answer,
+  and rules with ``over_budget = "allow"`` let it through unscanned, with a finding saying so.
+- The log keeps only what the guard has judged: ``ex.raw_body`` is cleared (the log then serialises the redacted
+  body), or replaced by a PII-masked copy when PII was flagged or the request blocked; an exchange whose request
+  was not scanned to the end (refused before the guard, a duplicate key, the budget) keeps no request body at all.
 - ``await after_route(ex)`` — after routing (or a cache hit), before the answer is rendered: restores this
   request's placeholders into the answer and applies the response-side rules, to a whole reply (``ex.reply`` is
   replaced; ``raw`` dropped) or a stream (:meth:`wrap_stream`). A response ``block`` fails a whole reply with 403;
   a stream is ended with an error event.
 - ``after_answer(ex)`` — once the answer has been written, before any stage's ``response``: puts placeholders
   back into ``ex.reply`` / ``ex.streamed_text`` so what later stages keep (cache, log) holds no restored value.
-- ``await response(ex)``: drops the exchange's guard state (``ex.guard``) and counts findings per (rule, action)
-  in :attr:`GuardrailStage.counts`.
+- ``await response(ex)``: withholds unscanned request bodies from the log (above), drops the exchange's guard
+  state (``ex.guard``) and counts findings per (rule, action) in :attr:`GuardrailStage.counts`.
 - Findings (log dicts, never values) go to ``ex.findings`` as they are found, so the cache (which stores nothing
   for an exchange with findings) and the log read them there.
 
@@ -29,15 +36,18 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from ..errors import PermissionDenied
+from ..errors import GatewayError, PermissionDenied
 from ..exchange import Exchange, UpstreamReply
 from ..formats import canonical, named
-from ..guardrails.engine import Scan, as_redacting
+from ..formats.validate import check_duplicate_keys
+from ..guardrails.body import scan_body
+from ..guardrails.engine import DEFAULT_BUDGET_S, Budget, BudgetExceeded, Scan, ScanCancelled, as_redacting, over_budget
 from ..guardrails.redact import Placeholders
 from ..guardrails.rules import Rule
 from ..guardrails.stream import Blocked, GuardedEvents, StreamGuard, pipe_factory
@@ -53,8 +63,9 @@ class GuardState:
 
     table: Placeholders = field(default_factory=Placeholders)
     response_scan: Scan | None = None
-    blocked_stream: str | None = None
+    blocked_stream: GatewayError | None = None
     rendered: bool = False
+    scanned: bool = False          # the request was judged to the end: its body may be logged (as the guard left it)
 
 
 def _data_class(team: Any) -> str | None:
@@ -71,15 +82,16 @@ class GuardrailStage(Stage):
     """The guardrail pipeline stage (see the module contract)."""
 
     def __init__(self, rules: Sequence[Rule], models: Mapping[str, ModelConfig],
-                 teams: Mapping[str, Any]) -> None:
+                 teams: Mapping[str, Any], *, budget_s: float | None = DEFAULT_BUDGET_S) -> None:
         """``teams`` maps team names to ``TeamConfig`` s or raw ``[teams.*]`` tables (only ``data_class`` is
-        read)."""
+        read); ``budget_s`` is the CPU time each phase's scan of one exchange may take (``None``: unlimited)."""
         self.rules = tuple(rules)
         self.request_rules = tuple(r for r in self.rules if r.applies("request"))
         self.response_rules = tuple(r for r in self.rules if r.applies("response"))
         self._log_mask_rules = as_redacting(self.rules)
         self.models = models
         self.teams = teams
+        self.budget_s = budget_s
         self.counts: Counter[tuple[str, str]] = Counter()
 
     @classmethod
@@ -106,11 +118,17 @@ class GuardrailStage(Stage):
             return
         state = ex.guard = GuardState()
         if not self.request_rules:
+            state.scanned = True
             return
+        budget = Budget(self.budget_s)
         if len(ex.raw_body) > OFFLOAD_BYTES:   # a big body: let the event loop breathe while it is scanned
-            await asyncio.to_thread(self._scan_request, ex, state)
+            try:
+                await asyncio.to_thread(self._judge_request, ex, state, budget)
+            except asyncio.CancelledError:
+                budget.cancel()
+                raise
         else:
-            self._scan_request(ex, state)
+            self._judge_request(ex, state, budget)
 
     def _data_class_refusal(self, ex: Exchange) -> PermissionDenied | None:
         data_class = _data_class(self.teams.get(ex.team)) if ex.team else None
@@ -122,26 +140,37 @@ class GuardrailStage(Stage):
                                 f" only for {approved} (models.{ex.alias}.data_classes)",
                                 code="data_class_not_allowed", param="model")
 
-    def _scan_request(self, ex: Exchange, state: GuardState) -> None:
+    def _judge_request(self, ex: Exchange, state: GuardState, budget: Budget) -> None:
+        """The request phase's work, on the loop or in a worker thread; never raises."""
+        scan = Scan(self.request_rules, "request", state.table, budget=budget)
+        with budget.running():
+            try:
+                if ex.raw_body:
+                    check_duplicate_keys(ex.raw_body, ex.client_body or ex.body)
+                self._scan_request(ex, state, scan)
+            except GatewayError as error:
+                ex.fail(error)
+            except ScanCancelled:
+                pass
+            except BudgetExceeded as exceeded:
+                error = over_budget(self.request_rules, scan, "the request", str(exceeded))
+                if error is not None:
+                    ex.fail(error)
+            ex.findings.extend(scan.drain())
+
+    def _scan_request(self, ex: Exchange, state: GuardState, scan: Scan) -> None:
         body = ex.client_body or ex.body
         table = state.table
         wire = named(ex.client_format)
-
-        def reserve(text: str, where: str) -> str:
-            table.reserve(text)
-            return text
-
-        wire.request_texts(ex.endpoint, body, reserve)
-        scan = Scan(self.request_rules, "request", table)
-        wire.request_texts(ex.endpoint, body, scan.text)
-        ex.findings.extend(scan.findings)
+        scan_body(lambda fn: wire.request_texts(ex.endpoint, body, fn), scan, on_text=table.reserve)
         if scan.redacted and ex.body is not body and ex.body:
-            silent = Scan(self.request_rules, "request", table, record=False)
-            canonical().request_texts(ex.endpoint, ex.body, silent.text)
+            silent = Scan(self.request_rules, "request", table, record=False, budget=scan.budget)
+            scan_body(lambda fn: canonical().request_texts(ex.endpoint, ex.body, fn), silent)
         if scan.blocked is not None or scan.unredacted_pii:
             ex.raw_body = self._masked_copy(ex, _copy(body), table) if self._log_mask_rules else b""
         elif scan.redacted:
             ex.raw_body = b""
+        state.scanned = True
         if scan.blocked is not None:
             ex.fail(PermissionDenied(f"request blocked by guardrail {scan.blocked}", code="guardrail_blocked"))
 
@@ -149,7 +178,7 @@ class GuardrailStage(Stage):
         """The request as the log may keep it: every PII value still in it replaced, whatever the rules'
         actions (flagged values, texts left unscanned after a block)."""
         masker = Scan(self._log_mask_rules, "request", table, record=False)
-        named(ex.client_format).request_texts(ex.endpoint, original, masker.text)
+        scan_body(lambda fn: named(ex.client_format).request_texts(ex.endpoint, original, fn), masker)
         return orjson.dumps(original)
 
     # --- answer phase (before rendering) ---
@@ -161,7 +190,8 @@ class GuardrailStage(Stage):
             return
         if self.response_rules:
             allow = frozenset(state.table.restorable.values())
-            state.response_scan = Scan(self.response_rules, "response", state.table, allow=allow, restoring=False)
+            state.response_scan = Scan(self.response_rules, "response", state.table, allow=allow, restoring=False,
+                                       budget=Budget(self.budget_s))
         if ex.reply is not None:
             self._guard_reply(ex, state)
         elif ex.first_event is not None and ex.events is not None:
@@ -171,33 +201,34 @@ class GuardrailStage(Stage):
         reply = ex.reply
         assert reply is not None
         scan = state.response_scan
-        if not state.table.restorable and scan is None:
+        table = state.table
+        if not table.restorable and scan is None:
             return
         body = _copy(reply.body)
-        changed = False
-
-        def guard(text: str, where: str) -> str:
-            nonlocal changed
-            out = state.table.restore(text)
-            if scan is not None:
-                out = scan.text(out, where)
-            changed |= out != text
-            return out
-
         wire = named(reply.format)
-        wire.answer_texts(body, guard)
-        if scan is not None and scan.blocked is not None:   # the log's copy: PII after the block point masked too
-            masker = Scan(self._log_mask_rules, "response", state.table, record=False, restoring=False)
-            wire.answer_texts(body, masker.text)
+        walk = lambda fn: wire.answer_texts(body, fn)  # noqa: E731
+        error: GatewayError | None = None
+        if scan is None:
+            changed = scan_body(walk, Scan((), "response", table), before=table.restore)
+        else:
+            with scan.budget.running() if scan.budget is not None else nullcontext():
+                try:
+                    changed = scan_body(walk, scan, before=table.restore)
+                except BudgetExceeded as exceeded:
+                    changed = scan_body(walk, Scan((), "response", table), before=table.restore)
+                    error = over_budget(self.response_rules, scan, "the answer", str(exceeded))
+        if scan is not None and (scan.blocked is not None or error is not None):
+            masker = Scan(self._log_mask_rules, "response", table, record=False, restoring=False)
+            scan_body(walk, masker)     # the log's copy: PII after the block point masked too
             changed = True
         if changed:
             ex.reply = UpstreamReply(body, None, reply.usage, reply.format)
         if scan is not None:
-            ex.findings.extend(scan.findings)
-            scan.findings.clear()
-            if scan.blocked is not None:
+            ex.findings.extend(scan.drain())
+            if error is not None:
+                ex.fail(error)
+            elif scan.blocked is not None:
                 ex.fail(PermissionDenied(f"answer blocked by guardrail {scan.blocked}", code="guardrail_blocked"))
-
     async def wrap_stream(self, ex: Exchange) -> None:
         """Swap ``ex.first_event``/``ex.events`` for restored and response-checked ones. A block decided on the
         first event fails the exchange (403) and closes the upstream stream."""
@@ -209,15 +240,15 @@ class GuardrailStage(Stage):
             return
         guard = StreamGuard(make)
 
-        def on_block(why: str) -> None:
-            state.blocked_stream = why
+        def on_block(error: GatewayError) -> None:
+            state.blocked_stream = error
 
         try:
             first = guard.process(ex.first_event)
         except Blocked as blocked:
             await ex.events.aclose()  # type: ignore[attr-defined]
             ex.first_event = ex.events = None
-            ex.fail(PermissionDenied(f"answer blocked by guardrail {blocked}", code="guardrail_blocked"))
+            ex.fail(blocked.error())
             return
         ex.first_event = first[0]
         ex.events = GuardedEvents(guard, first[1:], ex.events, on_block)
@@ -231,11 +262,10 @@ class GuardrailStage(Stage):
             return
         state.rendered = True
         scan = state.response_scan
-        if scan is not None and scan.findings:
-            ex.findings.extend(scan.findings)
-            scan.findings.clear()
+        if scan is not None:
+            ex.findings.extend(scan.drain())
         if state.blocked_stream is not None:
-            ex.fail(PermissionDenied(f"answer blocked by guardrail {state.blocked_stream}", code="guardrail_blocked"))
+            ex.fail(state.blocked_stream)
         table = state.table
         if not table.restorable:
             return
@@ -247,6 +277,9 @@ class GuardrailStage(Stage):
             ex.streamed_text[:] = [table.mask("".join(ex.streamed_text))]
 
     async def response(self, ex: Exchange) -> None:
+        state = ex.guard
+        if self.request_rules and (state is None or not state.scanned):
+            ex.raw_body, ex.client_body, ex.body = b"", {}, {}   # never judged to the end: the log keeps no body
         ex.guard = None
         for finding in ex.findings:
-            self.counts[(finding["rule"], finding["action"])] += 1
+            self.counts[(finding["rule"], finding["action"])] += finding.get("count", 1)
