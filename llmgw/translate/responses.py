@@ -7,8 +7,9 @@ Contracts:
 - :func:`responses_request_to_openai` returns ``(body, dropped)``: ``dropped`` names the hints that had no canonical
   equivalent and were left out (they do not change what the model must produce). What would change the answer and
   has no canonical form — state kept by OpenAI (``previous_response_id``, ``conversation``, stored ``prompt``
-  templates, ``item_reference`` items), hosted and custom tools and their calls, ``background`` runs, log
-  probabilities, item types and roles it does not know — raises :class:`InvalidRequest` naming the field. The
+  templates, ``item_reference`` items), client-side built-in tools and their calls (``local_shell``,
+  ``computer_use``...), ``background`` runs, log probabilities, item types and roles it does not know — raises
+  :class:`InvalidRequest` naming the field. Tools: :mod:`llmgw.translate.responses_tools`. The
   caller defers that error to targets that do not speak the Responses API (one that does gets the request
   untouched).
 - Usage is normalised with :func:`usage_from_responses`: ``input_tokens`` counts cached tokens too, as in the API.
@@ -21,6 +22,7 @@ from typing import Any
 
 from ..errors import InvalidRequest
 from ..exchange import Usage
+from .responses_tools import custom_arguments, tool_choice_to_openai, tools_to_openai
 
 RESPONSES = "responses"
 """The name of the OpenAI Responses client format (what exchanges, replies, events and log rows carry)."""
@@ -35,7 +37,6 @@ _OPENAI_STATE = {"previous_response_id": "previous responses are kept by OpenAI"
                  "prompt": "prompt templates are kept by OpenAI",
                  "background": "background responses are run by OpenAI",
                  "top_logprobs": "log probabilities have no translation"}
-_TOOL_FIELDS = frozenset({"type", "name", "description", "parameters", "strict"})
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 _LOGPROBS = "message.output_text.logprobs"
 
@@ -81,15 +82,17 @@ def responses_request_to_openai(body: dict[str, Any]) -> tuple[dict[str, Any], l
 
     - ``instructions`` becomes the first system message; ``input`` (a string: one user message; or items) the
       messages: ``message`` items by role (``developer`` as ``system``), ``function_call`` items the assistant's
-      ``tool_calls`` (joined to the assistant message before them), ``function_call_output`` items tool messages.
-      Text, image and file parts become canonical parts.
+      ``tool_calls`` (joined to the assistant message before them), ``function_call_output`` items tool messages;
+      ``custom_tool_call`` items calls of the custom tool's function (``{"input": ...}``), their outputs tool
+      messages. Text, image and file parts become canonical parts.
     - ``max_output_tokens`` becomes ``max_tokens``; ``text.format`` a ``response_format``; ``text.verbosity``
-      ``verbosity``; ``reasoning.effort`` ``reasoning_effort``; function tools and ``tool_choice`` their canonical
-      forms; ``temperature``, ``top_p``, ``user``, ``safety_identifier``, ``prompt_cache_key``, ``service_tier``
-      keep their names.
+      ``verbosity``; ``reasoning.effort`` ``reasoning_effort``; tools and ``tool_choice`` their canonical forms
+      (:func:`~llmgw.translate.responses_tools.tools_to_openai`); ``temperature``, ``top_p``, ``user``,
+      ``safety_identifier``, ``prompt_cache_key``, ``service_tier`` keep their names.
     - Dropped and named: ``reasoning`` items (their encrypted content is for OpenAI only), ``reasoning.summary``,
       ``store``, ``include``, ``metadata``, ``truncation``, ``phase``, function-tool fields other than name,
-      description, parameters and strict, and every top-level field the translation does not know.
+      description, parameters and strict, tools OpenAI runs itself (``web_search``...), custom tools' grammar
+      (``format``), and every top-level field the translation does not know.
     """
     dropped: list[str] = []
     for name, why in _OPENAI_STATE.items():
@@ -121,13 +124,13 @@ def responses_request_to_openai(body: dict[str, Any]) -> tuple[dict[str, Any], l
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
-    tools = body.get("tools")
+    tools = tools_to_openai(body.get("tools") or [], dropped)
     if tools:
-        out["tools"] = [_tool(tool, f"tools[{i}]", dropped) for i, tool in enumerate(tools)]
+        out["tools"] = tools
         if body.get("parallel_tool_calls") is not None:
             out["parallel_tool_calls"] = body["parallel_tool_calls"]
     if body.get("tool_choice") is not None:
-        out["tool_choice"] = _tool_choice(body["tool_choice"])
+        out["tool_choice"] = tool_choice_to_openai(body["tool_choice"])
     _text(body.get("text"), out, dropped)
     _reasoning(body.get("reasoning"), out, dropped)
     dropped.extend(name for name in body if name not in _HANDLED and name not in _OPENAI_STATE)
@@ -163,29 +166,6 @@ def _reasoning(reasoning: Any, out: dict[str, Any], dropped: list[str]) -> None:
     if reasoning.get("effort") is not None:
         out["reasoning_effort"] = reasoning["effort"]
     dropped.extend(f"reasoning.{k}" for k, v in reasoning.items() if k != "effort" and v is not None)
-
-
-def _tool(tool: Any, where: str, dropped: list[str]) -> dict[str, Any]:
-    if not isinstance(tool, dict) or tool.get("type") != "function":
-        kind = tool.get("type") if isinstance(tool, dict) else tool
-        raise only_on_responses(where, f"{kind!r} tools exist only on the Responses API")
-    function: dict[str, Any] = {"name": tool.get("name"),
-                                "parameters": tool.get("parameters") or {"type": "object", "properties": {}}}
-    if tool.get("description"):
-        function["description"] = tool["description"]
-    if tool.get("strict") is not None:
-        function["strict"] = tool["strict"]
-    dropped.extend(key for key in tool if key not in _TOOL_FIELDS)
-    return {"type": "function", "function": function}
-
-
-def _tool_choice(choice: Any) -> Any:
-    if isinstance(choice, str):
-        return choice
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        return {"type": "function", "function": {"name": choice.get("name")}}
-    kind = choice.get("type") if isinstance(choice, dict) else choice
-    raise only_on_responses("tool_choice", f"tool_choice {kind!r} has no translation")
 
 
 # --- input items -------------------------------------------------------------------------------------------------
@@ -290,6 +270,11 @@ def _function_call(item: dict[str, Any], where: str, messages: list[dict[str, An
         messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
 
 
+def _custom_call(item: dict[str, Any], where: str, messages: list[dict[str, Any]], dropped: list[str]) -> None:
+    """A custom tool's call: a call of its function (see :mod:`llmgw.translate.responses_tools`)."""
+    _function_call({**item, "arguments": custom_arguments(item.get("input"))}, where, messages, dropped)
+
+
 def _function_output(item: dict[str, Any], where: str, messages: list[dict[str, Any]], dropped: list[str]) -> None:
     output = item.get("output")
     if isinstance(output, list):
@@ -305,4 +290,6 @@ _ITEMS: dict[str, Callable[[dict[str, Any], str, list[dict[str, Any]], list[str]
     "message": _message,
     "function_call": _function_call,
     "function_call_output": _function_output,
+    "custom_tool_call": _custom_call,
+    "custom_tool_call_output": _function_output,
 }

@@ -4,12 +4,14 @@ object, both ways, and the pieces a Responses stream is built of (ids, the respo
 Contracts:
 - Pure functions; no I/O.
 - :func:`openai_response_to_responses` writes a canonical answer as a ``response``: its text (and refusal) as one
-  ``message`` item, each tool call as a ``function_call`` item (``call_id`` the canonical call id), the status
+  ``message`` item, each tool call as a ``function_call`` item (``call_id`` the canonical call id; a custom tool's
+  as a ``custom_tool_call``, a namespaced tool's with its ``namespace``: :class:`ToolMap`), the status
   from the finish reason (``length`` → ``incomplete`` with ``max_output_tokens``, ``content_filter`` →
   ``incomplete`` with ``content_filter``), the usage normalised, and the request's settings echoed as the API does.
 - :func:`responses_response_to_openai` reads a ``response`` as a canonical answer (what the cache stores). Output
   items that have no canonical form (hosted tool calls, items newer than this module) leave it without choices,
-  so such an answer is never cached; ``reasoning`` items are left out.
+  so such an answer is never cached; ``reasoning`` items are left out; a ``custom_tool_call`` is a call of the
+  custom tool's function.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from ..exchange import Usage
 from .responses import usage_from_responses, usage_to_responses
+from .responses_tools import ToolMap, custom_arguments
 
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 """Canonical finish reasons that make a response ``incomplete``, with the reason the API gives."""
@@ -65,12 +68,6 @@ def message_item(item_id: str, parts: list[dict[str, Any]], status: str) -> dict
     return {"id": item_id, "type": "message", "status": status, "role": "assistant", "content": parts}
 
 
-def call_item(item_id: str, call_id: str, name: Any, arguments: str, status: str) -> dict[str, Any]:
-    """A ``function_call`` output item."""
-    return {"id": item_id, "type": "function_call", "status": status, "arguments": arguments, "call_id": call_id,
-            "name": name}
-
-
 def openai_response_to_responses(resp: dict[str, Any], usage: Usage, request: dict[str, Any]) -> dict[str, Any]:
     """A canonical ``chat.completion`` as a ``response`` object (see the module contract)."""
     choice = (resp.get("choices") or [{}])[0]
@@ -85,10 +82,11 @@ def openai_response_to_responses(resp: dict[str, Any], usage: Usage, request: di
         parts.append({"type": "refusal", "refusal": message["refusal"]})
     if parts:
         output.append(message_item(new_id("msg"), parts, status))
+    tools = ToolMap.of(request)
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
-        output.append(call_item(new_id("fc"), call.get("id") or new_id("call"), function.get("name"),
-                                function.get("arguments") or "{}", "completed"))
+        output.append(tools.item(new_id("fc"), call.get("id") or new_id("call"), function.get("name"),
+                                 function.get("arguments") or "{}", "completed"))
     out = response_shell(request, new_id("resp"), resp.get("model") or request.get("model"), status)
     out.update(incomplete_details=details, output=output, usage=usage_to_responses(usage))
     if isinstance(resp.get("created"), int):
@@ -110,9 +108,11 @@ def responses_response_to_openai(resp: dict[str, Any]) -> dict[str, Any]:
                     texts.append(str(part.get("text") or ""))
                 elif isinstance(part, dict) and part.get("type") == "refusal":
                     refusals.append(str(part.get("refusal") or ""))
-        elif kind == "function_call":
+        elif kind in ("function_call", "custom_tool_call"):
+            arguments = (item.get("arguments") or "{}") if kind == "function_call" else \
+                custom_arguments(item.get("input"))
             calls.append({"id": item.get("call_id"), "type": "function",
-                          "function": {"name": item.get("name"), "arguments": item.get("arguments") or "{}"}})
+                          "function": {"name": item.get("name"), "arguments": arguments}})
         elif kind != "reasoning":
             representable = False
     reason = (resp.get("incomplete_details") or {}).get("reason")

@@ -8,9 +8,11 @@ bytes to write. The events are the API's, in its order, numbered from 0 by ``seq
 - text: ``response.output_item.added`` (an assistant ``message``), ``response.content_part.added`` (an empty
   ``output_text``), one ``response.output_text.delta`` per piece, and when something else starts or the answer
   ends ``response.output_text.done``, ``response.content_part.done``, ``response.output_item.done``;
-- each tool call: ``response.output_item.added`` (a ``function_call`` with its ``call_id`` and name), one
-  ``response.function_call_arguments.delta`` per fragment, and at the end ``response.function_call_arguments.done``
-  and ``response.output_item.done``;
+- each tool call: ``response.output_item.added`` (a ``function_call`` with its ``call_id``, name and namespace),
+  one ``response.function_call_arguments.delta`` per fragment, and at the end
+  ``response.function_call_arguments.done`` and ``response.output_item.done``; a custom tool's call is a
+  ``custom_tool_call`` whose input comes whole at the end (``response.custom_tool_call_input.delta`` and
+  ``.done``), unwrapped from its function's arguments;
 - last ``response.completed`` — or ``response.incomplete`` when the finish reason was ``length`` /
   ``content_filter`` — carrying every output item and the usage; ``fail`` writes an ``error`` event and then
   ``response.failed`` instead.
@@ -29,7 +31,8 @@ import orjson
 from ..exchange import Usage
 from ..sse import encode_data
 from .responses import usage_to_responses
-from .responses_answer import INCOMPLETE, call_item, finish_status, message_item, new_id, response_shell, text_part
+from .responses_answer import INCOMPLETE, finish_status, message_item, new_id, response_shell, text_part
+from .responses_tools import ToolMap, custom_input
 
 
 def sse_event(data: dict[str, Any]) -> bytes:
@@ -55,6 +58,8 @@ class OpenAIStreamToResponses:
         self._items: list[dict[str, Any]] = []
         self._message: int | None = None          # output index of the open message item
         self._calls: dict[int, int] = {}           # canonical tool-call index -> output index
+        self._arguments: dict[int, str] = {}       # output index -> the call's canonical arguments so far
+        self._tools = ToolMap.of(request)
         self._closed: set[int] = set()
         self._created = int(time.time())
 
@@ -123,15 +128,19 @@ class OpenAIStreamToResponses:
         if index is None:
             out += self._close_message()
             index = self._calls[position] = len(self._items)
-            self._items.append(call_item(new_id("fc"), call.get("id") or new_id("call"), function.get("name"), "",
-                                         "in_progress"))
+            name = function.get("name")
+            prefix = "ctc" if self._tools.is_custom(name) else "fc"
+            self._items.append(self._tools.item(new_id(prefix), call.get("id") or new_id("call"), name, "",
+                                                "in_progress"))
             out.append(self._event("response.output_item.added", output_index=index, item=dict(self._items[index])))
         item = self._items[index]
         arguments = function.get("arguments")
         if arguments:
-            item["arguments"] += arguments
-            out.append(self._event("response.function_call_arguments.delta", item_id=item["id"], output_index=index,
-                                   delta=arguments))
+            self._arguments[index] = self._arguments.get(index, "") + arguments
+            if item["type"] == "function_call":   # a custom tool's input is unwrapped whole, at its end
+                item["arguments"] += arguments
+                out.append(self._event("response.function_call_arguments.delta", item_id=item["id"],
+                                       output_index=index, delta=arguments))
         return out
 
     def _close_calls(self) -> list[bytes]:
@@ -142,8 +151,16 @@ class OpenAIStreamToResponses:
             item = self._items[index]
             item["status"] = "completed"
             self._closed.add(index)
-            out.append(self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
-                                   arguments=item["arguments"]))
+            if item["type"] == "custom_tool_call":
+                item["input"] = custom_input(self._arguments.get(index, ""))
+                if item["input"]:
+                    out.append(self._event("response.custom_tool_call_input.delta", item_id=item["id"],
+                                           output_index=index, delta=item["input"]))
+                out.append(self._event("response.custom_tool_call_input.done", item_id=item["id"],
+                                       output_index=index, input=item["input"]))
+            else:
+                out.append(self._event("response.function_call_arguments.done", item_id=item["id"],
+                                       output_index=index, arguments=item["arguments"]))
             out.append(self._event("response.output_item.done", output_index=index, item=dict(item)))
         return out
 

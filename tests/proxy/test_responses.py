@@ -197,7 +197,7 @@ async def test_a_chat_completions_target_gets_the_translation_and_the_hints_are_
 
 
 @pytest.mark.parametrize(("extra", "param"), [
-    ({"tools": [{"type": "web_search"}]}, "tools[0]"),
+    ({"tools": [{"type": "local_shell"}]}, "tools[0]"),
     ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]"),
     ({"background": True}, "background"),
     ({"text": {"format": {"type": "grammar"}}}, "text.format"),

@@ -114,6 +114,47 @@ def test_settings_with_an_equivalent_are_translated_and_hints_are_dropped_and_na
     assert dropped == ["reasoning.summary", "store", "metadata", "truncation", "future_knob_2031", "include"]
 
 
+CODEX_TOOLS: list[Any] = [
+    {"type": "function", "name": "exec_command", "description": "Runs a command", "strict": False,
+     "parameters": WEATHER},
+    {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents",
+     "tools": [{"type": "function", "name": "spawn_agent", "parameters": WEATHER, "strict": False}]},
+    {"type": "custom", "name": "apply_patch", "description": "Edit files.",
+     "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}},
+    {"type": "web_search", "external_web_access": False},
+]
+
+
+def test_codex_tools_namespaces_flatten_custom_tools_take_one_string_and_hosted_ones_are_dropped() -> None:
+    out, dropped = responses_request_to_openai(request("Hi", tools=CODEX_TOOLS,
+                                                       tool_choice={"type": "custom", "name": "apply_patch"}))
+    assert [t["function"]["name"] for t in out["tools"]] == ["exec_command", "spawn_agent", "apply_patch"]
+    patch = out["tools"][2]["function"]
+    assert patch["parameters"]["required"] == ["input"] and patch["parameters"]["properties"]["input"]["type"] == \
+        "string"
+    assert patch["description"] == "Edit files.\n\nWrite `input` in this lark grammar:\nstart: /.+/"
+    assert out["tool_choice"] == {"type": "function", "function": {"name": "apply_patch"}}
+    assert dropped == ["format", "web_search"]
+
+
+def test_custom_tool_calls_and_outputs_in_the_history_become_tool_calls_and_results() -> None:
+    out, _ = responses_request_to_openai(request([
+        {"role": "user", "content": "Patch it"},
+        {"type": "custom_tool_call", "call_id": "call_p", "name": "apply_patch", "input": "*** Begin Patch"},
+        {"type": "custom_tool_call_output", "call_id": "call_p", "output": "Done!"},
+        {"type": "function_call", "call_id": "call_s", "name": "spawn_agent", "namespace": "multi_agent_v1",
+         "arguments": "{}"},
+    ], tools=CODEX_TOOLS))
+    assert out["messages"][1:] == [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_p", "type": "function",
+             "function": {"name": "apply_patch", "arguments": '{"input":"*** Begin Patch"}'}}]},
+        {"role": "tool", "tool_call_id": "call_p", "content": "Done!"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_s", "type": "function", "function": {"name": "spawn_agent", "arguments": "{}"}}]},
+    ]
+
+
 def test_json_object_format_and_plain_text_format() -> None:
     assert responses_request_to_openai(request("Hi", text={"format": {"type": "json_object"}}))[0][
         "response_format"] == {"type": "json_object"}
@@ -127,8 +168,10 @@ def test_json_object_format_and_plain_text_format() -> None:
     ({"background": True}, "background"),
     ({"top_logprobs": 3}, "top_logprobs"),
     ({"include": ["message.output_text.logprobs"]}, "include"),
-    ({"tools": [{"type": "web_search"}]}, "tools[0]"),
-    ({"tools": [{"type": "custom", "name": "apply_patch"}]}, "tools[0]"),
+    ({"tools": [{"type": "local_shell"}]}, "tools[0]"),
+    ({"tools": [{"type": "namespace", "name": "ns", "tools": [{"type": "computer_use_preview"}]}]},
+     "tools[0].tools[0]"),
+    ({"tool_choice": {"type": "web_search"}}, "tool_choice"),
     ({"tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": []}}, "tool_choice"),
     ({"text": {"format": {"type": "grammar"}}}, "text.format"),
     ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]"),
@@ -230,6 +273,19 @@ def test_a_response_becomes_a_canonical_answer_reasoning_left_out() -> None:
     }
 
 
+def test_calls_of_custom_and_namespaced_tools_come_back_as_their_own_items() -> None:
+    calls = [{"id": "call_p", "type": "function",
+              "function": {"name": "apply_patch", "arguments": '{"input":"*** Begin Patch"}'}},
+             {"id": "call_s", "type": "function", "function": {"name": "spawn_agent", "arguments": "{}"}}]
+    body = openai_response_to_responses(completion({"role": "assistant", "content": None, "tool_calls": calls},
+                                                   "tool_calls"), Usage(), request("Hi", tools=CODEX_TOOLS))
+    response = Response.model_validate(body)
+    patch, spawn = response.output
+    assert patch.type == "custom_tool_call" and patch.input == "*** Begin Patch" and patch.call_id == "call_p"
+    assert spawn.type == "function_call" and spawn.namespace == "multi_agent_v1"
+    assert responses_response_to_openai(body)["choices"][0]["message"]["tool_calls"] == calls
+
+
 def test_an_answer_with_hosted_tool_output_has_no_canonical_choice_so_it_is_never_cached() -> None:
     body = {"object": "response", "output": [{"type": "web_search_call", "id": "ws_1", "status": "completed"},
                                              {"type": "message", "content": [{"type": "output_text", "text": "x"}]}]}
@@ -309,6 +365,20 @@ def test_streamed_tool_calls_become_function_call_items_with_argument_deltas() -
     assert (first.call_id, first.name, json.loads(first.arguments)) == ("call_1", "get_weather", {"city": "Paris"})
     assert (second.call_id, json.loads(second.arguments)) == ("call_2", {"city": "Lyon"})
     assert final.status == "completed"
+
+
+def test_a_streamed_custom_tool_call_comes_whole_as_custom_tool_call_input_events() -> None:
+    pieces = [(chunk({"tool_calls": [{"index": 0, "id": "call_p", "type": "function",
+                                      "function": {"name": "apply_patch", "arguments": '{"input":"*** Be'}}]}), None),
+              (chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'gin Patch"}'}}]}), None),
+              (chunk({}, "tool_calls"), None)]
+    events, final = run(OpenAIStreamToResponses(request("Hi", tools=CODEX_TOOLS), "alias"), pieces, CODEX_TOOLS)
+    kinds = [e["type"] for e in events]
+    assert "response.function_call_arguments.delta" not in kinds
+    assert kinds[-4:] == ["response.custom_tool_call_input.delta", "response.custom_tool_call_input.done",
+                          "response.output_item.done", "response.completed"]
+    [call] = final.output
+    assert call.type == "custom_tool_call" and call.input == "*** Begin Patch" and call.call_id == "call_p"
 
 
 def test_a_length_cut_ends_with_response_incomplete() -> None:
