@@ -40,7 +40,7 @@ from ..stages.meter import MeterStage
 from ..stages.route import Router
 from ..store.log import LogWriter, latest_events
 from .events import EventHub, events_handler
-from .governance import KeyReloader, open_keys, open_shared_state, refresh_keys
+from .governance import KeyReloader, open_keys, open_shared_state, refresh_keys, scrubber
 from .handlers import Handler, format_handler
 from .landing import landing, unknown_path
 from .metrics import Metrics, metrics_handler, refresh_spend_anomalies
@@ -140,16 +140,17 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode())
     try:
         rng = random.Random()
+        scrub = scrubber(profile)   # every configured secret, kept out of what upstreams say
         router = Router(build_providers(profile, session, rng), profile.routing, rng=rng,
                         first_token_timeout_s=profile.server.first_token_timeout_s,
-                        fail_targets=app[FAIL_TARGETS])
+                        fail_targets=app[FAIL_TARGETS], scrub=scrub)
         prices = PriceTable.load(profile.prices)
-        meter = MeterStage(prices, writer, listeners=[app[METRICS].observe, app[EVENTS].publish])
+        meter = MeterStage(prices, writer, listeners=[app[METRICS].observe, app[EVENTS].publish], scrub=scrub)
         keys = await asyncio.to_thread(open_keys, profile) if profile.governed else None
         state = await open_shared_state(profile)
         reloader = KeyReloader(keys, lambda: open_keys(profile)) if keys is not None else None
         auth = AuthStage(profile.models, keys, reloader.fresh if reloader is not None else None)
-        limits = LimitsStage(state, prices, profile.teams)
+        limits = LimitsStage(state, prices, profile.teams, default_max_tokens=profile.server.default_max_tokens)
         app[SESSION] = session
         app[WRITER] = writer
         app[AUTH] = auth

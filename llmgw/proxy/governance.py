@@ -10,6 +10,9 @@ Contracts:
   however many unknown keys arrive (concurrent misses share one re-read), so a client sending made-up keys can
   make a request wait at most ``min_interval_s`` plus one read, and the database sees at most one read per
   interval from misses.
+- ``scrubber(profile)`` is the one :class:`~llmgw.scrub.Scrubber` of a running server: every secret the profile
+  configures, resolved (provider keys, custom provider header values and base-URL passwords, the admin key, the
+  profile's keys) and the shared-state URL's password.
 - ``open_shared_state`` gives Redis when ``[state] shared`` is set, a SQLite file beside the request log for
   several workers on one machine, else the in-process store; budget counters
   that the store does not have yet start from the spend already in the request log (the log is the ledger).
@@ -25,7 +28,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from ..profile import Profile
+from ..profile import Profile, SecretError
+from ..scrub import Scrubber, url_password
 from ..stages.limits import budget_counter, periods
 from ..store.keys import KeyIndex, KeyStore, could_be_minted
 from ..store.shared import MemoryState, SharedState, StateUnavailable
@@ -90,6 +94,21 @@ async def refresh_keys(reloader: KeyReloader, interval_s: float = 2.0) -> None:
     while True:
         await asyncio.sleep(interval_s)
         await reloader.reload()
+
+
+def scrubber(profile: Profile) -> Scrubber:
+    """The scrubber of every secret ``profile`` configures (see the module contract)."""
+    values: list[str | None] = []
+    for _path, secret in profile.secrets():
+        try:
+            values.append(secret.resolve())
+        except SecretError:
+            continue
+    for provider in profile.providers.values():
+        values.extend(provider.headers.values())
+        values.append(url_password(provider.base_url))
+    values.append(url_password(profile.state.shared))
+    return Scrubber(values)
 
 
 def _spend_so_far(profile: Profile, now: float) -> dict[str, float]:

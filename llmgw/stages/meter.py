@@ -15,7 +15,9 @@ Contract:
 - ``response(ex)`` — the meter is the first stage, so its response phase runs last — sets ``ex.latency_ms`` and
   queues exactly one log row per exchange, whatever happened to it (answered, refused, failed, client gone). It
   never blocks: the row goes to the batching :class:`~llmgw.store.log.LogWriter` and to each listener (e.g. live
-  event streams) synchronously.
+  event streams) synchronously. As a last line of defence the row's error message, its attempts' errors and an
+  error response are scrubbed of secrets (the :class:`~llmgw.scrub.Scrubber` built at start-up) before anyone
+  sees the row.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from ..exchange import Exchange
 from ..formats import FORMATS
 from ..pricing import PriceTable
+from ..scrub import Scrubber
 from ..store.log import LogWriter
 from .base import Stage
 
@@ -36,10 +39,12 @@ log = logging.getLogger("llmgw.meter")
 
 
 class MeterStage(Stage):
-    def __init__(self, prices: PriceTable, writer: LogWriter, listeners: list[RowListener] | None = None) -> None:
+    def __init__(self, prices: PriceTable, writer: LogWriter, listeners: list[RowListener] | None = None, *,
+                 scrub: Scrubber | None = None) -> None:
         self.prices = prices
         self.writer = writer
         self.listeners = listeners if listeners is not None else []
+        self.scrub = scrub or Scrubber()
 
     def price(self, ex: Exchange) -> float:
         """The exchange's cost in USD, computed on the first call and kept in ``ex.cost_usd``."""
@@ -63,9 +68,22 @@ class MeterStage(Stage):
         self.price(ex)
         ex.latency_ms = ex.elapsed_ms()
         row = ex.log_row()
+        if ex.error is not None or ex.attempts:
+            self._scrub(row)
         self.writer.write(row)
         for listener in self.listeners:
             listener(row)
+
+
+    def _scrub(self, row: dict[str, Any]) -> None:
+        scrub = self.scrub
+        if row["error_message"]:
+            row["error_message"] = scrub(row["error_message"])
+        for attempt in row["attempts"]:
+            if attempt.get("error"):
+                attempt["error"] = scrub(attempt["error"])
+        if row["error"] is not None and isinstance(row.get("response"), dict):
+            row["response"] = scrub.value(row["response"])
 
 
 def complete_usage(ex: Exchange) -> None:

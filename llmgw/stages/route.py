@@ -19,6 +19,11 @@ Contract (:meth:`Router.route`):
   its first event has arrived, so a 200 followed by an error event fails over like any other failure.
 - ``fail_targets`` (``llmgw smoke --fail``) makes those targets fail without being called.
 - Every attempt is appended to ``ex.attempts``; ``ex.target`` is the target that answered (or the last tried).
+- Upstream text is scrubbed where the router records it: every :class:`UpstreamFailure` (before a stream and
+  mid-stream) has its message and body passed through the :class:`~llmgw.scrub.Scrubber` built at start-up before
+  anything (the client's error, ``ex.attempts``, the log) reads it. A stream whose event stream is malformed (an
+  SSE line over the decoder's cap) is an upstream failure (502) like any other: before the first event it falls
+  back, after it the stream ends with an error event.
 - On failure ``route`` raises a :class:`GatewayError` in the gateway's tree.
 """
 
@@ -27,13 +32,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 
 from ..errors import GatewayError, InvalidRequest, PayloadTooLarge, RateLimited, UpstreamError, UpstreamTimeout
-from ..exchange import Attempt, Exchange, UpstreamReply
+from ..exchange import Attempt, Exchange, StreamEvent, UpstreamReply
 from ..formats import named
 from ..profile import ModelConfig, RoutingConfig, Target
 from ..providers.base import Provider, UpstreamFailure
+from ..scrub import Scrubber
+from ..sse import SSEError
 from .base import Stage
 
 _BACKOFF_BASE_S = 0.1
@@ -129,8 +136,9 @@ class Router(Stage):
 
     def __init__(self, providers: Mapping[str, Provider], routing: RoutingConfig | None = None, *,
                  first_token_timeout_s: float = 300.0, rng: random.Random | None = None,
-                 fail_targets: Collection[str] = ()) -> None:
+                 fail_targets: Collection[str] = (), scrub: Scrubber | None = None) -> None:
         routing = routing or RoutingConfig()
+        self.scrub = scrub or Scrubber()
         self.providers = providers
         self.rng = rng or random.Random()
         self.latency = LatencyTracker()
@@ -238,7 +246,9 @@ class Router(Stage):
             failure: UpstreamFailure | None = UpstreamFailure(0, "no first token within first_token_timeout_s",
                                                               timeout=True)
         except UpstreamFailure as exc:
-            failure = exc
+            failure = self.scrubbed(exc)
+        except SSEError as exc:
+            failure = UpstreamFailure(502, f"upstream sent a malformed event stream: {exc}")
         except GatewayError:  # the request itself cannot go to this target: no verdict on the target
             self.breaker.release(target.name)
             raise
@@ -299,7 +309,27 @@ class Router(Stage):
                 await events.aclose()  # type: ignore[attr-defined]
                 raise
             ex.mark_first_token()
-            ex.first_event, ex.events = first, events
+            ex.first_event, ex.events = first, self._guarded(events)
+
+    def scrubbed(self, failure: UpstreamFailure) -> UpstreamFailure:
+        """``failure`` with its message and body scrubbed of secrets (in place)."""
+        failure.message = self.scrub(failure.message)
+        failure.args = (failure.message,)
+        if failure.body is not None:
+            failure.body = self.scrub.value(failure.body)
+        return failure
+
+    async def _guarded(self, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+        """The rest of a stream, its failures scrubbed and a malformed event stream made an upstream failure."""
+        try:
+            async for event in events:
+                yield event
+        except UpstreamFailure as exc:
+            raise self.scrubbed(exc) from None
+        except SSEError as exc:
+            raise UpstreamFailure(502, f"upstream sent a malformed event stream: {exc}") from None
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
 
 
 def _deadline_error(ex: Exchange) -> UpstreamTimeout:

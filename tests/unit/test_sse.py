@@ -267,3 +267,37 @@ def test_byte_at_a_time_and_empty_feeds(name: str) -> None:
     for i in range(len(stream)):
         pieces += [stream[i:i + 1], b""]
     assert decode_pieces(pieces) == decode_whole(stream)
+
+
+def test_a_line_without_end_is_refused_once_it_passes_the_cap_and_memory_stays_bounded() -> None:
+    from llmgw.sse import SSELineTooLong
+
+    decoder = SSEDecoder(max_line_bytes=1_000_000)
+    decoder.feed(b'data: {"a": 1}\n\n')
+    piece = b"x" * 65536
+    fed = 0
+    with pytest.raises(SSELineTooLong, match="longer than 1000000 bytes"):
+        decoder.feed(b"data: ")
+        while fed < 300_000_000:   # an upstream's 300 MB line
+            decoder.feed(piece)
+            fed += len(piece)
+            assert decoder.buffered <= 1_000_000 + len(piece)
+    assert fed < 1_100_000 and decoder.buffered == 0
+
+
+def test_an_event_of_many_data_lines_is_capped_too() -> None:
+    from llmgw.sse import SSELineTooLong
+
+    decoder = SSEDecoder(max_line_bytes=10_000)
+    with pytest.raises(SSELineTooLong):
+        for _ in range(1000):
+            decoder.feed(b"data: " + b"y" * 100 + b"\n")
+
+
+def test_a_long_line_in_many_pieces_is_decoded_whole_below_the_cap() -> None:
+    decoder = SSEDecoder(max_line_bytes=5_000_000)
+    assert decoder.feed(b"data: ") == []
+    for _ in range(64):
+        assert decoder.feed(b"z" * 65536) == []
+    messages = decoder.feed(b"\r\n\r\n")
+    assert [len(m.data) for m in messages] == [64 * 65536]
