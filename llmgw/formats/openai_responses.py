@@ -8,9 +8,11 @@ Contract (see :class:`~llmgw.formats.base.WireFormat`):
   seen pass: an upstream that speaks the Responses API gets the client's body untouched but for ``model``. For the
   others the canonical translation is prepared (:mod:`llmgw.translate.responses`); what has none becomes the
   exchange's ``translation_error``, raised only if such a target is tried.
-- Texts: ``instructions``, every message's text and refusal parts, ``function_call`` arguments (JSON values one by
-  one), ``custom_tool_call`` input, the output of ``*_call_output`` items, function tools' descriptions. Reasoning
-  items (encrypted for the upstream), images and files are left alone.
+- Texts (the conventions of :meth:`~llmgw.formats.base.WireFormat.request_texts`): ``instructions``, every
+  message's text and refusal parts, reasoning summaries and text, ``function_call`` arguments (JSON keys and values),
+  ``custom_tool_call`` input, the output of ``*_call_output`` items, tools' descriptions and parameter schemas (a
+  namespace's too), ``text.format``'s description and schema, ``user``, ``safety_identifier`` and ``metadata``.
+  Encrypted reasoning, images and files are left alone.
 - Answers from a Responses upstream are forwarded as they came (bytes and events; ``sequence_number`` s are
   renumbered only where the stream guard added events); canonical answers are translated
   (:mod:`llmgw.translate.responses_answer`, :mod:`llmgw.translate.responses_stream`). A stream ends with
@@ -36,7 +38,7 @@ from ..translate.responses_stream import OpenAIStreamToResponses, failure_events
 from . import responses_guard as guarding
 from .base import Route, WireFormat
 from .streaming import forward_stream
-from .texts import TextFn, json_text_at, text_at
+from .texts import TextFn, json_text_at, schema_texts, text_at, visit_value
 from .validate import check_depth, check_model, invalid_field, is_int, is_number
 
 if TYPE_CHECKING:
@@ -133,12 +135,31 @@ def items_texts(items: list[Any], where: str, fn: TextFn) -> None:
         kind, at = tr.item_kind(item), f"{where}[{i}]"
         if kind == "message":
             _content_texts(item, "content", at, fn)
+        elif kind == "reasoning":
+            for key in ("summary", "content"):
+                for j, part in enumerate(item.get(key) or []):
+                    if isinstance(part, dict) and "text" in part:
+                        text_at(part, "text", f"{at}.{key}[{j}].text", fn)
         elif kind == "function_call":
             json_text_at(item, "arguments", f"{at}.arguments", fn)
         elif kind == "custom_tool_call":
             _content_texts(item, "input", at, fn)
         elif isinstance(kind, str) and kind.endswith("_call_output"):
             _content_texts(item, "output", at, fn)
+
+
+def tools_texts(tools: list[Any], where: str, fn: TextFn) -> None:
+    """What tools say in words: descriptions and parameter schemas, a namespace's tools too."""
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            continue
+        at = f"{where}[{i}]"
+        if isinstance(tool.get("description"), str):
+            text_at(tool, "description", f"{at}.description", fn)
+        if isinstance(tool.get("parameters"), dict):
+            schema_texts(tool["parameters"], f"{at}.parameters", fn)
+        if isinstance(tool.get("tools"), list):
+            tools_texts(tool["tools"], f"{at}.tools", fn)
 
 
 # --- the format -------------------------------------------------------------------------------------------------
@@ -184,9 +205,19 @@ class OpenAIResponses(WireFormat):
                 text_at(body, key, key, fn)
             elif isinstance(value, list):
                 items_texts(value, key, fn)
-        for i, tool in enumerate(body.get("tools") or []):
-            if isinstance(tool, dict) and isinstance(tool.get("description"), str):
-                text_at(tool, "description", f"tools[{i}].description", fn)
+        if isinstance(body.get("tools"), list):
+            tools_texts(body["tools"], "tools", fn)
+        fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
+        if isinstance(fmt, dict):
+            if isinstance(fmt.get("description"), str):
+                text_at(fmt, "description", "text.format.description", fn)
+            if isinstance(fmt.get("schema"), dict):
+                schema_texts(fmt["schema"], "text.format.schema", fn)
+        for key in ("user", "safety_identifier"):
+            if isinstance(body.get(key), str):
+                text_at(body, key, key, fn)
+        if isinstance(body.get("metadata"), dict):
+            body["metadata"] = visit_value(body["metadata"], "metadata", fn)
 
     def cache_params(self, ex: Exchange) -> dict[str, Any] | None:
         """The fields the canonical body does not carry whole (``text``, ``reasoning``, ``include``, ``store``...) and

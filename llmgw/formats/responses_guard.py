@@ -1,15 +1,15 @@
 """The stream guard's channels in native Responses API events, and the numbering of a forwarded Responses stream.
 
 Contract (:func:`guard_event`, used by :meth:`llmgw.formats.openai_responses.OpenAIResponses.guard_event`):
-- Channels are the texts the model writes piece by piece: an ``output_text`` part (``response.output_text.delta``,
-  key ``("text", output_index, content_index)``), a function call's arguments
-  (``response.function_call_arguments.delta``, JSON, key ``("args", output_index, 0)``) and a custom tool call's
-  input (``response.custom_tool_call_input.delta``, key ``("input", output_index, 0)``). Each delta goes through its
-  pipe (placeholders restored, response rules applied); what came out is kept per channel (``guard.context``).
-- The events that repeat a whole text — ``*.done``, ``response.content_part.done``, ``response.output_item.done``,
-  ``response.completed`` / ``response.incomplete`` / ``response.failed`` — first close their channels (held text
-  goes out in one more delta event just before them), then carry exactly what the deltas carried. A text that
-  arrives whole, without deltas, goes through a pipe of its own.
+- Channels are the texts the model writes piece by piece (:data:`CHANNELS`): an ``output_text`` part, a refusal
+  part, a reasoning summary part, a reasoning text part, a function call's arguments (JSON) and a custom tool
+  call's input, each keyed ``(kind, output_index, part index)`` (0 for the calls). Each delta goes through its pipe
+  (placeholders restored, response rules applied); what came out is kept per channel (``guard.context``).
+- The events that repeat a whole text — each channel's ``.done`` event, ``response.content_part.done``,
+  ``response.reasoning_summary_part.done``, ``response.output_item.done``, ``response.completed`` /
+  ``response.incomplete`` / ``response.failed`` — first close their channels (held text goes out in one more delta
+  event just before them), then carry exactly what the deltas carried. A text that arrives whole, without deltas,
+  goes through a pipe of its own.
 - A changed event gets ``raw = None``. Added events carry no meaningful ``sequence_number``: :class:`Numbering`
   renumbers the stream as it is written.
 """
@@ -17,6 +17,7 @@ Contract (:func:`guard_event`, used by :meth:`llmgw.formats.openai_responses.Ope
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..exchange import StreamEvent
@@ -26,13 +27,47 @@ if TYPE_CHECKING:
 
 HeldEvent = Callable[["StreamGuard", tuple[Any, ...], str, bool], StreamEvent]
 
-# delta event -> (channel kind, JSON text?); done event -> (channel kind, field with the whole text)
-_DELTAS = {"response.output_text.delta": ("text", False), "response.function_call_arguments.delta": ("args", True),
-           "response.custom_tool_call_input.delta": ("input", False)}
-_DONES = {"response.output_text.done": ("text", "text"), "response.function_call_arguments.done": ("args", "arguments"),
-          "response.custom_tool_call_input.done": ("input", "input")}
-_DELTA_OF = {kind: event for event, (kind, _) in _DELTAS.items()}
-_FIELD_OF = {"args": "arguments", "input": "input"}   # the item field a call channel fills
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """One kind of streamed text: its events, the field the done event and the item repeat it in, the event field
+    that indexes its part (None: one per item), and whether it is JSON."""
+
+    kind: str
+    delta: str
+    done: str
+    field: str            # the whole text's field in the done event, the part and the item
+    index: str | None     # "content_index" / "summary_index"
+    where: str            # the key path in an output item, {i} the part's index
+    json: bool = False
+
+
+CHANNELS = (
+    Channel("text", "response.output_text.delta", "response.output_text.done", "text", "content_index",
+            "content[{i}].text"),
+    Channel("refusal", "response.refusal.delta", "response.refusal.done", "refusal", "content_index",
+            "content[{i}].refusal"),
+    Channel("summary", "response.reasoning_summary_text.delta", "response.reasoning_summary_text.done", "text",
+            "summary_index", "summary[{i}].text"),
+    Channel("reasoning", "response.reasoning_text.delta", "response.reasoning_text.done", "text", "content_index",
+            "content[{i}].text"),
+    Channel("args", "response.function_call_arguments.delta", "response.function_call_arguments.done", "arguments",
+            None, "arguments", json=True),
+    Channel("input", "response.custom_tool_call_input.delta", "response.custom_tool_call_input.done", "input", None,
+            "input"),
+)
+_BY_DELTA = {c.delta: c for c in CHANNELS}
+_BY_DONE = {c.done: c for c in CHANNELS}
+_BY_KIND = {c.kind: c for c in CHANNELS}
+# Where whole texts sit in an output item: (item type, list field or None, part type or None) -> channel
+_IN_ITEMS = {("message", "content", "output_text"): _BY_KIND["text"],
+             ("message", "content", "refusal"): _BY_KIND["refusal"],
+             ("reasoning", "summary", "summary_text"): _BY_KIND["summary"],
+             ("reasoning", "content", "reasoning_text"): _BY_KIND["reasoning"],
+             ("function_call", None, None): _BY_KIND["args"],
+             ("custom_tool_call", None, None): _BY_KIND["input"]}
+_PART_DONE = {"response.content_part.done": ("content_index", {"output_text": "text", "refusal": "refusal"}),
+              "response.reasoning_summary_part.done": ("summary_index", {"summary_text": "summary"})}
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -61,13 +96,13 @@ class Numbering:
         return changed
 
 
-def _key(kind: str, data: dict[str, Any]) -> tuple[Any, ...]:
-    return kind, data.get("output_index", 0), data.get("content_index", 0) if kind == "text" else 0
+def _key(channel: Channel, data: dict[str, Any]) -> tuple[Any, ...]:
+    return channel.kind, data.get("output_index", 0), data.get(channel.index, 0) if channel.index else 0
 
 
 def _where(key: tuple[Any, ...]) -> str:
     kind, index, part = key
-    return f"output[{index}].content[{part}].text" if kind == "text" else f"output[{index}].{_FIELD_OF[kind]}"
+    return f"output[{index}]." + _BY_KIND[kind].where.format(i=part)
 
 
 def _state(guard: StreamGuard) -> tuple[dict[int, Any], dict[tuple[Any, ...], str]]:
@@ -79,9 +114,19 @@ def _whole(guard: StreamGuard, key: tuple[Any, ...], text: str) -> str:
     """The text a channel carried, or ``text`` through a pipe of its own when no delta came for it."""
     texts = _state(guard)[1]
     if key not in texts:
-        out = guard.pipe(key, _where(key), key[0] == "args").feed(text)
+        out = guard.pipe(key, _where(key), _BY_KIND[key[0]].json).feed(text)
         texts[key] = out + guard.flush([key]).get(key, "")
     return texts[key]
+
+
+def _settle(guard: StreamGuard, key: tuple[Any, ...], container: dict[str, Any], field: str) -> bool:
+    """Put what channel ``key`` carried into ``container[field]``; True when that changed it."""
+    text = container.get(field)
+    if not isinstance(text, str):
+        return False
+    whole = _whole(guard, key, text)
+    container[field] = whole
+    return whole != text
 
 
 def _close(guard: StreamGuard, keys: list[tuple[Any, ...]], held: HeldEvent) -> list[StreamEvent]:
@@ -95,19 +140,15 @@ def _settle_item(guard: StreamGuard, index: int, item: Any) -> bool:
     if not isinstance(item, dict):
         return False
     changed = False
-    if item.get("type") == "message":
-        for j, part in enumerate(item.get("content") or []):
-            if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str):
-                text = _whole(guard, ("text", index, j), part["text"])
-                changed |= text != part["text"]
-                part["text"] = text
-    else:
-        kind = {"function_call": "args", "custom_tool_call": "input"}.get(item.get("type"))
-        field = _FIELD_OF.get(kind or "")
-        if kind is not None and field is not None and isinstance(item.get(field), str):
-            text = _whole(guard, (kind, index, 0), item[field])
-            changed |= text != item[field]
-            item[field] = text
+    for (kind, parts, part_type), channel in _IN_ITEMS.items():
+        if item.get("type") != kind:
+            continue
+        if parts is None:
+            changed |= _settle(guard, (channel.kind, index, 0), item, channel.field)
+            continue
+        for j, part in enumerate(item.get(parts) or []):
+            if isinstance(part, dict) and part.get("type") == part_type:
+                changed |= _settle(guard, (channel.kind, index, j), part, channel.field)
     return changed
 
 
@@ -120,31 +161,29 @@ def guard_event(guard: StreamGuard, event: StreamEvent, held: HeldEvent) -> list
     changed = False
     if kind == "response.output_item.added" and isinstance(data.get("item"), dict):
         items[data.get("output_index", 0)] = data["item"].get("id")
-    elif kind in _DELTAS:
-        channel, json = _DELTAS[kind]
+    elif kind in _BY_DELTA:
+        channel = _BY_DELTA[kind]
         key = _key(channel, data)
         text = data.get("delta")
         if isinstance(text, str) and text:
-            out = guard.pipe(key, _where(key), json).feed(text)
+            out = guard.pipe(key, _where(key), channel.json).feed(text)
             texts[key] = texts.get(key, "") + out
             changed = out != text
             data["delta"] = out
-    elif kind in _DONES:
-        channel, field = _DONES[kind]
+    elif kind in _BY_DONE:
+        channel = _BY_DONE[kind]
         key = _key(channel, data)
         extra = _close(guard, [key], held)
-        if isinstance(data.get(field), str):
-            text = _whole(guard, key, data[field])
-            changed = text != data[field]
-            data[field] = text
-    elif kind == "response.content_part.done":
+        changed = _settle(guard, key, data, channel.field)
+    elif kind in _PART_DONE:
+        index_field, kinds = _PART_DONE[kind]
         part = data.get("part")
-        if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str):
-            key = _key("text", data)
+        channel_kind = kinds.get(part.get("type")) if isinstance(part, dict) else None
+        if channel_kind is not None:
+            channel = _BY_KIND[channel_kind]
+            key = (channel.kind, data.get("output_index", 0), data.get(index_field, 0))
             extra = _close(guard, [key], held)
-            text = _whole(guard, key, part["text"])
-            changed = text != part["text"]
-            part["text"] = text
+            changed = _settle(guard, key, part, channel.field)
     elif kind == "response.output_item.done":
         index = data.get("output_index", 0)
         extra = _close(guard, [k for k in guard.channels() if k[1] == index], held)
@@ -165,9 +204,12 @@ def held_delta(guard: StreamGuard, key: tuple[Any, ...], text: str) -> dict[str,
     the stream is written)."""
     items, texts = _state(guard)
     kind, index, part = key
+    channel = _BY_KIND[kind]
     texts[key] = texts.get(key, "") + text
-    data: dict[str, Any] = {"type": _DELTA_OF[kind], "item_id": items.get(index, ""), "output_index": index}
+    data: dict[str, Any] = {"type": channel.delta, "item_id": items.get(index, ""), "output_index": index}
+    if channel.index is not None:
+        data[channel.index] = part
     if kind == "text":
-        data.update(content_index=part, logprobs=[])
+        data["logprobs"] = []
     data.update(delta=text, sequence_number=0)
     return data

@@ -17,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from llmgw.exchange import StreamEvent
+from llmgw.formats import named
 from llmgw.guardrails.redact import Placeholders
 from llmgw.guardrails.stream import StreamGuard, pipe_factory
 from llmgw.profile import parse_profile
@@ -169,3 +170,64 @@ def test_native_events_are_restored_channel_by_channel_fed_one_by_one() -> None:
     done = next(e for e in out if e.data["type"] == "response.output_text.done")
     assert done.data["text"] == f"Hi {EMAIL}" and done.raw is None
     assert out[-1].data["response"]["output"][0]["content"][0]["text"] == f"Hi {EMAIL}"
+
+
+def test_every_text_of_a_request_is_visited_in_document_order() -> None:
+    body = {
+        "model": "gpt", "instructions": "sys", "user": "u-1", "safety_identifier": "s-1", "metadata": {"run": "r"},
+        "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "a"}, {"type": "input_text", "text": "b"},
+                                         {"type": "input_image", "image_url": "https://x/y.png"}]},
+            {"type": "reasoning", "summary": [{"type": "summary_text", "text": "thought"}],
+             "encrypted_content": "gAAAA"},
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": '{"to": "x"}'},
+            {"type": "function_call_output", "call_id": "c", "output": [{"type": "input_text", "text": "out"}]},
+            {"type": "custom_tool_call", "call_id": "d", "name": "apply_patch", "input": "patch"},
+            {"type": "custom_tool_call_output", "call_id": "d", "output": "done"},
+            {"type": "message", "role": "assistant", "content": [{"type": "refusal", "refusal": "no"}]},
+        ],
+        "tools": [{"type": "function", "name": "f", "description": "desc",
+                   "parameters": {"type": "object", "properties": {"to": {"type": "string", "description": "who"}}}},
+                  {"type": "namespace", "name": "ns", "tools": [{"type": "function", "name": "g",
+                                                                 "description": "inner"}]}],
+        "text": {"format": {"type": "json_schema", "name": "o", "description": "fmt",
+                            "schema": {"type": "object", "description": "shape"}}},
+    }
+    seen: list[str] = []
+    named("responses").request_texts("chat", body, lambda text, where: seen.append(where) or text)
+    assert seen == [
+        "instructions", "input[0].content[0].text", "input[0].content[1].text", "input[1].summary[0].text",
+        "input[2].arguments{key 0}", "input[2].arguments.to", "input[3].output[0].text", "input[4].input",
+        "input[5].output", "input[6].content[0].refusal", "tools[0].description",
+        "tools[0].parameters.properties.to.description", "tools[1].tools[0].description",
+        "text.format.description", "text.format.schema.description", "user", "safety_identifier", "metadata{key 0}",
+        "metadata.run",
+    ]
+
+
+def test_reasoning_summaries_are_restored_in_deltas_parts_and_items() -> None:
+    table = Placeholders()
+    placeholder = table.token("EMAIL", EMAIL, restorable=True)
+    make = pipe_factory(table, None)
+    assert make is not None
+    guard = StreamGuard(make)
+    where = {"item_id": "rs_1", "output_index": 0, "summary_index": 0}
+    feed = [
+        {"type": "response.output_item.added", "output_index": 0, "item": {"id": "rs_1", "type": "reasoning"}},
+        {"type": "response.reasoning_summary_text.delta", **where, "delta": "Mail " + placeholder},
+        {"type": "response.reasoning_summary_text.done", **where, "text": "Mail " + placeholder},
+        {"type": "response.reasoning_summary_part.done", **where,
+         "part": {"type": "summary_text", "text": "Mail " + placeholder}},
+        {"type": "response.output_item.done", "output_index": 0,
+         "item": {"id": "rs_1", "type": "reasoning", "summary": [{"type": "summary_text",
+                                                                  "text": "Mail " + placeholder}]}},
+    ]
+    out: list[StreamEvent] = []
+    for data in feed:
+        out += guard.process(StreamEvent(data, b"raw", format="responses"))
+    text = "".join(e.data["delta"] for e in out if e.data["type"] == "response.reasoning_summary_text.delta")
+    assert text == f"Mail {EMAIL}"
+    by_type = {e.data["type"]: e.data for e in out}
+    assert by_type["response.reasoning_summary_text.done"]["text"] == f"Mail {EMAIL}"
+    assert by_type["response.reasoning_summary_part.done"]["part"]["text"] == f"Mail {EMAIL}"
+    assert by_type["response.output_item.done"]["item"]["summary"][0]["text"] == f"Mail {EMAIL}"
