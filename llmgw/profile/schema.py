@@ -79,6 +79,7 @@ class ServerConfig:
     log_bodies: bool = True
     admin_key: Secret | None = None
     default_max_tokens: int = 4096        # the output limit reserved and sent for a limited request that has none
+    metrics_auth: bool = False            # /metrics needs the admin key
 
 
 @dataclass(frozen=True)

@@ -96,15 +96,18 @@ def make_app(profile: Profile, *, fail_targets: Collection[str] = (), embedder: 
     app.router.add_get("/models", _models)
     app[METRICS] = Metrics(aliases=profile.models.keys())
     app[EVENTS] = EventHub()
+    admin_key = _admin_key(profile)
+    metrics_key = admin_key if profile.server.metrics_auth else None
     if metrics_folder is not None:
         folder = metrics_folder
         app.cleanup_ctx.append(lambda app: _publish_metrics(app, folder))
-        app.router.add_get("/metrics", metrics_handler(app[METRICS], lambda: asyncio.to_thread(read_others, folder)))
+        app.router.add_get("/metrics", metrics_handler(app[METRICS], lambda: asyncio.to_thread(read_others, folder),
+                                                       admin_key=metrics_key))
     else:
-        app.router.add_get("/metrics", metrics_handler(app[METRICS]))
+        app.router.add_get("/metrics", metrics_handler(app[METRICS], admin_key=metrics_key))
     db_path = profile.state.db_path
     app.router.add_get("/admin/events", events_handler(
-        app[EVENTS], _admin_key(profile),
+        app[EVENTS], admin_key,
         history=lambda size, bodies: asyncio.to_thread(latest_events, db_path, size, bodies=bodies)))
     app.on_shutdown.append(_close_events)
     app.router.add_get("/", landing)

@@ -1,6 +1,8 @@
 """Turning HTTP into an Exchange and back: one handler for every route of every client format.
 
 Contract (:func:`format_handler`):
+- The pipeline's ``headers`` phases (authentication) run first, on the headers alone: a refused request is
+  answered at once and its body is never read (nor parsed, validated or logged).
 - The body is read once (size limit, orjson), the route's format validates it and fills the exchange, and the
   exchange goes through the whole pipeline — every endpoint alike (chat, embeddings, count_tokens): auth, limits,
   guardrails, cache, routing, meter.
@@ -99,6 +101,9 @@ def format_handler(wire: WireFormat, route: Route, profile: Profile, pipeline: C
         stages = pipeline()
         ex = begin(request, profile, wire, route)
         try:
+            await stages.admit(ex)
+            if ex.error is not None:   # refused on its headers: the body is never read
+                raise ex.error
             body, ex.raw_body = await read_json(request, max_bytes)
             wire.parse(ex, body)
             await stages.start(ex)

@@ -31,6 +31,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .events import authorized, unauthorized
+
 log = logging.getLogger("llmgw.proxy.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -249,10 +251,14 @@ def _added(family: Counter | Histogram, others: Sequence[Mapping[str, Any]]) -> 
 SnapshotSource = Callable[[], Awaitable[Sequence[Mapping[str, Any]]]]
 
 
-def metrics_handler(metrics: Metrics, others: SnapshotSource | None = None) -> Handler:
-    """The ``GET /metrics`` handler; ``others()`` gives the other workers' snapshots, if there are any."""
+def metrics_handler(metrics: Metrics, others: SnapshotSource | None = None, *,
+                    admin_key: str | None = None) -> Handler:
+    """The ``GET /metrics`` handler; ``others()`` gives the other workers' snapshots, if there are any. With
+    ``admin_key`` (``[server] metrics_auth = true``) a scrape must present it as ``/admin/*`` does (401 otherwise)."""
 
     async def handle(request: web.Request) -> web.Response:
+        if admin_key is not None and not authorized(request, admin_key):
+            return unauthorized()
         snapshots = await others() if others is not None else ()
         return web.Response(body=metrics.render(snapshots).encode(), headers={"Content-Type": CONTENT_TYPE})
 

@@ -1,6 +1,9 @@
 """The pipeline: the stages of the request's way, each phase run over the stages that declare it.
 
 Contract (the phases are drawn in :mod:`llmgw.stages.base`):
+- ``admit(ex)`` runs the ``headers`` phases in order, before the body is read, until a stage fails the exchange;
+  it never raises a :class:`GatewayError` (it records it with ``ex.fail``). The caller reads the body and calls
+  ``start`` only when ``ex.error`` is still None.
 - ``start(ex)`` runs the ``request`` phases in order until a stage fails the exchange (``ex.error``) or answers it
   (``ex.reply``, ``ex.first_event``); the last stage is the router. Then, if the exchange was answered, the
   ``after_route`` phases in order. ``start`` never raises a :class:`GatewayError`: it records it with ``ex.fail``.
@@ -26,10 +29,21 @@ class Pipeline:
     def __init__(self, stages: Sequence[Stage]) -> None:
         self.stages = tuple(stages)
         phases = {stage: stage.phases() for stage in self.stages}
+        self._headers = tuple(s.headers for s in self.stages if "headers" in phases[s])
         self._request = tuple(s.request for s in self.stages if "request" in phases[s])
         self._after_route = tuple(s.after_route for s in self.stages if "after_route" in phases[s])
         self._after_answer = tuple(s.after_answer for s in self.stages if "after_answer" in phases[s])
         self._response = tuple(s.response for s in reversed(self.stages) if "response" in phases[s])
+
+    async def admit(self, ex: Exchange) -> None:
+        """Before the body: leaves ``ex.error`` set when a stage refuses the request."""
+        try:
+            for headers in self._headers:
+                await headers(ex)
+                if ex.error is not None:
+                    return
+        except GatewayError as error:
+            ex.fail(error)
 
     async def start(self, ex: Exchange) -> None:
         """The way in: leaves ``ex.reply``, ``ex.first_event``/``ex.events`` or ``ex.error`` set."""

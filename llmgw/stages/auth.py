@@ -5,7 +5,9 @@ Contracts:
 - A key the index does not know is looked up once more after ``fresh(secret)`` (a re-read of the key store, see
   :class:`llmgw.proxy.governance.KeyReloader`), so a key minted a moment ago works on its first request.
 - Otherwise the key comes from ``Authorization: Bearer`` or ``x-api-key`` (same policy either way). A missing,
-  malformed, unknown, revoked or expired key gets the same 401, whatever the reason.
+  malformed, unknown, revoked or expired key gets the same 401, whatever the reason. The key is checked in the
+  ``headers`` phase, before the body is read: an unauthenticated request is answered 401 whatever its body, which
+  is never read, parsed or logged. (``request`` checks it too for a caller that skipped that phase.)
 - The alias must exist and be on the key's and the team's allow-lists; an alias outside them answers exactly like
   an unknown alias (404, same message), so aliases cannot be enumerated: the message may suggest the closest
   alias ("did you mean 'fast'?"), chosen only among the aliases this caller may use.
@@ -71,11 +73,15 @@ class AuthStage(Stage):
         await self.fresh(secret)
         return self.identify(secret)
 
-    async def request(self, ex: Exchange) -> None:
-        record = None
+    async def headers(self, ex: Exchange) -> None:
         if self.keys is not None:
             record = await self.identify_fresh(ex.credential)
             ex.key_id, ex.team, ex.principal = record.id, record.team, record
+
+    async def request(self, ex: Exchange) -> None:
+        if self.keys is not None and ex.principal is None:
+            await self.headers(ex)
+        record: KeyRecord | None = ex.principal if self.keys is not None else None
         model = self.models.get(ex.alias)
         if model is None or (record is not None and not self.allowed(record, ex.alias)):
             raise unknown_model(ex.alias, self.usable(record))

@@ -3,6 +3,12 @@
 A stage is a class derived from :class:`Stage` that overrides the phases it takes part in; the pipeline
 (:class:`llmgw.proxy.pipeline.Pipeline`) calls only those, in this order:
 
+0. ``headers(ex)`` — before the request's body is read, in stage order, on what the HTTP request's line and
+   headers gave the exchange (``credential``, ``tags``, ``route_params``; no body, no alias yet). A stage refuses
+   by failing the exchange (``ex.fail``, or raising a :class:`~llmgw.errors.GatewayError`): the body is then never
+   read and the stages' ``request`` phases never run, but ``after_answer`` and ``response`` still do (a refused
+   request is logged, without a body). Authentication lives here, so an unauthenticated client cannot make the
+   gateway read, parse, validate or log what it sends.
 1. ``request(ex)`` — on the way in, in stage order. A stage short-circuits by failing the exchange
    (``ex.fail``, or raising a :class:`~llmgw.errors.GatewayError`) or by answering it (``ex.reply``, or
    ``ex.first_event``/``ex.events`` for a stream: a cache hit); the stages after it are then skipped. Routing is
@@ -22,11 +28,14 @@ from __future__ import annotations
 
 from ..exchange import Exchange
 
-PHASES = ("request", "after_route", "after_answer", "response")
+PHASES = ("headers", "request", "after_route", "after_answer", "response")
 
 
 class Stage:
     """The base of every stage; each phase does nothing unless overridden (see the module contract)."""
+
+    async def headers(self, ex: Exchange) -> None:
+        return None
 
     async def request(self, ex: Exchange) -> None:
         return None
