@@ -112,10 +112,13 @@ class _Calls:
         self.pending.append((call_id, name))
 
     def answer(self, call_id: Any, name: Any, where: str) -> str:
-        for i, (pending_id, pending_name) in enumerate(self.pending):
-            if (call_id and pending_id == call_id) or (not call_id and pending_name == name):
-                del self.pending[i]
-                return pending_id
+        """The id of the call a response answers: the pending call with its ``id``, else the oldest pending call of
+        its name (a client numbers calls Gemini sent without ids itself), else its own ``id``."""
+        found = next((k for k, (pending, _) in enumerate(self.pending) if call_id and pending == call_id), None)
+        if found is None:
+            found = next((k for k, (_, pending) in enumerate(self.pending) if pending == name), None)
+        if found is not None:
+            return self.pending.pop(found)[0]
         if call_id:
             return str(call_id)
         raise _invalid(where, f"answers no earlier functionCall named {name!r}")

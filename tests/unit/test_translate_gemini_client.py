@@ -87,6 +87,17 @@ def test_calls_without_ids_are_answered_in_order_by_name() -> None:
     assert user == {"role": "user", "content": "and now?"}
 
 
+def test_a_response_numbered_by_the_client_answers_the_call_of_its_name() -> None:
+    """Gemini CLI numbers calls that came without an id itself (``name-<time>-<n>``) and sends that id back."""
+    body, _ = gemini_request_to_openai({"contents": [
+        {"role": "user", "parts": [{"text": "ls"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "list_directory", "args": {"path": "."}}}]},
+        {"role": "user", "parts": [{"functionResponse": {"id": "list_directory-1759-0", "name": "list_directory",
+                                                         "response": {"output": "a.py"}}}]}]}, "a")
+    assert body["messages"][1]["tool_calls"][0]["id"] == "call_1_0"
+    assert body["messages"][2] == {"role": "tool", "tool_call_id": "call_1_0", "content": '{"output":"a.py"}'}
+
+
 def test_media_parts() -> None:
     body, _ = gemini_request_to_openai({"contents": [{"role": "user", "parts": [
         {"text": "look"}, {"inlineData": {"mimeType": "image/png", "data": "iVBO"}},
