@@ -312,3 +312,14 @@ async def test_a_logged_gemini_request_replays(world: World) -> None:
     results = await run_replay(served_profile(world.profile, targets), selection.originals, targets)
     assert [(r.status, r.output, r.error) for r in results] == [(200, "Mock answer: replay me", None)] * 2
     assert all(r.similarity == 1.0 and r.input_tokens > 0 for r in results)
+
+
+async def test_a_count_is_redacted_before_it_leaves(make_world: Any) -> None:
+    world: World = await make_world(guardrails=[{"name": "pii", "kind": "pii", "entities": ["email"],
+                                                 "action": "redact"}])
+    wrapped = {"generateContentRequest": {"model": "models/gemini-pro", **user(f"mail {EMAIL}"),
+                                          "systemInstruction": {"parts": [{"text": f"owner {EMAIL}"}]}}}
+    resp = await world.client.post(COUNT.format("gemini-pro"), json=wrapped)
+    assert resp.status == 200 and (await resp.json())["totalTokens"] > 0
+    sent = orjson.dumps(world.gemini.requests[-1]["body"]).decode()
+    assert EMAIL not in sent and sent.count("<EMAIL_1>") == 2
