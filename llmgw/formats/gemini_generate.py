@@ -12,9 +12,11 @@ Contract (see :class:`~llmgw.formats.base.WireFormat`):
   translation problem becomes the exchange's ``translation_error``, raised only if such a target is tried.
 - Streams: ``:streamGenerateContent?alt=sse`` answers with SSE (``data: <GenerateContentResponse>``); without
   ``alt=sse`` it answers, like Gemini, with one JSON array of the same chunks, written as they come.
-- Texts: ``systemInstruction`` and every part's ``text`` (thoughts included), ``functionCall.args`` and
-  ``functionResponse.response`` values, function declarations' descriptions; in answers, the candidates' texts and
-  function-call arguments. Other parts (media, signatures, code) are left alone.
+- Texts (the conventions of :meth:`~llmgw.formats.base.WireFormat.request_texts`): ``systemInstruction`` and every
+  part's ``text`` (thoughts included), ``functionCall.args`` and ``functionResponse.response`` (keys and values),
+  function declarations' descriptions and what their schemas say in words, ``stopSequences`` and the response
+  schema's words; in answers, the candidates' texts and function-call arguments. Other parts (media, signatures,
+  code) are left alone.
 - Errors are Google's: ``{"error": {"code", "message", "status", "details"}}``, with ``BadRequest`` field
   violations naming the field and ``RetryInfo`` for a 429.
 """
@@ -41,7 +43,7 @@ from ..translate.gemini_client_stream import OpenAIStreamToGemini, openai_respon
 from .base import Route, WireFormat
 from .gemini_checks import validate_generate
 from .streaming import forward_stream
-from .texts import TextFn, text_at, visit_value
+from .texts import TextFn, schema_texts, text_at, visit_value
 from .validate import is_int
 
 if TYPE_CHECKING:
@@ -105,8 +107,26 @@ def _request_texts(body: dict[str, Any], fn: TextFn) -> None:
         _content_texts(content, f"contents[{i}]", fn)
     for i, tool in enumerate(get(body, "tools") or []):
         for j, declaration in enumerate(get(tool, "functionDeclarations") or []):
-            if isinstance(declaration, dict) and "description" in declaration:
-                text_at(declaration, "description", f"tools[{i}].functionDeclarations[{j}].description", fn)
+            if not isinstance(declaration, dict):
+                continue
+            at = f"tools[{i}].functionDeclarations[{j}]"
+            if "description" in declaration:
+                text_at(declaration, "description", f"{at}.description", fn)
+            _schemas(declaration, ("parameters", "parametersJsonSchema", "response", "responseJsonSchema"), at, fn)
+    config = get(body, "generationConfig")
+    if isinstance(config, dict):
+        stops = get(config, "stopSequences")
+        for k in range(len(stops) if isinstance(stops, list) else 0):
+            text_at(stops, k, f"generationConfig.stopSequences[{k}]", fn)
+        _schemas(config, ("responseSchema", "responseJsonSchema"), "generationConfig", fn)
+
+
+def _schemas(holder: dict[str, Any], names: tuple[str, ...], where: str, fn: TextFn) -> None:
+    """What the schemas under ``names`` say in words (descriptions, enums...), never their structure."""
+    for name in names:
+        key = key_of(holder, name)
+        if key is not None:
+            schema_texts(holder[key], f"{where}.{name}", fn)
 
 
 def _candidates(body: Any) -> list[dict[str, Any]]:

@@ -39,14 +39,18 @@ def test_request_texts_visit_every_text_in_place() -> None:
                      {"role": "model", "parts": [{"text": "hmm", "thought": True},
                                                  {"functionCall": {"name": "f", "args": {"q": "x", "n": [1, "y"]}}}]},
                      {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"out": "z"}}}]}],
-        "tools": [{"functionDeclarations": [{"name": "f", "description": "finds"}]}],
+        "tools": [{"functionDeclarations": [{"name": "f", "description": "finds", "parameters": {
+            "type": "OBJECT", "properties": {"q": {"type": "STRING", "description": "the query"}}}}]}],
+        "generationConfig": {"stopSequences": ["STOP"], "responseSchema": {"type": "STRING", "enum": ["a"]}},
     }
     seen = visited(body)
     expected = [("systemInstruction.parts[0].text", "sys"), ("contents[0].parts[0].text", "hi"),
                 ("contents[1].parts[0].text", "hmm"), ("contents[1].parts[1].functionCall.args.q", "x"),
                 ("contents[1].parts[1].functionCall.args.n[1]", "y"),
                 ("contents[2].parts[0].functionResponse.response.out", "z"),
-                ("tools[0].functionDeclarations[0].description", "finds")]
+                ("tools[0].functionDeclarations[0].description", "finds"),
+                ("tools[0].functionDeclarations[0].parameters.properties.q.description", "the query"),
+                ("generationConfig.stopSequences[0]", "STOP"), ("generationConfig.responseSchema.enum[0]", "a")]
     assert [pair for pair in seen if pair in expected] == expected   # in document order
     assert body["system_instruction"]["parts"][0]["text"] == "SYS"
     assert list(body["contents"][1]["parts"][1]["functionCall"]["args"].values()) == ["X", [1, "Y"]]
