@@ -66,7 +66,11 @@ class AnthropicProvider(ProviderBase):
         return payload, dropped
 
     def _headers_for(self, ex: Exchange) -> dict[str, str]:
-        return {**self._headers, **ex.forward_headers} if ex.forward_headers else self._headers
+        """The adapter's headers, plus the client's forwarded ones when its request passes through (a client of
+        another format forwards headers meant for its own API)."""
+        if ex.forward_headers and self.speaks(ex.client_format):
+            return {**self._headers, **ex.forward_headers}
+        return self._headers
 
     async def chat(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
         native = self.native_body(ex)

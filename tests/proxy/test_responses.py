@@ -19,6 +19,7 @@ from llmgw.profile import parse_profile
 from llmgw.proxy.app import make_app
 from llmgw.sse import SSEDecoder
 from llmgw.testing import FakeOpenAI
+from llmgw.testing.fake_anthropic import FakeAnthropic
 from llmgw.testing.fake_openai_responses import responses_input_tokens_for
 from llmgw.tools.replay import Original, ReplayTarget, answer_text, answer_usage, replay_request
 
@@ -285,3 +286,17 @@ async def test_a_logged_responses_request_replays_to_its_own_path() -> None:
     assert answer_text(answer) == 'Echo: hi\nshell({"command":["ls"]})'
     usage = answer_usage(answer)
     assert (usage.input_tokens, usage.output_tokens) == (9, 2)
+
+
+async def test_headers_meant_for_the_responses_api_never_reach_an_upstream_of_another_format(
+        aiohttp_client: Any, tmp_path: Path) -> None:
+    async with FakeAnthropic(api_key="sk-ant") as an:
+        profile = parse_profile({
+            "state": {"url": f"sqlite:///{tmp_path / 'other.db'}"},
+            "providers": {"an": {"kind": "anthropic", "base_url": an.base_url, "api_key": "sk-ant"}},
+            "models": {"claude": {"targets": ["an/claude-sonnet-4-6"]}}})
+        client = await aiohttp_client(make_app(profile))
+        resp = await client.post("/v1/responses", json={"model": "claude", "input": "hi"}, headers=HEADERS)
+        assert resp.status == 200
+        sent = an.requests[-1]["headers"]
+        assert "openai-beta" not in sent and "session_id" not in sent
