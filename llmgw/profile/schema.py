@@ -80,6 +80,7 @@ class ServerConfig:
     admin_key: Secret | None = None
     default_max_tokens: int = 4096        # the output limit reserved and sent for a limited request that has none
     metrics_auth: bool = False            # /metrics needs the admin key
+    allowed_hosts: tuple[str, ...] = ()   # Host names served besides loopback ones when no keys exist
 
 
 @dataclass(frozen=True)

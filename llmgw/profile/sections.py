@@ -83,7 +83,7 @@ def read_server(c: Checker, raw: Any) -> ServerConfig:
     raw = c.table(raw, "server")
     c.unknown(raw, "server", {"host", "port", "workers", "max_body_mb", "timeout_s", "connect_timeout_s",
                               "first_token_timeout_s", "idle_timeout_s", "log_bodies", "admin_key",
-                              "default_max_tokens", "metrics_auth"})
+                              "default_max_tokens", "metrics_auth", "allowed_hosts"})
     d = ServerConfig()
     server = ServerConfig(
         host=c.get(raw, "host", "server", str, d.host),
@@ -99,11 +99,14 @@ def read_server(c: Checker, raw: Any) -> ServerConfig:
         admin_key=c.secret(raw, "admin_key", "server"),
         default_max_tokens=c.get(raw, "default_max_tokens", "server", int, d.default_max_tokens),
         metrics_auth=c.get(raw, "metrics_auth", "server", bool, d.metrics_auth),
+        allowed_hosts=tuple(c.get(raw, "allowed_hosts", "server", list, list(d.allowed_hosts))),
     )
     c.check(0 <= server.port <= 65535, f"server.port: {server.port} is not a TCP port (0-65535)")
     c.check(server.workers >= 1, "server.workers: must be at least 1")
     c.check(server.max_body_mb > 0, "server.max_body_mb: must be greater than 0")
     c.check(server.default_max_tokens >= 1, "server.default_max_tokens: must be at least 1")
+    c.check(all(isinstance(h, str) and h for h in server.allowed_hosts),
+            "server.allowed_hosts: expected an array of host names")
     c.check(not server.metrics_auth or server.admin_key is not None,
             "server.metrics_auth: needs server.admin_key (the key a scrape must present)")
     for name in ("timeout_s", "connect_timeout_s", "first_token_timeout_s", "idle_timeout_s"):

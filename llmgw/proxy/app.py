@@ -39,6 +39,7 @@ from ..stages.limits import LimitsStage
 from ..stages.meter import MeterStage
 from ..stages.route import Router
 from ..store.log import LogWriter, latest_events
+from .browser_guard import browser_guard
 from .events import EventHub, events_handler
 from .governance import KeyReloader, open_keys, open_shared_state, refresh_keys, scrubber
 from .handlers import Handler, format_handler
@@ -82,8 +83,10 @@ def make_app(profile: Profile, *, fail_targets: Collection[str] = (), embedder: 
     ``embedder`` replaces the semantic cache's model (tests use a small deterministic one); ``metrics_folder``
     (one of several workers) is where the workers publish their metrics for each other's ``/metrics``."""
     max_bytes = int(profile.server.max_body_mb * 1024 * 1024)
+    # An open proxy (no keys) serves loopback names and same-site callers only: a web page is not a client.
+    guard = [] if profile.governed else [browser_guard(profile.server.allowed_hosts)]
     # handler_cancellation: a client that hangs up cancels its handler, and with it the upstream request.
-    app = web.Application(client_max_size=max_bytes, middlewares=[_error_middleware],
+    app = web.Application(client_max_size=max_bytes, middlewares=[*guard, _error_middleware],
                           handler_args={"handler_cancellation": True})
     app[PROFILE] = profile
     app[FAIL_TARGETS] = frozenset(fail_targets)
