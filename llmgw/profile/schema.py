@@ -81,6 +81,10 @@ class ServerConfig:
     default_max_tokens: int = 4096        # the output limit reserved and sent for a limited request that has none
     metrics_auth: bool = False            # /metrics needs the admin key
     allowed_hosts: tuple[str, ...] = ()   # Host names served besides loopback ones when no keys exist
+    header_timeout_s: float = 15.0        # a new connection's request headers must arrive within this
+    body_timeout_s: float = 60.0          # a request's whole body must arrive within this
+    keepalive_timeout_s: float = 30.0     # an idle kept-alive client connection is closed after this
+    max_connections: int = 4096           # client connections served at once per process; more get a 503
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,8 @@ def read_server(c: Checker, raw: Any) -> ServerConfig:
     raw = c.table(raw, "server")
     c.unknown(raw, "server", {"host", "port", "workers", "max_body_mb", "timeout_s", "connect_timeout_s",
                               "first_token_timeout_s", "idle_timeout_s", "log_bodies", "admin_key",
-                              "default_max_tokens", "metrics_auth", "allowed_hosts"})
+                              "default_max_tokens", "metrics_auth", "allowed_hosts", "header_timeout_s",
+                              "body_timeout_s", "keepalive_timeout_s", "max_connections"})
     d = ServerConfig()
     server = ServerConfig(
         host=c.get(raw, "host", "server", str, d.host),
@@ -100,6 +101,10 @@ def read_server(c: Checker, raw: Any) -> ServerConfig:
         default_max_tokens=c.get(raw, "default_max_tokens", "server", int, d.default_max_tokens),
         metrics_auth=c.get(raw, "metrics_auth", "server", bool, d.metrics_auth),
         allowed_hosts=tuple(c.get(raw, "allowed_hosts", "server", list, list(d.allowed_hosts))),
+        header_timeout_s=float(c.get(raw, "header_timeout_s", "server", _NUMBER, d.header_timeout_s)),
+        body_timeout_s=float(c.get(raw, "body_timeout_s", "server", _NUMBER, d.body_timeout_s)),
+        keepalive_timeout_s=float(c.get(raw, "keepalive_timeout_s", "server", _NUMBER, d.keepalive_timeout_s)),
+        max_connections=c.get(raw, "max_connections", "server", int, d.max_connections),
     )
     c.check(0 <= server.port <= 65535, f"server.port: {server.port} is not a TCP port (0-65535)")
     c.check(server.workers >= 1, "server.workers: must be at least 1")
@@ -109,7 +114,9 @@ def read_server(c: Checker, raw: Any) -> ServerConfig:
             "server.allowed_hosts: expected an array of host names")
     c.check(not server.metrics_auth or server.admin_key is not None,
             "server.metrics_auth: needs server.admin_key (the key a scrape must present)")
-    for name in ("timeout_s", "connect_timeout_s", "first_token_timeout_s", "idle_timeout_s"):
+    c.check(server.max_connections >= 1, "server.max_connections: must be at least 1")
+    for name in ("timeout_s", "connect_timeout_s", "first_token_timeout_s", "idle_timeout_s", "header_timeout_s",
+                 "body_timeout_s", "keepalive_timeout_s"):
         c.check(getattr(server, name) > 0, f"server.{name}: must be greater than 0")
     return server
 

@@ -32,15 +32,22 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_TAGS = 16
 
 
-async def read_json(request: web.Request, max_bytes: int) -> tuple[dict[str, Any], bytes]:
-    """The request body as a JSON object, or a precise :class:`GatewayError`."""
+async def read_json(request: web.Request, max_bytes: int,
+                    timeout_s: float | None = None) -> tuple[dict[str, Any], bytes]:
+    """The request body as a JSON object, or a precise :class:`GatewayError`; a body still arriving after
+    ``timeout_s`` is a 408 (``server.body_timeout_s``; aiohttp then reads what is left for at most its lingering
+    time, and closes the connection)."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"request body is {request.content_length} bytes; the limit is {max_bytes}"
                               " (server.max_body_mb)")
     try:
-        raw = await request.read()
+        async with asyncio.timeout(timeout_s):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes (server.max_body_mb)") from None
+    except TimeoutError:
+        raise GatewayError(f"the request body did not arrive within {timeout_s:g}s (server.body_timeout_s)",
+                           status=408, code="body_timeout") from None
     if not raw:
         raise InvalidRequest("request body is empty; expected a JSON object", code="invalid_json")
     try:
@@ -104,7 +111,7 @@ def format_handler(wire: WireFormat, route: Route, profile: Profile, pipeline: C
             await stages.admit(ex)
             if ex.error is not None:   # refused on its headers: the body is never read
                 raise ex.error
-            body, ex.raw_body = await read_json(request, max_bytes)
+            body, ex.raw_body = await read_json(request, max_bytes, profile.server.body_timeout_s)
             wire.parse(ex, body)
             await stages.start(ex)
             if ex.error is not None:

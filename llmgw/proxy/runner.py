@@ -8,6 +8,10 @@ Contract:
   workers publish their metrics to a folder of the run (:mod:`llmgw.proxy.metrics_share`) that the parent creates
   before and removes after.
 - ``on_ready(url)`` is called once the socket listens (with the real port when ``port`` is 0).
+- Each process raises its open-file soft limit to the hard limit at start and serves at most
+  ``[server] max_connections`` client connections (fewer if that limit is lower), refusing more with a 503; a
+  connection must send its request headers within ``header_timeout_s`` and is closed after
+  ``keepalive_timeout_s`` idle (:mod:`llmgw.proxy.connections`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import multiprocessing
 import os
 import shutil
@@ -26,7 +31,10 @@ from aiohttp import web
 
 from ..profile import Profile
 from .app import make_app
+from .connections import ConnectionGuard, GuardedSite, connection_cap, raise_fd_limit
 from .metrics_share import run_folder
+
+log = logging.getLogger("llmgw.proxy.runner")
 
 SHUTDOWN_GRACE_S = 30.0
 GC_GEN0_THRESHOLD = 50_000   # allocations between young collections (CPython's default is 700)
@@ -63,14 +71,20 @@ async def _serve_async(profile: Profile, host: str, port: int, reuse_port: bool,
                        on_ready: Callable[[str], None] | None, parent_pid: int | None = None) -> None:
     folder = run_folder(profile.state.db_path.parent, parent_pid) if parent_pid else None
     app = make_app(profile, metrics_folder=folder)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S)
+    server = profile.server
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S,
+                           keepalive_timeout=server.keepalive_timeout_s)
     await runner.setup()
     try:
         sock = _listen_socket(host, port, reuse_port)
     except OSError:
         await runner.cleanup()
         raise
-    site = web.SockSite(runner, sock, backlog=2048)
+    cap = connection_cap(server.max_connections, raise_fd_limit())
+    if cap < server.max_connections:
+        log.warning("serving at most %d connections (server.max_connections is %d): the open-file limit allows no"
+                    " more", cap, server.max_connections)
+    site = GuardedSite(runner, sock, ConnectionGuard(cap, server.header_timeout_s), backlog=2048)
     await site.start()
     tune_gc()
     stop = asyncio.Event()

@@ -375,9 +375,9 @@ def test_each_problem_is_reported_with_its_key_path(tmp_path: Path, text: str, p
 def test_unknown_key_message_lists_the_allowed_keys() -> None:
     problems = parse_problems('[server]\nprot = 1\n')
     assert problems == [
-        "server.prot: unknown key (allowed: admin_key, allowed_hosts, connect_timeout_s, default_max_tokens,"
-        " first_token_timeout_s, host, idle_timeout_s, log_bodies, max_body_mb, metrics_auth, port, timeout_s,"
-        " workers)"]
+        "server.prot: unknown key (allowed: admin_key, allowed_hosts, body_timeout_s, connect_timeout_s,"
+        " default_max_tokens, first_token_timeout_s, header_timeout_s, host, idle_timeout_s, keepalive_timeout_s,"
+        " log_bodies, max_body_mb, max_connections, metrics_auth, port, timeout_s, workers)"]
 
 
 def test_targets_of_the_wrong_type_are_not_called_missing() -> None:
