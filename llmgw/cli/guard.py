@@ -2,8 +2,10 @@
 
 Contract: with TEXT (or stdin) it prints each finding (rule, entity, span, action, why) and the text as it would
 leave, exit 0. With ``--cases FILE`` it runs every ``[[case]]`` and reports pass/fail per case: exit 0 when all
-pass, 1 otherwise (and 1, with the key path, for an unreadable or invalid cases file or bad rules). A profile
-without ``[[guardrails]]`` is tested with the default rule set: redact (and restore) every PII entity.
+pass, 1 otherwise (and 1, with the key path, for an unreadable or invalid cases file or bad rules). A case judges a
+``text``, or a whole request or answer (``body``: a table, or ``json``: its JSON text, in the client ``format``)
+exactly as the proxy walks it; ``absent`` lists values that must not survive in what would leave. A profile without
+``[[guardrails]]`` is tested with the default rule set: redact (and restore) every PII entity.
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..guardrails.engine import Scan
-from ..guardrails.redact import Placeholders
+from ..errors import InvalidRequest
+from ..formats import FORMATS, named
+from ..formats.validate import check_duplicate_keys
+from ..guardrails.body import scan_body
+from ..guardrails.engine import Budget, BudgetExceeded, Scan, over_budget
+from ..guardrails.redact import Placeholders, json_escaped
 from ..guardrails.rules import Rule, default_rules, parse_rules
 from ..profile import ProfileError
 from .common import PROFILE_HELP, console, err_console, fail, load_or_exit, plural, print_json
@@ -52,16 +59,62 @@ class Result:
 @dataclass(frozen=True)
 class Case:
     name: str
-    text: str
+    text: str | None
     expect: str | None
     expect_entities: list[str] | None
+    body: dict[str, Any] | None = None      # a request (or answer) in ``format``
+    raw: str | None = None                  # its JSON text (``json``), checked for repeated keys first
+    format: str = "openai"
+    phase: str | None = None
+    absent: tuple[str, ...] = ()
 
 
 def judge(rules: list[Rule], text: str, phase: str = "request") -> Result:
     """Run the rules that apply to ``phase`` on ``text`` as the proxy would."""
-    scan = Scan(tuple(r for r in rules if r.applies(phase)), phase, Placeholders())
-    out = scan.text(text, "text")
-    return Result(scan.outcome(), scan.findings, out)
+    scan = Scan(tuple(r for r in rules if r.applies(phase)), phase, Placeholders(), budget=Budget())
+    with scan.budget.running():     # type: ignore[union-attr]
+        try:
+            out = scan.text(text, "text")
+        except BudgetExceeded as exceeded:
+            return _over_budget(scan, str(exceeded), text)
+    outcome = scan.outcome()
+    return Result(outcome, scan.drain(), "" if outcome == "block" else out)
+
+
+def judge_body(rules: list[Rule], format: str, body: dict[str, Any], phase: str = "request",
+               raw: str | None = None) -> Result:
+    """Run the rules that apply to ``phase`` on every text of ``body`` (a request, or an answer for the response
+    phase, in client format ``format``) as the proxy walks it; ``text`` is the body as it would leave (JSON)."""
+    scan = Scan(tuple(r for r in rules if r.applies(phase)), phase, Placeholders(), budget=Budget())
+    if raw is not None:
+        try:
+            check_duplicate_keys(raw.encode(), body)
+        except InvalidRequest as refused:
+            return Result("block", [{"rule": "request", "kind": "json", "entity": "duplicate_key", "action": "block",
+                                     "phase": phase, "where": refused.param or "", "span": None,
+                                     "why": refused.message}], "")
+    wire = named(format)
+    if phase == "request":
+        def walk(fn: Any) -> None:
+            wire.request_texts("chat", body, fn)
+    else:
+        def walk(fn: Any) -> None:
+            wire.answer_texts(body, fn)
+    with scan.budget.running():     # type: ignore[union-attr]
+        try:
+            scan_body(walk, scan, on_text=scan.table.reserve)
+        except BudgetExceeded as exceeded:
+            return _over_budget(scan, str(exceeded), orjson.dumps(body).decode())
+    outcome = scan.outcome()
+    return Result(outcome, scan.drain(), "" if outcome == "block" else orjson.dumps(body).decode())
+
+
+def _over_budget(scan: Scan, spent: str, text: str) -> Result:
+    error = over_budget(scan.rules, scan, "the text", spent)
+    if error is not None:
+        return Result("block", [{"rule": "budget", "kind": "budget", "entity": "scan_budget", "action": "block",
+                                 "phase": scan.phase, "where": "", "span": None, "why": error.message}], "")
+    return Result(scan.outcome(), scan.drain(), text)
 
 
 def _rules(profile: Path | None) -> tuple[list[Rule], str]:
@@ -90,26 +143,52 @@ def load_cases(path: Path) -> list[Case]:
     raw = data.get("case")
     if not isinstance(raw, list) or not raw:
         fail(f"{path}: no [[case]] entries (each: text = \"…\", expect = \"allow\"|\"redact\"|\"block\")")
-    cases = []
-    for i, entry in enumerate(raw):
-        where = f"{path}: case[{i}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
-            fail(f"{where}.text: required (a string)")
-        unknown = set(entry) - {"name", "text", "expect", "expect_entities"}
-        if unknown:
-            fail(f"{where}.{sorted(unknown)[0]}: unknown key (allowed: expect, expect_entities, name, text)")
-        expect = entry.get("expect")
-        if expect is not None and expect not in OUTCOMES:
-            fail(f"{where}.expect: expected one of {', '.join(OUTCOMES)}, got {expect!r}")
-        entities = entry.get("expect_entities")
-        if entities is not None and not (isinstance(entities, list) and all(isinstance(e, str) for e in entities)):
-            fail(f"{where}.expect_entities: expected an array of entity names")
-        cases.append(Case(str(entry.get("name") or f"case {i + 1}"), entry["text"], expect, entities))
-    return cases
+    return [_case(entry, f"{path}: case[{i}]", i) for i, entry in enumerate(raw)]
+
+
+_CASE_KEYS = ("absent", "body", "expect", "expect_entities", "format", "json", "name", "phase", "text")
+
+
+def _case(entry: Any, where: str, i: int) -> Case:
+    """One ``[[case]]`` entry; exits 1 naming the first problem's key path."""
+    if not isinstance(entry, dict):
+        fail(f"{where}: expected a table")
+    given = [k for k in ("text", "body", "json") if k in entry]
+    if len(given) != 1 or not isinstance(entry.get("text", ""), str):
+        fail(f"{where}.text: required (a string), or a request as body (a table) or json (its JSON text)")
+    unknown = set(entry) - set(_CASE_KEYS)
+    if unknown:
+        fail(f"{where}.{sorted(unknown)[0]}: unknown key (allowed: {', '.join(_CASE_KEYS)})")
+    expect = entry.get("expect")
+    if expect is not None and expect not in OUTCOMES:
+        fail(f"{where}.expect: expected one of {', '.join(OUTCOMES)}, got {expect!r}")
+    entities = entry.get("expect_entities")
+    if entities is not None and not (isinstance(entities, list) and all(isinstance(e, str) for e in entities)):
+        fail(f"{where}.expect_entities: expected an array of entity names")
+    absent = entry.get("absent", [])
+    if not (isinstance(absent, list) and all(isinstance(a, str) and a for a in absent)):
+        fail(f"{where}.absent: expected an array of non-empty strings")
+    format = entry.get("format", "openai")
+    if format not in FORMATS:
+        fail(f"{where}.format: expected one of {', '.join(FORMATS)}, got {format!r}")
+    phase = entry.get("phase")
+    if phase is not None and phase not in ("request", "response"):
+        fail(f"{where}.phase: expected request or response, got {phase!r}")
+    body, raw = entry.get("body"), entry.get("json")
+    if raw is not None:
+        try:
+            body = orjson.loads(raw) if isinstance(raw, str) else None
+        except orjson.JSONDecodeError as exc:
+            fail(f"{where}.json: not valid JSON: {exc}")
+    if "text" not in entry and not isinstance(body, dict):
+        fail(f"{where}.{'json' if raw is not None else 'body'}: expected a JSON object")
+    return Case(str(entry.get("name") or f"case {i + 1}"), entry.get("text"), expect, entities, body,
+                raw if isinstance(raw, str) else None, format, phase, tuple(absent))
 
 
 def _case_failures(case: Case, result: Result) -> list[str]:
-    problems = []
+    problems = [f"{value!r} would leave" for value in case.absent
+                if value in result.text or (case.text is None and json_escaped(value) in result.text)]
     if case.expect is not None and result.outcome != case.expect:
         problems.append(f"expected {case.expect}, got {result.outcome}")
     if case.expect_entities is not None and sorted(set(case.expect_entities)) != result.entities:
@@ -140,7 +219,9 @@ def _print_result(result: Result) -> None:
 def _run_cases(rules: list[Rule], cases: list[Case], phase: str, format: str) -> bool:
     rows = []
     for case in cases:
-        result = judge(rules, case.text, phase)
+        at = case.phase or phase
+        result = (judge(rules, case.text, at) if case.text is not None
+                  else judge_body(rules, case.format, case.body or {}, at, case.raw))
         problems = _case_failures(case, result)
         rows.append({"name": case.name, "expect": case.expect, "outcome": result.outcome,
                      "entities": result.entities, "passed": not problems, "problems": problems})
@@ -163,7 +244,7 @@ def _run_cases(rules: list[Rule], cases: list[Case], phase: str, format: str) ->
 def guard_test(
     text: str | None = typer.Argument(None, metavar="TEXT", help="The text to check (default: read stdin)."),
     cases: Path | None = typer.Option(None, "--cases", metavar="FILE",
-                                      help="TOML file of [[case]] text/expect/expect_entities."),
+                                      help="TOML file of [[case]] text (or body/json)/expect/expect_entities."),
     profile: Path | None = typer.Option(None, "--profile", "-p", metavar="FILE", help=PROFILE_HELP),
     phase: str = typer.Option("request", "--phase", metavar="PHASE",
                               help="Run the rules that apply to: request or response."),

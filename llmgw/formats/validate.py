@@ -67,18 +67,35 @@ def _key_ends(data: bytes) -> int:
     return ends
 
 
+def _keys_in(value: Any) -> int:
+    """How many object keys a parsed JSON value holds, at any depth."""
+    count = 0
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            count += len(node)
+            stack.extend(v for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend(v for v in node if isinstance(v, dict | list))
+    return count
+
+
 def duplicate_key(raw: bytes | str, parsed: Any = _UNSET) -> str | None:
     """The first object key that appears twice in one object of the JSON document ``raw``, as a key path
     (``messages[0].content``), or ``None``.
 
     JSON parsers disagree on duplicated keys (orjson keeps the last value, others the first), so a gateway that
     reads one value while the upstream reads another would judge a text the upstream never sees. The fast path
-    counts the key ends in ``raw`` and in the re-serialised ``parsed`` value (``orjson.loads(raw)`` when not
-    given) — both in C; only when they differ is the document parsed again, slowly, to name the key."""
+    counts the key ends in ``raw`` and the keys of the ``parsed`` value (``raw`` parsed again when not given, or
+    when the counts differ: a stage may have added a field since): the first in C, the second one step per object
+    or array; only when they still differ is the document parsed again, slowly, to name the key."""
     data = raw.encode() if isinstance(raw, str) else raw
-    if parsed is _UNSET:
-        parsed = orjson.loads(data)
-    if _key_ends(data) == _key_ends(orjson.dumps(parsed)):
+    ends = _key_ends(data)
+    if parsed is not _UNSET and ends == _keys_in(parsed):
+        return None
+    parsed = orjson.loads(data)     # ``parsed`` may have changed since (a stage added a field): read it again
+    if ends == _keys_in(parsed):
         return None
     found: list[str] = []
 

@@ -71,7 +71,7 @@ def find_emails(text: str) -> Iterator[Match]:
     at = text.find("@")
     while at != -1:
         domain = _DOMAIN.match(text, at + 1)
-        left = _LOCAL_RUN.match(text[at - 1:max(0, at - 66) - 1 if at > 65 else None:-1]) if at and domain else None
+        left = _LOCAL_RUN.match(text[max(0, at - 66):at][::-1]) if at and domain else None
         if left and domain:
             local = text[at - left.end():at]
             start = at - left.end()
@@ -274,7 +274,8 @@ def _ipv6s(text: str) -> Iterator[Match]:
 
 # --- phone ------------------------------------------------------------------------------------------------------
 
-_PHONE = re.compile(r"(?<![\w.\-/+#])(\+ ?|\b00)?(?:\(\d{1,5}\) ?|\d{1,4}[ .\-]?\(\d{1,5}\) ?)?\d+(?:[ .\-]\d+){0,6}"
+_PHONE = re.compile(r"(?<![\w.\-/+#])(\+ ?|\b00)?(?:\(\d{1,5}\)[ .\-]?|\d{1,4}[ .\-]?\(\d{1,5}\)[ .\-]?)?\d+"
+                    r"(?:[ .\-]\d+){0,6}"
                     r"(?!\w|[.\-]\d)")
 _PHONE_CONTEXT = re.compile(r"\b(?:phone|tel|telephone|call|mobile|cell|cellphone|fax|whatsapp|sms|text|dial|"
                             r"contact|reach|number|ph|mob|hotline|landline)\b")

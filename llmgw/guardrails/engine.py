@@ -12,8 +12,8 @@ Contract (:class:`Scan`): one instance per phase of one exchange.
   the first part and removes the rest of the value from the others.
 - Linear: a text longer than :data:`WINDOW` is read in overlapping windows (each overlap at least the longest
   match a rule can report), overlaps are resolved with one mark per character, and the per-request
-  :class:`Budget` (CPU time of the scanning thread) is checked between windows and texts — past it,
-  :class:`BudgetExceeded` is raised and nothing more is scanned.
+  :class:`Budget` (CPU time of the scanning thread, and at most :data:`MAX_FINDINGS` values) is checked between
+  windows and texts — past it, :class:`BudgetExceeded` is raised and nothing more is scanned.
 - At most :data:`MAX_RECORDED` findings are recorded one by one; the rest are counted in one summary entry per
   (rule, entity, action) whose ``count`` says how many (:meth:`Scan.drain`).
 """
@@ -36,6 +36,7 @@ WINDOW = 64 * 1024      # characters of one long text read at a time
 CONTEXT = 64            # characters before a window read for context (phone wording, order labels)
 MAX_RECORDED = 1000     # findings recorded one by one per phase
 DEFAULT_BUDGET_S = 1.0  # CPU seconds one phase of one exchange may spend scanning
+MAX_FINDINGS = 50_000   # values one phase of one exchange may find
 
 
 class BudgetExceeded(Exception):
@@ -47,12 +48,15 @@ class ScanCancelled(Exception):
 
 
 class Budget:
-    """CPU time allowed to one phase's scans (``seconds=None``: unlimited); :meth:`cancel` stops a scan running in
-    another thread at its next check."""
+    """CPU time and findings allowed to one phase's scans (``None``: unlimited); :meth:`cancel` stops a scan running
+    in another thread at its next check. The findings cap keeps a dense body from filling memory (and the garbage
+    collector's pauses) with values to redact."""
 
-    def __init__(self, seconds: float | None = DEFAULT_BUDGET_S) -> None:
+    def __init__(self, seconds: float | None = DEFAULT_BUDGET_S, findings: int | None = MAX_FINDINGS) -> None:
         self.seconds = seconds
+        self.findings = findings
         self.used = 0.0
+        self.found = 0
         self.cancelled = False
         self._entered: float | None = None
 
@@ -79,6 +83,12 @@ class Budget:
             raise ScanCancelled
         if self.seconds is not None and self.spent() > self.seconds:
             raise BudgetExceeded(f"{self.spent():.2f} s of CPU")
+
+    def count(self, found: int) -> None:
+        """Add ``found`` findings; raise :class:`BudgetExceeded` past the cap."""
+        self.found += found
+        if self.findings is not None and self.found > self.findings:
+            raise BudgetExceeded(f"more than {self.findings} values")
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -120,15 +130,20 @@ def merge_findings(rules: Sequence[Rule], text: str, table: Placeholders | None,
     if len(text) <= WINDOW:
         if budget is not None:
             budget.check()
-        return resolve(_find_here(rules, text, table, allow), len(text))
+        here = _find_here(rules, text, table, allow)
+        if budget is not None:
+            budget.count(len(here))
+        return resolve(here, len(text))
     found: list[tuple[int, Finding]] = []
     for low in range(0, len(text), WINDOW):
         if budget is not None:
             budget.check()
         start, end = max(0, low - CONTEXT), _window_end(rules, text, low, min(len(text), low + WINDOW))
-        for order, f in _find_here(rules, text[start:end], table, allow):
-            if low <= f.start + start < low + WINDOW:
-                found.append((order, shifted(f, start)))
+        here = [(order, shifted(f, start)) for order, f in _find_here(rules, text[start:end], table, allow)
+                if low <= f.start + start < low + WINDOW]
+        if budget is not None:
+            budget.count(len(here))
+        found += here
     return resolve(found, len(text))
 
 

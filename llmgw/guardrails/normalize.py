@@ -10,8 +10,9 @@ Contract:
   reads ``e``), zero-width and other format characters (dropped), decimal digits of every script (an Arabic-Indic
   four reads ``4``), dashes, slashes and dots of other scripts, and Latin look-alikes from Cyrillic and Greek
   (Cyrillic ``\\u0435`` reads ``e``). Then, on the result: JSON ``\\uXXXX`` escapes, ``[at]``/``(at)``/
-  ``[dot]``/``(dot)``, and separators inside a number (doubled or mixed separators, ``_``, ``/``, a line break:
-  one ``-``, ``.`` or space). :func:`collapse_spaces` reads runs of whitespace as one (the denylist uses it).
+  ``[dot]``/``(dot)``, and separators inside a number — between digits or a closing and an opening parenthesis
+  (doubled or mixed separators, ``_``, ``/``, a line break): one ``-``, ``.`` or space. :func:`collapse_spaces`
+  reads runs of whitespace as one (the denylist uses it).
 - Case is not folded (rules match case-insensitively where they want to). ASCII text without anything to fold
   costs a few regular-expression passes and no copy; long non-ASCII text is folded with one table lookup per
   character (numpy); the work is linear in the text's length.
@@ -93,7 +94,7 @@ def _bmp_table() -> Any:
 
 
 _SEP_CHARS = frozenset(" \t\r\n-_./")
-_SEP_HINT = re.compile(r"[_/\n](?=[ \t]{0,3}\d)|[ \t\-_./]{2}(?=[ \t\r\n\-_./]{0,3}\d)")
+_SEP_HINT = re.compile(r"[_/\n](?=[ \t]{0,3}[\d(])|[ \t\-_./]{2}(?=[ \t\r\n\-_./]{0,3}[\d(])")
 _BRACKETED = re.compile(r"[\[({<] ?(?i:(?P<at>at|@)|dot|\.) ?[\])}>]")
 _ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})")
 _SHORT = 512     # below this many characters, non-ASCII text is folded character by character
@@ -249,6 +250,17 @@ def _separator(run: str) -> str | None:
 _SPACES = str.maketrans("", "", " \t\r\n")
 
 
+def _in_token(text: str, start: int, end: int) -> bool:
+    """Whether the separator ``text[start:end]`` joins digits that belong to a word (``ab12_34cd``, a key)."""
+    left = start - 1
+    while left >= 0 and text[left].isdigit():
+        left -= 1
+    right = end
+    while right < len(text) and text[right].isdigit():
+        right += 1
+    return (left >= 0 and text[left].isalpha()) or (right < len(text) and text[right].isalpha())
+
+
 def _folds(text: str) -> list[tuple[int, int, str]]:
     """The multi-character folds of ``text``: (start, end, replacement), by position, not overlapping."""
     found: list[tuple[int, int, str]] = []
@@ -275,7 +287,8 @@ def _folds(text: str) -> list[tuple[int, int, str]]:
         while end < len(text) and text[end] in _SEP_CHARS and end - start < 6:
             end += 1
         last = end
-        if start > 0 and end < len(text) and text[start - 1].isdigit() and text[end].isdigit():
+        if start > 0 and end < len(text) and (text[start - 1].isdigit() or text[start - 1] == ")") \
+                and (text[end].isdigit() or text[end] == "(") and not _in_token(text, start, end):
             replacement = _separator(text[start:end])
             if replacement is not None:
                 found.append((start, end, replacement))

@@ -202,3 +202,8 @@ def test_adversarial_inputs_stay_linear(text: str) -> None:
     start = time.perf_counter()
     DETECT.find(text)
     assert time.perf_counter() - start < 3.0
+
+
+def test_email_found_at_every_distance_from_the_start() -> None:
+    for pad in range(140):
+        assert found("x" * pad + " ab@cd.com") == [("email", "ab@cd.com")], pad
