@@ -2,8 +2,12 @@
 
 Contracts:
 - :meth:`EventHub.publish` is a :class:`~llmgw.stages.meter.MeterStage` listener: synchronous, O(subscribers),
-  never blocks and never raises for a slow subscriber. Each subscriber has a bounded queue; when it is full the
-  record is dropped for that subscriber only (counted in :attr:`Subscription.dropped`).
+  never blocks and never raises for a slow subscriber. Each subscriber's queue is bounded by count
+  (``queue_size``) and by bytes (``max_bytes``, the records' estimated size, bodies included for a subscriber that
+  asked for them): to make room the *oldest* records are dropped for that subscriber only, and a record larger
+  than ``max_bytes`` on its own is not queued; both are counted in :attr:`Subscription.dropped`, and
+  ``/admin/events`` tells its reader with a ``: dropped N`` comment. So a stalled reader of ``?bodies=1`` holds at
+  most ``max_bytes`` of the server's memory, however large the bodies.
 - Records are the :meth:`Exchange.log_row` dicts as published (``time`` in UNIX seconds, ``attempts`` a list),
   without ``request``/``response`` unless the subscriber asked for bodies. Published dicts are never mutated.
 - Everything runs on one event loop; the hub holds no locks.
@@ -19,9 +23,9 @@ Contracts:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +38,8 @@ from ..sse import encode_data
 
 BODY_FIELDS = ("request", "response")
 MAX_HISTORY = 1000
+MAX_SUBSCRIBER_BYTES = 16 * 1024 * 1024
+ROW_BYTES = 1024   # what a record without bodies is counted as (its text fields added)
 _TRUE = ("1", "true", "yes", "on")
 
 log = logging.getLogger("llmgw.proxy.events")
@@ -46,42 +52,60 @@ class Subscription:
     """One live subscriber: an async iterator of records, registered with its hub from creation until
     :meth:`close` (or the end of an ``async with`` / ``with`` block)."""
 
-    def __init__(self, hub: EventHub, bodies: bool, queue_size: int) -> None:
+    def __init__(self, hub: EventHub, bodies: bool, queue_size: int,
+                 max_bytes: int = MAX_SUBSCRIBER_BYTES) -> None:
         self.bodies = bodies
         self.dropped = 0
+        self.queue_size = queue_size
+        self.max_bytes = max_bytes
         self._hub = hub
-        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=queue_size)  # None: hub closed
+        self._rows: deque[tuple[dict[str, Any], int]] = deque()
+        self._bytes = 0
+        self._ready = asyncio.Event()
         self._closed = False
 
-    def offer(self, row: dict[str, Any]) -> bool:
-        """Queue ``row`` if there is room; False (and counted as dropped) otherwise. Never blocks."""
-        try:
-            self._queue.put_nowait(row)
-        except asyncio.QueueFull:
+    @property
+    def queued_bytes(self) -> int:
+        """The estimated size of the records waiting for the reader."""
+        return self._bytes
+
+    def offer(self, row: dict[str, Any], size: int = ROW_BYTES) -> bool:
+        """Queue ``row`` (``size`` its estimated bytes), dropping the oldest records to make room; False (counted as
+        dropped) when it is larger than ``max_bytes`` on its own. Never blocks."""
+        if size > self.max_bytes:
             self.dropped += 1
             return False
+        rows = self._rows
+        while rows and (len(rows) >= self.queue_size or self._bytes + size > self.max_bytes):
+            self._bytes -= rows.popleft()[1]
+            self.dropped += 1
+        rows.append((row, size))
+        self._bytes += size
+        self._ready.set()
         return True
 
     def end(self) -> None:
-        """Wake the reader and make the iteration stop (used by :meth:`EventHub.close`)."""
+        """Wake the reader and make the iteration stop once it has taken what is queued (used by
+        :meth:`EventHub.close`)."""
         self._closed = True
-        with contextlib.suppress(asyncio.QueueFull):  # a full queue: the reader stops once it has drained it
-            self._queue.put_nowait(None)
+        self._ready.set()
 
     def close(self) -> None:
         """Unregister; the iteration stops."""
-        self._closed = True
+        self.end()
         self._hub.discard(self)
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> dict[str, Any]:
-        if self._closed and self._queue.empty():
-            raise StopAsyncIteration
-        row = await self._queue.get()
-        if row is None:
-            raise StopAsyncIteration
+        while not self._rows:
+            if self._closed:
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+        row, size = self._rows.popleft()
+        self._bytes -= size
         return row if self.bodies else strip_bodies(row)
 
     def __enter__(self) -> Subscription:
@@ -97,6 +121,23 @@ class Subscription:
         self.close()
 
 
+def row_bytes(row: dict[str, Any], bodies: bool) -> int:
+    """The estimated size of a record as a subscriber holds it: :data:`ROW_BYTES` and its free-text fields, and
+    with ``bodies`` the request and response (their JSON bytes, or their serialised size)."""
+    size = ROW_BYTES + len(row.get("error_message") or "")
+    if bodies:
+        for name in BODY_FIELDS:
+            value = row.get(name)
+            if isinstance(value, bytes | bytearray | memoryview):
+                size += len(value)
+            elif value is not None:
+                try:
+                    size += len(orjson.dumps(value, default=_json_default))
+                except TypeError:
+                    size += ROW_BYTES
+    return size
+
+
 def strip_bodies(row: dict[str, Any]) -> dict[str, Any]:
     """``row`` without the request/response bodies (a new dict; ``row`` itself is left alone)."""
     return {k: v for k, v in row.items() if k not in BODY_FIELDS}
@@ -105,8 +146,9 @@ def strip_bodies(row: dict[str, Any]) -> dict[str, Any]:
 class EventHub:
     """Fan-out of finished request records to live subscribers (see the module docstring)."""
 
-    def __init__(self, queue_size: int = 1000) -> None:
+    def __init__(self, queue_size: int = 1000, max_bytes: int = MAX_SUBSCRIBER_BYTES) -> None:
         self.queue_size = queue_size
+        self.max_bytes = max_bytes
         self._subscribers: set[Subscription] = set()
         self._closed = False
 
@@ -115,13 +157,21 @@ class EventHub:
         return len(self._subscribers)
 
     def publish(self, row: dict[str, Any]) -> None:
-        """Hand ``row`` to every subscriber; drops it for subscribers whose queue is full."""
+        """Hand ``row`` to every subscriber (each makes room by dropping its oldest records)."""
+        if not self._subscribers:
+            return
+        plain = full = -1
         for subscription in self._subscribers:
-            subscription.offer(row)
+            if subscription.bodies:
+                full = row_bytes(row, True) if full < 0 else full
+                subscription.offer(row, full)
+            else:
+                plain = row_bytes(row, False) if plain < 0 else plain
+                subscription.offer(row, plain)
 
     def subscribe(self, bodies: bool = False) -> Subscription:
         """A new subscription, registered at once: it receives every record published from now on."""
-        subscription = Subscription(self, bodies, self.queue_size)
+        subscription = Subscription(self, bodies, self.queue_size, self.max_bytes)
         if self._closed:
             subscription.end()
         else:
@@ -187,6 +237,7 @@ def unauthorized() -> web.Response:
 async def _stream(response: web.StreamResponse, subscription: Subscription, keepalive_s: float,
                   already_sent: set[str]) -> None:
     iterator = aiter(subscription)
+    reported = 0
     while True:
         try:
             record = await asyncio.wait_for(anext(iterator), keepalive_s)
@@ -195,6 +246,9 @@ async def _stream(response: web.StreamResponse, subscription: Subscription, keep
             continue
         except StopAsyncIteration:
             return
+        if subscription.dropped > reported:   # this reader fell behind: say how many records it missed
+            reported = subscription.dropped
+            await response.write(f": dropped {reported} records (this reader was too slow)\n\n".encode())
         if already_sent and record.get("id") in already_sent:
             already_sent.discard(record["id"])  # sent from the log already; a request is published once
             continue
