@@ -84,7 +84,7 @@ class CacheStore(IndexedStore):
     def __init__(self, directory: Path | str, *, max_mb: float = 256.0, embedder: str | None = None) -> None:
         super().__init__(embedder)
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)   # cached answers are the owner's alone
         self.disk = diskcache.Cache(str(self.directory), size_limit=int(max_mb * 1024 * 1024),
                                     eviction_policy="least-recently-stored", cull_limit=16, disk=BytesOnlyDisk)
         journal = self.directory / "journal.sqlite"

@@ -6,6 +6,10 @@ Contracts:
 - :class:`LogWriter` takes rows from the event loop with a non-blocking ``write(row)`` and commits them in
   batches from its own thread. ``close()`` flushes every row it was given before returning.
 - The database is the user's to query: ``sqlite3 ~/.llmgw/llmgw.db 'select * from requests'``.
+- It holds prompts, answers and key hashes, so it is the owner's alone: :func:`open_state_db` creates its folder
+  ``0700`` (when it creates it, and the default ``~/.llmgw`` always) and the file ``0600`` before SQLite opens it
+  (SQLite gives its ``-wal``/``-shm`` files the same mode), and takes group and other access away from an existing
+  database and its ``-wal``/``-shm``. The key store and the workers' shared state are opened the same way.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -119,7 +125,7 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 def open_state_db(path: Path, *, wait_s: float = 30.0) -> sqlite3.Connection:
     """A connection to the state file in WAL mode, creating it if needed. Another process creating or migrating
     the same file at the same moment is waited for (up to ``wait_s``), never an error."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private(path)
     db = sqlite3.connect(path, timeout=wait_s, check_same_thread=False)
     deadline = time.monotonic() + wait_s
     while True:
@@ -133,6 +139,31 @@ def open_state_db(path: Path, *, wait_s: float = 30.0) -> sqlite3.Connection:
             time.sleep(0.02)
     db.execute("PRAGMA synchronous=NORMAL")
     return db
+
+
+DEFAULT_FOLDER = Path("~/.llmgw").expanduser()
+_GROUP_OTHER = stat.S_IRWXG | stat.S_IRWXO
+
+
+def make_private(path: Path) -> None:
+    """Prepare ``path`` for a state database only its owner can read (see the module contract)."""
+    folder = path.parent
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    elif folder.resolve() == DEFAULT_FOLDER.resolve():
+        _tighten(folder, 0o700)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        for existing in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            _tighten(existing, 0o600)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    """Take group and other access away from ``path`` (ours) if it has any; a file we cannot change is left."""
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_mode & _GROUP_OTHER:
+            os.chmod(path, mode)
 
 
 def migrate(db: sqlite3.Connection) -> None:
