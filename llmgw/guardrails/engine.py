@@ -157,9 +157,13 @@ def _window_end(rules: Sequence[Rule], text: str, low: int, high: int) -> int:
     return min(len(text), far + CONTEXT)
 
 
+VALUE_KINDS = ("pii", "regex", "denylist")     # rules whose findings are values (injection markers are not)
+
+
 def as_redacting(rules: Sequence[Rule]) -> tuple[Rule, ...]:
-    """The PII rules among ``rules``, all turned into non-restoring redactions: what masks a log copy."""
-    return tuple(replace(r, action="redact", restore=False) for r in rules if r.kind == "pii")
+    """The rules among ``rules`` that find values (PII, patterns, denied terms), all turned into non-restoring
+    redactions: what masks a log copy."""
+    return tuple(replace(r, action="redact", restore=False) for r in rules if r.kind in VALUE_KINDS)
 
 
 @dataclass
@@ -176,7 +180,7 @@ class Scan:
     findings: list[dict[str, Any]] = field(default_factory=list)
     blocked: str | None = None          # "'rule' (kind): reason in where", from the first block
     redacted: bool = False
-    unredacted_pii: bool = False        # PII flagged (or blocked) but left in place
+    unredacted_pii: bool = False        # a value (PII, pattern, denied term) flagged or blocked, left in place
     worst: int = 0                      # the most severe action recorded (SEVERITY)
     _by_name: dict[str, Rule] = field(default_factory=dict, repr=False)
     _recorded: int = 0
@@ -199,7 +203,7 @@ class Scan:
                 self.blocked = f"{f.rule!r} ({f.kind}): {f.reason()} in {where}"
             elif f.action == "redact":
                 self.redacted = True
-            if f.kind == "pii" and f.action != "redact":
+            if f.kind in VALUE_KINDS and f.action != "redact":
                 self.unredacted_pii = True
             if self._recorded < MAX_RECORDED:
                 self.findings.append(f.as_log(where, self.phase))

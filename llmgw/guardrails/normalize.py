@@ -94,7 +94,7 @@ def _bmp_table() -> Any:
 
 
 _SEP_CHARS = frozenset(" \t\r\n-_./")
-_SEP_HINT = re.compile(r"[_/\n](?=[ \t]{0,3}[\d(])|[ \t\-_./]{2}(?=[ \t\r\n\-_./]{0,3}[\d(])")
+_SEP_HINT = re.compile(r"[_/\n](?=[ \t\-_./]{0,3}[\d(])|[ \t\-_./]{2}(?=[ \t\r\n\-_./]{0,3}[\d(])")
 _BRACKETED = re.compile(r"[\[({<] ?(?i:(?P<at>at|@)|dot|\.) ?[\])}>]")
 _ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})")
 _SHORT = 512     # below this many characters, non-ASCII text is folded character by character

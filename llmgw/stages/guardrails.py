@@ -165,9 +165,12 @@ class GuardrailStage(Stage):
         table = state.table
         wire = named(ex.client_format)
         scan_body(lambda fn: wire.request_texts(ex.endpoint, body, fn), scan, on_text=table.reserve)
-        if scan.redacted and ex.body is not body and ex.body:
-            silent = Scan(self.request_rules, "request", table, record=False, budget=scan.budget)
+        if ex.body is not body and ex.body and scan.blocked is None:   # the translation: its texts may be joined
+            silent = Scan(self.request_rules, "request", table, budget=scan.budget)
             scan_body(lambda fn: canonical().request_texts(ex.endpoint, ex.body, fn), silent)
+            if silent.blocked is not None:      # only the translation shows it: refuse all the same
+                scan.blocked = silent.blocked
+                scan.findings += [f for f in silent.drain() if f["action"] == "block"][:1]
         if scan.blocked is not None or scan.unredacted_pii:
             ex.raw_body = self._masked_copy(ex, _copy(body), table) if self._log_mask_rules else b""
         elif scan.redacted:
