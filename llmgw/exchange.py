@@ -194,6 +194,7 @@ class Exchange:
     upstream_ms: float = 0.0               # time spent waiting on upstreams (attempts, backoff, stream events)
     streamed_text: list[str] = field(default_factory=list)
     finish_reason: str | None = None
+    delivered: bool = False                # the client has had the whole answer (its stream's finishing event)
     dropped_params: list[str] = field(default_factory=list)
     findings: list[dict[str, Any]] = field(default_factory=list)  # guardrail findings (never the raw values)
     translation_dropped: list[str] = field(default_factory=list)  # hints lost if the target speaks another format
@@ -219,9 +220,11 @@ class Exchange:
 
     def client_gone(self) -> None:
         """The client hung up: record it, and the output tokens it actually received when the upstream had not
-        reported as many yet (estimated from the streamed text)."""
-        self.outcome = "client_disconnect"
-        self.status = 499
+        reported as many yet (estimated from the streamed text). A client that already had the whole answer
+        (``delivered``) did not cut it short: only the estimate applies."""
+        if not self.delivered:
+            self.outcome = "client_disconnect"
+            self.status = 499
         self.estimate_partial_usage()
 
     def streamed_tokens(self) -> int:

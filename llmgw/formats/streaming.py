@@ -7,8 +7,9 @@ format's ``encode``; bytes are written when an event is marked
 ``flush`` (the last one of an upstream network read), so one read from the upstream becomes one write to the
 client. When the upstream finishes, ``finish()`` ends the stream in the format's own way. When it fails
 mid-stream, ``error(gateway_error, failure)`` is written instead and the exchange records the error. When the
-client goes away, the upstream request is closed and the exchange is marked ``client_disconnect``. The upstream
-iterator is always closed.
+client goes away, the upstream request is closed and the exchange is marked ``client_disconnect`` — unless the
+answer's finishing event was already written (``ex.delivered``: a client may hang up once it has read it, before
+the stream's end, as Codex CLI does at ``response.completed``). The upstream iterator is always closed.
 """
 
 from __future__ import annotations
@@ -86,20 +87,24 @@ async def forward_stream(
             pending.append(out)
         return event.flush
 
+    async def write() -> None:
+        await response.write(b"".join(pending))
+        pending.clear()
+        if ex.finish_reason is not None:   # the finishing event is written: the client has the whole answer
+            ex.delivered = True
+
     try:
         try:
             # The request's total deadline holds across the stream: keep-alive comments do not extend it.
             async with asyncio.timeout(max(0.0, ex.deadline - time.perf_counter())):
                 if take(ex.first_event) and pending:
-                    await response.write(b"".join(pending))
-                    pending.clear()
+                    await write()
                 ready = clock()
                 async for event in events:
                     arrived = clock()
                     ex.upstream_ms += (arrived - ready) * 1000.0   # waiting for the upstream is not overhead
                     if take(event) and pending:
-                        await response.write(b"".join(pending))
-                        pending.clear()
+                        await write()
                     ready = clock()
             pending.append(finish())
         except (UpstreamFailure, TimeoutError) as exc:
@@ -112,7 +117,9 @@ async def forward_stream(
             ex.outcome = "error"
             ex.estimate_partial_usage()
             pending.append(error(failed, failure))
-        await response.write(b"".join(pending))
+        await write()
+        if ex.error is None:
+            ex.delivered = True
         await response.write_eof()
     except (ConnectionResetError, ConnectionError):
         ex.client_gone()
