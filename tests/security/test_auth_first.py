@@ -111,3 +111,24 @@ async def test_metrics_can_require_the_admin_key(aiohttp_client: Any, tmp_path: 
     assert (await open_by_default.get("/metrics")).status == 200
     with pytest.raises(ProfileError, match=r"server\.metrics_auth: needs server\.admin_key"):
         parse_profile(attack_sections(tmp_path / "x.db", upstream.url, server={"metrics_auth": True}))
+
+
+async def test_the_headers_phase_is_declared_and_runs_alone() -> None:
+    from llmgw.exchange import Exchange
+    from llmgw.proxy.pipeline import Pipeline
+    from llmgw.stages.auth import AuthStage
+    from llmgw.stages.base import Stage
+    from llmgw.store.keys import KeyIndex
+
+    calls: list[str] = []
+
+    class Later(Stage):
+        async def request(self, ex: Exchange) -> None:
+            calls.append("request")
+
+    auth = AuthStage({}, KeyIndex("salt", {}, {}))
+    assert "headers" in AuthStage.phases() and "headers" not in Later.phases()
+    ex = Exchange("openai", "chat")
+    ex.credential = "sk-not-a-key"
+    await Pipeline([auth, Later()]).admit(ex)
+    assert ex.status == 401 and calls == []
