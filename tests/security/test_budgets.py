@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from llmgw.proxy.app import make_app
 
 from .attacks import DEFAULT_CAP, HI, SPENDER_KEY, attack_profile, burst, logged, most_one_request_costs
@@ -33,17 +35,25 @@ async def test_no_max_tokens_and_long_answers_cannot_overspend(aiohttp_client: A
     assert max(r["output_tokens"] for r in rows) == DEFAULT_CAP
 
 
+@pytest.mark.parametrize(("usage", "body", "cap"), [
+    ("honest", {}, DEFAULT_CAP),
+    ("negative", {"max_tokens": 2000}, 2000),
+])
 async def test_two_workers_sharing_sqlite_state_cannot_overspend(aiohttp_client: Any, tmp_path: Path,
-                                                                 upstream: AttackUpstream) -> None:
+                                                                 upstream: AttackUpstream, usage: str,
+                                                                 body: dict[str, Any], cap: int) -> None:
+    upstream.usage = usage
     db = tmp_path / "llmgw.db"
     clients = [await aiohttp_client(make_app(attack_profile(db, upstream.url, daily=DAILY, workers=2)))
                for _ in range(2)]
-    statuses = await burst(clients, 200, {"model": "long", "messages": HI})
+    statuses = await burst(clients, 200, {"model": "long", "messages": HI, **body})
     for client in clients:
         await client.close()
     assert statuses.count(200) >= 5 and statuses.count(429) >= 100
     assert (tmp_path / "shared-state.db").exists()
-    assert spend(logged(db)) <= DAILY + most_one_request_costs(50)
+    rows = logged(db)
+    assert all(r["cost_usd"] >= 0 for r in rows)
+    assert spend(rows) <= DAILY + most_one_request_costs(50, cap)
 
 
 async def test_a_stream_closed_after_three_events_bills_its_prompt(aiohttp_client: Any, tmp_path: Path,
