@@ -22,7 +22,8 @@ demo: $(VENV)/.installed
 	$(BIN)/llmgw serve
 
 ## Install everything the tests need and run the whole suite (tests/agents/ installs the coding agents it runs
-## from the npm registry into ~/.cache/llmgw-test-agents, or $$LLMGW_AGENTS_CACHE, once).
+## from the npm registry into ~/.cache/llmgw-test-agents, or $$LLMGW_AGENTS_CACHE, once; ensure-node puts a
+## Node.js 22 from the npm registry there too when the system's is older than Gemini CLI's 20).
 test: $(VENV)/.installed-test
 	./scripts/ensure-redis
 	./scripts/ensure-node

@@ -1,8 +1,9 @@
 """Fixtures for the coding-agent tests: the agents installed from the npm registry (cached between runs), and a real
 ``llmgw serve`` on a free port in front of one fake upstream of every kind, with a virtual key for the agent.
 
-The agents are skipped, with the reason, when ``npm`` is missing (``make test`` installs it: scripts/ensure-node);
-an install that fails is a failure under CI (``CI`` set) and a skip elsewhere.
+The agents are skipped, with the reason, when ``npm`` is missing (``make test`` installs it: scripts/ensure-node), or
+when an agent needs a newer Node.js than is on PATH and none can be installed from the npm registry; an install that
+fails is a failure under CI (``CI`` set) and a skip elsewhere.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from llmgw.testing.fake_gemini import FakeGemini
 from tests.conftest import CANARY
 from tests.e2e.conftest import ServeProcess, start_serve, stop_all, write_profile
 
-from .harness import MODELS, UPSTREAMS, AgentSpec, InstallError, alias, install
+from .harness import MODELS, UPSTREAMS, AgentSpec, InstallError, NodeUnavailable, alias, install
 
 AGENT_KEY = "sk-llmgw-agent-harness-7d2e"   # the virtual key the agents present (a profile key of team "agents")
-_CHAT_PATHS = {"anthropic": ("/v1/messages",), "openai": ("/v1/chat/completions",),
+_CHAT_PATHS = {"anthropic": ("/v1/messages",), "openai": ("/v1/chat/completions", "/v1/responses"),
                "gemini": (":generateContent", ":streamGenerateContent")}
 
 
@@ -38,6 +39,8 @@ def installed() -> Callable[[AgentSpec], Path]:
         if spec.name not in found:
             try:
                 found[spec.name] = install(spec)
+            except NodeUnavailable as error:
+                pytest.skip(f"{spec.title} {error}")
             except InstallError as error:
                 if "not on PATH" in str(error):
                     pytest.skip(f"{spec.title} needs npm to install {spec.package}@{spec.version}"

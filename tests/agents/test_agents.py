@@ -15,6 +15,7 @@ import pytest
 from .conftest import AgentGateway
 from .harness import (
     AGENTS,
+    PASSED_THROUGH,
     UPSTREAMS,
     AgentSpec,
     alias,
@@ -34,15 +35,21 @@ CELLS = [pytest.param(agent, upstream, id=f"{agent.name}-{upstream}")
 
 def check_log(rows: list[dict[str, Any]], agent: AgentSpec, upstream: str, count: int) -> None:
     """Every request the agent made is one 200 row of its format, its key and team, through the alias."""
+    brief = [{k: r[k] for k in ("endpoint", "status", "error", "alias", "provider", "input_tokens", "output_tokens")}
+             for r in rows]
+    assert all(r["status"] == 200 for r in rows), brief
     chats = [r for r in rows if r["endpoint"] == "chat"]
-    assert len(chats) == count, rows
+    assert len(chats) == count, brief
     for row in chats:
         assert (row["status"], row["client_format"], row["alias"], row["provider"]) == (
             200, agent.client_format, alias(upstream), upstream)
         assert (row["key"], row["team"]) == ("agent", "agents")
         assert row["input_tokens"] > 0 and row["output_tokens"] > 0
-    if upstream != agent.client_format:   # translated: what had no equivalent is named
-        assert all(isinstance(orjson.loads(r["dropped_params"]), list) for r in chats)
+    dropped = [orjson.loads(r["dropped_params"]) for r in chats]
+    if agent.client_format in PASSED_THROUGH[upstream]:   # untouched: nothing dropped
+        assert dropped == [[]] * count, dropped
+    else:   # translated: what had no equivalent is named
+        assert all(isinstance(names, list) and agent.drops <= set(names) for names in dropped), dropped
 
 
 @pytest.mark.parametrize(("agent", "upstream"), CELLS)

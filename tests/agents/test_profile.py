@@ -10,6 +10,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from .harness import AGENTS
+
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "profiles" / "agents.toml"
 
@@ -30,3 +32,12 @@ def test_the_aliases_the_readme_gives_the_agents_are_in_the_profile() -> None:
     named |= set(re.findall(r'^model = "([^"]+)"', section, re.MULTILINE))
     named |= set(re.findall(r"gemini -m (\S+)", section))
     assert named and named <= aliases, named - aliases
+
+
+def test_the_settings_the_readme_gives_each_agent_are_those_its_tests_use() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Coding agents", 1)[1].split("\n## ", 1)[0]
+    bare = "\n".join(re.sub(r"\s+#.*$", "", line) for line in section.splitlines())   # comments aside
+    for agent in AGENTS:
+        for settings in agent.readme:
+            assert settings.strip() in bare, f"{agent.title}: README.md does not show\n{settings}"
