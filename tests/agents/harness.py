@@ -208,6 +208,8 @@ class AgentSpec:
     """Hints of its requests that have no equivalent off its own format: every translated request's log row names
     them (``dropped_params``)."""
     upstreams: tuple[str, ...] = tuple(UPSTREAMS)
+    install_args: tuple[str, ...] = ()
+    """More ``npm install`` arguments."""
     repair: tuple[str, ...] = ()
     """A command run in the package's folder when the installed binary does not start (a postinstall step that
     npm skipped); empty: none."""
@@ -398,6 +400,9 @@ GEMINI_CLI = AgentSpec(
     system_marker="You are Gemini CLI",
     drops=frozenset({"generationConfig.thinkingConfig", "generationConfig.topK"}),
     node=20,
+    # Its optional native modules' scripts would compile node-pty and keytar with node-gyp, which fetches Node's
+    # headers from nodejs.org where the system has none; the prebuilt @lydell/node-pty it prefers needs no script.
+    install_args=("--ignore-scripts",),
     settings="`GOOGLE_GEMINI_BASE_URL`, `GEMINI_API_KEY` (a virtual key), `-m` (an alias), and "
              '`"security": {"auth": {"selectedType": "gemini-api-key"}}` in `~/.gemini/settings.json`; Node.js 20 or '
              "newer",
@@ -522,7 +527,7 @@ def install(spec: AgentSpec, root: Path | None = None) -> Path:
         if binary.exists() and _version_runs(binary, spec, path):
             return binary
         done = subprocess.run([npm, "install", "--prefix", str(prefix), "--no-save", "--no-audit", "--no-fund",
-                               "--loglevel=error", f"{spec.package}@{spec.version}"],
+                               "--loglevel=error", *spec.install_args, f"{spec.package}@{spec.version}"],
                               capture_output=True, text=True, timeout=900, check=False,
                               env={**os.environ, "PATH": path})
         if done.returncode != 0:
