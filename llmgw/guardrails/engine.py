@@ -8,8 +8,9 @@ Contract (:class:`Scan`): one instance per phase of one exchange.
   the ``redact`` findings replaced by placeholders from the shared table. After a block, further texts are
   returned unchanged and not scanned.
 - :meth:`Scan.texts` judges texts the reader sees as one (the text parts of one message): each part alone and
-  their concatenation, so a value split across parts is found; a finding that spans parts puts its placeholder in
-  the first part and removes the rest of the value from the others.
+  their concatenation, so a value split across parts is found; a redacted value that spans parts leaves its
+  placeholder in the first part, one character of it in each later part the value covers whole (no part is left
+  empty), and nothing of the value.
 - Linear: a text longer than :data:`WINDOW` is read in overlapping windows (each overlap at least the longest
   match a rule can report), overlaps are resolved with one mark per character, and the per-request
   :class:`Budget` (CPU time of the scanning thread, and at most :data:`MAX_FINDINGS` values) is checked between
