@@ -4,9 +4,12 @@ Contract (see :class:`~llmgw.formats.base.WireFormat`):
 - ``parse`` validates the fields the gateway relies on (400 naming the field, nothing changed), keeps the client's
   body for Anthropic upstreams, and prepares the canonical translation for the others — a translation problem
   becomes the exchange's ``translation_error``, raised only if a target of another format is tried.
-- Texts: ``system`` and every message's text blocks whatever its role (``system`` messages included), ``tool_use``
-  input, the content of ``tool_result``, ``mcp_tool_result``, ``search_result`` and ``compaction`` blocks, text
-  documents. Other block types are left alone (signed thinking, server tool results, types newer than this walk).
+- Texts: ``system`` and every message's text blocks whatever its role (``system`` messages included) with their
+  citations, ``tool_use`` input (keys and values), the content of ``tool_result``, ``mcp_tool_result``,
+  ``search_result`` (its title and source too) and ``compaction`` blocks, documents (title, context, text); the
+  tools' descriptions and input schemas, ``metadata`` (``user_id``), ``stop_sequences``; in answers, thinking too.
+  Other block types are left alone (signed thinking in requests, server tool results, images, files, types newer
+  than this walk).
 - Answers from an Anthropic upstream are forwarded as they came (bytes and events); canonical answers are
   translated. Streams always report usage in ``message_start``/``message_delta``; an upstream failure after the
   first byte ends the stream with an ``error`` event, never with ``message_stop``.
@@ -31,7 +34,7 @@ from ..translate.anthropic_client import anthropic_request_to_openai
 from ..translate.anthropic_stream import OpenAIStreamToAnthropic, error_event
 from .base import Route, WireFormat
 from .streaming import forward_stream
-from .texts import TextFn, text_at, visit_value
+from .texts import TextFn, schema_texts, text_at, visit_value
 from .validate import check_depth, invalid_field, is_int, is_number
 
 if TYPE_CHECKING:
@@ -123,22 +126,36 @@ def validate_messages(body: Mapping[str, Any], *, count_only: bool = False) -> N
 # --- texts ------------------------------------------------------------------------------------------------------
 
 
-def _block_texts(blocks: list[Any], where: str, fn: TextFn) -> None:
+def _block_texts(blocks: list[Any], where: str, fn: TextFn, *, answer: bool = False) -> None:
+    """Text, tool input (keys and values), results (title and source of a search result too), documents (title,
+    context, text); in answers, thinking as well. Citations' quoted text and titles."""
     for j, block in enumerate(blocks):
         if not isinstance(block, dict):
             continue
         kind, at = block.get("type"), f"{where}[{j}]"
         if kind == "text" and "text" in block:
             text_at(block, "text", f"{at}.text", fn)
-        elif kind in ("tool_use", "server_tool_use") and "input" in block:
+            for k, citation in enumerate(block.get("citations") or []):
+                for name in ("cited_text", "document_title", "title"):
+                    if isinstance(citation, dict) and isinstance(citation.get(name), str):
+                        text_at(citation, name, f"{at}.citations[{k}].{name}", fn)
+        elif kind == "thinking" and answer and "thinking" in block:
+            text_at(block, "thinking", f"{at}.thinking", fn)
+        elif kind in ("tool_use", "server_tool_use", "mcp_tool_use") and "input" in block:
             block["input"] = visit_value(block["input"], f"{at}.input", fn)
         elif kind in ("tool_result", "mcp_tool_result", "search_result", "compaction"):
+            for name in ("title", "source"):
+                if kind == "search_result" and isinstance(block.get(name), str):
+                    text_at(block, name, f"{at}.{name}", fn)
             content = block.get("content")
             if isinstance(content, str):
                 text_at(block, "content", f"{at}.content", fn)
             elif isinstance(content, list):
                 _block_texts(content, f"{at}.content", fn)
         elif kind == "document":
+            for name in ("title", "context"):
+                if isinstance(block.get(name), str):
+                    text_at(block, name, f"{at}.{name}", fn)
             source = block.get("source")
             if isinstance(source, dict) and source.get("type") == "text" and "data" in source:
                 text_at(source, "data", f"{at}.source.data", fn)
@@ -173,6 +190,14 @@ class AnthropicMessages(WireFormat):
             ex.body = {"model": ex.alias, "messages": []}
             ex.translation_error = error
 
+    def output_cap(self, ex: Exchange) -> int | None:
+        """``max_tokens`` (required by :func:`validate_messages`, so always there for a chat request)."""
+        value = ex.client_body.get("max_tokens")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def set_output_cap(self, ex: Exchange, tokens: int) -> None:
+        ex.client_body["max_tokens"] = tokens
+
     def request_texts(self, endpoint: str, body: dict[str, Any], fn: TextFn) -> None:
         system = body.get("system")
         if isinstance(system, str):
@@ -187,6 +212,14 @@ class AnthropicMessages(WireFormat):
                 text_at(message, "content", f"messages[{i}].content", fn)
             elif isinstance(content, list):
                 _block_texts(content, f"messages[{i}].content", fn)
+        for i, tool in enumerate(body.get("tools") or []):
+            if isinstance(tool, dict):
+                if isinstance(tool.get("description"), str):
+                    text_at(tool, "description", f"tools[{i}].description", fn)
+                schema_texts(tool.get("input_schema"), f"tools[{i}].input_schema", fn)
+        for name in ("metadata", "stop_sequences"):
+            if name in body:
+                body[name] = visit_value(body[name], name, fn)
 
     def cache_params(self, ex: Exchange) -> dict[str, Any] | None:
         """Everything the canonical body does not carry (``thinking``, ``metadata``, ``cache_control``...)."""
@@ -214,7 +247,7 @@ class AnthropicMessages(WireFormat):
     def answer_texts(self, body: dict[str, Any], fn: TextFn) -> None:
         content = body.get("content")
         if isinstance(content, list):
-            _block_texts(content, "content", fn)
+            _block_texts(content, "content", fn, answer=True)
 
     def canonical_answer(self, body: dict[str, Any]) -> dict[str, Any]:
         return tr.anthropic_response_to_openai(body)[0]
@@ -258,12 +291,17 @@ class AnthropicMessages(WireFormat):
         if kind == "content_block_delta":
             index = data.get("index", 0)
             delta = data.get("delta") or {}
-            field, key, where = (("text", ("block", index), f"content[{index}].text")
-                                 if delta.get("type") == "text_delta"
-                                 else ("partial_json", ("json", index), f"content[{index}].input"))
+            if delta.get("type") == "signature_delta":   # the thinking is over: what it held goes out first
+                held = guard.flush([k for k in guard.channels() if k == ("thinking", index)])
+                return [*(self.held_text_event(guard, key, text, False) for key, text in held.items()), event]
+            channel = _DELTA_CHANNELS.get(delta.get("type"))
+            if channel is None:
+                return [event]
+            field, name = channel
+            key, where = (name, index), f"content[{index}].{'input' if name == 'json' else field}"
             text = delta.get(field)
-            if delta.get("type") in ("text_delta", "input_json_delta") and isinstance(text, str) and text:
-                out = guard.pipe(key, where, key[0] == "json").feed(text)
+            if isinstance(text, str) and text:
+                out = guard.pipe(key, where, name == "json").feed(text)
                 if out != text:
                     delta[field] = out
                     event.raw = None
@@ -280,6 +318,8 @@ class AnthropicMessages(WireFormat):
     def held_text_event(self, guard: StreamGuard, key: tuple[Any, ...], text: str, flush: bool) -> StreamEvent:
         if key[0] == "json":
             delta = {"type": "input_json_delta", "partial_json": text}
+        elif key[0] == "thinking":
+            delta = {"type": "thinking_delta", "thinking": text}
         else:
             delta = {"type": "text_delta", "text": text}
         return StreamEvent({"type": "content_block_delta", "index": key[1], "delta": delta}, None, format=NAME,
@@ -324,4 +364,7 @@ class AnthropicMessages(WireFormat):
         return await forward_stream(request, ex, headers, encode, finish, error, record)
 
 
+# a content-block delta's text: type -> (field, channel)
+_DELTA_CHANNELS = MappingProxyType({"text_delta": ("text", "block"), "input_json_delta": ("partial_json", "json"),
+                                    "thinking_delta": ("thinking", "thinking")})
 _MAPPED = frozenset({"messages", "system", "stream", "model"})   # what the canonical body carries

@@ -3,8 +3,10 @@
 Contract (see :class:`~llmgw.formats.base.WireFormat`):
 - ``parse`` validates only what the gateway relies on (400 naming the field, nothing changed); unknown fields pass
   through untouched. The client's body *is* the canonical body.
-- Texts: every message's content (string or text parts), ``refusal``, tool-call and function-call arguments (JSON
-  string values one by one), function tools' descriptions; embeddings ``input``.
+- Texts: every message's ``name``, content (string, text and refusal parts), ``refusal``, ``reasoning_content``,
+  tool-call and function-call arguments (JSON keys and string values one by one); the tools' descriptions and
+  parameter schemas, ``prediction``, ``user``, ``metadata``, the response format's schema, ``stop``; embeddings
+  ``input`` and ``user``. Answers: the same fields of each choice's message.
 - ``render_reply`` answers with the upstream's own bytes when they are in this format, else serialises once.
 - ``render_stream`` forwards each event as it arrives, hides the usage chunk from clients that did not ask for it,
   ends with ``[DONE]`` only when the upstream finished, and on a mid-stream failure sends an error event instead.
@@ -24,7 +26,7 @@ from ..providers.base import UpstreamFailure
 from ..sse import encode_data
 from .base import Route, WireFormat
 from .streaming import forward_stream
-from .texts import TextFn, content_text, json_text_at, text_at
+from .texts import TextFn, content_text, json_text_at, schema_texts, text_at, visit_value
 from .validate import check_depth, check_model, invalid_field, is_int, is_number
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ _NUMERIC_RANGES = {
 _POSITIVE_INTS = ("max_tokens", "max_completion_tokens", "n", "top_logprobs")
 JSON_TYPE = "application/json"
 _DONE = encode_data(b"[DONE]")
+_DELTA_TEXTS = ("reasoning_content", "reasoning", "content", "refusal")   # a delta's text channels
 
 
 def validate_chat(body: Mapping[str, Any]) -> None:
@@ -105,17 +108,28 @@ def validate_embeddings(body: Mapping[str, Any]) -> None:
 # --- texts ------------------------------------------------------------------------------------------------------
 
 
-def _message_texts(message: dict[str, Any], where: str, fn: TextFn) -> None:
-    content = message.get("content")
+def _parts_texts(holder: dict[str, Any], key: str, where: str, fn: TextFn) -> None:
+    """A string, or text and refusal parts (adjacent parts are read as one text: ``…[j].text``)."""
+    content = holder.get(key)
     if isinstance(content, str):
-        text_at(message, "content", f"{where}.content", fn)
+        text_at(holder, key, f"{where}.{key}", fn)
     elif isinstance(content, list):
         for j, part in enumerate(content):
-            if isinstance(part, dict) and part.get("type") in ("text", "input_text", "output_text") \
-                    and "text" in part:
-                text_at(part, "text", f"{where}.content[{j}].text", fn)
-    if isinstance(message.get("refusal"), str):
-        text_at(message, "refusal", f"{where}.refusal", fn)
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") in ("text", "input_text", "output_text") and "text" in part:
+                text_at(part, "text", f"{where}.{key}[{j}].text", fn)
+            elif part.get("type") == "refusal" and "refusal" in part:
+                text_at(part, "refusal", f"{where}.{key}[{j}].refusal", fn)
+
+
+def _message_texts(message: dict[str, Any], where: str, fn: TextFn) -> None:
+    if isinstance(message.get("name"), str):
+        text_at(message, "name", f"{where}.name", fn)
+    _parts_texts(message, "content", where, fn)
+    for name in ("refusal", "reasoning_content", "reasoning"):
+        if isinstance(message.get(name), str):
+            text_at(message, name, f"{where}.{name}", fn)
     for k, call in enumerate(message.get("tool_calls") or []):
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
@@ -126,18 +140,34 @@ def _message_texts(message: dict[str, Any], where: str, fn: TextFn) -> None:
 
 
 def chat_request_texts(body: dict[str, Any], fn: TextFn) -> None:
-    """A Chat Completions request: every message's content (string or text parts), tool-call arguments, tool
-    results, function tools' descriptions."""
+    """A Chat Completions request: every message's name, content (string, text and refusal parts), refusal and
+    reasoning, tool-call arguments (keys and values); the tools' descriptions and parameter schemas, the
+    prediction, ``user``, ``metadata`` (keys and values), the response format's description and schema, ``stop``."""
     for i, message in enumerate(body.get("messages") or []):
         if isinstance(message, dict):
             _message_texts(message, f"messages[{i}]", fn)
     for i, tool in enumerate(body.get("tools") or []):
         function = tool.get("function") if isinstance(tool, dict) else None
-        if isinstance(function, dict) and isinstance(function.get("description"), str):
-            text_at(function, "description", f"tools[{i}].function.description", fn)
+        if isinstance(function, dict):
+            if isinstance(function.get("description"), str):
+                text_at(function, "description", f"tools[{i}].function.description", fn)
+            schema_texts(function.get("parameters"), f"tools[{i}].function.parameters", fn)
+    if isinstance(body.get("prediction"), dict):
+        _parts_texts(body["prediction"], "content", "prediction", fn)
+    for name in ("user", "stop", "metadata"):
+        if name in body:
+            body[name] = visit_value(body[name], name, fn)
+    response_format = body.get("response_format")
+    schema = response_format.get("json_schema") if isinstance(response_format, dict) else None
+    if isinstance(schema, dict):
+        if isinstance(schema.get("description"), str):
+            text_at(schema, "description", "response_format.json_schema.description", fn)
+        schema_texts(schema.get("schema"), "response_format.json_schema.schema", fn)
 
 
 def _embeddings_texts(body: dict[str, Any], fn: TextFn) -> None:
+    if isinstance(body.get("user"), str):
+        text_at(body, "user", "user", fn)
     value = body.get("input")
     if isinstance(value, str):
         text_at(body, "input", "input", fn)
@@ -166,6 +196,11 @@ class OpenAIChat(WireFormat):
             ex.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         ex.body = ex.client_body = body
         ex.alias = body["model"]
+
+    def set_output_cap(self, ex: Exchange, tokens: int) -> None:
+        """``max_completion_tokens`` (OpenAI's reasoning models refuse ``max_tokens``); the client's body is the
+        canonical one. ``output_cap`` is the base's: ``max_completion_tokens``, else ``max_tokens``."""
+        ex.client_body["max_completion_tokens"] = tokens
 
     def request_texts(self, endpoint: str, body: dict[str, Any], fn: TextFn) -> None:
         if endpoint == "embeddings":
@@ -217,14 +252,22 @@ class OpenAIChat(WireFormat):
         guard.context = {k: data.get(k) for k in ("id", "object", "created", "model")}
         choices = data.get("choices") or []
         changed = False
+        extra: list[StreamEvent] = []
         for choice in choices:
             index = choice.get("index", 0)
             delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if isinstance(text, str) and text:
-                out = guard.pipe(("text", index), f"choices[{index}].delta.content", False).feed(text)
+            for name in _DELTA_TEXTS:
+                text = delta.get(name)
+                if not isinstance(text, str) or not text:
+                    continue
+                if name == "content":   # the reasoning is over: what it held goes out first
+                    reasoning = [k for k in guard.channels() if k[0] == "delta" and k[1] == index]
+                    extra += [self.held_text_event(guard, key, held, False)
+                              for key, held in guard.flush(reasoning).items()]
+                key = ("text", index) if name == "content" else ("delta", index, name)
+                out = guard.pipe(key, f"choices[{index}].delta.{name}", False).feed(text)
                 changed |= out != text
-                delta["content"] = out
+                delta[name] = out
             for call in delta.get("tool_calls") or []:
                 function = call.get("function") or {}
                 args = function.get("arguments")
@@ -237,16 +280,15 @@ class OpenAIChat(WireFormat):
             if choice.get("finish_reason"):
                 held = guard.flush([k for k in guard.channels() if k[1] == index])
                 changed |= _put_back(choice, delta, held)
-        extra: list[StreamEvent] = []
         if not choices and guard.channels():   # the usage chunk: everything must be out before it
             held = guard.flush(guard.channels())
-            extra = [self.held_text_event(guard, key, text, False) for key, text in held.items()]
+            extra += [self.held_text_event(guard, key, text, False) for key, text in held.items()]
         if changed:
             event.raw = None
         return [*extra, event]
 
     def held_text_event(self, guard: StreamGuard, key: tuple[Any, ...], text: str, flush: bool) -> StreamEvent:
-        delta: dict[str, Any] = ({"content": text} if key[0] == "text"
+        delta: dict[str, Any] = ({"content": text} if key[0] == "text" else {key[2]: text} if key[0] == "delta"
                                  else {"tool_calls": [{"index": key[2], "function": {"arguments": text}}]})
         chunk = {**guard.context, "object": "chat.completion.chunk",
                  "choices": [{"index": key[1], "delta": delta, "finish_reason": None}]}
@@ -286,8 +328,9 @@ class OpenAIChat(WireFormat):
 def _put_back(choice: dict[str, Any], delta: dict[str, Any], held: dict[tuple[Any, ...], str]) -> bool:
     """Put text held for a finishing choice into its last chunk."""
     for key, text in held.items():
-        if key[0] == "text":
-            delta["content"] = text + (delta.get("content") or "")
+        if key[0] in ("text", "delta"):
+            name = "content" if key[0] == "text" else key[2]
+            delta[name] = text + (delta.get(name) or "")
         else:
             delta.setdefault("tool_calls", []).append({"index": key[2], "function": {"arguments": text}})
     if held:
