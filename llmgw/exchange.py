@@ -187,6 +187,8 @@ class Exchange:
     usage: Usage = field(default_factory=Usage)
     usage_estimated: bool = False          # some of ``usage`` was estimated (no usage, or nonsense, reported)
     cost_usd: float = 0.0
+    cost_breakdown: dict[str, float] = field(default_factory=dict)  # cost_usd by token type (input, output, …)
+    unpriced: bool = False                 # the target's model has no price: cost_usd is 0 because it is unknown
     saved_usd: float = 0.0                 # what a cache hit would have cost (the cached answer's own cost)
     cache: str = "miss"
     ttft_ms: float | None = None
@@ -206,6 +208,14 @@ class Exchange:
     reservation: Any = None                # the limits stage's hold on rate windows and budgets
     guard: Any = None                      # the guardrail stage's state (placeholders, response scan)
     cache_lookup: Any = None               # the cache stage's keys and directives for this request
+    story: list[dict[str, Any]] = field(default_factory=list)  # the decisions taken, in order (see note())
+
+    def note(self, stage: str, event: str, **facts: Any) -> None:
+        """Record one decision a stage took (``llmgw why`` tells the story): ``stage`` names the stage
+        (``auth``, ``limits``, ``guardrails``, ``cache``, ``route``, ``meter``, …), ``event`` what happened
+        (``allowed``, ``refused``, ``hit``, ``fallback``, …), ``facts`` JSON-ready details. Never a secret or
+        a raw guarded value."""
+        self.story.append({"stage": stage, "event": event, "ms": round(self.elapsed_ms(), 3), **facts})
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
@@ -286,6 +296,9 @@ class Exchange:
             "cache_write_tokens": self.usage.cache_write_tokens,
             "reasoning_tokens": self.usage.reasoning_tokens,
             "cost_usd": self.cost_usd,
+            "cost_breakdown": self.cost_breakdown,
+            "unpriced": self.unpriced,
+            "story": self.story,
             "saved_usd": self.saved_usd,
             "usage_estimated": self.usage_estimated,
             "latency_ms": round(self.latency_ms, 3),

@@ -30,7 +30,8 @@ import orjson
 
 log = logging.getLogger("llmgw.log")
 
-_JSON_COLUMNS = ("attempts_json", "tags", "dropped_params", "findings", "request", "response")
+_JSON_COLUMNS = ("attempts_json", "tags", "dropped_params", "findings", "request", "response", "cost_breakdown",
+                 "story")
 
 
 def _v1(db: sqlite3.Connection) -> None:
@@ -90,17 +91,24 @@ def _v5(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE requests ADD COLUMN overhead_ms REAL")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE requests ADD COLUMN cost_breakdown TEXT NOT NULL DEFAULT '{}'")
+    db.execute("ALTER TABLE requests ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE requests ADD COLUMN story TEXT NOT NULL DEFAULT '[]'")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 
 _COLUMNS = (
     "id", "time", "client_format", "endpoint", "alias", "provider", "target", "status", "outcome", "error",
     "error_message", "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
     "cost_usd", "latency_ms", "ttft_ms", "attempts", "attempts_json", "cache", "key", "team", "tags", "stream",
     "dropped_params", "request", "response", "findings", "saved_usd", "usage_estimated", "overhead_ms",
+    "cost_breakdown", "unpriced", "story",
 )
 _INSERT = f"INSERT OR REPLACE INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _ROW_PLACEHOLDERS = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
-_STATEMENT_SIZES = (256, 64, 16, 4, 1)  # rows per INSERT; 256 x 32 parameters stay under SQLite's 32,766
+_STATEMENT_SIZES = (256, 64, 16, 4, 1)  # rows per INSERT; 256 x 36 parameters stay under SQLite's 32,766
 
 
 def insert_rows_sql(count: int) -> str:
@@ -197,7 +205,8 @@ def row_values(row: dict[str, Any]) -> tuple[Any, ...]:
         row["cache"], row["key"], row["team"], _dumps(row["tags"]), int(row["stream"]),
         _dumps(row["dropped_params"]), _dumps(row["request"]), _dumps(row["response"]),
         _dumps(row.get("findings") or []), row.get("saved_usd", 0.0), int(bool(row.get("usage_estimated"))),
-        row.get("overhead_ms"),
+        row.get("overhead_ms"), _dumps(row.get("cost_breakdown") or {}), int(bool(row.get("unpriced"))),
+        _dumps(row.get("story") or []),
     )
 
 
@@ -305,6 +314,8 @@ def record_from_row(row: sqlite3.Row, *, bodies: bool = False) -> dict[str, Any]
         "cost_usd": row["cost_usd"],
         "saved_usd": row["saved_usd"],
         "usage_estimated": bool(row["usage_estimated"]),
+        "unpriced": bool(row["unpriced"]),
+        "cost_breakdown": orjson.loads(row["cost_breakdown"] or "{}"),
         "latency_ms": row["latency_ms"],
         "overhead_ms": row["overhead_ms"],
         "ttft_ms": row["ttft_ms"],
@@ -319,6 +330,7 @@ def record_from_row(row: sqlite3.Row, *, bodies: bool = False) -> dict[str, Any]
         record["attempt_log"] = orjson.loads(row["attempts_json"])
         record["dropped_params"] = orjson.loads(row["dropped_params"])
         record["findings"] = orjson.loads(row["findings"])
+        record["story"] = orjson.loads(row["story"] or "[]")
         record["request"] = orjson.loads(row["request"]) if row["request"] else None
         record["response"] = orjson.loads(row["response"]) if row["response"] else None
     return record
@@ -402,6 +414,8 @@ def event_from_row(row: sqlite3.Row, *, bodies: bool = False) -> dict[str, Any]:
     record: dict[str, Any] = {name: row[name] for name in _COLUMNS if name not in _JSON_COLUMNS}
     record["stream"] = bool(row["stream"])
     record["usage_estimated"] = bool(row["usage_estimated"])
+    record["unpriced"] = bool(row["unpriced"])
+    record["cost_breakdown"] = orjson.loads(row["cost_breakdown"] or "{}")
     record["attempts"] = orjson.loads(row["attempts_json"] or "[]")
     for name in ("tags", "dropped_params", "findings"):
         record[name] = orjson.loads(row[name] or "[]")
