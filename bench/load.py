@@ -9,6 +9,8 @@ end. An error is any non-200 answer, a transport failure, or (for streams) a bod
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -20,8 +22,10 @@ import orjson
 PROMPT = "Reply with a short greeting of about ten words for the benchmark please."
 
 
-def chat_body(model: str, stream: bool) -> bytes:
-    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": PROMPT}]}
+def chat_body(model: str, stream: bool, number: int | None = None) -> bytes:
+    """The request body; with ``number``, a prompt of the same size that no earlier request had (a cache miss)."""
+    prompt = PROMPT if number is None else f"{PROMPT[:-12]} #{number:010d}"
+    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": prompt}]}
     if stream:
         body["stream"] = True
     return orjson.dumps(body)
@@ -71,10 +75,13 @@ async def _one(session: aiohttp.ClientSession, url: str, body: bytes, stream: bo
 
 
 async def run_cell(url: str, *, stream: bool, concurrency: int, duration_s: float, warmup_s: float,
-                   model: str, headers: dict[str, str] | None = None) -> Cell:
-    """Drive ``url`` with ``concurrency`` closed-loop workers; see the module docstring."""
+                   model: str, headers: dict[str, str] | None = None, unique: bool = False) -> Cell:
+    """Drive ``url`` with ``concurrency`` closed-loop workers; see the module docstring. ``unique``: every request
+    has a prompt no other request had (the cache's miss path)."""
     cell = Cell()
     body = chat_body(model, stream)
+    numbers = itertools.count()
+    offset = random.randrange(1_000_000_000)  # a new range each cell: no earlier cell's prompt comes again
     all_headers = {"Content-Type": "application/json", **(headers or {})}
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=30)
@@ -86,7 +93,8 @@ async def run_cell(url: str, *, stream: bool, concurrency: int, duration_s: floa
         async def worker() -> None:
             nonlocal last_end
             while (started := time.perf_counter()) < stop:
-                problem = await _one(session, url, body, stream)
+                data = chat_body(model, stream, next(numbers) + offset) if unique else body
+                problem = await _one(session, url, data, stream)
                 ended = time.perf_counter()
                 cell.sent += 1
                 if started < window:

@@ -56,6 +56,8 @@ class Target:
     notes: list[str] = field(default_factory=list)
     db: Path | None = None              # llmgw's request log, to see how far it lags behind
     log: Path | None = None             # the process's stdout and stderr
+    unique: bool = False                # every request a new prompt (the cache's miss path)
+    llmgw: bool = False                 # one of llmgw's configurations (compared with the forwarder)
 
 
 @dataclass
@@ -119,21 +121,33 @@ def log_rows(db: Path) -> tuple[int, int]:
     return count, with_bodies or 0
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live process below it (``llmgw serve --workers N``'s workers)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    todo += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """User + system CPU time of a process (all its threads) and of its live child processes."""
+    total = 0.0
+    for each in process_tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
 
 
 def own_cpu_seconds() -> float:
-    """CPU time of this process and of the processes it started (upstream, proxy) that are still running."""
-    total = sum(os.times()[:2])
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        with contextlib.suppress(OSError):
-            for child in (task / "children").read_text().split():
-                with contextlib.suppress(OSError):
-                    total += cpu_seconds(int(child))
-    return total
+    """CPU time of this process and of the processes it started (upstream, proxies, their workers) that are
+    still running."""
+    return cpu_seconds(os.getpid())
 
 
 def machine_cpu_seconds() -> float:
@@ -143,8 +157,13 @@ def machine_cpu_seconds() -> float:
 
 
 def rss_mb(pid: int) -> float:
-    match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-    return int(match.group(1)) / 1024 if match else float("nan")
+    """Resident memory of a process and its live child processes, added up."""
+    total = 0
+    for each in process_tree(pid):
+        with contextlib.suppress(OSError):
+            match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{each}/status").read_text())
+            total += int(match.group(1)) if match else 0
+    return total / 1024
 
 
 # --- the targets ----------------------------------------------------------------------------------------------
@@ -166,38 +185,98 @@ def raw_forwarder(upstream: str, tmp: Path) -> Iterator[Target]:
                      log=log_path("forwarder"))
 
 
-def llmgw_profile(upstream: str, tmp: Path, port: int) -> Path:
-    path = tmp / "llmgw.toml"
-    path.write_text(f"""\
+BENCH_KEY = "sk-llmgw-bench-0123456789abcdef"
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One llmgw configuration the benchmark measures: a column of its own."""
+
+    name: str
+    governed: bool = False      # a virtual key on a team with rpm, tpm and a daily budget (none ever refuses)
+    guarded: bool = False       # and a PII redaction rule and the exact cache (every prompt new: the miss path)
+    workers: int = 1
+    redis: bool = False         # shared state in Redis instead of in-process (one worker) or SQLite (several)
+
+
+PLAIN = Setup("llmgw")
+GOVERNED = Setup("llmgw key+limits", governed=True)
+FULL = Setup("llmgw +guard+cache", governed=True, guarded=True)
+SCALING = (Setup("key+limits 1w Redis", governed=True, redis=True),
+           Setup("key+limits 2w SQLite", governed=True, workers=2),
+           Setup("key+limits 2w Redis", governed=True, workers=2, redis=True))
+
+
+def llmgw_profile(upstream: str, tmp: Path, port: int, setup: Setup = PLAIN, redis_url: str | None = None) -> Path:
+    folder = tmp / setup.name.replace(" ", "-").replace("+", "")
+    folder.mkdir(exist_ok=True)
+    path = folder / "llmgw.toml"
+    shared = f'shared = "{redis_url}"\n' if setup.redis else ""
+    text = f"""\
 [server]
 host = "127.0.0.1"
 port = {port}
+workers = {setup.workers}
 log_bodies = true
 
 [state]
-url = "sqlite:///{tmp / 'llmgw.db'}"
-
+url = "sqlite:///{folder / 'llmgw.db'}"
+{shared}
 [providers.up]
 kind = "openai-compatible"
 base_url = "{upstream}/v1"
 
 [models.fast]
 targets = ["up/bench-model"]
-""")
+
+[prices]
+"up/bench-model" = {{ input = 0.15, output = 0.60 }}
+"""
+    if setup.governed:  # limits far above what the machine can serve: every request is checked, none refused
+        text += f"""
+[teams.bench]
+rpm = 10000000
+tpm = 10000000000
+budget_usd = {{ daily = 1000000.0 }}
+
+[keys.bench]
+key = "{BENCH_KEY}"
+team = "bench"
+"""
+    if setup.guarded:
+        text += """
+[cache]
+exact = true
+
+[[guardrails]]
+name = "pii"
+kind = "pii"
+entities = ["email", "phone", "credit_card", "ip"]
+action = "redact"
+applies_to = "request"
+"""
+    path.write_text(text)
     return path
 
 
-@contextlib.contextmanager
-def llmgw(upstream: str, tmp: Path) -> Iterator[Target]:
-    port = free_port()
-    cmd = [str(BIN / "llmgw"), "serve", "--profile", str(llmgw_profile(upstream, tmp, port)), "--port", str(port)]
-    db = tmp / "llmgw.db"
-    target = Target("llmgw", f"http://127.0.0.1:{port}/v1/chat/completions", "fast", db=db, log=log_path("llmgw"))
-    with launch("llmgw", cmd, f"http://127.0.0.1:{port}/health") as proc:
-        target.proc = proc
-        yield target
-    count, with_bodies = log_rows(db)
-    target.notes.append(f"request log after SIGTERM: {count} rows ({with_bodies} with request and response bodies)")
+def llmgw_target(setup: Setup, redis_url: str | None = None) -> TargetFactory:
+    @contextlib.contextmanager
+    def start(upstream: str, tmp: Path) -> Iterator[Target]:
+        port = free_port()
+        profile = llmgw_profile(upstream, tmp, port, setup, redis_url)
+        cmd = [str(BIN / "llmgw"), "serve", "--profile", str(profile), "--port", str(port)]
+        db = profile.with_name("llmgw.db")
+        headers = {"Authorization": f"Bearer {BENCH_KEY}"} if setup.governed else {}
+        target = Target(setup.name, f"http://127.0.0.1:{port}/v1/chat/completions", "fast", headers, db=db,
+                        log=log_path(setup.name.replace(" ", "-").replace("+", "")), unique=setup.guarded,
+                        llmgw=True)
+        with launch(target.log.stem, cmd, f"http://127.0.0.1:{port}/health") as proc:
+            target.proc = proc
+            yield target
+        count, with_bodies = log_rows(db)
+        target.notes.append(f"request log after SIGTERM: {count} rows ({with_bodies} with request and response "
+                            "bodies)")
+    return start
 
 
 @contextlib.contextmanager
@@ -233,44 +312,77 @@ def measure(target: Target, stream: bool, concurrency: int, args: argparse.Names
     cpu_before = cpu_seconds(pid) if pid else 0.0
     own_before, machine_before, wall_before = own_cpu_seconds(), machine_cpu_seconds(), time.monotonic()
     cell = asyncio.run(run_cell(target.url, stream=stream, concurrency=concurrency, duration_s=args.duration,
-                                warmup_s=args.warmup, model=target.model, headers=target.headers))
+                                warmup_s=args.warmup, model=target.model, headers=target.headers,
+                                unique=target.unique))
     other = (machine_cpu_seconds() - machine_before) - (own_cpu_seconds() - own_before)
     cpu = (cpu_seconds(pid) - cpu_before) / max(cell.sent, 1) * 1e6 if pid else None
     return Result(cell, cpu, max(other, 0.0) / (time.monotonic() - wall_before))
 
 
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """A redis-server on a free loopback port, without persistence (scripts/ensure-redis installs it)."""
+    port = free_port()
+    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def run_bench(args: argparse.Namespace, upstream: str, tmp: Path) -> str:
-    factories: list[TargetFactory] = [no_proxy, raw_forwarder, llmgw]
+    columns: list[tuple[str, TargetFactory]] = [("no proxy", no_proxy), ("raw aiohttp", raw_forwarder)]
+    columns += [(s.name, llmgw_target(s)) for s in (PLAIN, GOVERNED, FULL)]
     skipped = []
     if LITELLM_BIN.exists():
-        factories.append(litellm)
+        columns.append(("LiteLLM", litellm))
     else:
         skipped.append(f"LiteLLM: not installed ({LITELLM_BIN.relative_to(ROOT)} missing; see bench/README.md)")
     results: dict[tuple[str, bool, int], Result] = {}
     targets: list[Target] = []
-    for factory in factories:
-        with factory(upstream, tmp) as target:
-            for stream in (False, True):
-                for c in args.concurrency:
-                    result = measure(target, stream, c, args)
-                    if target.proc is not None and target.proc.poll() is not None:
-                        tail = target.log.read_text()[-2000:] if target.log else ""
-                        sys.exit(f"{target.name} exited with {target.proc.returncode} during the "
-                                 f"{'stream' if stream else 'json'} c={c} cell ({result.cell.errors} errors); "
-                                 f"no results written. Its log ({target.log}) ends:\n{tail}")
-                    results[target.name, stream, c] = result
-                    print(f"  {target.name:12} {'stream' if stream else 'json':6} c={c:<3} "
-                          f"{result.cell.rps:8.0f} req/s  p50 {result.cell.percentile(0.5):6.2f} ms  "
-                          f"errors {result.cell.errors}  other load {result.other_cores:.0%} of a core",
-                          file=sys.stderr, flush=True)
-            if target.proc is not None:
-                target.rss_mb = rss_mb(target.proc.pid)
-            if target.db is not None:
-                sent = sum(r.cell.sent for (name, _, _), r in results.items() if name == target.name)
-                target.notes.append(f"{sent} requests sent; when RSS was read, {sent - log_rows(target.db)[0]} "
-                                    "log rows were still queued in memory")
-        targets.append(target)
+    with contextlib.ExitStack() as stack:
+        if args.scaling:
+            redis_url = stack.enter_context(redis_server())
+            columns += [(s.name, llmgw_target(s, redis_url)) for s in SCALING]
+        only = {name.strip() for name in args.only.split(",") if name.strip()} | {"no proxy", "raw aiohttp"}
+        factories = [factory for name, factory in columns if not args.only or name in only]
+        for factory in factories:
+            with factory(upstream, tmp) as target:
+                for stream in (False, True):
+                    for c in args.concurrency:
+                        if args.scaling and target.name in {s.name for s in SCALING} and c != max(args.concurrency):
+                            continue
+                        results[target.name, stream, c] = measure_cell(target, stream, c, args)
+                if target.proc is not None:
+                    target.rss_mb = rss_mb(target.proc.pid)
+                if target.db is not None:
+                    sent = sum(r.cell.sent for (name, _, _), r in results.items() if name == target.name)
+                    target.notes.append(f"{sent} requests sent; when RSS was read, {sent - log_rows(target.db)[0]} "
+                                        "log rows were still queued in memory")
+            targets.append(target)
     return report(args, targets, results, skipped)
+
+
+def measure_cell(target: Target, stream: bool, c: int, args: argparse.Namespace) -> Result:
+    """One cell, printed as it ends; a proxy that died during it ends the run with its log's tail."""
+    result = measure(target, stream, c, args)
+    if target.proc is not None and target.proc.poll() is not None:
+        tail = target.log.read_text()[-2000:] if target.log else ""
+        sys.exit(f"{target.name} exited with {target.proc.returncode} during the "
+                 f"{'stream' if stream else 'json'} c={c} cell ({result.cell.errors} errors); "
+                 f"no results written. Its log ({target.log}) ends:\n{tail}")
+    print(f"  {target.name:20} {'stream' if stream else 'json':6} c={c:<3} "
+          f"{result.cell.rps:8.0f} req/s  p50 {result.cell.percentile(0.5):6.2f} ms  "
+          f"errors {result.cell.errors}  other load {result.other_cores:.0%} of a core",
+          file=sys.stderr, flush=True)
+    return result
 
 
 # --- reporting ------------------------------------------------------------------------------------------------
@@ -321,31 +433,47 @@ def report(args: argparse.Namespace, targets: list[Target], results: dict[tuple[
         for c in args.concurrency:
             base = results["no proxy", stream, c].cell.percentile(0.5)
             for name in names:
-                r = results[name, stream, c]
+                r = results.get((name, stream, c))
+                if r is None:
+                    continue
                 p50 = r.cell.percentile(0.5)
                 added = None if name == "no proxy" else p50 - base
                 lines.append(f"| {'stream' if stream else 'json'} | {c} | {name} | {r.cell.rps:.0f} | {p50:.2f} | "
                              f"{r.cell.percentile(0.99):.2f} | {_fmt(added, '+.2f')} | "
                              f"{_fmt(r.cpu_us_per_req, '.0f')} | {r.cell.errors} |")
-    lines += ["", "## Against the targets", ""]
+    lines += ["", "## Against the targets", "",
+              "Share of the raw forwarder's req/s at the highest concurrency, and p50 added over the forwarder's "
+              "own at concurrency 1 (targets: ≥ 70% with a key, limits, a budget and the log; ≥ 55% with "
+              "guardrails and the cache as well; added p50 within 0.2 ms of the forwarder's; RSS ≤ 100 MB):", "",
+              "| configuration | json share | stream share | json +p50 over forwarder | "
+              "stream +p50 over forwarder | RSS MB |",
+              "|---|---:|---:|---:|---:|---:|"]
     top, low = max(args.concurrency), min(args.concurrency)
+    goals = {PLAIN.name: 70, GOVERNED.name: 70, FULL.name: 55}
 
-    def median(name: str, stream: bool, c: int) -> float:
-        return results[name, stream, c].cell.percentile(0.5)
+    def cell(name: str, stream: bool, c: int) -> Cell | None:
+        r = results.get((name, stream, c))
+        return r.cell if r else None
 
-    for stream in (False, True):
-        mode = "stream" if stream else "json"
-        share = results["llmgw", stream, top].cell.rps / results["raw aiohttp", stream, top].cell.rps * 100
-        added = median("llmgw", stream, low) - median("no proxy", stream, low)
-        fwd_added = median("raw aiohttp", stream, low) - median("no proxy", stream, low)
-        lines.append(f"- {mode}: llmgw req/s at c={top} = **{share:.0f}%** of the raw forwarder (target ≥ 70%: "
-                     f"{'met' if share >= 70 else 'NOT met'}); added p50 at c={low} = **{added:.2f} ms** "
-                     f"(target ≤ 0.5 ms: {'met' if added <= 0.5 else 'NOT met'}; the raw forwarder adds "
-                     f"{fwd_added:.2f} ms)")
     for t in targets:
-        if t.rss_mb is not None:
-            goal = f" (target ≤ 100 MB: {'met' if t.rss_mb <= 100 else 'NOT met'})" if t.name == "llmgw" else ""
-            lines.append(f"- RSS of {t.name} after the run: **{t.rss_mb:.0f} MB**{goal}")
+        if not t.llmgw:
+            continue
+        shares, extra = [], []
+        for stream in (False, True):
+            mine, raw = cell(t.name, stream, top), cell("raw aiohttp", stream, top)
+            share = mine.rps / raw.rps * 100 if mine and raw and raw.rps else None
+            goal = goals.get(t.name)
+            verdict = "" if share is None or goal is None else (" ✓" if share >= goal else " ✗")
+            shares.append(f"{_fmt(share, '.0f')}%{verdict}")
+            mine, raw = cell(t.name, stream, low), cell("raw aiohttp", stream, low)
+            over = mine.percentile(0.5) - raw.percentile(0.5) if mine and raw and low != top else None
+            extra.append(_fmt(over, "+.2f") + ("" if over is None else (" ✓" if over <= 0.2 else " ✗")))
+        lines.append(f"| {t.name} | {shares[0]} | {shares[1]} | {extra[0]} | {extra[1]} | "
+                     f"{_fmt(t.rss_mb, '.0f')} |")
+    lines.append("")
+    for t in targets:
+        if t.rss_mb is not None and not t.llmgw:
+            lines.append(f"- RSS of {t.name} after the run: **{t.rss_mb:.0f} MB**")
         lines += [f"- {t.name}: {note}" for note in t.notes]
     lines += [f"- skipped: {s}" for s in skipped]
     busy = [(key, r.other_cores) for key, r in results.items()]
@@ -435,10 +563,13 @@ def run_profile(args: argparse.Namespace, upstream: str, tmp: Path) -> None:
     if not spy.exists():
         sys.exit(f"{spy} not found: .venv/bin/pip install py-spy")
     rate, c = 250, max(args.concurrency)
-    for factory in (raw_forwarder, llmgw):
+    only = args.only.split(",") if args.only else ["raw aiohttp", PLAIN.name, GOVERNED.name, FULL.name]
+    factories = [raw_forwarder] if "raw aiohttp" in only else []
+    factories += [llmgw_target(s) for s in (PLAIN, GOVERNED, FULL) if s.name in only]
+    for factory in factories:
         with factory(upstream, tmp) as target:
             assert target.proc is not None
-            slug = target.name.split()[0].lower()
+            slug = re.sub(r"[^a-z0-9]+", "-", target.name.lower()).strip("-")
             for stream in (False, True):
                 mode = "stream" if stream else "json"
                 for fmt, ext in (("raw", "txt"), ("flamegraph", "svg")):
@@ -464,6 +595,11 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy the forwarder and llmgw instead")
     parser.add_argument("--top", type=int, default=25, help="--profile: functions to list")
     parser.add_argument("--no-write", action="store_true", help="print the table but leave RESULTS.md alone")
+    parser.add_argument("--scaling", action="store_true",
+                        help="also key+limits with shared state in Redis, and --workers 2 with SQLite and Redis "
+                             "(highest concurrency only)")
+    parser.add_argument("--only", default="",
+                        help="comma-separated column names to run (no proxy and raw aiohttp always run)")
     args = parser.parse_args()
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     OUT.mkdir(exist_ok=True)

@@ -78,6 +78,14 @@ class LimitsStage(Stage):
         self.teams = teams
         self.default_max_tokens = default_max_tokens
         self.open_on_error = 0
+        self._periods: tuple[int, list[tuple[str, str, str, int]]] = (-1, [])  # (second, periods(second))
+
+    def _periods_at(self, now: float) -> list[tuple[str, str, str, int]]:
+        """:func:`periods` computed once a second (formatting dates is the dearest part of planning)."""
+        second = int(now)
+        if self._periods[0] != second:
+            self._periods = (second, periods(second))
+        return self._periods[1]
 
     def _estimate(self, ex: Exchange) -> tuple[int, int | None]:
         """The prompt's estimated tokens and the client's own output limit (None: none given)."""
@@ -110,7 +118,7 @@ class LimitsStage(Stage):
                 continue
             if tpm is not None:
                 windows.append(Window(f"llmgw:tpm:{owner}", "tpm", tpm, tokens, f"{label} tokens per minute ({tpm})"))
-            for period, suffix, resets, ttl in periods(now):
+            for period, suffix, resets, ttl in self._periods_at(now):
                 limit = getattr(budget, period) if isinstance(budget, Budget) else None
                 if limit is None:
                     continue

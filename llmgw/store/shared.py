@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 WINDOW_S = 60.0
@@ -72,20 +72,52 @@ class SharedState(Protocol):
     async def close(self) -> None: ...
 
 
-@dataclass
 class _Log:
-    """Admissions in the window, oldest first: (time, request_id, cost)."""
+    """One rate window's admissions, oldest first, as ``(time, sequence number, cost)`` tuples (which the cyclic GC
+    never scans), and their ``total``. Settling a request's tpm admission is O(1): ``pending`` finds its sequence
+    number by request id, and the difference between used and reserved tokens goes into ``corrections`` (applied
+    to ``total`` at once and taken off again when the admission leaves the window) instead of a search through
+    the window."""
 
-    entries: deque[tuple[float, str, int]] = field(default_factory=deque)
-    total: int = 0
+    __slots__ = ("corrections", "entries", "next_seq", "pending", "total")
+
+    def __init__(self) -> None:
+        self.entries: deque[tuple[float, int, int]] = deque()
+        self.total = 0
+        self.next_seq = 0                               # the sequence number of the next admission
+        self.pending: dict[str, tuple[int, int]] = {}   # request id -> (sequence number, reserved cost)
+        self.corrections: dict[int, int] = {}           # sequence number -> used minus reserved, once settled
 
     def trim(self, now: float) -> None:
-        while self.entries and self.entries[0][0] <= now - WINDOW_S:
-            self.total -= self.entries.popleft()[2]
+        entries, corrections = self.entries, self.corrections
+        while entries and entries[0][0] <= now - WINDOW_S:
+            _, seq, cost = entries.popleft()
+            self.total -= cost + (corrections.pop(seq, 0) if corrections else 0)
+        if len(self.pending) > 2 * len(entries) + 1024:   # admissions that left the window unsettled
+            oldest = entries[0][1] if entries else self.next_seq
+            self.pending = {rid: p for rid, p in self.pending.items() if p[0] >= oldest}
+
+    def admit(self, now: float, request_id: str, cost: int, *, settles: bool) -> None:
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        self.entries.append((now, seq, cost))
+        self.total += cost
+        if settles:
+            self.pending.setdefault(request_id, (seq, cost))  # the request's first admission, as the others do
+
+    def settle(self, request_id: str, used: int) -> None:
+        found = self.pending.pop(request_id, None)
+        if found is None:
+            return
+        seq, cost = found
+        if self.entries and seq >= self.entries[0][1]:      # still in the window
+            self.corrections[seq] = self.corrections.get(seq, 0) + used - cost
+            self.total += used - cost
 
 
 class MemoryState:
-    """In-process state for a single worker. Every method is atomic on the event loop (no awaits inside)."""
+    """In-process state for a single worker. Every method is atomic on the event loop (no awaits inside); each
+    costs O(1) per window and budget, amortised, whatever the traffic (see :class:`_Log`)."""
 
     def __init__(self) -> None:
         self._logs: dict[str, _Log] = {}
@@ -97,8 +129,11 @@ class MemoryState:
 
     async def acquire(self, request_id: str, windows: Sequence[Window], holds: Sequence[Hold],
                       now: float) -> Denial | None:
+        logs = self._logs
         for w in windows:
-            log = self._logs.setdefault(w.key, _Log())
+            log = logs.get(w.key)
+            if log is None:
+                log = logs[w.key] = _Log()
             log.trim(now)
             if log.total + w.cost > w.limit:
                 oldest = log.entries[0][0] if log.entries else now
@@ -107,9 +142,7 @@ class MemoryState:
             if self._counter(h.key, now) + h.amount > h.limit:
                 return Denial(h.label, 0.0, budget=True, resets=h.resets)
         for w in windows:
-            log = self._logs[w.key]
-            log.entries.append((now, request_id, w.cost))
-            log.total += w.cost
+            logs[w.key].admit(now, request_id, w.cost, settles=w.kind == "tpm")
         for h in holds:
             self._add(h.key, h.amount, h.ttl_s, now)
         return None
@@ -123,16 +156,10 @@ class MemoryState:
     async def settle(self, request_id: str, windows: Sequence[Window], holds: Sequence[Hold],
                      used_tokens: int, used_usd: float, now: float) -> None:
         for w in windows:
-            if w.kind != "tpm":
-                continue
-            log = self._logs.get(w.key)
-            if log is None:
-                continue
-            for i, (at, rid, cost) in enumerate(log.entries):
-                if rid == request_id:
-                    log.entries[i] = (at, rid, used_tokens)
-                    log.total += used_tokens - cost
-                    break
+            if w.kind == "tpm":
+                log = self._logs.get(w.key)
+                if log is not None:
+                    log.settle(request_id, used_tokens)
         for h in holds:
             self._add(h.key, used_usd - h.amount, h.ttl_s, now)
 
