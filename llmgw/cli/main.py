@@ -12,10 +12,10 @@ from . import cache as cache_cmd
 from . import check as check_cmd
 from . import cost as cost_cmd
 from . import guard as guard_cmd
+from . import import_cmd, profile_cmd
 from . import keys as keys_cmd
 from . import logs as logs_cmd
 from . import models as models_cmd
-from . import profile_cmd
 from . import replay as replay_cmd
 from . import serve as serve_cmd
 from . import smoke as smoke_cmd
@@ -43,6 +43,7 @@ app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(cost_cmd.app, name="cost")
 app.add_typer(guard_cmd.app, name="guard")
 app.add_typer(cache_cmd.app, name="cache")
+app.add_typer(import_cmd.app, name="import")
 
 
 def _print_version(value: bool) -> None:
