@@ -324,9 +324,11 @@ def _secret(st: _State, path: str, value: Any, suggested: str) -> str:
     if name is not None:
         st.env_names.add(name)
         return f"env:{name}"
+    stem, tail = next(((suggested.removesuffix(t), t) for t in ("_API_KEY", "_KEY") if suggested.endswith(t)),
+                      (suggested, ""))
     chosen, n = suggested, 2
     while chosen in st.env_names:
-        chosen, n = f"{suggested.removesuffix('_KEY')}_{n}_KEY", n + 1
+        chosen, n = f"{stem}_{n}{tail}", n + 1
     st.env_names.add(chosen)
     st.note(path, f"a literal secret is not copied: set the environment variable {chosen} to it"
                   f" (the profile reads env:{chosen})")
