@@ -39,8 +39,9 @@ class Usage:
     """Token usage normalised once, at the adapter edge.
 
     ``input_tokens`` counts every prompt token, cached ones included; ``cached_tokens`` is the part read from
-    the provider's prompt cache, ``cache_write_tokens`` the part written to it. ``reasoning_tokens`` is the part
-    of ``output_tokens`` spent on hidden reasoning, where reported.
+    the provider's prompt cache, ``cache_write_tokens`` the part written to it, and ``cache_write_1h_tokens`` the
+    part of those written with a 1-hour lifetime (Anthropic; priced apart). ``reasoning_tokens`` is the part of
+    ``output_tokens`` spent on hidden reasoning, where reported.
     """
 
     input_tokens: int = 0
@@ -48,6 +49,7 @@ class Usage:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     @classmethod
     def from_openai(cls, usage: dict[str, Any] | None) -> Usage:
@@ -69,7 +71,8 @@ class Usage:
         parts are cut to ``input_tokens`` and the reasoning part to ``output_tokens``. Returns one line per fix
         (empty when the usage was sane)."""
         problems: list[str] = []
-        for name in ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens"):
+        for name in ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
+                     "cache_write_1h_tokens"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or \
                     (isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
@@ -85,6 +88,10 @@ class Usage:
                             f" exceed input_tokens={self.input_tokens}")
             self.cached_tokens = min(self.cached_tokens, self.input_tokens)
             self.cache_write_tokens = min(self.cache_write_tokens, self.input_tokens - self.cached_tokens)
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            problems.append(f"cache_write_1h_tokens={self.cache_write_1h_tokens} exceed"
+                            f" cache_write_tokens={self.cache_write_tokens}")
+            self.cache_write_1h_tokens = self.cache_write_tokens
         if self.reasoning_tokens > self.output_tokens:
             problems.append(f"reasoning_tokens={self.reasoning_tokens} exceed output_tokens={self.output_tokens}")
             self.reasoning_tokens = self.output_tokens

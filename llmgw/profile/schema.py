@@ -176,12 +176,37 @@ class KeyConfig:
 
 
 @dataclass(frozen=True)
+class LongContext:
+    """The prices of a whole request whose prompt (``input_tokens``: cached and cache-written tokens included) is
+    above ``above`` tokens: every token of it, output included, is billed at these. A rate left ``None`` keeps the
+    base price's."""
+
+    above: int
+    input: float
+    output: float
+    cached_input: float | None = None
+    cache_write: float | None = None
+    cache_write_1h: float | None = None
+    reasoning: float | None = None
+
+
+@dataclass(frozen=True)
 class Price:
-    """USD per one million tokens."""
+    """USD per one million tokens. ``input``: a prompt token neither read from nor written to the provider's
+    prompt cache; ``cached_input``: one read from it (absent: billed as input); ``cache_write``: one written to it
+    (Anthropic's 5-minute write; absent: billed as input); ``cache_write_1h``: one written with a 1-hour lifetime
+    (absent: billed as ``cache_write``); ``output``: a completion token; ``reasoning``: a hidden reasoning token
+    (absent: billed as output, as every shipped provider does); ``audio_input``: an audio prompt token (listed;
+    see docs/pricing.md); ``long_context``: the tier above a prompt size."""
 
     input: float
     output: float
     cached_input: float | None = None
+    cache_write: float | None = None
+    cache_write_1h: float | None = None
+    reasoning: float | None = None
+    audio_input: float | None = None
+    long_context: LongContext | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from .schema import (
     STRATEGIES,
     Budget,
     KeyConfig,
+    LongContext,
     Price,
     ProviderConfig,
     RoutingConfig,
@@ -261,24 +262,51 @@ def expand_targets(c: Checker, raw_models: Mapping[str, dict[str, Any]],
     return resolved
 
 
+_PRICE_RATES = ("input", "output", "cached_input", "cache_write", "cache_write_1h", "reasoning", "audio_input")
+_TIER_RATES = ("input", "output", "cached_input", "cache_write", "cache_write_1h", "reasoning")
+
+
+def _rates(c: Checker, entry: Mapping[str, Any], path: str, names: tuple[str, ...]) -> dict[str, float | None]:
+    """Each of ``names`` as a finite, non-negative float (None when absent or wrong); ``input`` and ``output``
+    are required."""
+    out: dict[str, float | None] = {}
+    for k in names:
+        value = c.get(entry, k, path, _NUMBER, None)
+        if value is not None and not (0 <= value < float("inf")):
+            c.problems.append(f"{path}.{k}: must be a non-negative number (USD per 1M tokens)")
+            value = None
+        out[k] = None if value is None else float(value)
+        if k in ("input", "output") and k not in entry:
+            c.problems.append(f"{path}.{k}: missing (USD per 1M tokens)")
+    return out
+
+
 def read_prices(c: Checker, raw: Any) -> dict[str, Price]:
+    """``[prices]``: one table per ``"provider/model"`` or bare model name with the rates of :class:`Price` and an
+    optional ``long_context = {above = N, input = …, output = …}`` tier."""
     raw = c.table(raw, "prices")
     out: dict[str, Price] = {}
     for name, entry in raw.items():
         path = f'prices."{name}"'
         entry = c.table(entry, path)
-        c.unknown(entry, path, {"input", "output", "cached_input"})
-        values = {k: c.get(entry, k, path, _NUMBER, None) for k in ("input", "output", "cached_input")}
-        for k in ("input", "output"):
-            if values[k] is None and k not in entry:
-                c.problems.append(f"{path}.{k}: missing (USD per 1M tokens)")
-        if all(v is None or v >= 0 for v in values.values()) and values["input"] is not None \
-                and values["output"] is not None:
-            cached = values["cached_input"]
-            out[name] = Price(float(values["input"]), float(values["output"]),
-                              None if cached is None else float(cached))
-        elif any(v is not None and v < 0 for v in values.values()):
-            c.problems.append(f"{path}: prices must not be negative")
+        c.unknown(entry, path, {*_PRICE_RATES, "long_context"})
+        before = len(c.problems)
+        values = _rates(c, entry, path, _PRICE_RATES)
+        tier = None
+        if "long_context" in entry:
+            tier_path = f"{path}.long_context"
+            raw_tier = c.table(entry["long_context"], tier_path)
+            c.unknown(raw_tier, tier_path, {"above", *_TIER_RATES})
+            above = c.get(raw_tier, "above", tier_path, int, None)
+            if above is None and "above" not in raw_tier:
+                c.problems.append(f"{tier_path}.above: missing (the prompt size in tokens above which it applies)")
+            elif above is not None and above < 0:
+                c.problems.append(f"{tier_path}.above: must not be negative")
+            rates = _rates(c, raw_tier, tier_path, _TIER_RATES)
+            if len(c.problems) == before and above is not None:
+                tier = LongContext(above, **{k: v for k, v in rates.items()})  # type: ignore[arg-type]
+        if len(c.problems) == before and values["input"] is not None and values["output"] is not None:
+            out[name] = Price(**values, long_context=tier)  # type: ignore[arg-type]
     return out
 
 

@@ -150,7 +150,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         router = Router(build_providers(profile, session, rng), profile.routing, rng=rng,
                         first_token_timeout_s=profile.server.first_token_timeout_s,
                         fail_targets=app[FAIL_TARGETS], scrub=scrub)
-        prices = PriceTable.load(profile.prices)
+        prices = PriceTable.for_profile(profile)  # the mock is free, not unpriced
         meter = MeterStage(prices, writer, listeners=[app[METRICS].observe, app[EVENTS].publish], scrub=scrub)
         keys = await asyncio.to_thread(open_keys, profile) if profile.governed else None
         state = await open_shared_state(profile)

@@ -11,6 +11,8 @@ Contracts:
   request without one that tpm or a budget applies to is given ``default_max_tokens`` (``[server]``), written into
   the canonical body (``max_completion_tokens``) and, through the format's ``set_output_cap``, into the client's
   own body for a same-format upstream: the upstream is never asked for more than was reserved.
+- A budget on an alias with an unpriced target refuses every request to it with 403 ``unpriced_model`` naming
+  the target and the ``[prices]`` entry to add: a budget cannot be kept on an unknown price.
 - A refusal is 429 with ``Retry-After`` naming the limit; for a budget, which budget, what this request
   reserved and why ("this request could cost up to $X; $Y of $Z is left"), and when the budget resets.
 - After the answer (or the failure): the reservation (``ex.reservation``) is replaced by the real tokens and the
@@ -30,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ..errors import GatewayError, RateLimited
+from ..errors import GatewayError, PermissionDenied, RateLimited
 from ..exchange import Exchange, Usage
 from ..formats import FORMATS
 from ..pricing import PriceTable
@@ -122,7 +124,9 @@ class LimitsStage(Stage):
                 limit = getattr(budget, period) if isinstance(budget, Budget) else None
                 if limit is None:
                     continue
-                cost = self._max_cost(ex, prompt, out) if cost is None else cost
+                if cost is None:
+                    refuse_unpriced(self.prices, ex, f"{label} {period} budget")
+                    cost = self._max_cost(ex, prompt, out)
                 holds.append(Hold(budget_counter(owner, suffix), limit, cost, ttl,
                                   f"{label} {period} budget (${limit:.2f})", resets))
         reserved_output = holds or any(w.kind == "tpm" for w in windows)
@@ -182,6 +186,17 @@ class LimitsStage(Stage):
             await self.state.settle(ex.id, plan.windows, plan.holds, used_tokens, used_usd, time.time())
         except StateUnavailable as exc:
             log.warning("shared state unavailable (%s): could not settle %s", exc, ex.id)
+
+
+def refuse_unpriced(prices: PriceTable, ex: Exchange, budget: str) -> None:
+    """A budget cannot be kept on an unknown price: 403 ``unpriced_model`` when any target of the alias has none
+    (a free kind's target is priced at zero). Whether a target is priced is memoised per target in ``prices``."""
+    missing = prices.unpriced(ex.model.targets) if ex.model is not None else []
+    if missing:
+        names = ", ".join(t.name for t in missing)
+        raise PermissionDenied(f"the {budget} cannot be kept on model {ex.alias!r}: {names} has no price; add"
+                               f' [prices] "{missing[0].name}" = {{ input = …, output = … }} (USD per 1M tokens)'
+                               " to the profile", code="unpriced_model")
 
 
 def usd(value: float) -> str:

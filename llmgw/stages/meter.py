@@ -1,7 +1,11 @@
 """Meter: prices each exchange once from its normalised usage and hands its log row to the writer and listeners.
 
 Contract:
-- The cost is computed once per exchange into ``ex.cost_usd`` (``ex.priced``): in ``after_route`` for a whole
+- The cost is computed once per exchange into ``ex.cost_usd`` (``ex.priced``), broken down by token type into
+  ``ex.cost_breakdown`` (:meth:`~llmgw.pricing.PriceTable.quote`; ``sum(breakdown.values()) == cost_usd``
+  exactly). A target without a price (and not of a free kind) that billed tokens costs 0 and sets ``ex.unpriced``
+  (cost unknown); the story notes
+  it, and a long-context tier when one applied. The cost is priced in ``after_route`` for a whole
   answer (so its ``x-llmgw-cost-usd`` header can say it), else in ``after_answer`` once a stream has ended or the
   request failed. Limits (settling budgets), the cache (what a hit saves) and the log read that one figure. Cache
   hits, failures before any target and count-tokens requests cost 0.
@@ -54,7 +58,19 @@ class MeterStage(Stage):
                 ex.cost_usd = 0.0
             else:
                 complete_usage(ex)
-                ex.cost_usd = self.prices.cost(ex.target, ex.usage)
+                quote = self.prices.quote(ex.target, ex.usage)
+                if quote is not None:
+                    ex.cost_breakdown = quote.breakdown
+                    ex.cost_usd = quote.cost
+                    if quote.long_context_above is not None:
+                        ex.note("meter", "long_context", above=quote.long_context_above,
+                                input_tokens=ex.usage.input_tokens)
+                else:  # unknown price; a target that billed nothing (refused, failed) is not unpriced
+                    ex.cost_usd = 0.0
+                    ex.unpriced = ex.usage.input_tokens + ex.usage.output_tokens > 0
+                    if ex.unpriced:
+                        ex.note("meter", "unpriced", target=ex.target.name,
+                                fix=f'add [prices] "{ex.target.name}" = {{ input = …, output = … }} to the profile')
         return ex.cost_usd
 
     async def after_route(self, ex: Exchange) -> None:

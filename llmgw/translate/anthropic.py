@@ -52,13 +52,17 @@ def _json_args(text: str, param: str) -> dict[str, Any]:
 
 
 def usage_from_anthropic(usage: dict[str, Any] | None) -> Usage:
-    """Normalise Anthropic's usage: its ``input_tokens`` excludes cache reads and writes; ours includes them."""
+    """Normalise Anthropic's usage: its ``input_tokens`` excludes cache reads and writes; ours includes them.
+    ``cache_creation.ephemeral_1h_input_tokens`` is the 1-hour part of the cache writes."""
     if not usage:
         return Usage()
     read = int(usage.get("cache_read_input_tokens") or 0)
     write = int(usage.get("cache_creation_input_tokens") or 0)
+    split = usage.get("cache_creation")
+    write_1h = int(split.get("ephemeral_1h_input_tokens") or 0) if isinstance(split, dict) else 0
     return Usage(input_tokens=int(usage.get("input_tokens") or 0) + read + write,
-                 output_tokens=int(usage.get("output_tokens") or 0), cached_tokens=read, cache_write_tokens=write)
+                 output_tokens=int(usage.get("output_tokens") or 0), cached_tokens=read, cache_write_tokens=write,
+                 cache_write_1h_tokens=write_1h)
 
 
 def usage_to_anthropic(usage: Usage) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import tomllib
 from importlib import resources
 
@@ -27,8 +28,9 @@ def shipped() -> PriceTable:
 
 
 def raw_toml() -> dict:
+    """The shipped table's model entries (the ``_sources`` metadata left out)."""
     text = resources.files("llmgw").joinpath("pricing.toml").read_text(encoding="utf-8")
-    return tomllib.loads(text)
+    return {k: v for k, v in tomllib.loads(text).items() if not k.startswith("_")}
 
 
 # --- the shipped data file ----------------------------------------------------------------------------------
@@ -38,13 +40,20 @@ def test_toml_parses_and_every_entry_is_a_sane_price() -> None:
     data = raw_toml()
     assert len(data) >= len(REQUIRED_MODELS)
     for model, entry in data.items():
-        assert set(entry) <= {"input", "output", "cached_input", "cache_write"}, model
+        assert set(entry) <= {"provider", "input", "output", "cached_input", "cache_write", "cache_write_1h",
+                              "reasoning", "audio_input", "checked", "long_context"}, model
+        assert entry["provider"] in ("openai", "anthropic", "gemini"), model
         assert isinstance(entry["input"], int | float) and entry["input"] >= 0, model
         assert isinstance(entry["output"], int | float) and entry["output"] >= 0, model
         if "cached_input" in entry:
             assert 0 <= entry["cached_input"] <= entry["input"], model
         if "cache_write" in entry:
             assert entry["cache_write"] >= entry["input"], model
+        if "cache_write_1h" in entry:
+            assert entry["cache_write_1h"] >= entry["cache_write"], model
+        if "long_context" in entry:
+            tier = entry["long_context"]
+            assert tier["above"] >= 100_000 and tier["input"] > entry["input"], model
 
 
 def test_shipped_prices_load(shipped: PriceTable) -> None:
@@ -58,8 +67,12 @@ def test_shipped_prices_load(shipped: PriceTable) -> None:
 def test_known_list_prices(shipped: PriceTable) -> None:
     assert shipped.price_for(Target("openai", "gpt-4o-mini")) == Price(0.15, 0.60, 0.075)
     assert shipped.price_for(Target("openai", "gpt-4o")) == Price(2.50, 10.00, 1.25)
-    assert shipped.price_for(Target("anthropic", "claude-sonnet-4-5")) == Price(3.00, 15.00, 0.30)
-    assert shipped.price_for(Target("gemini", "gemini-2.5-pro")) == Price(1.25, 10.00, 0.125)
+    sonnet = shipped.price_for(Target("anthropic", "claude-sonnet-4-5"))
+    assert (sonnet.input, sonnet.output, sonnet.cached_input, sonnet.cache_write, sonnet.cache_write_1h) == (
+        3.00, 15.00, 0.30, 3.75, 6.00)
+    pro = shipped.price_for(Target("gemini", "gemini-2.5-pro"))
+    assert (pro.input, pro.output, pro.cached_input) == (1.25, 10.00, 0.125)
+    assert pro.long_context is not None and (pro.long_context.above, pro.long_context.input) == (200_000, 2.50)
 
 
 def test_only_anthropic_models_carry_a_cache_write_price() -> None:
@@ -172,7 +185,7 @@ def test_cost_cached_tokens_without_a_cached_price_bill_as_input() -> None:
 
 
 def test_cost_cache_write_uses_the_shipped_cache_write_price() -> None:
-    table = PriceTable({"m": Price(3.0, 15.0, 0.3)}, {"m": 3.75})
+    table = PriceTable({"m": Price(3.0, 15.0, 0.3, cache_write=3.75)})
     usage = Usage(input_tokens=10_000, output_tokens=1_000, cached_tokens=2_000, cache_write_tokens=4_000)
     # fresh 4000*3 = 12000; cached 2000*0.3 = 600; write 4000*3.75 = 15000; out 1000*15 = 15000 -> 42600 / 1e6
     assert table.cost(Target("anthropic", "m"), usage) == pytest.approx(0.0426, abs=1e-15)
@@ -187,7 +200,7 @@ def test_cost_shipped_anthropic_cache_arithmetic_exact(shipped: PriceTable) -> N
 
 
 def test_overridden_price_bills_cache_writes_at_its_input_price() -> None:
-    table = PriceTable({"m": Price(3.0, 15.0, 0.3)}, {"m": 3.75}, {"m": Price(2.0, 10.0, 0.2)})
+    table = PriceTable({"m": Price(3.0, 15.0, 0.3, cache_write=3.75)}, {"m": Price(2.0, 10.0, 0.2)})
     usage = Usage(input_tokens=1_000_000, cache_write_tokens=1_000_000)
     assert table.cost(Target("p", "m"), usage) == pytest.approx(2.0, abs=1e-12)
 
@@ -212,18 +225,36 @@ def test_embedding_cost_is_input_only(shipped: PriceTable) -> None:
 # --- validation ---------------------------------------------------------------------------------------------
 
 
+SOURCES = {"_sources": {"p": {"checked": datetime.date(2026, 11, 25), "url": "https://example.com/pricing"}}}
+
+
 def test_parse_table_reports_every_bad_entry() -> None:
     with pytest.raises(PricingError) as info:
-        parse_table({"a": {"input": -1, "output": 1}, "b": {"output": 1}, "c": 3, "d": {"input": 1,
-                     "output": "x", "bogus": 1}})
+        parse_table({**SOURCES, "a": {"provider": "p", "input": -1, "output": 1},
+                     "b": {"provider": "p", "output": 1}, "c": 3,
+                     "d": {"provider": "p", "input": 1, "output": "x", "bogus": 1},
+                     "e": {"provider": "nobody", "input": 1, "output": 1},
+                     "f": {"provider": "p", "input": 1, "output": 1, "long_context": {"input": 2, "output": 2}}})
     problems = "\n".join(info.value.problems)
     assert '"a".input' in problems
     assert '"b".input: missing' in problems
     assert '"c"' in problems
     assert '"d".output' in problems and "bogus" in problems
+    assert '"e".provider' in problems
+    assert '"f".long_context.above' in problems
 
 
 def test_parse_table_keeps_optional_fields() -> None:
-    prices, writes = parse_table({"m": {"input": 3, "output": 15, "cached_input": 0.3, "cache_write": 3.75}})
-    assert prices == {"m": Price(3.0, 15.0, 0.3)}
-    assert writes == {"m": 3.75}
+    table = parse_table({**SOURCES, "m": {"provider": "p", "input": 3, "output": 15, "cached_input": 0.3,
+                                          "cache_write": 3.75, "checked": datetime.date(2026, 1, 2)},
+                         "n": {"provider": "p", "input": 1, "output": 2}})
+    assert table.prices["m"] == Price(3.0, 15.0, 0.3, cache_write=3.75)
+    assert table.checked == {"m": datetime.date(2026, 1, 2), "n": datetime.date(2026, 11, 25)}
+    assert table.provider == {"m": "p", "n": "p"}
+
+
+def test_parse_table_needs_dated_sources() -> None:
+    with pytest.raises(PricingError) as info:
+        parse_table({"_sources": {"p": {"checked": "yesterday", "url": "http://x"}}})
+    problems = "\n".join(info.value.problems)
+    assert "_sources.p.checked" in problems and "_sources.p.url" in problems

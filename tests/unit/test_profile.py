@@ -358,7 +358,7 @@ CASES = [
     ("max-body", '[server]\nmax_body_mb = 0\n', "server.max_body_mb", ("greater than 0",)),
     # prices
     ("price-missing-output", '[prices]\n"m/a" = { input = 1 }\n', 'prices."m/a".output', ("missing",)),
-    ("price-negative", '[prices]\n"m/a" = { input = -1, output = 2 }\n', 'prices."m/a"', ("negative",)),
+    ("price-negative", '[prices]\n"m/a" = { input = -1, output = 2 }\n', 'prices."m/a".input', ("negative",)),
     ("price-string", '[prices]\n"m/a" = { input = "1", output = 2 }\n', 'prices."m/a".input',
      ("expected", "got a string")),
 ]
