@@ -14,7 +14,7 @@ from typing import Any
 import typer
 import yaml
 
-from ..tools.litellm_import import ImportBug, NotALiteLLMConfig, env_names, render, translate
+from ..tools.litellm_import import ImportBug, NotALiteLLMConfig, env_names, one_line, render, translate
 from .common import err_console, fail, plural
 
 app = typer.Typer(
@@ -76,7 +76,7 @@ def import_litellm(
     if report:
         err_console.print(f"not mapped as it was ({len(report)}):", markup=False, highlight=False)
         for line in report:
-            err_console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+            err_console.print(f"  {one_line(line)}", markup=False, highlight=False, soft_wrap=True)
     if not profile["models"]:
         err_console.print("warning: no deployment could be imported; the profile has no model aliases",
                           markup=False, highlight=False)
@@ -89,5 +89,6 @@ def import_litellm(
         fail(f"{out}: cannot write: {exc.strerror}")
     names = env_names(profile)
     needs = f"; it reads {', '.join(names)} from the environment" if names else ""
-    err_console.print(f"wrote {out} ({plural(len(profile['models']), 'model alias', 'model aliases')}){needs};"
-                      f" next: llmgw check --profile {out}", markup=False, highlight=False, soft_wrap=True)
+    err_console.print(one_line(f"wrote {out} ({plural(len(profile['models']), 'model alias', 'model aliases')})"
+                               f"{needs}; next: llmgw check --profile {out}"),
+                      markup=False, highlight=False, soft_wrap=True)

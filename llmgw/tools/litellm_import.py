@@ -182,6 +182,7 @@ class _Deployment:
     path: str
     weight: float | None = None
     rpm: float | None = None
+    rpm_path: str = ""
     order: float | None = None
 
 
@@ -235,7 +236,10 @@ def translate(config: Any) -> tuple[dict[str, Any], list[str]]:
     server: dict[str, Any] = {}
     routing: dict[str, Any] = {}
     _retries(st, models, setting("num_retries"))
-    timeout = setting("timeout") or setting("request_timeout")
+    timeout, legacy = setting("timeout"), setting("request_timeout")
+    if timeout is not None and legacy is not None:
+        st.note(legacy[0], f"ignored: {timeout[0]} is set too")
+    timeout = timeout or legacy
     if timeout is not None:
         if _positive(timeout[1]):
             server["timeout_s"] = timeout[1]
@@ -305,16 +309,21 @@ def _env_name(value: Any) -> str | None:
     return None
 
 
-def _referenced_env(value: Any, depth: int = 0) -> set[str]:
-    """Every ``os.environ/NAME`` the config references (so a suggested name never collides with one)."""
-    if depth > 20:
-        return set()
-    if isinstance(value, dict):
-        return set().union(*(_referenced_env(v, depth + 1) for v in value.values()))
-    if isinstance(value, list):
-        return set().union(*(_referenced_env(v, depth + 1) for v in value))
-    name = _env_name(value)
-    return {name} if name else set()
+def _referenced_env(config: Any) -> set[str]:
+    """Every ``os.environ/NAME`` the config references (so a suggested name never collides with one). Each
+    container is visited once: YAML anchors can make a small file a huge tree of shared nodes."""
+    found: set[str] = set()
+    seen: set[int] = set()
+    stack = [config]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict | list):
+            if id(value) not in seen:
+                seen.add(id(value))
+                stack.extend(value.values() if isinstance(value, dict) else value)
+        elif (name := _env_name(value)) is not None:
+            found.add(name)
+    return found
 
 
 def _secret(st: _State, path: str, value: Any, suggested: str) -> str:
@@ -353,12 +362,9 @@ def _deployment(st: _State, i: int, raw: Any) -> _Deployment | None:
         st.note(f"{path}.model_info", f"expected a mapping, got {_kind(info)}; not imported")
         info = {}
     for key in raw:
-        if key in ("model_name", "litellm_params", "model_info"):
-            continue
-        if key in ("rpm", "tpm") and key not in params:
-            params = {**params, key: raw[key]}   # the Router's deployment-level form
-        else:
-            st.note(f"{path}.{key}", "no equivalent")
+        if key not in ("model_name", "litellm_params", "model_info"):   # rpm/tpm here: the Router's older form
+            st.note(f"{path}.{key}", _PARAM_NOTES.get(key, "no equivalent") if key in ("rpm", "tpm")
+                    else "no equivalent")
     if "*" in alias or "*" in params["model"]:
         where = "model_name" if "*" in alias else "litellm_params.model"
         st.note(f"{path}.{where}", "wildcard routing has no equivalent (aliases are exact names; add one alias per"
@@ -386,6 +392,8 @@ def _deployment(st: _State, i: int, raw: Any) -> _Deployment | None:
         return None
     target = f"{provider}/{model}"
     dep = _Deployment(alias, target, path)
+    if _positive(raw.get("rpm")):
+        dep.rpm, dep.rpm_path = float(raw["rpm"]), f"{path}.rpm"
     costs: dict[str, float] = {}
     for key, value in params.items():
         kpath = f"{ppath}.{key}"
@@ -405,7 +413,7 @@ def _deployment(st: _State, i: int, raw: Any) -> _Deployment | None:
             costs[_COST_KEYS[key]] = value
         else:
             if key == "rpm" and _positive(value):
-                dep.rpm = float(value)
+                dep.rpm, dep.rpm_path = float(value), kpath
             st.note(kpath, _PARAM_NOTES.get(key, _PARAM_DEFAULT))
     for key, value in info.items():
         kpath = f"{path}.model_info.{key}"
@@ -564,7 +572,7 @@ def _aliases(st: _State, deployments: list[_Deployment], strategy: str) -> dict[
             w = d.weight if d.weight is not None else (d.rpm if use_rpm and d.rpm is not None else 1.0)
             weights[d.target] = weights.get(d.target, 0.0) + w
         if use_rpm and len(weights) > 1:
-            st.note(f"{deps[0].path}.litellm_params.rpm", f"used as alias {alias!r}'s load-balancing weights"
+            st.note(deps[0].rpm_path, f"used as alias {alias!r}'s load-balancing weights"
                                                           " (as LiteLLM's simple-shuffle does)")
         entry: dict[str, Any] = {"targets": list(weights)}
         if len(weights) > 1:
@@ -741,14 +749,16 @@ def render(profile: Mapping[str, Any], report: list[str], source: str) -> str:
         head.append(f"# It reads these environment variables: {', '.join(names)}.")
     if report:
         head.append("# What did not map as it was:")
-        head += [f"#   {_one_line(line)}" for line in report]
-    text = "\n".join(head) + "\n\n" + tomli_w.dumps(dict(profile))
+        head += [f"#   {line}" for line in report]
+    text = "\n".join(one_line(line) for line in head) + "\n\n" + tomli_w.dumps(dict(profile))
     check_loads(text)
     return text
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+def one_line(text: str) -> str:
+    """A header comment stays one valid comment line whatever a name in it holds: no newline (which could start a
+    TOML line), no control character (which TOML forbids in comments)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in " ".join(text.split()))
 
 
 def check_loads(text: str) -> None:

@@ -89,6 +89,24 @@ def test_bad_input_is_one_line(tmp_path: Path, text: str, message: str) -> None:
     assert result.stdout == ""
 
 
+def test_names_from_the_config_cannot_drive_the_terminal(tmp_path: Path) -> None:
+    config = write(tmp_path / "config.yaml", """\
+        model_list:
+          - model_name: "evil\\e]0;owned\\a\\e[2J"
+            litellm_params: {model: "bedrock/x", "\\e[31mred": 1, api_key: "os.environ/K\\e[1m"}
+          - model_name: ok
+            litellm_params: {model: openai/gpt-4o, api_key: "os.environ/K\\e[1m"}
+        """)
+    out = tmp_path / "llmgw.toml"
+    for args in (("import", "litellm", config), ("import", "litellm", config, "--out", out)):
+        result = invoke(*args)
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+        assert "red: no equivalent" in result.stderr
+    assert "\x1b" not in out.read_text()   # TOML escapes it in strings; comments are made printable
+    assert load_profile(out).providers["openai"].api_key is not None
+
+
 def test_missing_file_and_directory(tmp_path: Path) -> None:
     missing = invoke("import", "litellm", tmp_path / "nope.yaml")
     assert missing.exit_code == 1 and "nope.yaml: file not found" in missing.stderr

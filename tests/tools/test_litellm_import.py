@@ -281,3 +281,37 @@ def test_malformed_entries_are_reported_not_raised() -> None:
 def test_a_profile_that_does_not_load_is_a_bug() -> None:
     with pytest.raises(ImportBug, match="does not load"):
         render({"models": {"a": {"targets": ["nowhere/x"]}}}, [], "config.yaml")
+
+
+def test_names_cannot_inject_toml() -> None:
+    evil = 'x"]\n[server]\nhost = "0.0.0.0"\n# \x00\x7f\r\u2028'
+    config = {"model_list": [{"model_name": evil, "litellm_params": {"model": "openai/gpt-4o"}},
+                             {"model_name": "w", "litellm_params": {"model": "bedrock/x", evil: 1}}]}
+    profile, report = translate(config)
+    text = render(profile, report, "config.yaml\n[server]\nhost = '0.0.0.0'")
+    loaded = parse_profile(tomllib.loads(text))
+    assert loaded.server.host == "127.0.0.1"
+    assert list(loaded.models) == [evil]
+
+
+def test_shared_yaml_anchors_are_walked_once() -> None:
+    """A "billion laughs" document: ten levels of ten references each, a few hundred bytes of YAML."""
+    lines = ['a0: &a0 ["os.environ/DEEP_KEY"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    lines += ["model_list:", "  - model_name: m", "    litellm_params: {model: openai/gpt-4o, api_key: sk-lit}",
+              "    model_info: {extra: *a9}"]
+    config = yaml.safe_load("\n".join(lines))
+    profile, report = translate(config)
+    assert profile["providers"]["openai"]["api_key"] == "env:OPENAI_API_KEY"
+    assert "a9" in paths(report) and "model_list[0].model_info.extra" in paths(report)
+
+
+def test_deployment_level_rpm_and_both_timeouts() -> None:
+    config = {"model_list": [
+        {"model_name": "m", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/K1"}, "rpm": 30},
+        {"model_name": "m", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/K2"}, "rpm": 10}],
+        "router_settings": {"timeout": 20}, "litellm_settings": {"request_timeout": 600}}
+    _, report, loaded = imported(config)
+    assert loaded.models["m"].weights == (30, 10) and loaded.server.timeout_s == 20
+    assert sorted(paths(report)) == ["litellm_settings.request_timeout", "model_list[0].rpm", "model_list[0].rpm",
+                                     "model_list[1].rpm"]
