@@ -20,12 +20,13 @@ Contract:
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import tomli_w
 
@@ -294,12 +295,17 @@ def _section(st: _State, config: Mapping[str, Any], name: str) -> dict[str, Any]
     return raw
 
 
+def _finite(value: Any) -> bool:
+    """A real number (not a boolean, not infinite, not NaN: YAML has ``.inf`` and ``.nan``)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _positive(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    return _finite(value) and value > 0
 
 
 def _non_negative(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    return _finite(value) and value >= 0
 
 
 def _env_name(value: Any) -> str | None:
@@ -451,10 +457,16 @@ def _provider(st: _State, path: str, upstream: _Upstream, params: Mapping[str, A
             st.note(f"{path}.api_base", f"comes from the environment ({env}); a base URL must be written in the"
                                         " profile: deployment not imported")
             return None
-        parts = urlsplit(api_base) if isinstance(api_base, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        parts = _url(api_base)
+        if parts is None:
             st.note(f"{path}.api_base", "expected an http:// or https:// URL; deployment not imported")
             return None
+        if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+            st.note(f"{path}.api_base", "its user, password, query and fragment are not copied (they may hold a"
+                                        " secret): set providers.NAME.headers by hand if the server needs them")
+            host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+            netloc = host if parts.port is None else f"{host}:{parts.port}"
+            api_base = f"{parts.scheme}://{netloc}{parts.path}"
         base_url = _base_url(st, f"{path}.api_base", upstream, api_base.rstrip("/"))
         if kind == "openai" and parts.hostname != _OPENAI_HOST:
             kind, name = "openai-compatible", _host_label(parts.hostname)
@@ -487,6 +499,18 @@ def _provider(st: _State, path: str, upstream: _Upstream, params: Mapping[str, A
     if upstream.local or (kind == "openai-compatible" and _loopback(urlsplit(base_url or "").hostname or "")):
         st.free.add(section)
     return section
+
+
+def _url(value: Any) -> SplitResult | None:
+    """An http(s) URL with a host and a valid port, split; None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port   # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return None
+    return parts if parts.scheme in ("http", "https") and parts.hostname else None
 
 
 def _base_url(st: _State, path: str, upstream: _Upstream, url: str) -> str:
@@ -721,7 +745,7 @@ def _cache(st: _State, settings: Mapping[str, Any]) -> dict[str, Any] | None:
             elif not _positive(value):
                 st.note(path, "expected a positive number of seconds; not imported")
         elif key == "similarity_threshold":
-            if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
+            if _non_negative(value) and value <= 1:
                 cache["threshold"] = value
             else:
                 st.note(path, "expected a number between 0 and 1; not imported")

@@ -265,7 +265,7 @@ def test_not_a_litellm_config(config: Any, message: str) -> None:
 def test_malformed_entries_are_reported_not_raised() -> None:
     config = {"model_list": [
         "gpt-4o", {"litellm_params": {"model": "openai/gpt-4o"}}, {"model_name": "x", "litellm_params": {}},
-        {"model_name": "y", "litellm_params": {"model": "openai/gpt-4o", "api_base": "ftp://nope"}},
+        {"model_name": "y", "litellm_params": {"model": "openai/gpt-4o", "api_base": "http://h:99999/v1"}},
         {"model_name": "z", "litellm_params": {"model": "mystery-model"}},
         {"model_name": "w", "litellm_params": {"model": "openai/gpt-4o", "weight": -1}, "model_info": "bad"}],
         "router_settings": "oops", "surprise": 1}
@@ -315,3 +315,30 @@ def test_deployment_level_rpm_and_both_timeouts() -> None:
     assert loaded.models["m"].weights == (30, 10) and loaded.server.timeout_s == 20
     assert sorted(paths(report)) == ["litellm_settings.request_timeout", "model_list[0].rpm", "model_list[0].rpm",
                                      "model_list[1].rpm"]
+
+
+def test_infinite_and_nan_numbers_are_refused() -> None:
+    config = yaml.safe_load("""
+model_list:
+  - {model_name: m, litellm_params: {model: openai/gpt-4o, api_key: os.environ/K1, weight: .inf}}
+  - {model_name: m, litellm_params: {model: openai/gpt-4o, api_key: os.environ/K2, weight: 2}}
+router_settings: {timeout: .inf, cooldown_time: .nan}
+""")
+    profile, report, loaded = imported(config)
+    assert loaded.server.timeout_s == 600 and loaded.routing.cooldown_s == 30
+    assert "weights" in profile["models"]["m"] and loaded.models["m"].weights == (1, 2)
+    assert sorted(paths(report)) == ["model_list[0].litellm_params.weight", "router_settings.cooldown_time",
+                                     "router_settings.timeout"]
+
+
+def test_credentials_in_an_api_base_are_not_copied() -> None:
+    config = {"model_list": [
+        {"model_name": "m", "litellm_params": {"model": "hosted_vllm/llama",
+                                               "api_base": "https://bob:hunter2pass@vllm.internal:8443/v1?key=qsecret"}},
+        {"model_name": "n", "litellm_params": {"model": "openai/x", "api_base": "http://[::1]:9000/v1#frag"}}]}
+    profile, report = translate(config)
+    text = render(profile, report, "config.yaml")
+    assert "hunter2pass" not in text and "qsecret" not in text and "bob" not in text
+    assert profile["providers"]["vllm"]["base_url"] == "https://vllm.internal:8443/v1"
+    assert profile["providers"]["local"]["base_url"] == "http://[::1]:9000/v1"
+    assert paths(report) == ["model_list[0].litellm_params.api_base", "model_list[1].litellm_params.api_base"]
