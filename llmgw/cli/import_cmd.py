@@ -65,6 +65,8 @@ def import_litellm(
     """
     if out is not None and out.exists() and not force:
         fail(f"{out} exists; use --force to overwrite it")
+    if out is not None and out.exists() and file.exists() and out.resolve() == file.resolve():
+        fail(f"--out {out} is the LiteLLM config itself; write the profile to another file")
     data = read_yaml(file)
     try:
         profile, report = translate(data)

@@ -58,6 +58,10 @@ def test_never_overwrites_without_force(tmp_path: Path) -> None:
     assert out.read_text() == "# mine\n"
     assert invoke("import", "litellm", FIXTURES / "simple.yaml", "--out", out, "--force").exit_code == 0
     assert "[models.gpt-4o]" in out.read_text()
+    config = write(tmp_path / "config.yaml", (FIXTURES / "simple.yaml").read_text())
+    itself = invoke("import", "litellm", config, "--out", config, "--force")
+    assert itself.exit_code == 1 and "is the LiteLLM config itself" in itself.stderr
+    assert config.read_text() == (FIXTURES / "simple.yaml").read_text()
 
 
 def test_no_literal_secret_reaches_the_profile_or_the_terminal(tmp_path: Path) -> None:
@@ -136,6 +140,11 @@ async def test_an_imported_profile_serves_through_its_aliases_and_fallbacks(
                   model: openai/gpt-4o-mini
                   api_base: {backup.base_url}
                   api_key: os.environ/FAKE_UP_KEY
+              - model_name: openai/gpt-4o-mini
+                litellm_params:
+                  model: openai/gpt-4o-mini
+                  api_base: {backup.base_url}
+                  api_key: os.environ/FAKE_UP_KEY
               - model_name: flaky
                 litellm_params:
                   model: openai/gpt-4o
@@ -164,6 +173,9 @@ async def test_an_imported_profile_serves_through_its_aliases_and_fallbacks(
         assert (await resp.json())["choices"][0]["message"]["content"] == answer_for(HELLO)
         assert resp.headers["x-llmgw-target"] == "local/gpt-4o-mini"
         assert backup.requests[-1]["body"]["model"] == "gpt-4o-mini"
+
+        resp = await client.post("/v1/chat/completions", json={"model": "openai/gpt-4o-mini", "messages": HELLO})
+        assert resp.status == 200 and resp.headers["x-llmgw-target"] == "local/gpt-4o-mini"
 
         broken.fail_next(503, times=5)
         resp = await client.post("/v1/chat/completions", json={"model": "flaky", "messages": HELLO})
