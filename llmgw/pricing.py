@@ -59,8 +59,8 @@ from .profile import LongContext, Price, Target
 if TYPE_CHECKING:
     from .profile import Profile
 
-__all__ = ["PriceTable", "PricingError", "Quote", "ShippedTable", "Source", "free_providers", "load_shipped",
-           "parse_table"]
+__all__ = ["PriceTable", "PricingError", "Quote", "ShippedTable", "Source", "budget_problems", "free_providers",
+           "load_shipped", "parse_table", "unpriced_targets", "unpriced_warnings"]
 
 PRICING_RESOURCE = "pricing.toml"
 RATES = ("input", "output", "cached_input", "cache_write", "cache_write_1h", "reasoning", "audio_input")
@@ -224,6 +224,45 @@ def free_providers(profile: Profile) -> frozenset[str]:
     from .providers.spec import SPECS  # the registry imports nothing heavy; kept local to stay out of cycles
     return frozenset(name for name, provider in profile.providers.items()
                      if (spec := SPECS.get(provider.kind)) is not None and spec.free)
+
+
+def unpriced_targets(profile: Profile, prices: PriceTable | None = None) -> dict[str, list[Target]]:
+    """Every alias of ``profile`` with a target whose cost is unknown (no price and not a free kind), with those
+    targets, in profile order; ``prices`` defaults to the table a server started from ``profile`` would use."""
+    prices = prices if prices is not None else PriceTable.for_profile(profile)
+    found = {alias: prices.unpriced(model.targets) for alias, model in profile.models.items()}
+    return {alias: targets for alias, targets in found.items() if targets}
+
+
+def _fix(target: Target) -> str:
+    return f'add [prices] "{target.name}" = {{ input = …, output = … }} (USD per 1M tokens)'
+
+
+def unpriced_warnings(unpriced: Mapping[str, list[Target]]) -> list[str]:
+    """One ``models.ALIAS.targets: …`` line per alias with unpriced targets (``llmgw check``'s warnings)."""
+    return [f"models.{alias}.targets: {', '.join(t.name for t in targets)} has no price: its requests are logged"
+            f" as unpriced and count $0 in cost reports; {_fix(targets[0])}"
+            for alias, targets in unpriced.items()]
+
+
+def budget_problems(profile: Profile, unpriced: Mapping[str, list[Target]]) -> list[str]:
+    """One line per team or profile key with a budget that can reach an alias with unpriced targets: every such
+    request would be refused (403 ``unpriced_model``), since a budget cannot be kept on an unknown price."""
+    problems = []
+    owners = [(f"teams.{name}", team.budget, team.models) for name, team in profile.teams.items()]
+    for name, key in profile.keys.items():
+        team = profile.teams.get(key.team)
+        owners.append((f"keys.{name}", key.budget, key.models if key.models is not None else
+                       team.models if team is not None else None))
+    for path, budget, allowed in owners:
+        if budget.daily is None and budget.monthly is None:
+            continue
+        for alias, targets in unpriced.items():
+            if allowed is None or alias in allowed:
+                problems.append(f"{path}.budget_usd: requests to model {alias!r} would be refused (403"
+                                f" unpriced_model): {', '.join(t.name for t in targets)} has no price and a budget"
+                                f" cannot be kept on an unknown price; {_fix(targets[0])}")
+    return problems
 
 
 class PriceTable:

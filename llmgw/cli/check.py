@@ -1,8 +1,11 @@
 """`llmgw check`: validate a profile without starting anything.
 
-Contract: problems (exit 1) are every reason the server would refuse the profile, one ``key.path: why`` line
-each; warnings (exit 0) are what would work but surprise, such as an alias that falls back from a real provider to
-the mock's fake answers. ``--format json`` prints one object per problem or warning (``[]`` for a clean profile).
+Contract: problems (exit 1) are every reason the server would refuse the profile, or would refuse every request
+of a team or key to an alias (a budget on an alias with an unpriced target: a budget cannot be kept on an unknown
+price), one ``key.path: why`` line each; warnings (exit 0) are what would work but surprise, such as an alias that
+falls back from a real provider to the mock's fake answers, or an alias with a target that has no price (its
+requests are logged as unpriced). ``--format json`` prints one object per problem or warning (``[]`` for a clean
+profile).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 import typer
 
 from ..cache.embed import EmbedderError, resolve_model_path
+from ..pricing import budget_problems, unpriced_targets, unpriced_warnings
 from ..profile import Profile, ProfileError, host_problems, load_profile, secret_problems
 from ..providers.spec import OFFLINE_KIND
 from .common import FORMAT_HELP, PROFILE_HELP, console, err_console, fail, plural, print_json
@@ -73,7 +77,8 @@ def check(
                                     " (source, level, key, message)."),
 ) -> None:
     """Validate a profile: schema, unknown keys, types, secrets, targets, alias cycles, the port and the cache's
-    model. Warns (exit 0) about aliases that fall back from real providers to the mock.
+    model, budgets on aliases without a price. Warns (exit 0) about aliases that fall back from real providers
+    to the mock, and about targets without a price.
 
     Example: llmgw check --profile prod.toml --junit check.xml
     """
@@ -86,7 +91,9 @@ def check(
         source = prof.source
         problems = [p for p in [port_problem(prof.server.port, "server.port")] if p]
         problems += secret_problems(prof) + host_problems(prof) + cache_problems(prof)
-        warnings = mock_fallback_warnings(prof)
+        unpriced = unpriced_targets(prof)
+        problems += budget_problems(prof, unpriced)
+        warnings = mock_fallback_warnings(prof) + unpriced_warnings(unpriced)
     except ProfileError as exc:
         source, problems = exc.source, exc.problems
     if junit is not None:

@@ -20,7 +20,7 @@ from ..durations import parse_point
 from ..store import log as request_log
 from ..store.keys import key_names
 from ..tools import report as spend
-from .common import PROFILE_HELP, console, db_path, err_console, fail, load_or_exit, plain, print_json
+from .common import PROFILE_HELP, console, db_path, err_console, fail, load_or_exit, plain, plural, print_json
 
 app = typer.Typer(help="Token spend reports and budgets, from the request log.\n\n"
                        "Example: llmgw cost report --since 7d --by team",
@@ -28,8 +28,10 @@ app = typer.Typer(help="Token spend reports and budgets, from the request log.\n
 
 _DB_HELP = "Request-log database (default: the profile's [state] url)."
 _BY_HELP = ("Group by FIELD: team, key, model (the alias), target, provider, day (UTC date; sorted by day to show"
-            " the trend) or tag. Repeat for nested groups. A request with several tags counts in each tag's group"
-            " (the total row counts it once); requests without tags are in group '-'. Default: model.")
+            " the trend), tag or token_type (input, cached_input, cache_write, cache_write_1h, output, reasoning:"
+            " each request's cost split by what it paid for; 'unpriced' for requests whose target has no price)."
+            " Repeat for nested groups. A request with several tags counts in each tag's group (the total row"
+            " counts it once); requests without tags are in group '-'. Default: model.")
 _BAR_WIDTH = 24
 _MARK = "▲"
 
@@ -107,7 +109,9 @@ def _print_table(result: spend.Report, key_names: Mapping[str, str]) -> None:
     for field in fields:
         table.add_column(field, overflow="fold")
     saved = result.total.saved_usd > 0
-    for name in ("requests", "input tokens", "output tokens", "cost $", *(("saved by cache $",) if saved else ())):
+    unpriced = result.total.unpriced > 0
+    for name in ("requests", *(("unpriced",) if unpriced else ()), "input tokens", "output tokens", "cost $",
+                 *(("saved by cache $",) if saved else ())):
         table.add_column(name, justify="right", no_wrap=True)
     basis, measure = share_basis(result.total)
     whole = measure(result.total)
@@ -115,15 +119,24 @@ def _print_table(result: spend.Report, key_names: Mapping[str, str]) -> None:
     table.add_column("anomaly", no_wrap=True, justify="center")
     for g in result.groups:
         table.add_row(*_group_cells(result, g.values or ("all",), key_names), _count(g.requests),
+                      *((_count(g.unpriced) if g.unpriced else "",) if unpriced else ()),
                       _count(g.input_tokens), _count(g.output_tokens), _money(g.cost_usd),
                       *((_money(g.saved_usd),) if saved else ()), _share(measure(g), whole),
                       f"[bold red]{_MARK}[/]" if g.anomaly else "")
     t = result.total
     table.add_section()
-    table.add_row("[bold]total[/]", *([""] * (len(fields) - 1)), _count(t.requests), _count(t.input_tokens),
+    table.add_row("[bold]total[/]", *([""] * (len(fields) - 1)), _count(t.requests),
+                  *((f"[bold red]{_count(t.unpriced)}[/]",) if unpriced else ()), _count(t.input_tokens),
                   _count(t.output_tokens), f"[bold]{_money(t.cost_usd)}[/]",
                   *((f"[bold]{_money(t.saved_usd)}[/]",) if saved else ()), "", "")
     notes = []
+    if unpriced:
+        notes.append(f"unpriced: {plural(t.unpriced, 'request')} went to targets without a price: their cost is"
+                     " unknown and counted as $0 above; `llmgw check` names them, [prices] in the profile prices"
+                     " them")
+    if "token_type" in result.fields:
+        notes.append("token_type: each request's cost split by token type; cache_write tokens include 1-hour"
+                     " writes")
     if "tag" in result.fields:
         notes.append("a request with several tags counts in each tag's group; the total counts it once")
     if basis != "share of cost" and t.requests:
@@ -149,7 +162,7 @@ def _print_csv(result: spend.Report, key_names: Mapping[str, str]) -> None:
     out = io.StringIO()
     names = ["key_name"] if "key" in result.fields else []
     columns = [*result.fields, *names, "requests", "input_tokens", "output_tokens", "cost_usd", "saved_usd",
-               "anomaly"]
+               "unpriced", "anomaly"]
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for record in _records(result, key_names):

@@ -16,6 +16,7 @@ from . import import_cmd, profile_cmd
 from . import keys as keys_cmd
 from . import logs as logs_cmd
 from . import models as models_cmd
+from . import prices as prices_cmd
 from . import replay as replay_cmd
 from . import serve as serve_cmd
 from . import smoke as smoke_cmd
@@ -37,6 +38,7 @@ app.command(short_help="Send one request through every alias (CI smoke test).")(
 app.command(short_help="Re-send logged requests to other targets and compare.")(replay_cmd.replay)
 app.command(short_help="Watch live requests in a terminal UI.")(tail_cmd.tail)
 app.command(short_help="List model aliases, targets and prices.")(models_cmd.models)
+app.command(short_help="The price table, its dates and sources; `prices check`.")(prices_cmd.prices)
 app.add_typer(logs_cmd.app, name="logs")
 app.add_typer(profile_cmd.app, name="profile")
 app.add_typer(keys_cmd.app, name="keys")

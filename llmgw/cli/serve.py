@@ -2,8 +2,8 @@
 
 Contract: every problem that would stop the server (unresolvable secrets, an open proxy on a public host, a port
 outside 0-65535, a port in use) is one line on stderr and exit 1, before or instead of a traceback. The banner
-names the version, the URL, the aliases, the request log and a command that works against this very server
-(with a key when the profile needs one).
+names the version, the URL, the aliases (each alias with a target that has no price is named in an ``unpriced:``
+line), the request log and a command that works against this very server (with a key when the profile needs one).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import typer
 from rich.markup import escape
 
 from .. import __version__
+from ..pricing import unpriced_targets
 from ..profile import Profile, host_problems, secret_problems
 from ..proxy.runner import serve as run_server
 from .common import PROFILE_HELP, console, err_console, fail, load_or_exit
@@ -54,6 +55,10 @@ def _announce(prof: Profile, workers: int, url: str) -> None:
     for alias, model in prof.models.items():
         targets = ", ".join(t.name for t in model.targets)
         console.print(f"  model {alias} -> {targets}  [{model.strategy}]",
+                      highlight=False, soft_wrap=True, markup=False)
+    for alias, missing in unpriced_targets(prof).items():
+        console.print(f"  unpriced: model {alias} -> {', '.join(t.name for t in missing)} has no price (logged as"
+                      " unpriced, $0 in reports; a budget refuses it): add a [prices] entry",
                       highlight=False, soft_wrap=True, markup=False)
     console.print(f"  request log: {prof.state.db_path}", highlight=False, soft_wrap=True, markup=False)
     for command in try_commands(prof, url):

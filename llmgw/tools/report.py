@@ -5,8 +5,16 @@ Contracts:
 - :func:`build_report` groups the ``requests`` table with one SQL ``GROUP BY``. Group values come back as text;
   an empty team/key/alias/target/provider is shown as ``"-"``, and so is "no tag".
 - ``tag``: a request with several tags counts in each of its tags' groups (once per distinct tag), so with
-  ``tag`` among the fields the groups' sum can exceed the total. :attr:`Report.total` always counts every
-  request once and equals the sum of the logged per-request costs in the window.
+  ``tag`` among the fields the groups' sum can exceed the total.
+- ``token_type``: a request counts in the group of each token type of its logged ``cost_breakdown`` (``input``,
+  ``cached_input``, ``cache_write``, ``cache_write_1h``, ``output``, ``reasoning``) with that part of its cost and
+  the tokens of that type (input-side types in ``input_tokens``, output-side in ``output_tokens``; ``cache_write``
+  counts the 1-hour writes' tokens too, as the log does not split them); a request without a breakdown is in
+  group ``unpriced`` when its target had no price, else ``-`` (cache hits, failures, free targets). Costs and
+  tokens add up to the total; request counts do not.
+- ``unpriced``: every group counts the requests whose target had no price (their cost is unknown, logged as 0).
+- :attr:`Report.total` always counts every request once and equals the sum of the logged per-request costs in the
+  window.
 - Anomalies (:class:`AnomalyRule`): a group is flagged when its spend in the last period (the last 24 h of the
   window; with ``day`` among the fields, the window's last UTC day) is at least ``ratio`` times its own daily
   average over the rest of the window *and* at least ``min_increase_usd`` above it. The baseline starts at the
@@ -26,7 +34,7 @@ from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-FIELDS: tuple[str, ...] = ("team", "key", "model", "target", "provider", "day", "tag")
+FIELDS: tuple[str, ...] = ("team", "key", "model", "target", "provider", "day", "tag", "token_type")
 DAY_S = 86400.0
 
 # SQL for each --by field over the source rows (aliased ``s``).
@@ -38,8 +46,21 @@ _EXPR: Mapping[str, str] = MappingProxyType({
     "provider": "CASE WHEN s.provider = '' THEN '-' ELSE s.provider END",
     "day": "strftime('%Y-%m-%d', s.time, 'unixepoch')",
     "tag": "s.tag",
+    "token_type": "s.token_type",
 })
-_COLUMNS = "id, time, team, \"key\", alias, target, provider, input_tokens, output_tokens, cost_usd, saved_usd"
+_COLUMNS = ("id, time, team, \"key\", alias, target, provider, input_tokens, output_tokens, cost_usd, saved_usd,"
+            " unpriced")
+# With token_type: one row per (request, breakdown entry); a request without a breakdown keeps one row.
+_BY_TYPE = MappingProxyType({
+    "input_tokens": "CASE WHEN b.key IS NULL THEN r.input_tokens WHEN b.key = 'input' THEN r.input_tokens"
+                    " - r.cached_tokens - r.cache_write_tokens WHEN b.key = 'cached_input' THEN r.cached_tokens"
+                    " WHEN b.key = 'cache_write' THEN r.cache_write_tokens ELSE 0 END",
+    "output_tokens": "CASE WHEN b.key IS NULL THEN r.output_tokens WHEN b.key = 'output' THEN r.output_tokens"
+                     " - r.reasoning_tokens WHEN b.key = 'reasoning' THEN r.reasoning_tokens ELSE 0 END",
+    "cost_usd": "CASE WHEN b.key IS NULL THEN r.cost_usd ELSE b.value END",
+    "saved_usd": "CASE WHEN b.key IS NULL THEN r.saved_usd ELSE 0 END",
+})
+_TOKEN_TYPE = ("CAST(COALESCE(b.key, CASE WHEN r.unpriced THEN 'unpriced' ELSE '-' END) AS TEXT) AS token_type")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +93,7 @@ class Group:
     recent_usd: float = 0.0     # spend in the window's last 24 h (used for the anomaly check)
     before_usd: float = 0.0     # spend before that
     saved_usd: float = 0.0      # what cache hits would have cost
+    unpriced: int = 0           # requests whose target had no price (cost unknown, counted as 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +109,12 @@ class Report:
 
     def records(self) -> list[dict[str, Any]]:
         """One JSON-ready dict per group: the ``--by`` fields, ``requests``, ``input_tokens``, ``output_tokens``,
-        ``cost_usd`` and ``anomaly`` (the stable machine-readable shape of ``llmgw cost report``)."""
+        ``cost_usd``, ``saved_usd``, ``unpriced`` and ``anomaly`` (the stable machine-readable shape of
+        ``llmgw cost report``)."""
         return [{**dict(zip(self.fields, g.values, strict=True)), "requests": g.requests,
                  "input_tokens": g.input_tokens, "output_tokens": g.output_tokens,
-                 "cost_usd": round(g.cost_usd, 10), "saved_usd": round(g.saved_usd, 10), "anomaly": g.anomaly}
+                 "cost_usd": round(g.cost_usd, 10), "saved_usd": round(g.saved_usd, 10), "unpriced": g.unpriced,
+                 "anomaly": g.anomaly}
                 for g in self.groups]
 
     def anomaly_flags(self) -> dict[str, bool]:
@@ -119,19 +143,28 @@ def parse_fields(values: Iterable[str]) -> tuple[str, ...]:
 # --- grouping --------------------------------------------------------------------------------------------------
 
 
-def _source(with_tags: bool) -> str:
-    """The rows in the window (two ``?`` parameters: since, until), one per request, or one per (request, tag)."""
-    if not with_tags:
+def _source(with_tags: bool, with_types: bool = False) -> str:
+    """The rows in the window (two ``?`` parameters: since, until), one per request, or one per (request, tag)
+    and/or per (request, token type) (see the module docstring)."""
+    if not with_tags and not with_types:
         return f"(SELECT {_COLUMNS} FROM requests WHERE time >= ? AND time < ?)"
-    cols = ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(","))
-    return (f"(SELECT DISTINCT {cols}, CAST(COALESCE(j.value, '-') AS TEXT) AS tag FROM requests AS r"
-            " LEFT JOIN json_each(r.tags) AS j WHERE r.time >= ? AND r.time < ?)")
+    names = [c.strip() for c in _COLUMNS.split(",")]
+    cols = [f"{_BY_TYPE[c]} AS {c}" if with_types and c in _BY_TYPE else f"r.{c}" for c in names]
+    joins = ""
+    if with_types:
+        cols.append(_TOKEN_TYPE)
+        joins += " LEFT JOIN json_each(r.cost_breakdown) AS b"
+    if with_tags:
+        cols.append("CAST(COALESCE(j.value, '-') AS TEXT) AS tag")
+        joins += " LEFT JOIN json_each(r.tags) AS j"
+    return f"(SELECT DISTINCT {', '.join(cols)} FROM requests AS r{joins} WHERE r.time >= ? AND r.time < ?)"
 
 
 def _sums(cut: float) -> tuple[str, list[float]]:
     return ("COUNT(*), COALESCE(SUM(s.input_tokens), 0), COALESCE(SUM(s.output_tokens), 0),"
             " COALESCE(SUM(s.cost_usd), 0.0), COALESCE(SUM(CASE WHEN s.time >= ? THEN s.cost_usd ELSE 0 END), 0.0),"
-            " COALESCE(SUM(CASE WHEN s.time < ? THEN s.cost_usd ELSE 0 END), 0.0), COALESCE(SUM(s.saved_usd), 0.0)",
+            " COALESCE(SUM(CASE WHEN s.time < ? THEN s.cost_usd ELSE 0 END), 0.0), COALESCE(SUM(s.saved_usd), 0.0),"
+            " COALESCE(SUM(s.unpriced), 0)",
             [cut, cut])
 
 
@@ -141,7 +174,7 @@ def spend_by(db: sqlite3.Connection, fields: Sequence[str], since: float, until:
     exprs = [_EXPR[f] for f in fields]
     sums, sum_params = _sums(until - period_s)
     select = ", ".join([*exprs, sums])
-    sql = f"SELECT {select} FROM {_source('tag' in fields)} AS s"
+    sql = f"SELECT {select} FROM {_source('tag' in fields, 'token_type' in fields)} AS s"
     if exprs:
         sql += " GROUP BY " + ", ".join(str(i + 1) for i in range(len(exprs)))
     n = len(fields)
@@ -151,17 +184,18 @@ def spend_by(db: sqlite3.Connection, fields: Sequence[str], since: float, until:
             continue  # an aggregate over no rows
         groups.append(Group(values=tuple(str(v) for v in row[:n]), requests=row[n], input_tokens=row[n + 1],
                             output_tokens=row[n + 2], cost_usd=row[n + 3], recent_usd=row[n + 4],
-                            before_usd=row[n + 5], saved_usd=row[n + 6]))
+                            before_usd=row[n + 5], saved_usd=row[n + 6], unpriced=row[n + 7]))
     return groups
 
 
 def window_total(db: sqlite3.Connection, since: float, until: float) -> tuple[Group, float | None]:
     """Every request in the window counted once, and the time of the first one (None when there is none)."""
     row = db.execute("SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
-                     " COALESCE(SUM(cost_usd), 0.0), MIN(time), COALESCE(SUM(saved_usd), 0.0) FROM requests"
+                     " COALESCE(SUM(cost_usd), 0.0), MIN(time), COALESCE(SUM(saved_usd), 0.0),"
+                     " COALESCE(SUM(unpriced), 0) FROM requests"
                      " WHERE time >= ? AND time < ?", (since, until)).fetchone()
     return Group(values=(), requests=row[0], input_tokens=row[1], output_tokens=row[2], cost_usd=row[3],
-                 saved_usd=row[5]), row[4]
+                 saved_usd=row[5], unpriced=row[6]), row[4]
 
 
 def _sort(fields: Sequence[str], groups: list[Group]) -> list[Group]:

@@ -181,7 +181,7 @@ def table_total(text: str) -> tuple[int, float]:
 # --- cost report -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("field", [f for f in FIELDS if f != "tag"])
+@pytest.mark.parametrize("field", [f for f in FIELDS if f not in ("tag", "token_type")])
 def test_json_groups_add_up_to_the_logged_cost(spend_log: Fixture, field: str) -> None:
     records = report_json(spend_log, "--by", field)
     assert math.fsum(r["cost_usd"] for r in records) == pytest.approx(spend_log.total(), abs=1e-6)
@@ -192,15 +192,15 @@ def test_json_groups_add_up_to_the_logged_cost(spend_log: Fixture, field: str) -
     for record in records:
         names = {"key_name"} if field == "key" else set()
         assert set(record) == {field, *names, "requests", "input_tokens", "output_tokens", "cost_usd", "saved_usd",
-                               "anomaly"}
+                               "unpriced", "anomaly"}
 
 
-@pytest.mark.parametrize("field", [f for f in FIELDS if f != "tag"])
+@pytest.mark.parametrize("field", [f for f in FIELDS if f not in ("tag", "token_type")])
 def test_csv_groups_add_up_to_the_logged_cost(spend_log: Fixture, field: str) -> None:
     records = report_csv(spend_log, "--by", field)
     names = ["key_name"] if field == "key" else []
     assert list(records[0]) == [field, *names, "requests", "input_tokens", "output_tokens", "cost_usd", "saved_usd",
-                                "anomaly"]
+                                "unpriced", "anomaly"]
     assert math.fsum(float(r["cost_usd"]) for r in records) == pytest.approx(spend_log.total(), abs=1e-6)
     assert sum(int(r["requests"]) for r in records) == len(spend_log.in_window())
 
@@ -308,7 +308,8 @@ def test_default_window_and_grouping(tmp_path: Path) -> None:
     result = invoke("cost", "report", "--db", path, "--format", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == [{"model": "fast", "requests": 1, "input_tokens": 100, "output_tokens": 20,
-                                          "cost_usd": 0.25, "saved_usd": 0.0, "anomaly": False}]
+                                          "cost_usd": 0.25, "saved_usd": 0.0, "unpriced": 0,
+                                          "anomaly": False}]
 
 
 def test_missing_log_is_an_empty_report(tmp_path: Path) -> None:
