@@ -105,7 +105,9 @@ _UNSUPPORTED: Mapping[str, str] = {
 }
 
 _BARE_MODELS = (("gpt-", "openai"), ("chatgpt-", "openai"), ("o1", "openai"), ("o3", "openai"), ("o4", "openai"),
-                ("text-embedding-", "openai"), ("claude-", "anthropic"), ("gemini-", "gemini"))
+                ("text-embedding-", "openai"), ("dall-e-", "openai"), ("whisper-", "openai"), ("tts-", "openai"),
+                ("omni-moderation-", "openai"), ("text-moderation-", "openai"), ("claude-", "anthropic"),
+                ("gemini-", "gemini"))
 
 _OPENAI_HOST = "api.openai.com"
 _PLACEHOLDER_KEYS = {"", "none", "null", "empty", "fake", "fake-key", "dummy", "not-needed", "no-key", "x"}
@@ -158,6 +160,7 @@ _LITELLM_NOTES: Mapping[str, str] = {
     "drop_params": "no blanket equivalent: list the parameters to drop in providers.NAME.drop_params",
     "max_budget": "no proxy-wide budget: budgets are per team or key ([teams.NAME] budget_usd)",
     "budget_duration": "no proxy-wide budget: budgets are per team or key ([teams.NAME] budget_usd)",
+    "default_team_settings": "no equivalent (teams, their limits and budgets are [teams.NAME] tables)",
 }
 
 # Settings LiteLLM reads from router_settings or, in older configs, litellm_settings; router_settings wins.
@@ -595,9 +598,9 @@ def _aliases(st: _State, deployments: list[_Deployment], strategy: str) -> dict[
         for d in deps:
             w = d.weight if d.weight is not None else (d.rpm if use_rpm and d.rpm is not None else 1.0)
             weights[d.target] = weights.get(d.target, 0.0) + w
-        if use_rpm and len(weights) > 1:
-            st.note(deps[0].rpm_path, f"used as alias {alias!r}'s load-balancing weights"
-                                                          " (as LiteLLM's simple-shuffle does)")
+        if use_rpm and len(set(weights.values())) > 1:
+            st.note(deps[0].rpm_path, f"the deployments' rpm became the load-balancing weights of alias {alias!r}"
+                                      " (as LiteLLM's simple-shuffle uses them)")
         entry: dict[str, Any] = {"targets": list(weights)}
         if len(weights) > 1:
             entry["strategy"] = "fallback" if ordered else strategy

@@ -342,3 +342,15 @@ def test_credentials_in_an_api_base_are_not_copied() -> None:
     assert profile["providers"]["vllm"]["base_url"] == "https://vllm.internal:8443/v1"
     assert profile["providers"]["local"]["base_url"] == "http://[::1]:9000/v1"
     assert paths(report) == ["model_list[0].litellm_params.api_base", "model_list[1].litellm_params.api_base"]
+
+
+def test_bare_openai_model_names_and_equal_rpm() -> None:
+    config = {"model_list": [
+        {"model_name": "img", "litellm_params": {"model": "dall-e-3"}},
+        {"model_name": "m", "litellm_params": {"model": "openai/a", "api_base": "http://10.0.0.5:8000/v1", "rpm": 5}},
+        {"model_name": "m", "litellm_params": {"model": "openai/b", "api_base": "http://10.0.0.5:8000/v1", "rpm": 5}}]}
+    profile, report, loaded = imported(config)
+    assert targets(loaded, "img") == ["openai/dall-e-3"]
+    assert targets(loaded, "m") == ["server/a", "server/b"] and "weights" not in profile["models"]["m"]
+    assert "server/a" not in loaded.prices   # not a loopback server: not assumed free
+    assert paths(report) == ["model_list[1].litellm_params.rpm", "model_list[2].litellm_params.rpm"]
