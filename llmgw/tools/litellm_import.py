@@ -2,10 +2,11 @@
 
 Contract:
 - :func:`translate` is pure: it takes the parsed YAML mapping and returns ``(profile, report)`` — the profile as a
-  plain mapping ready for ``tomli_w`` (sections ``server``, ``routing``, ``providers``, ``models``, ``prices``,
-  ``cache``, each only when something maps to it), and one ``"key.path: what happened"`` line for every setting
-  that has no equivalent here or was mapped with a caveat. It raises :class:`NotALiteLLMConfig` (one line naming
-  the problem) when the document is not a LiteLLM proxy config at all.
+  plain mapping ready for ``tomli_w`` (``providers`` and ``models`` always; ``server``, ``routing``, ``prices`` and
+  ``cache`` only when something maps to them), and one ``"key.path: what happened"`` line for every setting that
+  has no equivalent here or was mapped with a caveat (names from the config may hold any character: print them
+  through :func:`one_line`). It raises :class:`NotALiteLLMConfig` (one line naming the problem) when the document
+  is not a LiteLLM proxy config at all.
 - Deployments (``model_list`` entries) sharing a ``model_name`` become one alias whose targets are their
   ``provider/model`` pairs; ``router_settings.fallbacks`` (and ``default_fallbacks``) append the fallback aliases'
   own targets after them (never an alias reference: LiteLLM's fallbacks are not transitive and may be mutual).
