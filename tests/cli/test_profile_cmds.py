@@ -49,6 +49,8 @@ def test_check_warns_when_a_real_alias_falls_back_to_the_mock(tmp_path: Path) ->
         targets = ["local/llama", "mock/mock-model"]
         [models.demo]
         targets = ["mock/a", "mock/b"]
+        [prices]
+        "local/llama" = { input = 0.0, output = 0.0 }
         """)
     result = invoke("check", "--profile", profile)
     assert result.exit_code == 0
