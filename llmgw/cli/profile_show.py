@@ -9,6 +9,7 @@ profile (apart from literal secrets).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,8 +59,12 @@ def _key(k: KeyConfig) -> dict[str, Any]:
                    "budget_usd": _budget(k.budget), "models": None if k.models is None else list(k.models)})
 
 
-def _price(p: Price) -> dict[str, float]:
-    return _clean({"input": p.input, "output": p.output, "cached_input": p.cached_input})
+def _price(p: Price) -> dict[str, Any]:
+    tier = p.long_context
+    return _clean({"input": p.input, "output": p.output, "cached_input": p.cached_input,
+                   "cache_write": p.cache_write, "cache_write_1h": p.cache_write_1h, "reasoning": p.reasoning,
+                   "audio_input": p.audio_input,
+                   "long_context": None if tier is None else _clean(dataclasses.asdict(tier))})
 
 
 def _cache(profile: Profile) -> dict[str, Any] | None:

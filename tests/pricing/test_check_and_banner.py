@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import tomli_w
 from typer.testing import CliRunner
 
 from llmgw.cli.main import app as cli
+from llmgw.profile import parse_profile
 from tests.e2e.conftest import start_serve
 
 runner = CliRunner()
@@ -86,3 +88,14 @@ def test_serve_banner_names_unpriced_aliases(tmp_path: Path) -> None:
     unpriced = [line for line in banner.splitlines() if line.startswith("  unpriced: ")]
     assert unpriced == ["  unpriced: model house -> up/house-model has no price (logged as unpriced, $0 in reports;"
                         " a budget refuses it): add a [prices] entry"], banner
+
+
+def test_profile_show_keeps_every_price_field(tmp_path: Path) -> None:
+    prices = {"up/house-model": {"input": 1.0, "output": 2.0, "cache_write": 1.25, "cache_write_1h": 2.0,
+                                 "reasoning": 3.0, "long_context": {"above": 1000, "input": 2.0, "output": 4.0}}}
+    path = profile(tmp_path, prices=prices)
+    result = runner.invoke(cli, ["profile", "show", "--profile", str(path)])
+    assert result.exit_code == 0, result.output
+    shown = tomllib.loads(result.stdout)
+    assert shown["prices"] == prices
+    assert parse_profile(shown).prices == parse_profile(tomllib.loads(path.read_text())).prices
