@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -84,6 +85,9 @@ class IndexedStore:
     """What every store shares: the vector index, the journal follower and the semantic search (see the module
     contract). Subclasses implement ``get``, ``_write`` (store one entry and append its journal record),
     ``_read_journal`` and ``close`` (which must call :meth:`stop_following` first)."""
+
+    local = False
+    """Whether a lookup is a read of a local file (cheap enough for the event loop), not a network round trip."""
 
     def __init__(self, embedder: str | None) -> None:
         self.embedder = embedder
@@ -190,6 +194,11 @@ class IndexedStore:
             if self._adds % PRUNE_EVERY == 0:
                 self.index.prune()
                 self.expire()
+
+    def put_many(self, entries: Sequence[CacheEntry]) -> None:
+        """Store ``entries`` as :meth:`put` does, in one transaction where the backend has them."""
+        for entry in entries:
+            self.put(entry)
 
     def expire(self) -> None:
         """Housekeeping of expired entries, where the backend needs it."""

@@ -29,6 +29,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +82,8 @@ POLL_S = 0.2         # how often the disk store's follower looks for other proce
 class CacheStore(IndexedStore):
     """Entries in diskcache, the journal in ``journal.sqlite`` beside them (see the module contract)."""
 
+    local = True
+
     def __init__(self, directory: Path | str, *, max_mb: float = 256.0, embedder: str | None = None) -> None:
         super().__init__(embedder)
         self.directory = Path(directory)
@@ -121,6 +124,15 @@ class CacheStore(IndexedStore):
         try:
             self.disk.set(entry.key, entry.to_json(), expire=ttl)
             self._journal_insert(entry)
+        except (OSError, sqlite3.Error) as exc:
+            raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
+
+    def put_many(self, entries: Sequence[CacheEntry]) -> None:
+        """Every entry in one diskcache transaction: one commit for the batch."""
+        try:
+            with self.disk.transact():
+                for entry in entries:
+                    self.put(entry)
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
 

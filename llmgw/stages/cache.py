@@ -15,8 +15,14 @@ Contract (see docs/cache.md):
 - With ``[state] shared`` (and ``[cache] shared``, default true) entries live in Redis and every instance sees
   them (:mod:`llmgw.cache.redis_store`); otherwise on disk. A store that cannot be reached makes the request a
   miss whose answer is not stored, never an error.
-- Disk, network and embedding work runs in worker threads; the embedding model is loaded once, on the first request
-  that needs it. Per-exchange state (the keys and directives) lives on the exchange (``ex.cache_lookup``).
+- Storing (embedding included) is write-behind (:mod:`llmgw.cache.writer`): the response phase queues the entry
+  and returns; a writer thread stores queued entries in batches. A queued entry already answers exact lookups on
+  disk; a lookup in Redis or a semantic one waits (briefly) for the queue instead.
+  An exact-only lookup (``semantic = false``) on the disk store is one indexed SQLite read of a WAL-mode file
+  (readers never wait for the writer), done inline: handing it to a thread would cost more than the read. Semantic
+  lookups, which embed, and lookups in Redis, which wait on the network, run in worker threads. The embedding
+  model is loaded once, on the first request that needs it. Per-exchange state (the keys and directives) lives
+  on the exchange (``ex.cache_lookup``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +41,7 @@ from ..cache.embed import DEFAULT_MODEL, Embedder, EmbedderError, LazyEmbedder, 
 from ..cache.keys import RequestKeys, request_keys
 from ..cache.playback import canonical_answer, replay_stream
 from ..cache.store import CacheEntry, CacheUnavailable, IndexedStore, open_store
+from ..cache.writer import WriteBehind
 from ..exchange import Exchange, UpstreamReply, Usage
 from ..profile import Profile
 from .base import Stage
@@ -78,6 +86,8 @@ class CacheStage(Stage):
         self.store = store
         self.embedder = embedder if config.semantic else None
         self.stats = CacheStats()
+        self.writer = WriteBehind(self._store_batch) if store is not None else None
+        self._inline = store is not None and self.embedder is None and store.local
 
     @classmethod
     def from_profile(cls, profile: Profile, *, embedder: Embedder | None = None) -> CacheStage:
@@ -111,7 +121,11 @@ class CacheStage(Stage):
         if "no-cache" in asked:
             return
         try:
-            entry, kind = await asyncio.to_thread(self._lookup, keys)
+            if self._inline:
+                queued = self.writer.pending(keys.exact) if self.writer is not None and self.config.exact else None
+                entry, kind = (queued, "hit") if queued is not None else self._lookup(keys)
+            else:
+                entry, kind = await asyncio.to_thread(self._lookup, keys)
         except CacheUnavailable as exc:
             self._unavailable(exc)
             entry, kind = None, "miss"
@@ -123,12 +137,16 @@ class CacheStage(Stage):
     def _lookup(self, keys: RequestKeys) -> tuple[CacheEntry | None, str]:
         """Exact, then semantic lookup (blocking)."""
         assert self.store is not None
+        if not self._inline and self.writer is not None and self.writer.pending(keys.exact) is not None:
+            self.writer.settle(0.25)   # an answer to this very prompt is being stored: look once it is
         if self.config.exact:
             entry = self.store.get(keys.exact)
             if entry is not None:
                 return entry, "hit"
         if self.embedder is None or not keys.text:
             return None, "miss"
+        if self.writer is not None:
+            self.writer.settle(0.25)   # this server's latest answers are in the index before it is searched
         try:
             vector = self.embedder.embed([keys.text])[0]
         except EmbedderError as error:
@@ -188,10 +206,8 @@ class CacheStage(Stage):
         now = time.time()
         entry = CacheEntry(keys.exact, keys.partition, keys.text, answer, ex.usage.to_openai(), ex.cost_usd, now,
                            now + self.config.ttl_s)
-        try:
-            await asyncio.to_thread(self._store, entry)
-        except CacheUnavailable as exc:
-            self._unavailable(exc)
+        if self.writer is not None:
+            self.writer.put(entry)
 
     def _unavailable(self, exc: CacheUnavailable) -> None:
         """Count a store failure and log it (the first, then every hundredth)."""
@@ -204,19 +220,35 @@ class CacheStage(Stage):
             return False
         return not ex.findings
 
-    def _store(self, entry: CacheEntry) -> None:
-        """Embed (semantic) and store one entry (blocking)."""
+    def _store_batch(self, entries: Sequence[CacheEntry]) -> None:
+        """Embed (semantic) and store queued entries (blocking: the writer thread's work)."""
         assert self.store is not None
-        if self.embedder is not None and entry.text:
+        texts = [e for e in entries if e.text] if self.embedder is not None else []
+        if texts:
+            assert self.embedder is not None
             try:
-                entry.vector = self.embedder.embed([entry.text])[0].astype(np.float32).tobytes()
-                entry.embedder = self.embedder.name
+                vectors = self.embedder.embed([e.text or "" for e in texts])
+                for e, vector in zip(texts, vectors, strict=True):
+                    e.vector = vector.astype(np.float32).tobytes()
+                    e.embedder = self.embedder.name
             except Exception:
-                log.exception("embedding failed; storing %s for exact hits only", entry.key[:12])
-        self.store.put(entry)
-        self.stats.stored += 1
+                log.exception("embedding failed; storing %d entries for exact hits only", len(texts))
+        try:
+            self.store.put_many(entries)
+        except CacheUnavailable as exc:
+            self._unavailable(exc)
+            return
+        self.stats.stored += len(entries)
+
+    def flush(self) -> None:
+        """Store every queued entry now (blocking)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = WriteBehind(self._store_batch)
 
     def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
         if self.store is not None:
             self.store.close()
 

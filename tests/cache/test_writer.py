@@ -1,0 +1,121 @@
+"""The cache's write-behind queue: answers are stored off the event loop, in batches, found while queued, bounded,
+and all stored on close."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from llmgw.cache.base import CacheEntry, CacheUnavailable
+from llmgw.cache.config import CacheConfig
+from llmgw.cache.store import CacheStore
+from llmgw.cache.writer import WriteBehind
+from llmgw.exchange import UpstreamReply, Usage
+from llmgw.stages.cache import CacheStage
+from llmgw.testing.exchanges import make_exchange
+
+
+def entry(key: str) -> CacheEntry:
+    now = time.time()
+    return CacheEntry(key, "p", None, {"choices": [{"message": {"content": key}}]}, {}, 0.01, now, now + 60)
+
+
+class SlowStore:
+    """Records each batch and the thread that stored it; holds every batch until ``gate`` opens."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.threads: set[str] = set()
+        self.gate = threading.Event()
+
+    def __call__(self, entries: Sequence[CacheEntry]) -> None:
+        self.gate.wait(10)
+        self.threads.add(threading.current_thread().name)
+        self.batches.append([e.key for e in entries])
+
+
+def test_put_returns_at_once_and_the_entry_is_found_while_queued() -> None:
+    store = SlowStore()
+    writer = WriteBehind(store)
+    started = time.perf_counter()
+    for n in range(200):
+        writer.put(entry(f"k{n}"))
+    assert time.perf_counter() - started < 0.5   # nothing waited for the (blocked) store
+    assert writer.pending("k7") is not None and writer.pending("nope") is None
+    store.gate.set()
+    assert writer.settle(5)
+    writer.close()
+    stored = [k for batch in store.batches for k in batch]
+    assert sorted(stored) == sorted(f"k{n}" for n in range(200))
+    assert len(store.batches) < 200                # batched, not one call per entry
+    assert store.threads == {"llmgw-cache-writer"} and writer.pending("k7") is None
+
+
+def test_the_queue_is_bounded_and_drops_are_counted() -> None:
+    store = SlowStore()
+    writer = WriteBehind(store, max_pending=10)
+    for n in range(50):
+        writer.put(entry(f"k{n}"))
+    assert writer.dropped >= 39
+    store.gate.set()
+    writer.close()
+    assert writer.written + writer.dropped == 50
+
+
+def test_a_failing_store_is_counted_and_the_writer_goes_on() -> None:
+    calls: list[int] = []
+
+    def flaky(entries: Sequence[CacheEntry]) -> None:
+        calls.append(len(entries))
+        if len(calls) == 1:
+            raise CacheUnavailable("disk full")
+
+    writer = WriteBehind(flaky)
+    writer.put(entry("a"))
+    assert writer.settle(5)
+    writer.put(entry("b"))
+    writer.close()
+    assert writer.failed == 1 and writer.written == 1 and writer.pending("a") is None
+
+
+def test_close_stores_everything_queued(tmp_path: Path) -> None:
+    store = CacheStore(tmp_path)
+    writer = WriteBehind(store.put_many)
+    for n in range(300):
+        writer.put(entry(f"k{n}"))
+    writer.close()
+    assert all(store.get(f"k{n}") is not None for n in range(300))
+    store.close()
+
+
+async def test_the_stage_stores_off_the_loop_and_answers_the_next_identical_request(tmp_path: Path) -> None:
+    stage = CacheStage(CacheConfig(enabled=True), CacheStore(tmp_path))
+    written_by: list[str] = []
+    put_many = stage.store.put_many  # type: ignore[union-attr]
+
+    def spy(entries: Any) -> None:
+        written_by.append(threading.current_thread().name)
+        put_many(entries)
+
+    stage.store.put_many = spy  # type: ignore[union-attr,method-assign]
+    body = {"messages": [{"role": "user", "content": "What is 2+2?"}]}
+    first = make_exchange(body)
+    await stage.request(first)
+    first.reply = UpstreamReply({"choices": [{"index": 0, "finish_reason": "stop",
+                                              "message": {"role": "assistant", "content": "4"}}]},
+                                usage=Usage(5, 1))
+    first.usage = Usage(5, 1)
+    await stage.response(first)
+    second = make_exchange(body)
+    await stage.request(second)           # queued or stored: either way a hit
+    assert second.cache == "hit" and second.reply is not None
+    stage.close()
+    assert written_by and threading.main_thread().name not in written_by
+    reopened = CacheStage(CacheConfig(enabled=True), CacheStore(tmp_path))
+    third = make_exchange(body)
+    await reopened.request(third)
+    assert third.cache == "hit"
+    reopened.close()
