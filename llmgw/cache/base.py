@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,8 @@ class CacheEntry:
     vector: bytes | None = None   # float32, unit length
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields by name, values shared with the entry (no deep copy: the answer is serialised, not kept)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, value: Any) -> CacheEntry | None:
@@ -57,9 +58,9 @@ class CacheEntry:
 
     def to_json(self) -> bytes:
         """The entry as stored: JSON without its vector (vectors live in the journal). Never a pickle."""
-        fields = self.as_dict()
-        fields["vector"] = None
-        return orjson.dumps(fields)
+        values = self.as_dict()
+        values["vector"] = None
+        return orjson.dumps(values)
 
     @classmethod
     def from_json(cls, raw: Any) -> CacheEntry | None:

@@ -34,6 +34,7 @@ cache's keys and stored answers are then what the guard left (placeholders, neve
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
@@ -122,15 +123,15 @@ class GuardrailStage(Stage):
         if not self.request_rules:
             state.scanned = True
             return
-        budget = Budget(self.budget_s)
         if len(ex.raw_body) > OFFLOAD_BYTES:   # a big body: let the event loop breathe while it is scanned
+            budget = Budget(self.budget_s)
             try:
                 await asyncio.to_thread(self._judge_request, ex, state, budget)
             except asyncio.CancelledError:
                 budget.cancel()
                 raise
-        else:
-            self._judge_request(ex, state, budget)
+        else:   # on the loop nothing else runs meanwhile: wall time is this scan's CPU time, and cheaper to read
+            self._judge_request(ex, state, Budget(self.budget_s, clock=time.perf_counter))
 
     def _data_class_refusal(self, ex: Exchange) -> PermissionDenied | None:
         data_class = _data_class(self.teams.get(ex.team)) if ex.team else None
