@@ -75,7 +75,11 @@ class AuthStage(Stage):
 
     async def headers(self, ex: Exchange) -> None:
         if self.keys is not None:
-            record = await self.identify_fresh(ex.credential)
+            try:
+                record = await self.identify_fresh(ex.credential)
+            except AuthenticationError:
+                ex.note("auth", "refused", reason="unknown key" if ex.credential else "no key")
+                raise
             ex.key_id, ex.team, ex.principal = record.id, record.team, record
 
     async def request(self, ex: Exchange) -> None:
@@ -84,8 +88,11 @@ class AuthStage(Stage):
         record: KeyRecord | None = ex.principal if self.keys is not None else None
         model = self.models.get(ex.alias)
         if model is None or (record is not None and not self.allowed(record, ex.alias)):
+            ex.note("auth", "refused", reason="unknown alias" if model is None else "alias not allowed",
+                    key=ex.key_id, team=ex.team)
             raise unknown_model(ex.alias, self.usable(record))
         ex.model = model
+        ex.note("auth", "allowed", key=ex.key_id, team=ex.team)
 
     def usable(self, record: KeyRecord | None) -> list[str]:
         """The aliases ``record`` may call (every alias on an open proxy)."""

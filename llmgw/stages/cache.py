@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..cache.config import CacheConfig
-from ..cache.difference import differs, facts, term_rule
+from ..cache.difference import TermRule, differs, facts, term_rule
 from ..cache.embed import DEFAULT_MODEL, Embedder, EmbedderError, LazyEmbedder, load_model2vec, resolve_model_path
 from ..cache.keys import RequestKeys, request_keys
 from ..cache.playback import canonical_answer, replay_stream
@@ -111,39 +111,52 @@ class CacheStage(Stage):
     # --- request phase ---
 
     async def request(self, ex: Exchange) -> None:
-        if self.store is None or ex.endpoint != "chat" or (ex.model is not None and not ex.model.cache):
+        if self.store is None or ex.endpoint != "chat":
+            return
+        if ex.model is not None and not ex.model.cache:
+            ex.note("cache", "skipped", reason="alias")
             return
         keys = request_keys(ex)
         if keys is None:
+            ex.note("cache", "skipped", reason="not cacheable")
             return
         asked = directives(ex)
         ex.cache_lookup = CacheLookup(keys, asked)
         if "no-cache" in asked:
+            ex.note("cache", "skipped", reason="no-cache")
             return
         try:
             if self._inline:
                 queued = self.writer.pending(keys.exact) if self.writer is not None and self.config.exact else None
-                entry, kind = (queued, "hit") if queued is not None else self._lookup(keys)
+                entry, kind = (queued, "hit") if queued is not None else self._lookup(keys, ex)
+                if queued is not None:
+                    ex.note("cache", "exact", hit=True)
             else:
-                entry, kind = await asyncio.to_thread(self._lookup, keys)
+                entry, kind = await asyncio.to_thread(self._lookup, keys, ex)
         except CacheUnavailable as exc:
             self._unavailable(exc)
+            ex.note("cache", "unavailable")
             entry, kind = None, "miss"
         if entry is None:
             self.stats.misses += 1
             return
         self._answer(ex, entry, kind)
 
-    def _lookup(self, keys: RequestKeys) -> tuple[CacheEntry | None, str]:
-        """Exact, then semantic lookup (blocking)."""
+    def _lookup(self, keys: RequestKeys, ex: Exchange | None = None) -> tuple[CacheEntry | None, str]:
+        """Exact, then semantic lookup (blocking); what was found is told in ``ex``'s story (the awaiting request
+        does not touch ``ex`` meanwhile)."""
         assert self.store is not None
         if not self._inline and self.writer is not None and self.writer.pending(keys.exact) is not None:
             self.writer.settle(0.25)   # an answer to this very prompt is being stored: look once it is
         if self.config.exact:
             entry = self.store.get(keys.exact)
+            if ex is not None:
+                ex.note("cache", "exact", hit=entry is not None)
             if entry is not None:
                 return entry, "hit"
         if self.embedder is None or not keys.text:
+            if ex is not None and self.embedder is not None:
+                ex.note("cache", "semantic", hit=False, reason="no plain-text last user turn")
             return None, "miss"
         if self.writer is not None:
             self.writer.settle(0.25)   # this server's latest answers are in the index before it is searched
@@ -154,18 +167,46 @@ class CacheStage(Stage):
             return None, "miss"
         query = facts(keys.text)   # read once, for the term rule and every candidate
         rule = term_rule(query, self.config.max_swaps)   # skips entries the guard below would refuse anyway
-        for entry, _score in self.store.nearest(keys.partition, vector, self.config.threshold, rule=rule):
+        threshold = self.config.threshold
+        vetoed: list[dict[str, object]] = []
+        for entry, score in self.store.nearest(keys.partition, vector, threshold, rule=rule):
             if entry.text is None:
                 continue
             if entry.text == keys.text:
+                if ex is not None:
+                    ex.note("cache", "semantic", hit=True, similarity=score, threshold=threshold)
                 return entry, "semantic"
             reason = differs(query, entry.text, partner=self._word_similarity,
                              word_threshold=self.config.word_threshold, max_swaps=self.config.max_swaps)
             if reason is None:
+                if ex is not None:
+                    ex.note("cache", "semantic", hit=True, similarity=score, threshold=threshold, vetoed=vetoed)
                 return entry, "semantic"
             why = reason.split(" '")[0]
             self.stats.refused[why] = self.stats.refused.get(why, 0) + 1
+            vetoed.append({"similarity": score, "reason": why})
+        if ex is not None:
+            self._note_miss(ex, keys, vector, rule, vetoed)
         return None, "miss"
+
+    def _note_miss(self, ex: Exchange, keys: RequestKeys, vector: np.ndarray, rule: TermRule,
+                   vetoed: list[dict[str, object]]) -> None:
+        """Tell why a semantic lookup missed: the difference guard vetoed every entry close enough, or the nearest
+        entry of the partition (same alias, parameters and earlier turns) is below the threshold, or there is none.
+        Only misses pay for the second look at the index."""
+        threshold = self.config.threshold
+        if vetoed:
+            ex.note("cache", "semantic", hit=False, reason="difference guard", threshold=threshold, vetoed=vetoed,
+                    similarity=vetoed[0]["similarity"])
+            return
+        index = getattr(self.store, "index", None)
+        nearest = index.search(keys.partition, vector, -1.0, 1, rule=rule) if index is not None else []
+        nearest = [(k, score) for k, score in nearest if score > -1.0]   # -1: expired rows
+        if not nearest:
+            ex.note("cache", "semantic", hit=False, reason="no entry in partition", threshold=threshold)
+        else:
+            ex.note("cache", "semantic", hit=False, reason="below threshold", similarity=nearest[0][1],
+                    threshold=threshold)
 
     def _word_similarity(self, a: str, b: str) -> float:
         assert self.embedder is not None
@@ -195,19 +236,26 @@ class CacheStage(Stage):
         if lookup is None or self.store is None:
             return
         keys = lookup.keys
-        if "no-store" in lookup.directives or ex.cache != "miss" or not self._eligible(ex):
+        if ex.cache != "miss":
+            return
+        if "no-store" in lookup.directives or not self._eligible(ex):
+            ex.note("cache", "not_stored", reason="no-store" if "no-store" in lookup.directives else
+                    "guardrail findings" if ex.findings and ex.status == 200 else "not answered")
             return
         found = canonical_answer(ex)
         if found is None:
+            ex.note("cache", "not_stored", reason="no single answer")
             return
         answer, finish = found
         if finish not in (CACHEABLE_FINISH if ex.reply is not None else {"stop"}):
+            ex.note("cache", "not_stored", reason=f"finish_reason {finish}")
             return
         now = time.time()
         entry = CacheEntry(keys.exact, keys.partition, keys.text, answer, ex.usage.to_openai(), ex.cost_usd, now,
                            now + self.config.ttl_s)
         if self.writer is not None:
             self.writer.put(entry)
+            ex.note("cache", "stored")
 
     def _unavailable(self, exc: CacheUnavailable) -> None:
         """Count a store failure and log it (the first, then every hundredth)."""

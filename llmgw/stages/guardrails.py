@@ -75,6 +75,20 @@ def _data_class(team: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _note_scan(ex: Exchange, phase: str, found: list[dict[str, Any]]) -> None:
+    """Tell ``ex``'s story of one phase's scan: per (rule, entity kind, action), how many findings (never a
+    value or a span)."""
+    if not found:
+        ex.note("guardrails", "scanned", phase=phase, findings=[])
+        return
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for f in found:
+        counts[(f["rule"], f["entity"], f["action"])] += f.get("count", 1)
+    ex.note("guardrails", "scanned", phase=phase, findings=[
+        {"rule": rule, "entity": entity, "action": action, "count": count}
+        for (rule, entity, action), count in counts.items()])
+
+
 def _copy(value: dict[str, Any]) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(value))
 
@@ -112,6 +126,7 @@ class GuardrailStage(Stage):
     async def request(self, ex: Exchange) -> None:
         refusal = self._data_class_refusal(ex)
         if refusal is not None:
+            ex.note("guardrails", "data_class_refused", team=ex.team, data_class=_data_class(self.teams.get(ex.team)))
             ex.findings.append({
                 "rule": "data_classes", "kind": "data_class", "entity": "data_class", "action": "block",
                 "phase": "request", "where": "model", "span": None, "why": refusal.message})
@@ -136,7 +151,10 @@ class GuardrailStage(Stage):
     def _data_class_refusal(self, ex: Exchange) -> PermissionDenied | None:
         data_class = _data_class(self.teams.get(ex.team)) if ex.team else None
         model = ex.model or self.models.get(ex.alias)
-        if not data_class or model is None or not model.data_classes or data_class in model.data_classes:
+        if not data_class or model is None or not model.data_classes:
+            return None
+        if data_class in model.data_classes:
+            ex.note("guardrails", "data_class_allowed", team=ex.team, data_class=data_class)
             return None
         approved = ", ".join(repr(c) for c in model.data_classes)
         return PermissionDenied(f"team {ex.team!r} sends {data_class!r} data, and model alias {ex.alias!r} is approved"
@@ -159,7 +177,9 @@ class GuardrailStage(Stage):
                 error = over_budget(self.request_rules, scan, "the request", str(exceeded))
                 if error is not None:
                     ex.fail(error)
-            ex.findings.extend(scan.drain())
+            found = scan.drain()
+            ex.findings.extend(found)
+            _note_scan(ex, "request", found)
 
     def _scan_request(self, ex: Exchange, state: GuardState, scan: Scan) -> None:
         body = ex.client_body or ex.body
@@ -229,8 +249,12 @@ class GuardrailStage(Stage):
             changed = True
         if changed:
             ex.reply = UpstreamReply(body, None, reply.usage, reply.format)
+        if table.restorable:
+            ex.note("guardrails", "restored", placeholders=len(table.restorable))
         if scan is not None:
-            ex.findings.extend(scan.drain())
+            found = scan.drain()
+            ex.findings.extend(found)
+            _note_scan(ex, "response", found)
             if error is not None:
                 ex.fail(error)
             elif scan.blocked is not None:
@@ -244,6 +268,8 @@ class GuardrailStage(Stage):
         make = pipe_factory(state.table, state.response_scan)
         if make is None:
             return
+        if state.table.restorable:
+            ex.note("guardrails", "restored", placeholders=len(state.table.restorable), stream=True)
         guard = StreamGuard(make)
 
         def on_block(error: GatewayError) -> None:
@@ -269,7 +295,10 @@ class GuardrailStage(Stage):
         state.rendered = True
         scan = state.response_scan
         if scan is not None:
-            ex.findings.extend(scan.drain())
+            found = scan.drain()
+            ex.findings.extend(found)
+            if found:
+                _note_scan(ex, "response", found)
         if state.blocked_stream is not None:
             ex.fail(state.blocked_stream)
         table = state.table

@@ -159,11 +159,20 @@ class LimitsStage(Stage):
                                    status=503, code="state_unavailable") from None
             self.open_on_error += 1
             log.warning("shared state unavailable (%s): rate limits not enforced for %s", exc, ex.id)
+            ex.note("limits", "unenforced", reason="shared state unavailable")
             return
         if denial is not None:
             hold = next((h for h in plan.holds if h.label == denial.label), None) if denial.budget else None
-            raise _refusal(denial, now, hold, await self._spent(hold))
+            spent = await self._spent(hold)
+            refusal = _refusal(denial, now, hold, spent)
+            ex.note("limits", "refused", limit=denial.label, budget=denial.budget, retry_after_s=refusal.retry_after,
+                    resets=denial.resets or None, spent_usd=spent, limit_usd=hold.limit if hold else None,
+                    reserved_usd=hold.amount if hold else None)
+            raise refusal
         ex.reservation = plan
+        ex.note("limits", "admitted", windows=[w.label for w in plan.windows], budgets=[h.label for h in plan.holds],
+                reserved_tokens=next((w.cost for w in plan.windows if w.kind == "tpm"), None),
+                reserved_usd=plan.holds[0].amount if plan.holds else None)
 
     async def _spent(self, hold: Hold | None) -> float | None:
         """What the budget counter of ``hold`` has spent and reserved so far (None when it cannot be read)."""

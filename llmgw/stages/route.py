@@ -201,19 +201,23 @@ class Router(Stage):
         model = ex.model
         last: UpstreamFailure | None = None
         targets = self.order(model)
+        ex.note("route", "order", strategy=model.strategy, targets=[t.name for t in targets], retries=model.retries)
         for position, target in enumerate(targets):
             now = time.monotonic()
             last_resort = position == len(targets) - 1 and last is None
             if not last_resort and not self.breaker.available(target.name, now):
+                ex.note("route", "skipped", target=target.name, reason="cooldown")
                 continue
             provider = self.providers.get(target.provider)
             for retry in range(model.retries + 1):
                 if ex.attempts and not self.budget.withdraw():
+                    ex.note("route", "retry_budget_spent", target=target.name)
                     self.breaker.release(target.name)
                     raise exhausted_error(last, ex, budget_spent=True)
                 if retry:
                     delay = _backoff(retry, last, self.rng)
                     if time.perf_counter() + delay >= ex.deadline:
+                        ex.note("route", "skipped", target=target.name, reason="no time to retry")
                         break  # no time to wait for this target: try the next one
                     await asyncio.sleep(delay)
                     ex.upstream_ms += delay * 1000.0
@@ -221,6 +225,7 @@ class Router(Stage):
                 if failure is None:
                     return
                 if not failure.retryable:
+                    ex.note("route", "not_retryable", target=target.name, status=failure.status)
                     raise client_error(failure, target)
                 last = failure
         raise exhausted_error(last, ex)
