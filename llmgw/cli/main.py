@@ -21,6 +21,7 @@ from . import replay as replay_cmd
 from . import serve as serve_cmd
 from . import smoke as smoke_cmd
 from . import tail as tail_cmd
+from . import why as why_cmd
 
 app = typer.Typer(
     name="llmgw",
@@ -39,6 +40,7 @@ app.command(short_help="Re-send logged requests to other targets and compare.")(
 app.command(short_help="Watch live requests in a terminal UI.")(tail_cmd.tail)
 app.command(short_help="List model aliases, targets and prices.")(models_cmd.models)
 app.command(short_help="The price table, its dates and sources; `prices check`.")(prices_cmd.prices)
+app.command(short_help="Tell the story of one logged request in plain words.")(why_cmd.why)
 app.add_typer(logs_cmd.app, name="logs")
 app.add_typer(profile_cmd.app, name="profile")
 app.add_typer(keys_cmd.app, name="keys")

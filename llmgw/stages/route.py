@@ -200,8 +200,10 @@ class Router(Stage):
         self.budget.deposit()
         model = ex.model
         last: UpstreamFailure | None = None
-        targets = self.order(model)
-        ex.note("route", "order", strategy=model.strategy, targets=[t.name for t in targets], retries=model.retries)
+        now = time.monotonic()
+        targets = self.order(model, now)
+        ex.note("route", "order", strategy=model.strategy, targets=[t.name for t in targets], retries=model.retries,
+                cooling=[t.name for t in targets if self.breaker.is_open(t.name, now)] if len(targets) > 1 else [])
         for position, target in enumerate(targets):
             now = time.monotonic()
             last_resort = position == len(targets) - 1 and last is None
