@@ -311,3 +311,73 @@ def test_unknown_and_ambiguous_ids_are_one_line_errors(tmp_path: Path) -> None:
 def test_no_log_yet_is_a_one_line_error(tmp_path: Path) -> None:
     result = why(tmp_path, "req_1")
     assert result.exit_code == 1 and "no request log" in result.stderr
+
+
+# --- more decisions --------------------------------------------------------------------------------------------
+
+
+async def test_why_tells_a_semantic_candidate_vetoed_by_the_difference_guard(gateway: Gateway,
+                                                                             tmp_path: Path) -> None:
+    client = await gateway(cache={"semantic": True, "threshold": 0.8})
+    await client.post("/v1/chat/completions", json=chat("What was the capital of France in 1990?"))
+    resp = await client.post("/v1/chat/completions", json=chat("What was the capital of France in 2020?"))
+    assert resp.headers["x-llmgw-cache"] == "miss"
+    await client.close()
+    text, data = story_of(tmp_path, resp.headers["x-llmgw-request-id"])
+    [semantic] = notes(data, "cache", "semantic")
+    assert semantic["reason"] == "difference guard" and semantic["similarity"] >= 0.8
+    assert semantic["vetoed"] == [{"similarity": semantic["similarity"], "reason": "numbers differ"}]
+    assert f"had similarity {semantic['similarity']:.3f} (threshold 0.8), but the difference guard vetoed it" \
+           " (numbers differ)." in text
+    assert "1990" not in json.dumps(data["story"]) and "2020" not in json.dumps(data["story"])
+
+
+async def test_why_tells_a_target_passed_over_in_cooldown_and_the_502(gateway: Gateway, upstream: FakeOpenAI,
+                                                                      tmp_path: Path) -> None:
+    upstream.fail_next(500, times=5)
+    client = await gateway(routing={"cooldown_failures": 1, "cooldown_s": 60},
+                           models={"gpt": {"targets": ["up/gpt-4o-mini", "mock/mock-1"]},
+                                   "two": {"targets": ["up/other", "up/gpt-4o-mini"]}})
+    first = await client.post("/v1/chat/completions", json=chat("hello"))
+    assert first.status == 200
+    resp = await client.post("/v1/chat/completions", json=chat("hello", "two"))
+    assert resp.status == 502 and resp.headers["x-llmgw-attempts"] == "1"
+    await client.close()
+    text, data = story_of(tmp_path, resp.headers["x-llmgw-request-id"])
+    assert [(n["target"], n["reason"]) for n in notes(data, "route", "skipped")] == [("up/gpt-4o-mini", "cooldown")]
+    assert "Routing: up/other failed with 500 after " in text and "(1 attempt)." in text
+    assert "Routing: skipped up/gpt-4o-mini, in cooldown after repeated failures." in text
+    assert "Answered 502 upstream_error in " in text
+
+
+async def test_why_tells_a_spent_retry_budget(gateway: Gateway, upstream: FakeOpenAI, tmp_path: Path) -> None:
+    upstream.fail_next(503, times=5)
+    client = await gateway(routing={"retry_budget": 0.0, "retry_reserve": 0},
+                           models={"gpt": {"targets": ["up/gpt-4o-mini"], "retries": 2}})
+    resp = await client.post("/v1/chat/completions", json=chat("hello"))
+    assert resp.status == 502 and resp.headers["x-llmgw-attempts"] == "1"
+    await client.close()
+    text, _ = story_of(tmp_path, resp.headers["x-llmgw-request-id"])
+    assert "Routing: one target, up/gpt-4o-mini; each tried up to 3 times." in text
+    assert "Routing: the retry budget was spent, so up/gpt-4o-mini got no further attempt." in text
+
+
+async def test_why_tells_a_rate_limit_and_an_alias_off_the_allow_list(gateway: Gateway, tmp_path: Path) -> None:
+    client = await gateway(models={"gpt": {"targets": ["mock/m"]}, "hidden": {"targets": ["mock/h"]}},
+                           teams={"search": {"models": ["gpt"]}},
+                           keys={"ci": {"key": "env:WHY_CI_KEY", "team": "search", "rpm": 1, "tpm": 100_000}})
+    headers = {"Authorization": f"Bearer {CI_KEY}"}
+    ok = await client.post("/v1/chat/completions", json=chat("hi"), headers=headers)
+    limited = await client.post("/v1/chat/completions", json=chat("hi"), headers=headers)
+    hidden = await client.post("/v1/chat/completions", json=chat("hi", "hidden"), headers=headers)
+    assert (ok.status, limited.status, hidden.status) == (200, 429, 404)
+    await client.close()
+    text, data = story_of(tmp_path, ok.headers["x-llmgw-request-id"])
+    [admitted] = notes(data, "limits", "admitted")
+    assert admitted["windows"] == ["key ci requests per minute (1)", "key ci tokens per minute (100000)"]
+    assert f"admitted, reserving {admitted['reserved_tokens']:,} tokens." in text
+    text, _ = story_of(tmp_path, limited.headers["x-llmgw-request-id"])
+    assert f"Limits: key ci requests per minute (1) was reached: refused (429); retry after" \
+           f" {limited.headers['Retry-After']} s." in text
+    text, _ = story_of(tmp_path, hidden.headers["x-llmgw-request-id"])
+    assert "1. Key ci (team search) may not use model alias 'hidden' (not on its allow-list): refused (404)." in text
