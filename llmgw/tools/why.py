@@ -9,7 +9,8 @@ Contract:
   tell: the key and team, the cache verdict, the guardrail findings (kinds and counts), the attempts, the outcome
   and the cost.
 - Pure: no I/O. Nothing it prints comes from a request or answer body; findings are told as rule, entity kind,
-  action and count, never a value.
+  action and count, never a value, and a guardrail block's error message (which may quote what matched) is left
+  out.
 - :func:`as_json` is the machine-readable form: the steps, the raw story and the columns they were read from.
 """
 
@@ -39,6 +40,7 @@ _AUTH_REFUSED = {
     "no key": "No key was sent: refused (401).",
     "unknown key": "The key presented is unknown, revoked or expired: refused (401).",
 }
+_QUOTING_ERRORS = frozenset({"guardrail_blocked"})   # error codes whose message may quote a guarded value
 _ACTIONS = {"redact": "redacted", "block": "blocked", "flag": "flagged"}
 _BREAKDOWN_NAMES = {"input": "input", "cached_input": "cached input", "cache_write": "cache writes",
                     "cache_write_1h": "1-hour cache writes", "output": "output", "reasoning": "reasoning"}
@@ -275,7 +277,8 @@ def _outcome(record: Mapping[str, Any]) -> str:
     if record.get("outcome") == "client_disconnect":
         return f"The client hung up before the answer was complete{took}."
     if record.get("error") or (isinstance(status, int) and status >= 400):
-        message = record.get("error_message") or ""
+        # a block's message quotes what matched (a denylist term): the story tells the rule and the kind instead
+        message = "" if record.get("error") in _QUOTING_ERRORS else record.get("error_message") or ""
         return f"Answered {status} {record.get('error') or ''}".rstrip() + f"{took}" + (f": {message}" if message
                                                                                           else ".")
     source = {"hit": "from the cache (exact)", "semantic": "from the cache (semantic)"}.get(record.get("cache", ""))

@@ -381,3 +381,61 @@ async def test_why_tells_a_rate_limit_and_an_alias_off_the_allow_list(gateway: G
            f" {limited.headers['Retry-After']} s." in text
     text, _ = story_of(tmp_path, hidden.headers["x-llmgw-request-id"])
     assert "1. Key ci (team search) may not use model alias 'hidden' (not on its allow-list): refused (404)." in text
+
+
+async def test_why_tells_what_translation_dropped(gateway: Gateway, upstream: FakeOpenAI, tmp_path: Path) -> None:
+    client = await gateway()
+    resp = await client.post("/v1/messages", headers={"anthropic-version": "2023-06-01"}, json={
+        "model": "gpt", "max_tokens": 50,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi",
+                                                   "cache_control": {"type": "ephemeral"}}]}]})
+    assert resp.status == 200
+    await client.close()
+    [row] = _rows(tmp_path)
+    dropped = json.loads(row["dropped_params"])
+    assert "cache_control" in dropped
+    text, data = story_of(tmp_path, resp.headers["x-llmgw-request-id"])
+    assert f"Translation: {', '.join(dropped)} dropped (the target's format has no equivalent)." in text
+    assert data["dropped_params"] == dropped
+    assert "(chat, anthropic format)" in text.splitlines()[0]
+
+
+async def test_why_tells_the_data_class_check(gateway: Gateway, tmp_path: Path) -> None:
+    client = await gateway(models={"gpt": {"targets": ["mock/m"], "data_classes": ["internal"]},
+                                   "public": {"targets": ["mock/p"], "data_classes": ["public"]}},
+                           teams={"search": {"data_class": "internal"}},
+                           keys={"ci": {"key": "env:WHY_CI_KEY", "team": "search"}})
+    headers = {"Authorization": f"Bearer {CI_KEY}"}
+    ok = await client.post("/v1/chat/completions", json=chat("hi"), headers=headers)
+    refused = await client.post("/v1/chat/completions", json=chat("hi", "public"), headers=headers)
+    assert (ok.status, refused.status) == (200, 403)
+    await client.close()
+    text, _ = story_of(tmp_path, ok.headers["x-llmgw-request-id"])
+    assert "Guardrails: team search sends 'internal' data, which model alias 'gpt' is approved for." in text
+    text, _ = story_of(tmp_path, refused.headers["x-llmgw-request-id"])
+    assert "Guardrails: team search sends 'internal' data, which model alias 'public' is not approved for:" \
+           " refused (403)." in text
+    assert "Answered 403 data_class_not_allowed" in text
+
+
+async def test_why_tells_a_streamed_restore_and_a_block_without_values(gateway: Gateway, upstream: FakeOpenAI,
+                                                                       tmp_path: Path) -> None:
+    upstream.set_answer("Writing to <EMAIL_1> now.")
+    client = await gateway(guardrails=[{"name": "pii", "kind": "pii", "action": "redact", "restore": True},
+                                       {"name": "codenames", "kind": "denylist", "terms": ["project zeus"],
+                                        "action": "block"}])
+    streamed = await client.post("/v1/chat/completions", json=chat(f"Write to {EMAIL}", stream=True))
+    assert EMAIL in (await streamed.read()).decode()
+    blocked = await client.post("/v1/chat/completions", json=chat(f"Tell {EMAIL} about project zeus"))
+    assert blocked.status == 403
+    await client.close()
+    text, data = story_of(tmp_path, streamed.headers["x-llmgw-request-id"])
+    assert "Guardrails: in the request, rule 'pii' found 1 email (redacted)." in text
+    assert "Guardrails: 1 redacted value restored in the answer the client got" in text
+    assert notes(data, "guardrails", "restored")[0]["stream"] is True
+    text, data = story_of(tmp_path, blocked.headers["x-llmgw-request-id"])
+    assert "rule 'codenames' found 1 " in text and "(blocked)" in text
+    assert "Answered 403 guardrail_blocked" in text and not notes(data, "route")
+    for output in (text, json.dumps(data)):
+        assert EMAIL not in output and "zeus" not in output.lower()
+    assert EMAIL not in json.dumps(data["story"]) and "zeus" not in json.dumps(data["story"])
