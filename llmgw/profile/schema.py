@@ -97,14 +97,28 @@ class RoutingConfig:
     cooldown_s: float = 30.0       # how long it stays out before one probe request may try it again
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 @dataclass(frozen=True)
 class StateConfig:
     url: str = "sqlite:///~/.llmgw/llmgw.db"
     shared: str | None = None
+    password: Secret | None = None    # the PostgreSQL password (``env:``/``file:``), never in the url
+    dir: str | None = None            # the local state folder with a postgresql:// url (default ~/.llmgw)
+
+    @property
+    def is_postgres(self) -> bool:
+        """Whether the request log, minted keys and spend live in PostgreSQL."""
+        return self.url.startswith(POSTGRES_SCHEMES)
 
     @property
     def db_path(self) -> Path:
-        """The SQLite file the request log lives in."""
+        """The SQLite file the request log lives in. With a postgresql:// url the log is not in a file: this is
+        ``llmgw.db`` in the local state folder (``dir``), whose folder holds the log's spool, the cache and the
+        workers' files; the log itself is read through :mod:`llmgw.store.log_backend`."""
+        if self.is_postgres:
+            return Path(self.dir or "~/.llmgw").expanduser() / "llmgw.db"
         return Path(self.url.removeprefix("sqlite:///")).expanduser()
 
 
@@ -230,6 +244,8 @@ class Profile:
         if self.server.admin_key:
             found.append(("server.admin_key", self.server.admin_key))
         found += [(f"keys.{k.name}.key", k.key) for k in self.keys.values()]
+        if self.state.password:
+            found.append(("state.password", self.state.password))
         return found
 
     @property

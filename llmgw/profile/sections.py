@@ -139,12 +139,33 @@ def read_routing(c: Checker, raw: Any) -> RoutingConfig:
     return routing
 
 
+def _shown_url(url: str) -> str:
+    """``url`` with any password in it replaced by ``***`` (an error message never carries a secret)."""
+    from urllib.parse import urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return "<unparsable url>"
+    return url.replace(f":{password}@", ":***@") if password else url
+
+
 def read_state(c: Checker, raw: Any) -> StateConfig:
     raw = c.table(raw, "state")
-    c.unknown(raw, "state", {"url", "shared"})
+    c.unknown(raw, "state", {"url", "shared", "password", "dir"})
+    password = c.get(raw, "password", "state", str, None)
     state = StateConfig(url=c.get(raw, "url", "state", str, StateConfig.url),
-                        shared=c.get(raw, "shared", "state", str, None))
-    c.check(state.url.startswith("sqlite:///"), f"state.url: expected 'sqlite:///PATH', got {state.url!r}")
+                        shared=c.get(raw, "shared", "state", str, None),
+                        password=Secret(password) if password is not None else None,
+                        dir=c.get(raw, "dir", "state", str, None))
+    c.check(state.url.startswith("sqlite:///") or state.is_postgres,
+            f"state.url: expected 'sqlite:///PATH' or 'postgresql://USER@HOST:PORT/DB', got {_shown_url(state.url)!r}")
+    if not state.is_postgres:
+        c.check(password is None, "state.password: only for a postgresql:// url")
+        c.check(state.dir is None, "state.dir: only for a postgresql:// url (a sqlite:/// url names its folder)")
+    elif password is not None:
+        c.check(password.startswith(("env:", "file:")) and len(password) > 5,
+                "state.password: expected 'env:NAME' or 'file:PATH' (never the password itself)")
     if state.shared is not None:
         c.check(state.shared.startswith(("redis://", "rediss://", "unix://")),
                 f"state.shared: expected a redis:// URL, got {state.shared!r}")

@@ -99,6 +99,54 @@ def _v6(db: sqlite3.Connection) -> None:
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 
+# The same schema in PostgreSQL (llmgw.store.log_postgres applies it): one entry per SQLite migration above, in the
+# same order, each a tuple of statements. A new column is added to both lists. SQLite's REAL is an 8-byte float
+# (DOUBLE PRECISION), its INTEGER 8 bytes (BIGINT); ``id`` compares bytewise (COLLATE "C") as it does in SQLite,
+# so a prefix is a range on the primary key.
+PG_MIGRATIONS: list[tuple[str, ...]] = [
+    ("""CREATE TABLE requests (
+            id TEXT COLLATE "C" PRIMARY KEY,
+            time DOUBLE PRECISION NOT NULL,
+            client_format TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            alias TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            target TEXT NOT NULL,
+            status BIGINT NOT NULL,
+            outcome TEXT NOT NULL,
+            error TEXT,
+            error_message TEXT,
+            input_tokens BIGINT NOT NULL DEFAULT 0,
+            output_tokens BIGINT NOT NULL DEFAULT 0,
+            cached_tokens BIGINT NOT NULL DEFAULT 0,
+            cache_write_tokens BIGINT NOT NULL DEFAULT 0,
+            reasoning_tokens BIGINT NOT NULL DEFAULT 0,
+            cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+            latency_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
+            ttft_ms DOUBLE PRECISION,
+            attempts BIGINT NOT NULL DEFAULT 0,
+            attempts_json TEXT NOT NULL DEFAULT '[]',
+            cache TEXT NOT NULL DEFAULT 'miss',
+            key TEXT NOT NULL DEFAULT '',
+            team TEXT NOT NULL DEFAULT '',
+            tags TEXT NOT NULL DEFAULT '[]',
+            stream BIGINT NOT NULL DEFAULT 0,
+            dropped_params TEXT NOT NULL DEFAULT '[]',
+            request TEXT,
+            response TEXT
+        )""",
+     "CREATE INDEX requests_time ON requests(time)",
+     "CREATE INDEX requests_team_time ON requests(team, time)",
+     "CREATE INDEX requests_alias_time ON requests(alias, time)"),
+    ("ALTER TABLE requests ADD COLUMN findings TEXT NOT NULL DEFAULT '[]'",),
+    ("ALTER TABLE requests ADD COLUMN saved_usd DOUBLE PRECISION NOT NULL DEFAULT 0",),
+    ("ALTER TABLE requests ADD COLUMN usage_estimated BIGINT NOT NULL DEFAULT 0",),
+    ("ALTER TABLE requests ADD COLUMN overhead_ms DOUBLE PRECISION",),
+    ("ALTER TABLE requests ADD COLUMN cost_breakdown TEXT NOT NULL DEFAULT '{}'",
+     "ALTER TABLE requests ADD COLUMN unpriced BIGINT NOT NULL DEFAULT 0",
+     "ALTER TABLE requests ADD COLUMN story TEXT NOT NULL DEFAULT '[]'"),
+]
+
 _COLUMNS = (
     "id", "time", "client_format", "endpoint", "alias", "provider", "target", "status", "outcome", "error",
     "error_message", "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
@@ -106,6 +154,7 @@ _COLUMNS = (
     "dropped_params", "request", "response", "findings", "saved_usd", "usage_estimated", "overhead_ms",
     "cost_breakdown", "unpriced", "story",
 )
+COLUMNS = _COLUMNS   # the columns in table order, as every backend writes and copies them
 _INSERT = f"INSERT OR REPLACE INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _ROW_PLACEHOLDERS = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
 _STATEMENT_SIZES = (256, 64, 16, 4, 1)  # rows per INSERT; 256 x 36 parameters stay under SQLite's 32,766

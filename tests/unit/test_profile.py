@@ -351,7 +351,7 @@ CASES = [
      ("'ghost'", "alias")),
     ("targets-missing", PROVIDER_M + '[models.x]\nstrategy = "fallback"\n', "models.x.targets", ("missing",)),
     # state and server values
-    ("state-url", '[state]\nurl = "postgres://db/llmgw"\n', "state.url", ("sqlite:///",)),
+    ("state-url", '[state]\nurl = "mysql://db/llmgw"\n', "state.url", ("sqlite:///",)),
     ("state-shared", '[state]\nshared = "memcached://x"\n', "state.shared", ("redis://",)),
     ("port-range", '[server]\nport = 70000\n', "server.port", ("0-65535",)),
     ("workers-zero", '[server]\nworkers = 0\n', "server.workers", ("at least 1",)),

@@ -1,0 +1,59 @@
+"""Minted keys in PostgreSQL: :class:`~llmgw.store.keys.KeyStore`'s interface over the ``meta``/``keys`` tables
+that :func:`llmgw.store.log_postgres.migrate` creates (the SQLite tables' twins). The SQL differences stay here."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from .keys import PREFIX, SECRET_BYTES, KeyRecord, hash_secret
+from .log_postgres import open_migrated
+
+
+class PostgresKeyStore:
+    """The minted keys in the PostgreSQL state database."""
+
+    def __init__(self, url: str, password: str | None) -> None:
+        self._db = open_migrated(url, password)
+        with self._db.transaction():
+            self._db.execute("INSERT INTO meta VALUES ('key_salt', %s) ON CONFLICT (name) DO NOTHING",
+                             (secrets.token_hex(16),))
+        self.salt: str = self._db.execute("SELECT value FROM meta WHERE name = 'key_salt'").fetchone()["value"]
+
+    def close(self) -> None:
+        self._db.close()
+
+    def create(self, team: str, name: str = "", expires: float | None = None) -> tuple[str, str]:
+        """Mint a key; returns ``(id, secret)``. The secret is not kept anywhere."""
+        secret = PREFIX + secrets.token_urlsafe(SECRET_BYTES)
+        key_id = "key_" + secrets.token_hex(6)
+        self._db.execute("INSERT INTO keys (id, hash, team, name, created, expires) VALUES (%s, %s, %s, %s, %s, %s)",
+                         (key_id, hash_secret(self.salt, secret), team, name, time.time(), expires))
+        return key_id, secret
+
+    def matching(self, ident: str) -> list[dict[str, object]]:
+        """The minted keys whose id is ``ident`` or, when none has that id, whose name is ``ident``."""
+        rows = self.rows()
+        return [r for r in rows if r["id"] == ident] or [r for r in rows if r["name"] == ident]
+
+    def revoke(self, key_id: str) -> bool:
+        """Revoke the key with id ``key_id``; False when there is no such active key."""
+        cur = self._db.execute("UPDATE keys SET revoked = %s WHERE id = %s AND revoked IS NULL", (time.time(), key_id))
+        return cur.rowcount == 1
+
+    def rows(self) -> list[dict[str, object]]:
+        cur = self._db.execute("SELECT id, team, name, created, expires, revoked FROM keys ORDER BY created")
+        return [dict(r) for r in cur]
+
+    def hashed(self) -> Iterable[tuple[str, KeyRecord]]:
+        """Every minted key as (hash, record)."""
+        for r in self._db.execute("SELECT id, hash, team, name, expires, revoked FROM keys").fetchall():
+            yield r["hash"], KeyRecord(id=r["id"], team=r["team"], name=r["name"], expires=r["expires"],
+                                       revoked=r["revoked"] is not None)
+
+    def raw(self) -> tuple[str, list[tuple[Any, ...]]]:
+        """The salt and every key row (id, hash, team, name, created, expires, revoked): for ``llmgw db migrate``."""
+        rows = self._db.execute("SELECT id, hash, team, name, created, expires, revoked FROM keys").fetchall()
+        return self.salt, [tuple(r.values()) for r in rows]
