@@ -36,6 +36,7 @@ from .schema import (
     StateConfig,
     Target,
     TeamConfig,
+    TelemetryConfig,
 )
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "StateConfig",
     "Target",
     "TeamConfig",
+    "TelemetryConfig",
     "host_problems",
     "load_profile",
     "parse_profile",

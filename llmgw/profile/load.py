@@ -27,11 +27,12 @@ from .sections import (
     read_server,
     read_state,
     read_teams,
+    read_telemetry,
     type_name,
 )
 
 _LATER_SECTIONS: dict[str, type] = {"teams": dict, "keys": dict, "cache": dict, "guardrails": list}
-_TOP_KEYS = {"server", "state", "routing", "providers", "models", "prices", *_LATER_SECTIONS}
+_TOP_KEYS = {"server", "state", "routing", "providers", "models", "prices", "telemetry", *_LATER_SECTIONS}
 
 
 def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile:
@@ -60,6 +61,7 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
     prices = read_prices(c, data.get("prices"))
     teams = read_teams(c, data.get("teams"), models)
     keys = read_keys(c, data.get("keys"), teams, models)
+    telemetry = read_telemetry(c, data.get("telemetry"))
     extra = {}
     for section, kind in _LATER_SECTIONS.items():
         if section in data:
@@ -85,7 +87,7 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         raise ProfileError(c.problems, source)
     return Profile(server=server, state=state, providers=providers, models=models, prices=prices,
                    routing=routing, teams=teams, keys=keys, cache=cache, guardrails=guardrails, extra=extra,
-                   source=source)
+                   source=source, telemetry=telemetry)
 
 
 def load_profile(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None) -> Profile:

@@ -123,6 +123,23 @@ class StateConfig:
 
 
 @dataclass(frozen=True)
+class TelemetryConfig:
+    """``[telemetry]``: OpenTelemetry traces sent over OTLP/HTTP (protobuf); off when ``otlp_endpoint`` is None.
+    ``otlp_endpoint`` is the collector's base URL (``/v1/traces`` is appended unless it ends with it already);
+    ``headers`` go with every export (their values are secrets: ``env:``/``file:``); ``sample_ratio`` is the share
+    of new traces recorded (a client's ``traceparent`` decides for the traces it continues)."""
+
+    otlp_endpoint: str | None = None
+    service_name: str = "llmgw"
+    headers: Mapping[str, Secret] = field(default_factory=dict)
+    sample_ratio: float = 1.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.otlp_endpoint is not None
+
+
+@dataclass(frozen=True)
 class ProviderConfig:
     name: str
     kind: str
@@ -235,6 +252,7 @@ class Profile:
     keys: Mapping[str, KeyConfig] = field(default_factory=dict)
     cache: CacheConfig = field(default_factory=CacheConfig)   # [cache], validated (off when absent)
     guardrails: tuple[Rule, ...] = ()                          # [[guardrails]], parsed
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)  # [telemetry] (off when absent)
     extra: Mapping[str, Any] = field(default_factory=dict)    # the raw [teams], [keys], [cache], [[guardrails]]
     source: str = "<built-in demo>"
 
@@ -246,6 +264,7 @@ class Profile:
         found += [(f"keys.{k.name}.key", k.key) for k in self.keys.values()]
         if self.state.password:
             found.append(("state.password", self.state.password))
+        found += [(f"telemetry.headers.{name}", value) for name, value in self.telemetry.headers.items()]
         return found
 
     @property

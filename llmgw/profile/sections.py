@@ -23,6 +23,7 @@ from .schema import (
     StateConfig,
     Target,
     TeamConfig,
+    TelemetryConfig,
 )
 
 
@@ -170,6 +171,48 @@ def read_state(c: Checker, raw: Any) -> StateConfig:
         c.check(state.shared.startswith(("redis://", "rediss://", "unix://")),
                 f"state.shared: expected a redis:// URL, got {state.shared!r}")
     return state
+
+
+def read_telemetry(c: Checker, raw: Any) -> TelemetryConfig:
+    """``[telemetry]``: an http(s) collector URL (no credentials in it: those go in ``headers``, as secrets), a
+    service name, export headers and a sample ratio between 0 and 1."""
+    from urllib.parse import urlsplit
+
+    raw = c.table(raw, "telemetry")
+    c.unknown(raw, "telemetry", {"otlp_endpoint", "service_name", "headers", "sample_ratio"})
+    d = TelemetryConfig()
+    endpoint = c.get(raw, "otlp_endpoint", "telemetry", str, None)
+    if endpoint is not None:
+        try:
+            parts = urlsplit(endpoint)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != -1
+        except ValueError:   # reading the port: not a number or out of range; an unbalanced [IPv6] bracket
+            ok = False
+        if not ok:
+            c.problems.append("telemetry.otlp_endpoint: expected an http:// or https:// URL"
+                              f" (e.g. http://127.0.0.1:4318), got {_shown_url(endpoint)!r}")
+        elif "@" in parts.netloc:
+            c.problems.append("telemetry.otlp_endpoint: credentials do not belong in the URL; put them in"
+                              ' telemetry.headers (e.g. authorization = "env:OTLP_TOKEN")')
+        elif parts.query or parts.fragment:
+            c.problems.append("telemetry.otlp_endpoint: a query or fragment is not allowed in the collector's URL")
+    headers: dict[str, Secret] = {}
+    for name, value in c.table(c.get(raw, "headers", "telemetry", dict, {}), "telemetry.headers").items():
+        if not isinstance(value, str) or not value:
+            got = "an empty string" if value == "" else type_name(value)
+            c.problems.append(f'telemetry.headers.{name}: expected a string (e.g. "env:NAME"), got {got}')
+        elif not name or any(ch in name for ch in " \t\r\n:") or not name.isascii():
+            c.problems.append(f"telemetry.headers.{name}: not a valid HTTP header name")
+        else:
+            headers[name] = Secret(value)
+    ratio = float(c.get(raw, "sample_ratio", "telemetry", _NUMBER, d.sample_ratio))
+    c.check(0.0 <= ratio <= 1.0, f"telemetry.sample_ratio: must be between 0 and 1, got {ratio:g}")
+    service = c.get(raw, "service_name", "telemetry", str, d.service_name)
+    c.check(bool(service.strip()), "telemetry.service_name: must not be empty")
+    if raw and endpoint is None and "otlp_endpoint" not in raw:
+        c.problems.append("telemetry.otlp_endpoint: missing (the collector's OTLP/HTTP URL,"
+                          " e.g. http://127.0.0.1:4318)")
+    return TelemetryConfig(otlp_endpoint=endpoint, service_name=service, headers=headers, sample_ratio=ratio)
 
 
 _PROVIDER_KEYS = {"kind", "api_key", "base_url", "headers", "latency_ms", "fail_rate", "fail_status", "drop_params"}
