@@ -17,10 +17,10 @@ from rich.table import Table
 from rich.text import Text
 
 from ..durations import parse_point
-from ..store import log as request_log
 from ..store.keys import key_names
+from ..store.log_backend import LogMissing, LogSource, LogUnavailable, open_reader
 from ..tools import report as spend
-from .common import PROFILE_HELP, console, db_path, err_console, fail, load_or_exit, plain, plural, print_json
+from .common import PROFILE_HELP, console, err_console, fail, load_or_exit, plain, plural, print_json
 
 app = typer.Typer(help="Token spend reports and budgets, from the request log.\n\n"
                        "Example: llmgw cost report --since 7d --by team",
@@ -43,16 +43,29 @@ def _point(option: str, value: str, now: float) -> float:
         fail(f"{option}: {exc}")
 
 
-def _open(path: Path) -> sqlite3.Connection | None:
-    """The log read-only, or None (with a note on stderr) when there is none yet."""
-    if not path.exists():
-        err_console.print(f"note: no request log at {escape(str(path))} yet; nothing has been spent",
+def _source(profile: Path | None, db: Path | None) -> LogSource:
+    """The log: the ``--db`` file, else the profile's ``[state]`` (a SQLite file or PostgreSQL)."""
+    return LogSource.file(db) if db is not None else LogSource.of(load_or_exit(profile).state)
+
+
+def _open(source: LogSource, since: float | None = None, until: float | None = None) -> sqlite3.Connection | None:
+    """The log's rows in ``[since, until)`` to report on (the SQLite file itself, read-only; a PostgreSQL log's
+    window copied: :meth:`~llmgw.store.log_backend.LogReader.report_db`), or None (with a note on stderr) when
+    there is no log yet."""
+    try:
+        reader = open_reader(source)
+    except LogMissing:
+        err_console.print(f"note: no request log at {escape(source.describe())} yet; nothing has been spent",
                           highlight=False, soft_wrap=True)
         return None
+    except LogUnavailable as exc:
+        fail(str(exc))
     try:
-        return request_log.connect(path, readonly=True)
-    except sqlite3.Error as exc:
-        fail(f"cannot open the request log at {path}: {exc}")
+        return reader.report_db(since, until)
+    except (LogUnavailable, sqlite3.Error) as exc:
+        fail(str(exc))
+    finally:
+        reader.close()
 
 
 def _bar(share: float) -> str:
@@ -198,7 +211,7 @@ def report(
     end = now if until is None else _point("--until", until, now)
     if start >= end:
         fail(f"--since ({_when(start)}) must be before --until ({_when(end)})")
-    conn = _open(db_path(profile, db))
+    conn = _open(_source(profile, db), start, end)
     names: dict[str, str] = {}
     if conn is None:
         result = spend.Report(fields, (), spend.Group((), 0, 0, 0, 0.0), start, end, spend.AnomalyRule())
@@ -238,8 +251,9 @@ def budgets(
         fail(f"--format: expected table or json, got {format!r}")
     loaded = load_or_exit(profile)
     teams, keys = loaded.extra.get("teams") or {}, loaded.extra.get("keys") or {}
-    path = db.expanduser() if db is not None else loaded.state.db_path
-    conn = _open(path) if (teams or keys) else None
+    source = LogSource.file(db) if db is not None else LogSource.of(loaded.state)
+    month = min(start for start, _ in spend.period_bounds(time.time()).values()).timestamp()
+    conn = _open(source, month) if (teams or keys) else None
     try:
         lines = spend.budget_lines(conn, teams, keys, time.time())
     finally:

@@ -10,12 +10,22 @@ import typer
 from rich.table import Table
 
 from ..durations import parse_duration, parse_point
-from ..store.keys import KeyStore
+from ..profile import Profile
+from ..store.keys import KeyStore, open_key_store
+from ..store.log_backend import LogUnavailable
 from .common import FORMAT_HELP, PROFILE_HELP, console, fail, load_or_exit, plain, plural, print_json
 
 app = typer.Typer(
     help="Mint, list and revoke virtual keys.\n\nExample: llmgw keys create --team search --name ci",
     no_args_is_help=True, rich_markup_mode=None)
+
+
+def _store(prof: Profile) -> KeyStore:
+    """The minted keys (in the SQLite file or PostgreSQL), or exit 1 with one line when they cannot be opened."""
+    try:
+        return open_key_store(prof.state)
+    except LogUnavailable as exc:
+        fail(str(exc))
 
 
 def _iso(ts: object) -> str:
@@ -52,7 +62,7 @@ def create(
     prof = load_or_exit(profile)
     if team not in prof.teams:
         fail(f"--team: unknown team {team!r} (declared in the profile: {', '.join(prof.teams) or 'none'})")
-    store = KeyStore(prof.state.db_path)
+    store = _store(prof)
     try:
         key_id, secret = store.create(team, name, _expiry(expires))
     finally:
@@ -75,7 +85,7 @@ def list_(
     if format not in ("table", "json"):
         fail(f"--format: expected table or json, got {format!r}")
     prof = load_or_exit(profile)
-    store = KeyStore(prof.state.db_path)
+    store = _store(prof)
     try:
         rows = store.rows()
     finally:
@@ -121,7 +131,7 @@ def revoke(
     Example: llmgw keys revoke ci-bot
     """
     prof = load_or_exit(profile)
-    store = KeyStore(prof.state.db_path)
+    store = _store(prof)
     try:
         target = _revoke_target(store, key, prof.keys)
         if target is not None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from rich.table import Table
@@ -13,30 +13,34 @@ from rich.text import Text
 
 from ..profile import Profile
 from ..store import log as request_log
+from ..store.log_backend import LogMissing, LogReader, LogSource, LogUnavailable, open_reader
 from .common import FORMAT_HELP, PROFILE_HELP, console, fail, load_or_exit, plain, plural, print_json, since_option
 
 app = typer.Typer(
     help="Read the request log.\n\nExample: llmgw logs list --since 24h --status 5xx",
     no_args_is_help=True, rich_markup_mode=None)
 
+T = TypeVar("T")
 _DB_HELP = "Request-log database (default: the profile's [state] url)."
 _AMBIGUOUS_SHOWN = 10
 
 
-def _profile_and_db(profile: Path | None, db: Path | None) -> tuple[Profile | None, Path]:
-    """The profile (None with ``--db`` and no ``--profile``) and the log database it names (or ``--db``)."""
+def _profile_and_db(profile: Path | None, db: Path | None) -> tuple[Profile | None, LogSource]:
+    """The profile (None with ``--db`` and no ``--profile``) and the log it names (or the ``--db`` file): a
+    SQLite file or a PostgreSQL database."""
     prof = load_or_exit(profile) if db is None or profile is not None else None
-    path = db.expanduser() if db is not None else prof.state.db_path  # type: ignore[union-attr]
-    return prof, path
+    source = LogSource.file(db) if db is not None else LogSource.of(prof.state)  # type: ignore[union-attr]
+    return prof, source
 
 
-def _open(path: Path) -> sqlite3.Connection:
-    if not path.exists():
-        fail(f"no request log at {path} yet; start the proxy with `llmgw serve` and send a request")
+def _open(source: LogSource) -> LogReader:
+    """A reader of the log (a context manager), or exit 1 with one line: no log yet, or it cannot be opened."""
     try:
-        return request_log.connect(path, readonly=True)
-    except sqlite3.Error as exc:
-        fail(f"cannot open the request log at {path}: {exc}")
+        return open_reader(source)
+    except LogMissing:
+        fail(f"no request log at {source.describe()} yet; start the proxy with `llmgw serve` and send a request")
+    except LogUnavailable as exc:
+        fail(str(exc))
 
 
 def _check_format(format: str) -> None:
@@ -75,12 +79,11 @@ def list_(
     """
     _check_format(format)
     start = since_option(since)
-    prof, path = _profile_and_db(profile, db)
-    conn = _open(path)
+    prof, source = _profile_and_db(profile, db)
     filters: dict[str, Any] = {"since": start, "model": model, "team": team, "status": status}
-    with conn:
-        rows = request_log.query(conn, **filters, limit=limit)
-        total = request_log.count(conn, **filters) if len(rows) == limit else len(rows)
+    with _open(source) as reader:
+        rows = _reading(lambda: reader.query(**filters, limit=limit))
+        total = _reading(lambda: reader.count(**filters)) if len(rows) == limit else len(rows)
     records = [request_log.record_from_row(r) for r in rows]
     if format == "json":
         print_json(records)
@@ -111,9 +114,17 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def _one(conn: sqlite3.Connection, request_id: str) -> sqlite3.Row:
+def _reading(read: Callable[[], T]) -> T:
+    """``read()``, or exit 1 with one line when the log stops answering mid-way (a PostgreSQL outage)."""
+    try:
+        return read()
+    except LogUnavailable as exc:
+        fail(str(exc))
+
+
+def _one(reader: LogReader, request_id: str) -> Any:
     """The row ``request_id`` names, or exit 1: unknown, or ambiguous (listing the matches)."""
-    rows = request_log.find_all(conn, request_id, limit=_AMBIGUOUS_SHOWN + 1)
+    rows = _reading(lambda: reader.find_all(request_id, limit=_AMBIGUOUS_SHOWN + 1))
     if not rows:
         fail(f"no logged request with id {request_id!r}; `llmgw logs list` shows recent ids")
     if len(rows) > 1:
@@ -136,10 +147,9 @@ def show(
     Example: llmgw logs show req_3f2a --format json
     """
     _check_format(format)
-    _, path = _profile_and_db(profile, db)
-    conn = _open(path)
-    with conn:
-        row = _one(conn, request_id.strip())
+    _, source = _profile_and_db(profile, db)
+    with _open(source) as reader:
+        row = _one(reader, request_id.strip())
     record = request_log.record_from_row(row, bodies=True)
     if format == "json":
         print_json([record])

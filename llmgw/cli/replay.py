@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..profile import Profile, secret_problems
-from ..store import log as request_log
+from ..store.log_backend import LogMissing, LogSource, LogUnavailable, open_reader
 from ..tools.replay import (
     Original,
     ReplayError,
@@ -51,18 +50,21 @@ def _check_ready(prof: Profile, key: str | None) -> None:
         fail(f"{prof.source} has [keys]/[teams]: pass --key or set $LLMGW_KEY so the replays are let in")
 
 
-def _select(path: Path, ids: Sequence[str], since: float | None, model: str | None, limit: int) -> Selection:
-    """The requests to replay from the log at ``path``; exit 1 when there is no log."""
-    if not path.exists():
-        fail(f"no request log at {path}: no request matched")
+def _select(source: LogSource, ids: Sequence[str], since: float | None, model: str | None,
+            limit: int) -> Selection:
+    """The requests to replay from the log (a SQLite file or PostgreSQL); exit 1 when there is no log."""
     try:
-        conn = request_log.connect(path, readonly=True)
-    except sqlite3.Error as exc:
-        fail(f"cannot open the request log at {path}: {exc}")
+        reader = open_reader(source)
+    except LogMissing:
+        fail(f"no request log at {source.describe()}: no request matched")
+    except LogUnavailable as exc:
+        fail(str(exc))
     try:
-        return select_by_ids(conn, ids) if ids else select_recent(conn, since=since, model=model, limit=limit)
+        return select_by_ids(reader, ids) if ids else select_recent(reader, since=since, model=model, limit=limit)
+    except LogUnavailable as exc:
+        fail(str(exc))
     finally:
-        conn.close()
+        reader.close()
 
 
 def _replay_with_progress(served: Profile, originals: Sequence[Original], targets: Sequence[ReplayTarget],
@@ -154,7 +156,8 @@ def replay(
     targets = _targets(prof, against)
     _check_ready(prof, key)
     path = db.expanduser() if db is not None else prof.state.db_path
-    selection = _select(path, ids or [], start, model, limit)
+    selection = _select(LogSource.file(path) if db is not None else LogSource.of(prof.state), ids or [], start,
+                        model, limit)
     for note in selection.notes:
         err_console.print("[yellow]note:[/] " + escape(note), highlight=False, soft_wrap=True)
     if not selection.originals:

@@ -1,7 +1,8 @@
 """`llmgw serve`: start the proxy.
 
 Contract: every problem that would stop the server (unresolvable secrets, an open proxy on a public host, a port
-outside 0-65535, a port in use) is one line on stderr and exit 1, before or instead of a traceback. The banner
+outside 0-65535, a port in use, a PostgreSQL request log that cannot be reached or refuses the password) is one
+line on stderr and exit 1, before or instead of a traceback. The banner
 names the version, the URL, the aliases (each alias with a target that has no price is named in an ``unpriced:``
 line), the request log and a command that works against this very server (with a key when the profile needs one).
 """
@@ -20,6 +21,8 @@ from .. import __version__
 from ..pricing import unpriced_targets
 from ..profile import Profile, host_problems, secret_problems
 from ..proxy.runner import serve as run_server
+from ..store import log_backend
+from ..store.log_backend import LogSource
 from .common import PROFILE_HELP, console, err_console, fail, load_or_exit
 
 MAX_PORT = 65535
@@ -60,7 +63,8 @@ def _announce(prof: Profile, workers: int, url: str) -> None:
         console.print(f"  unpriced: model {alias} -> {', '.join(t.name for t in missing)} has no price (logged as"
                       " unpriced, $0 in reports; a budget refuses it): add a [prices] entry",
                       highlight=False, soft_wrap=True, markup=False)
-    console.print(f"  request log: {prof.state.db_path}", highlight=False, soft_wrap=True, markup=False)
+    console.print(f"  request log: {LogSource.of(prof.state).describe()}", highlight=False, soft_wrap=True,
+                  markup=False)
     for command in try_commands(prof, url):
         console.print(f"  try: {command}", highlight=False, soft_wrap=True, markup=False)
 
@@ -98,6 +102,8 @@ def serve(
         prof = dataclasses.replace(prof, server=dataclasses.replace(prof.server, workers=workers))
     if workers > 1 and port == 0:
         problems.append("--workers: several workers need a fixed --port (0 would give each its own port)")
+    if not problems and (problem := log_backend.check(prof.state)):   # a PostgreSQL log must be there at start
+        problems.append(problem)
     if problems:
         for problem in problems:
             err_console.print("[bold red]error:[/] " + escape(f"{prof.source}: {problem}"), highlight=False,

@@ -38,7 +38,8 @@ from ..stages.guardrails import GuardrailStage
 from ..stages.limits import LimitsStage
 from ..stages.meter import MeterStage
 from ..stages.route import Router
-from ..store.log import LogWriter, latest_events
+from ..store.log import LogWriter
+from ..store.log_backend import LogSource, latest_events, open_writer
 from .browser_guard import browser_guard
 from .events import EventHub, events_handler
 from .governance import KeyReloader, open_keys, open_shared_state, refresh_keys, scrubber
@@ -108,10 +109,10 @@ def make_app(profile: Profile, *, fail_targets: Collection[str] = (), embedder: 
                                                        admin_key=metrics_key))
     else:
         app.router.add_get("/metrics", metrics_handler(app[METRICS], admin_key=metrics_key))
-    db_path = profile.state.db_path
+    source = LogSource.of(profile.state)
     app.router.add_get("/admin/events", events_handler(
         app[EVENTS], admin_key,
-        history=lambda size, bodies: asyncio.to_thread(latest_events, db_path, size, bodies=bodies)))
+        history=lambda size, bodies: asyncio.to_thread(latest_events, source, size, bodies=bodies)))
     app.on_shutdown.append(_close_events)
     app.router.add_get("/", landing)
     app.router.add_get("/health", _health)
@@ -141,7 +142,8 @@ async def _close_events(app: web.Application) -> None:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     profile = app[PROFILE]
-    writer = LogWriter(profile.state.db_path)
+    writer = await asyncio.to_thread(open_writer, profile.state)   # SQLite, or PostgreSQL with its spool
+    app[METRICS].log_writer = writer   # llmgw_log_backlog
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
     session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode())
     try:
@@ -170,7 +172,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                   router]
         app[PIPELINE] = Pipeline(stages)
         refresher = asyncio.create_task(refresh_keys(reloader)) if reloader is not None else None
-        anomalies = asyncio.create_task(refresh_spend_anomalies(app[METRICS], profile.state.db_path))
+        anomalies = asyncio.create_task(refresh_spend_anomalies(app[METRICS], LogSource.of(profile.state)))
         yield
         anomalies.cancel()
         await asyncio.to_thread(cache.close)
@@ -179,7 +181,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await state.close()
     finally:
         await session.close()
-        writer.close()
+        await asyncio.to_thread(writer.close)
 
 
 async def _models(request: web.Request) -> web.Response:

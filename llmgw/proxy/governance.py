@@ -31,14 +31,15 @@ from datetime import UTC, datetime
 from ..profile import Profile, SecretError
 from ..scrub import Scrubber, url_password
 from ..stages.limits import budget_counter, periods
-from ..store.keys import KeyIndex, KeyStore, could_be_minted
+from ..store.keys import KeyIndex, could_be_minted, open_key_store
+from ..store.log_backend import LogSource, LogUnavailable
 from ..store.shared import MemoryState, SharedState, StateUnavailable
 
 log = logging.getLogger("llmgw.proxy.governance")
 
 
 def open_keys(profile: Profile) -> KeyIndex:
-    store = KeyStore(profile.state.db_path)
+    store = open_key_store(profile.state)   # the SQLite file or PostgreSQL
     try:
         return KeyIndex.load(profile, store)
     finally:
@@ -83,7 +84,7 @@ class KeyReloader:
         self._last_start = self._clock()
         try:
             fresh = await asyncio.to_thread(self._load)
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, LogUnavailable) as exc:
             log.warning("could not re-read keys: %s", exc)
             return
         self.index.replace(fresh)
@@ -108,18 +109,22 @@ def scrubber(profile: Profile) -> Scrubber:
         values.extend(provider.headers.values())
         values.append(url_password(provider.base_url))
     values.append(url_password(profile.state.shared))
+    values.append(url_password(profile.state.url))
     return Scrubber(values)
 
 
 def _spend_so_far(profile: Profile, now: float) -> dict[str, float]:
-    """Spend per budget counter for the current day and month, from the request log."""
+    """Spend per budget counter for the current day and month, from the request log (a PostgreSQL log is read
+    through a copy of this month's rows: :meth:`~llmgw.store.log_backend.LogReader.report_db`)."""
     path = profile.state.db_path
-    if not path.exists():
+    if not profile.state.is_postgres and not path.exists():
         return {}
     owners = [("team", name) for name, team in profile.teams.items() if team.budget.daily or team.budget.monthly]
     owners += [("key", name) for name, key in profile.keys.items() if key.budget.daily or key.budget.monthly]
     out: dict[str, float] = {}
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+    if not owners:
+        return out
+    with contextlib.closing(_month_db(profile, now)) as db:
         for _, suffix, _resets, _ttl in periods(now):
             start = _period_start(suffix)
             for column, name in owners:
@@ -127,6 +132,20 @@ def _spend_so_far(profile: Profile, now: float) -> dict[str, float]:
                                  f" WHERE {column} = ? AND time >= ?", (name, start)).fetchone()
                 out[budget_counter(f"{column}:{name}", suffix)] = float(row[0])
     return out
+
+
+def _month_db(profile: Profile, now: float) -> sqlite3.Connection:
+    """The log to total past spend in: the SQLite file, or this month's rows of the PostgreSQL log."""
+    if not profile.state.is_postgres:
+        return sqlite3.connect(f"file:{profile.state.db_path}?mode=ro", uri=True)
+    from ..store.log_backend import open_reader
+
+    start = min(_period_start(suffix) for _, suffix, _resets, _ttl in periods(now))
+    reader = open_reader(LogSource.of(profile.state))
+    try:
+        return reader.report_db(start, None)
+    finally:
+        reader.close()
 
 
 def _period_start(suffix: str) -> float:
@@ -150,7 +169,7 @@ async def open_shared_state(profile: Profile) -> SharedState:
         now = time.time()
         try:
             spent = await asyncio.to_thread(_spend_so_far, profile, now)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, LogUnavailable) as exc:
             log.warning("could not read past spend from the request log: %s", exc)
             spent = {}
         for key, amount in spent.items():

@@ -27,11 +27,14 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from .events import authorized, unauthorized
+
+if TYPE_CHECKING:
+    from ..store.log_backend import LogSource
 
 log = logging.getLogger("llmgw.proxy.metrics")
 
@@ -150,6 +153,7 @@ class Metrics:
                                   " upstreams.", ("alias",), OVERHEAD_BUCKETS)
         self.anomaly = Counter("llmgw_spend_anomaly", "1 when a group's recent spend is far above its baseline"
                                " (see `llmgw cost report`).", ("group",))
+        self.log_writer: Any = None   # the request-log writer, whose backlog (and dropped rows) are shown
 
     def _alias(self, alias: str) -> str:
         if self.aliases is None or alias in self.aliases:
@@ -213,6 +217,13 @@ class Metrics:
         for histogram in self._histograms:
             _added(histogram, others).render(out)
         self.anomaly.render(out, kind="gauge")
+        writer = self.log_writer
+        if writer is not None:
+            Counter("llmgw_log_backlog", "Request-log rows not in the database yet: queued in memory plus spooled"
+                    " on disk while it is unreachable.", (),
+                    {(): float(getattr(writer, "backlog", writer.queued))}).render(out, kind="gauge")
+            Counter("llmgw_log_dropped_rows_total", "Request-log rows dropped because the spool was full.", (),
+                    {(): float(getattr(writer, "dropped", 0))}).render(out)
         return "\n".join(out) + "\n"
 
 
@@ -265,24 +276,29 @@ def metrics_handler(metrics: Metrics, others: SnapshotSource | None = None, *,
     return handle
 
 
-def spend_anomalies(db_path: Path, by: Sequence[str] = ("team",), window_s: float = 7 * 86400.0,
+def spend_anomalies(db_path: Path | LogSource, by: Sequence[str] = ("team",), window_s: float = 7 * 86400.0,
                     now: float | None = None) -> dict[str, bool]:
     """The anomaly flags of ``llmgw cost report --by …`` over the last ``window_s`` (blocking: run it in a
     thread). Empty when there is no log yet."""
-    from ..store import log as request_log
+    from ..store.log_backend import LogMissing, LogSource, open_reader
     from ..tools import report
 
-    if not db_path.exists():
-        return {}
     until = time.time() if now is None else now
-    db = request_log.connect(db_path, readonly=True)
+    try:
+        reader = open_reader(db_path if isinstance(db_path, LogSource) else LogSource.file(db_path))
+    except LogMissing:
+        return {}
+    try:
+        db = reader.report_db(until - window_s, until)
+    finally:
+        reader.close()
     try:
         return report.build_report(db, by, until - window_s, until).anomaly_flags()
     finally:
         db.close()
 
 
-async def refresh_spend_anomalies(metrics: Metrics, db_path: Path, *, interval_s: float = 300.0,
+async def refresh_spend_anomalies(metrics: Metrics, db_path: Path | LogSource, *, interval_s: float = 300.0,
                                   by: Sequence[str] = ("team",)) -> None:
     """Keep ``llmgw_spend_anomaly`` current: recompute every ``interval_s`` in a worker thread until cancelled.
     A failed refresh is logged and retried at the next interval."""

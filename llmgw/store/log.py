@@ -420,7 +420,10 @@ def query(
     limit: int | None = 50,
 ) -> list[sqlite3.Row]:
     """Rows newest first. ``model`` matches the alias or the target; ``status`` is a code (``429``),
-    a class (``5xx``) or ``ok``/``error``."""
+    a class (``5xx``) or ``ok``/``error``. ``db`` may also be a :class:`~llmgw.store.log_backend.LogReader`
+    (SQLite or PostgreSQL), as for :func:`count`, :func:`find` and :func:`find_all`."""
+    if not isinstance(db, sqlite3.Connection):
+        return db.query(since=since, until=until, model=model, team=team, status=status, limit=limit)
     where, params = _where(since, until, model, team, status)
     sql = f"SELECT * FROM requests{where} ORDER BY time DESC"
     if limit is not None:
@@ -439,6 +442,8 @@ def count(
     status: str | None = None,
 ) -> int:
     """How many rows :func:`query` would return without a limit."""
+    if not isinstance(db, sqlite3.Connection):
+        return int(db.count(since=since, until=until, model=model, team=team, status=status))
     where, params = _where(since, until, model, team, status)
     return int(db.execute(f"SELECT COUNT(*) FROM requests{where}", params).fetchone()[0])
 
@@ -476,7 +481,7 @@ def event_from_row(row: sqlite3.Row, *, bodies: bool = False) -> dict[str, Any]:
 
 def latest_events(path: Path, limit: int, *, bodies: bool = False) -> list[dict[str, Any]]:
     """The newest ``limit`` logged requests as events (:func:`event_from_row`), oldest first; none without a log
-    yet. Blocking: call it in a thread."""
+    yet. Blocking: call it in a thread. (For either backend: :func:`llmgw.store.log_backend.latest_events`.)"""
     if limit <= 0 or not path.exists():
         return []
     db = connect(path, readonly=True)
@@ -492,6 +497,8 @@ ID_PREFIX = "req_"
 
 def find(db: sqlite3.Connection, request_id: str) -> sqlite3.Row | None:
     """The row whose id is ``request_id`` or, if unique, starts with it (see :func:`find_all`)."""
+    if not isinstance(db, sqlite3.Connection):
+        return db.find(request_id)
     rows = find_all(db, request_id, limit=2)
     return rows[0] if len(rows) == 1 else None
 
@@ -499,6 +506,8 @@ def find(db: sqlite3.Connection, request_id: str) -> sqlite3.Row | None:
 def find_all(db: sqlite3.Connection, request_id: str, *, limit: int = 10) -> list[sqlite3.Row]:
     """The row whose id is ``request_id`` exactly, else the rows (newest first, at most ``limit``) whose id starts
     with it. The ``req_`` of an id may be left out: ``3f2a`` finds ``req_3f2a…``."""
+    if not isinstance(db, sqlite3.Connection):
+        return db.find_all(request_id, limit=limit)
     candidates = [request_id] if request_id.startswith(ID_PREFIX) else [request_id, ID_PREFIX + request_id]
     for candidate in candidates:
         row = db.execute("SELECT * FROM requests WHERE id = ?", (candidate,)).fetchone()

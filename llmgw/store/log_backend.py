@@ -110,6 +110,10 @@ class LogReader(Protocol):
 
     def close(self) -> None: ...
 
+    def __enter__(self) -> LogReader: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
 
 class SQLiteLogReader:
     """The log in its SQLite file, opened read-only."""
