@@ -11,6 +11,7 @@ from .. import __version__
 from . import cache as cache_cmd
 from . import check as check_cmd
 from . import cost as cost_cmd
+from . import db as db_cmd
 from . import guard as guard_cmd
 from . import import_cmd, profile_cmd
 from . import keys as keys_cmd
@@ -48,6 +49,7 @@ app.add_typer(cost_cmd.app, name="cost")
 app.add_typer(guard_cmd.app, name="guard")
 app.add_typer(cache_cmd.app, name="cache")
 app.add_typer(import_cmd.app, name="import")
+app.add_typer(db_cmd.app, name="db")
 
 
 def _print_version(value: bool) -> None:
