@@ -28,7 +28,7 @@ def _source(url: str, password: str | None, option: str) -> LogSource:
         return LogSource(url)
     if not password.startswith(("env:", "file:")):
         fail(f"{option}-password: expected env:NAME or file:PATH")
-    return LogSource(url, Secret(password))
+    return LogSource(url, Secret(password), f"{option}-password")
 
 
 @app.command(short_help="Copy a request log and its minted keys into another database.")

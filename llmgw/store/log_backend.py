@@ -49,6 +49,7 @@ class LogSource:
 
     url: str
     password: Secret | None = None
+    password_name: str = "state.password"   # what an error about the password calls it
 
     @classmethod
     def of(cls, state: StateConfig) -> LogSource:
@@ -85,7 +86,7 @@ class LogSource:
         try:
             return self.password.resolve()
         except SecretError as exc:
-            raise LogUnavailable(f"state.password: {exc}") from None
+            raise LogUnavailable(f"{self.password_name}: {exc}") from None
 
 
 Row = Any   # sqlite3.Row or dict: both indexed by column name
