@@ -26,6 +26,7 @@ demo: $(VENV)/.installed
 ## Node.js 22 from the npm registry there too when the system's is older than Gemini CLI's 20).
 test: $(VENV)/.installed-test
 	./scripts/ensure-redis
+	./scripts/ensure-postgres
 	./scripts/ensure-node
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 -q
