@@ -113,13 +113,15 @@ class Usage:
 
 @dataclass(slots=True)
 class Attempt:
-    """One try of one target: ``status`` is the upstream's HTTP status, or 0 when no answer came."""
+    """One try of one target: ``status`` is the upstream's HTTP status, or 0 when no answer came. ``ended`` is the
+    ``perf_counter()`` time it was recorded, at its end (it began ``latency_ms`` before; traces place it so)."""
 
     number: int
     target: str
     status: int
     latency_ms: float
     error: str | None = None
+    ended: float = field(default_factory=time.perf_counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {"n": self.number, "target": self.target, "status": self.status,

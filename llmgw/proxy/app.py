@@ -40,6 +40,8 @@ from ..stages.meter import MeterStage
 from ..stages.route import Router
 from ..store.log import LogWriter
 from ..store.log_backend import LogSource, latest_events, open_writer
+from ..telemetry import middlewares as tracing_middlewares
+from ..telemetry import open_telemetry
 from .browser_guard import browser_guard
 from .events import EventHub, events_handler
 from .governance import KeyReloader, open_keys, open_shared_state, refresh_keys, scrubber
@@ -87,7 +89,8 @@ def make_app(profile: Profile, *, fail_targets: Collection[str] = (), embedder: 
     # An open proxy (no keys) serves loopback names and same-site callers only: a web page is not a client.
     guard = [] if profile.governed else [browser_guard(profile.server.allowed_hosts)]
     # handler_cancellation: a client that hangs up cancels its handler, and with it the upstream request.
-    app = web.Application(client_max_size=max_bytes, middlewares=[*guard, _error_middleware],
+    app = web.Application(client_max_size=max_bytes,
+                          middlewares=[*tracing_middlewares(profile), *guard, _error_middleware],
                           handler_args={"handler_cancellation": True})
     app[PROFILE] = profile
     app[FAIL_TARGETS] = frozenset(fail_targets)
@@ -142,10 +145,12 @@ async def _close_events(app: web.Application) -> None:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     profile = app[PROFILE]
+    telemetry = await asyncio.to_thread(open_telemetry, profile) if profile.telemetry.enabled else None
     writer = await asyncio.to_thread(open_writer, profile.state)   # SQLite, or PostgreSQL with its spool
     app[METRICS].log_writer = writer   # llmgw_log_backlog
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
-    session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode())
+    session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
+                                    trace_configs=[telemetry.trace_config()] if telemetry is not None else None)
     try:
         rng = random.Random()
         scrub = scrubber(profile)   # every configured secret, kept out of what upstreams say
@@ -168,7 +173,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         # stored answers hold placeholders, never redacted values; it stores nothing for an exchange with findings).
         cache = await asyncio.to_thread(CacheStage.from_profile, profile, embedder=next(iter(app[EMBEDDER]), None))
         app[CACHE] = cache
-        stages = [meter, auth, limits, *([guard] if guard.active else []), *([cache] if cache.active else []),
+        # The trace stage, when on, comes first: its response phase runs last, once the meter has logged.
+        traced = [telemetry.stage] if telemetry is not None else []
+        stages = [*traced, meter, auth, limits, *([guard] if guard.active else []), *([cache] if cache.active else []),
                   router]
         app[PIPELINE] = Pipeline(stages)
         refresher = asyncio.create_task(refresh_keys(reloader)) if reloader is not None else None
@@ -182,6 +189,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     finally:
         await session.close()
         await asyncio.to_thread(writer.close)
+        if telemetry is not None:
+            await asyncio.to_thread(telemetry.close)
 
 
 async def _models(request: web.Request) -> web.Response:
