@@ -159,6 +159,10 @@ async def open_shared_state(profile: Profile) -> SharedState:
         from ..store.shared_redis import RedisState
 
         state: SharedState = RedisState(profile.state.shared)
+    elif profile.state.is_postgres:   # every gateway on this database shares one budget and one rate window
+        from ..store.shared_postgres import PostgresState
+
+        state = PostgresState(profile.state.url, LogSource.of(profile.state).resolve_password())
     elif profile.server.workers > 1:  # several processes on one machine share a SQLite file
         from ..store.shared_sqlite import SQLiteState
 

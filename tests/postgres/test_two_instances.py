@@ -173,3 +173,28 @@ def test_serve_with_a_reachable_database_starts_and_stops_cleanly(tmp_path: Path
         assert server.stop() == 0
     with psycopg.connect(pg_url, password=os.environ[PASSWORD_ENV]) as conn:
         assert conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 1
+
+
+def test_a_team_budget_is_one_number_for_the_fleet(tmp_path: Path, pg_url: str) -> None:
+    """Spend the budget through one instance: the other refuses too (its limits read the same counters)."""
+    env = {PASSWORD_ENV: os.environ[PASSWORD_ENV], "FLEET_CI_KEY": "sk-fleet-test-key-0123456789"}
+    profiles = []
+    for name in ("a", "b"):
+        data = profile_data(pg_url, tmp_path / name / "state")
+        data["teams"] = {"search": {"budget_usd": {"daily": 1.0}}}
+        data["keys"] = {"ci": {"key": "env:FLEET_CI_KEY", "team": "search"}}
+        (tmp_path / name).mkdir()
+        profiles.append(write_profile(tmp_path / name / "profile.toml", data))
+    headers = {"Authorization": f"Bearer {env['FLEET_CI_KEY']}"}
+    body = {"model": "fast", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    with serving_together([(p, p.parent / "unused.db", env) for p in profiles]) as servers, httpx.Client() as client:
+        spent = 0.0
+        for _ in range(200):
+            answer = client.post(f"{servers[0].url}/v1/chat/completions", json=body, headers=headers, timeout=30)
+            if answer.status_code == 429:
+                break
+            assert answer.status_code == 200, answer.text
+            spent += float(answer.headers["x-llmgw-cost-usd"])
+        assert answer.status_code == 429 and "budget" in answer.text and 0.5 < spent <= 1.0
+        other = client.post(f"{servers[1].url}/v1/chat/completions", json=body, headers=headers, timeout=30)
+        assert other.status_code == 429 and "budget" in other.text
