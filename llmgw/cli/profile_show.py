@@ -76,6 +76,14 @@ def _cache(profile: Profile) -> dict[str, Any] | None:
                    "shared": c.shared, "word_threshold": c.word_threshold, "max_swaps": c.max_swaps})
 
 
+def _telemetry(profile: Profile) -> dict[str, Any] | None:
+    t = profile.telemetry
+    if not t.enabled:
+        return None
+    return _clean({"otlp_endpoint": t.otlp_endpoint, "service_name": t.service_name, "sample_ratio": t.sample_ratio,
+                   "headers": {name: _secret(value) for name, value in t.headers.items()}})
+
+
 def effective(profile: Profile) -> dict[str, Any]:
     """The profile as TOML-ready data (see the module contract)."""
     s = profile.server
@@ -95,5 +103,6 @@ def effective(profile: Profile) -> dict[str, Any]:
         "cache": _cache(profile),
         "guardrails": list(profile.extra.get("guardrails") or []),
         "prices": {name: _price(p) for name, p in profile.prices.items()},
+        "telemetry": _telemetry(profile),
     }
     return {k: v for k, v in data.items() if v not in (None, {}, [])}

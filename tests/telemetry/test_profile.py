@@ -78,3 +78,15 @@ def test_llmgw_check_reports_a_bad_endpoint_in_one_line(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "telemetry.otlp_endpoint: expected an http:// or https:// URL" in result.output
     assert "Traceback" not in result.output
+
+
+def test_profile_show_round_trips_telemetry_without_secrets() -> None:
+    from llmgw.cli.profile_show import MASK, effective
+
+    profile = parse_profile({**BASE, "telemetry": {"otlp_endpoint": "http://127.0.0.1:4318", "sample_ratio": 0.5,
+                                                   "headers": {"authorization": "env:OTLP_TOKEN",
+                                                               "x-literal": "plain-secret-value"}}})
+    shown = effective(profile)["telemetry"]
+    assert shown == {"otlp_endpoint": "http://127.0.0.1:4318", "service_name": "llmgw", "sample_ratio": 0.5,
+                     "headers": {"authorization": "env:OTLP_TOKEN", "x-literal": MASK}}
+    assert "telemetry" not in effective(parse_profile(BASE))
