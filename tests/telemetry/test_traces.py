@@ -248,3 +248,34 @@ def test_target_names_map_to_genai_provider_names() -> None:
         "oa": "openai", "an": "anthropic", "ge": "gcp.gemini", "mock": "mock", "groq": "groq"}
     assert (found["oa"].address, found["oa"].port) == ("api.openai.com", 443)
     assert Target("oa", "m").name == "oa/m"
+
+
+async def test_every_adapter_sends_the_attempt_traceparent(gateway: GatewayFactory, collector: Collector,
+                                                           monkeypatch: Any) -> None:
+    """The header is added on the upstream session, so an Anthropic stream (passed through) and a Gemini answer
+    (translated) carry it like an OpenAI call."""
+    from llmgw.testing import FakeAnthropic, FakeGemini
+
+    monkeypatch.setenv("FAKE_AN_KEY", "an-key")
+    monkeypatch.setenv("FAKE_GE_KEY", "ge-key")
+    async with FakeAnthropic(api_key="an-key") as anthropic, FakeGemini(api_key="ge-key") as gemini:
+        client = await gateway(
+            telemetry={"otlp_endpoint": collector.url},
+            providers={"an": {"kind": "anthropic", "base_url": anthropic.base_url, "api_key": "env:FAKE_AN_KEY"},
+                       "ge": {"kind": "gemini", "base_url": gemini.base_url, "api_key": "env:FAKE_GE_KEY"}},
+            models={"claude": {"targets": ["an/claude-test"]}, "gem": {"targets": ["ge/gemini-test"]}})
+        resp = await client.post("/v1/messages", headers={"traceparent": TRACEPARENT}, json={
+            "model": "claude", "max_tokens": 50, "stream": True,
+            "messages": [{"role": "user", "content": "hello"}]})
+        assert resp.status == 200
+        await resp.read()
+        resp = await client.post("/v1/chat/completions", json={**CHAT, "model": "gem"},
+                                 headers={"traceparent": TRACEPARENT})
+        assert resp.status == 200
+        await client.close()
+        await collector.wait_for(4)
+        attempts = {s["attributes"]["gen_ai.provider.name"]: s for s in collector.named(CLIENT)}
+        assert set(attempts) == {"anthropic", "gcp.gemini"}
+        for fake, name in ((anthropic, "anthropic"), (gemini, "gcp.gemini")):
+            (request,) = [r for r in fake.requests if r["method"] == "POST"]
+            assert request["headers"].get("traceparent") == f"00-{CLIENT_TRACE}-{attempts[name]['span_id']}-01"
