@@ -289,6 +289,6 @@ def write_rows(source: LogSource, rows: Iterable[dict[str, Any]]) -> None:
 
     conn = pg.open_migrated(source.url, source.resolve_password())
     try:
-        pg.upsert(conn, [request_log.row_values(r) for r in rows])
+        pg.write_batch(conn, [request_log.row_values(r) for r in rows])
     finally:
         conn.close()

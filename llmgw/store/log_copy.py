@@ -89,7 +89,7 @@ class _Side:
 
     def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
         if self.pg is not None:
-            self.pg.upsert(self.conn, rows)
+            self.pg.write_batch(self.conn, rows)
             return
         with self.conn:
             self.conn.executemany(request_log._INSERT, rows)
