@@ -15,6 +15,7 @@ from typing import Any
 
 from ..profile import Budget, KeyConfig, ModelConfig, Price, Profile, ProviderConfig, Secret, TeamConfig
 from ..providers.spec import OFFLINE_KIND, spec_for
+from ..store.log_backend import describe_url
 
 MASK = "***"
 
@@ -92,7 +93,8 @@ def effective(profile: Profile) -> dict[str, Any]:
                           "timeout_s": s.timeout_s, "connect_timeout_s": s.connect_timeout_s,
                           "first_token_timeout_s": s.first_token_timeout_s, "idle_timeout_s": s.idle_timeout_s,
                           "log_bodies": s.log_bodies, "admin_key": _secret(s.admin_key)}),
-        "state": _clean({"url": profile.state.url, "shared": profile.state.shared}),
+        "state": _clean({"url": describe_url(profile.state.url), "shared": profile.state.shared,
+                         "password": _secret(profile.state.password), "dir": profile.state.dir}),
         "routing": {"retry_budget": profile.routing.retry_budget, "retry_reserve": profile.routing.retry_reserve,
                     "cooldown_failures": profile.routing.cooldown_failures,
                     "cooldown_s": profile.routing.cooldown_s},

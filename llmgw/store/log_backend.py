@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from . import log as request_log
 
@@ -33,6 +34,19 @@ SPOOL_NAME = "log-spool.db"
 # what a report reads: every column but the bodies, the attempt log, the findings and the story
 REPORT_COLUMNS = tuple(c for c in request_log.COLUMNS
                        if c not in ("request", "response", "attempts_json", "findings", "story", "dropped_params"))
+
+
+def describe_url(url: str) -> str:
+    """``url`` for people and logs: any password in it replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.rsplit("@", 1)
+        user = netloc[0].split(":", 1)[0]
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    except ValueError:
+        return "<unparsable url>"
 
 
 class LogMissing(Exception):
@@ -72,9 +86,7 @@ class LogSource:
     def describe(self) -> str:
         """The log for people: the file, or the url without its password."""
         if self.is_postgres:
-            from .log_postgres import describe
-
-            return describe(self.url)
+            return describe_url(self.url)
         return str(self.path)
 
     def resolve_password(self) -> str | None:

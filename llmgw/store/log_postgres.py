@@ -26,12 +26,12 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.rows import dict_row, tuple_row
 
 from .log import COLUMNS, PG_MIGRATIONS, row_values
+from .log_backend import describe_url as describe
 from .spool import Spool
 
 log = logging.getLogger("llmgw.log")
@@ -51,19 +51,6 @@ _STATEMENT_SIZES = (500, 100, 20, 5, 1)   # rows per INSERT; 500 x 36 parameters
 
 class DatabaseUnavailable(Exception):
     """PostgreSQL cannot be reached or refused us; the message is one line and names no password."""
-
-
-def describe(url: str) -> str:
-    """``url`` for people and logs: any password in it replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)
-        user = netloc[0].split(":", 1)[0]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
-    except ValueError:
-        return "<unparsable postgresql url>"
 
 
 def one_line(exc: BaseException, password: str | None = None) -> str:
