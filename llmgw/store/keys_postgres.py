@@ -3,24 +3,48 @@ that :func:`llmgw.store.log_postgres.migrate` creates (the SQLite tables' twins)
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+
+import psycopg
 
 from .keys import PREFIX, SECRET_BYTES, KeyRecord, hash_secret
-from .log_postgres import open_migrated
+from .log_postgres import DatabaseUnavailable, connect, describe, migrate, one_line
+
+
+@contextlib.contextmanager
+def _errors(url: str) -> Iterator[None]:
+    """A driver error as :class:`~llmgw.store.log_backend.LogUnavailable` (one line): what the key reloader and the
+    commands catch."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        from .log_backend import LogUnavailable
+
+        raise LogUnavailable(f"minted keys at {describe(url)}: {one_line(exc)}") from None
 
 
 class PostgresKeyStore:
-    """The minted keys in the PostgreSQL state database."""
+    """The minted keys in the PostgreSQL state database (driver errors after opening are
+    :class:`~llmgw.store.log_backend.LogUnavailable`)."""
 
     def __init__(self, url: str, password: str | None) -> None:
-        self._db = open_migrated(url, password)
-        with self._db.transaction():
+        # servers re-read the keys every few seconds: migrate only a database that has no key table yet
+        self._db = connect(url, password)
+        try:
+            if self._db.execute("SELECT to_regclass('keys') AS t").fetchone()["t"] is None:
+                migrate(self._db)
+        except psycopg.Error as exc:
+            self._db.close()
+            raise DatabaseUnavailable(f"cannot prepare the minted keys at {describe(url)}:"
+                                      f" {one_line(exc, password)}") from None
+        self._url = url
+        with _errors(url), self._db.transaction():
             self._db.execute("INSERT INTO meta VALUES ('key_salt', %s) ON CONFLICT (name) DO NOTHING",
                              (secrets.token_hex(16),))
-        self.salt: str = self._db.execute("SELECT value FROM meta WHERE name = 'key_salt'").fetchone()["value"]
+            self.salt: str = self._db.execute("SELECT value FROM meta WHERE name = 'key_salt'").fetchone()["value"]
 
     def close(self) -> None:
         self._db.close()
@@ -29,8 +53,10 @@ class PostgresKeyStore:
         """Mint a key; returns ``(id, secret)``. The secret is not kept anywhere."""
         secret = PREFIX + secrets.token_urlsafe(SECRET_BYTES)
         key_id = "key_" + secrets.token_hex(6)
-        self._db.execute("INSERT INTO keys (id, hash, team, name, created, expires) VALUES (%s, %s, %s, %s, %s, %s)",
-                         (key_id, hash_secret(self.salt, secret), team, name, time.time(), expires))
+        with _errors(self._url):
+            self._db.execute("INSERT INTO keys (id, hash, team, name, created, expires)"
+                             " VALUES (%s, %s, %s, %s, %s, %s)",
+                             (key_id, hash_secret(self.salt, secret), team, name, time.time(), expires))
         return key_id, secret
 
     def matching(self, ident: str) -> list[dict[str, object]]:
@@ -40,20 +66,22 @@ class PostgresKeyStore:
 
     def revoke(self, key_id: str) -> bool:
         """Revoke the key with id ``key_id``; False when there is no such active key."""
-        cur = self._db.execute("UPDATE keys SET revoked = %s WHERE id = %s AND revoked IS NULL", (time.time(), key_id))
+        with _errors(self._url):
+            cur = self._db.execute("UPDATE keys SET revoked = %s WHERE id = %s AND revoked IS NULL",
+                                   (time.time(), key_id))
         return cur.rowcount == 1
 
     def rows(self) -> list[dict[str, object]]:
-        cur = self._db.execute("SELECT id, team, name, created, expires, revoked FROM keys ORDER BY created")
-        return [dict(r) for r in cur]
+        with _errors(self._url):
+            found = self._db.execute("SELECT id, team, name, created, expires, revoked FROM keys"
+                                     " ORDER BY created").fetchall()
+        return [dict(r) for r in found]
 
     def hashed(self) -> Iterable[tuple[str, KeyRecord]]:
         """Every minted key as (hash, record)."""
-        for r in self._db.execute("SELECT id, hash, team, name, expires, revoked FROM keys").fetchall():
+        with _errors(self._url):
+            found = self._db.execute("SELECT id, hash, team, name, expires, revoked FROM keys").fetchall()
+        for r in found:
             yield r["hash"], KeyRecord(id=r["id"], team=r["team"], name=r["name"], expires=r["expires"],
                                        revoked=r["revoked"] is not None)
 
-    def raw(self) -> tuple[str, list[tuple[Any, ...]]]:
-        """The salt and every key row (id, hash, team, name, created, expires, revoked): for ``llmgw db migrate``."""
-        rows = self._db.execute("SELECT id, hash, team, name, created, expires, revoked FROM keys").fetchall()
-        return self.salt, [tuple(r.values()) for r in rows]

@@ -223,3 +223,22 @@ def test_an_unreachable_database_is_one_line_for_every_reader(tmp_path: Path, pg
         assert "password authentication failed" in result.output, (command, result.output)
         assert "not-the-password" not in result.output
         assert len(result.output.strip().splitlines()) <= 2, (command, result.output)
+
+
+async def test_the_key_reloader_keeps_the_old_keys_while_the_database_is_down(
+        tmp_path: Path, postgres_server: PostgresServer) -> None:
+    from llmgw.proxy.governance import KeyReloader, open_keys
+
+    pg = pg_profile(tmp_path, postgres_server.url("llmgw"))
+    created = invoke("keys", "create", "--team", "search", "--name", "ci", "--profile", pg)
+    secret = created.output.strip().splitlines()[-1]
+    profile = load_profile(pg)
+    index = open_keys(profile)
+    reloader = KeyReloader(index, lambda: open_keys(profile))
+    postgres_server.stop()
+    await reloader.reload()            # logged, not raised: the keys it had still work
+    assert index.lookup(secret) is not None
+    postgres_server.start()
+    assert invoke("keys", "revoke", "ci", "--profile", pg).exit_code == 0
+    await reloader.reload()
+    assert index.lookup(secret) is None
