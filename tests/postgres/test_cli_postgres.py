@@ -242,3 +242,20 @@ async def test_the_key_reloader_keeps_the_old_keys_while_the_database_is_down(
     assert invoke("keys", "revoke", "ci", "--profile", pg).exit_code == 0
     await reloader.reload()
     assert index.lookup(secret) is None
+
+
+def test_replay_reads_and_logs_in_postgresql(tmp_path: Path, pg_url: str) -> None:
+    """The whole loop against PostgreSQL: pick a logged request, send it through the profile's own gateway
+    (in-process, logging to the same database), and find the replay in the log tagged ``replay``."""
+    pg = write_profile(tmp_path / "open.toml", pg_url,
+                       f'password = "env:{PASSWORD_ENV}"\ndir = "{tmp_path / "pg-state"}"').read_text()
+    open_profile = tmp_path / "open.toml"
+    open_profile.write_text(pg.split("[teams.search]")[0], encoding="utf-8")   # an open proxy: no key needed
+    write_rows(LogSource.of(load_profile(open_profile).state), [make_row("req_original1", alias="fast",
+                                                                         target="mock/mock-1")])
+    result = invoke("replay", "req_orig", "--against", "fast", "--format", "json", "--profile", open_profile)
+    assert result.exit_code == 0, result.output
+    replayed = json.loads(result.output)
+    assert [r["id"] for r in replayed] == ["req_original1"] and replayed[0]["status"] == 200
+    listed = json.loads(invoke("logs", "list", "--format", "json", "--profile", open_profile).output)
+    assert len(listed) == 2 and any("replay" in r["tags"] for r in listed)
