@@ -18,6 +18,7 @@ from . import keys as keys_cmd
 from . import logs as logs_cmd
 from . import models as models_cmd
 from . import prices as prices_cmd
+from . import reload as reload_cmd
 from . import replay as replay_cmd
 from . import serve as serve_cmd
 from . import smoke as smoke_cmd
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 # Each command's line in `llmgw --help` (short enough never to be cut off with "...").
 app.command(short_help="Start the proxy from a profile.")(serve_cmd.serve)
+app.command(short_help="Make a running server re-read its profile (SIGHUP).")(reload_cmd.reload)
 app.command(short_help="Validate a profile without starting anything.")(check_cmd.check)
 app.command(short_help="Send one request through every alias (CI smoke test).")(smoke_cmd.smoke)
 app.command(short_help="Re-send logged requests to other targets and compare.")(replay_cmd.replay)

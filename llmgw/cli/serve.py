@@ -5,6 +5,8 @@ outside 0-65535, a port in use, a PostgreSQL request log that cannot be reached 
 line on stderr and exit 1, before or instead of a traceback. The banner
 names the version, the URL, the aliases (each alias with a target that has no price is named in an ``unpriced:``
 line), the request log and a command that works against this very server (with a key when the profile needs one).
+Once it listens it writes its pid file for ``llmgw reload`` (:mod:`llmgw.proxy.pidfile`) and removes it on exit;
+SIGHUP (and, with ``--watch``, a change of the file) reloads the profile without a restart (:mod:`llmgw.proxy.reload`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import dataclasses
 import errno
 import shlex
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import typer
 from rich.markup import escape
@@ -20,6 +23,8 @@ from rich.markup import escape
 from .. import __version__
 from ..pricing import unpriced_targets
 from ..profile import Profile, host_problems, secret_problems
+from ..proxy import pidfile
+from ..proxy.reload import ProfileSource
 from ..proxy.runner import serve as run_server
 from ..store import log_backend
 from ..store.log_backend import LogSource
@@ -69,6 +74,22 @@ def _announce(prof: Profile, workers: int, url: str) -> None:
         console.print(f"  try: {command}", highlight=False, soft_wrap=True, markup=False)
 
 
+def _write_pid_file(prof: Profile, port: int, watch: bool) -> list[Path]:
+    """Write the pid file ``llmgw reload`` finds this server by and say how to reload; [] when it cannot be
+    written (a reload then needs ``--pid``)."""
+    path = pidfile.pid_path(prof.state.db_path.parent, port)
+    try:
+        pidfile.write(path, port, prof.source if prof.source.startswith("<") else str(Path(prof.source).resolve()))
+    except OSError as exc:
+        err_console.print(f"warning: could not write {path} ({exc.strerror}): `llmgw reload` needs --pid",
+                          highlight=False, soft_wrap=True, markup=False)
+        return []
+    watching = " (and whenever the file changes: --watch)" if watch else ""
+    command = "llmgw reload" if prof.source.startswith("<") else f"llmgw reload --profile {shlex.quote(prof.source)}"
+    console.print(f"  reload: {command}{watching}", highlight=False, soft_wrap=True, markup=False)
+    return [path]
+
+
 def _listen_problem(exc: OSError, host: str, port: int) -> str:
     if exc.errno == errno.EADDRINUSE:
         return f"cannot listen on {host}:{port}: the port is in use; stop what uses it or pick a free one with --port 0"
@@ -85,6 +106,8 @@ def serve(
                                     help="TCP port, 1-65535 (default: [server] port; 0 picks a free one)."),
     workers: int | None = typer.Option(None, "--workers", metavar="N", min=1,
                                        help="Processes sharing the port, at least 1 (default: [server] workers)."),
+    watch: bool = typer.Option(False, "--watch", help="Reload the profile whenever its file changes (SIGHUP and"
+                                                      " `llmgw reload` reload it in any case)."),
 ) -> None:
     """Start the proxy from a TOML profile.
 
@@ -93,6 +116,9 @@ def serve(
     if port is not None and (problem := port_problem(port, "--port")):
         fail(problem)
     prof = load_or_exit(profile)
+    source = ProfileSource.of(prof, workers=workers, host=host)
+    if watch and source is None:
+        fail(f"--watch: {prof.source} is not a file to watch; pass --profile FILE")
     host = host or prof.server.host
     port = prof.server.port if port is None else port
     workers = workers or prof.server.workers
@@ -109,10 +135,19 @@ def serve(
             err_console.print("[bold red]error:[/] " + escape(f"{prof.source}: {problem}"), highlight=False,
                               soft_wrap=True)
         raise typer.Exit(1)
+    written: list[Path] = []
+
+    def ready(url: str) -> None:
+        _announce(prof, workers, url)
+        written.extend(_write_pid_file(prof, urlsplit(url).port or port, watch))
+
     try:
-        run_server(prof, host, port, workers, on_ready=lambda url: _announce(prof, workers, url))
+        run_server(prof, host, port, workers, on_ready=ready, source=source, watch=watch)
     except OSError as exc:
         err_console.print("[bold red]error:[/] " + escape(_listen_problem(exc, host, port)), highlight=False,
                           soft_wrap=True)
         raise typer.Exit(1) from None
+    finally:
+        for path in written:
+            pidfile.remove(path)
     console.print("llmgw stopped; request log flushed.", highlight=False)

@@ -2,7 +2,12 @@
 
 Contract:
 - All state lives in the application under typed :class:`web.AppKey` s, created in ``cleanup_ctx`` and released
-  there: the upstream ``ClientSession``, the providers, the log writer, the stages and the pipeline.
+  there: the upstream ``ClientSession``, the log writer, the shared counters, and the serving
+  :class:`~.generation.Generation` (the profile, the stages built from it and their pipeline) held by the
+  :class:`~.reload.ProfileReloader` under ``SERVING``, which a profile reload replaces in one assignment.
+- Each request takes the serving generation once, when it arrives (a middleware puts it under
+  ``REQUEST_GENERATION`` and counts it in flight), and keeps it to its end, whatever reloads happen meanwhile.
+  ``PIPELINE``, ``AUTH``, ``ROUTER`` and ``CACHE`` are the first generation's (what the app started with).
 - Every client format's routes (:data:`llmgw.formats.FORMATS`) are served by :func:`.handlers.format_handler`, so
   every proxied request, accepted or refused, goes through the whole pipeline and leaves one log row.
 - A bad request gets a precise 4xx in the client's format and never reaches a provider; an unexpected exception
@@ -16,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import secrets
 from collections.abc import AsyncIterator, Collection
 from pathlib import Path
@@ -29,27 +33,23 @@ from .. import __version__
 from ..cache.embed import Embedder
 from ..errors import GatewayError
 from ..formats import FORMATS, canonical
-from ..pricing import PriceTable
 from ..profile import Profile
-from ..providers.base import Provider, ProviderContext, adapter_for
 from ..stages.auth import AuthStage, presented_key
 from ..stages.cache import CacheStage
-from ..stages.guardrails import GuardrailStage
-from ..stages.limits import LimitsStage
-from ..stages.meter import MeterStage
 from ..stages.route import Router
 from ..store.log import LogWriter
 from ..store.log_backend import LogSource, latest_events, open_writer
 from ..telemetry import middlewares as tracing_middlewares
 from ..telemetry import open_telemetry
-from .browser_guard import browser_guard
 from .events import EventHub, events_handler
-from .governance import KeyReloader, open_keys, open_shared_state, refresh_keys, scrubber
+from .generation import Generation, Shared, build_generation, build_providers
+from .governance import open_shared_state, refresh_keys
 from .handlers import Handler, format_handler
 from .landing import landing, unknown_path
 from .metrics import Metrics, metrics_handler, refresh_spend_anomalies
 from .metrics_share import publish, read_others
 from .pipeline import Pipeline
+from .reload import ProfileReloader, ProfileSource
 
 log = logging.getLogger("llmgw.proxy.app")
 
@@ -64,41 +64,36 @@ EVENTS = web.AppKey("events", EventHub)
 FAIL_TARGETS = web.AppKey("fail_targets", frozenset)
 EMBEDDER = web.AppKey("embedder", list)  # [Embedder] to override the semantic cache's model, or []
 CACHE = web.AppKey("cache", CacheStage)
+SOURCE = web.AppKey("source", list)      # [ProfileSource] the profile is re-read from, or []
+SERVING = web.AppKey("serving", ProfileReloader)
+REQUEST_GENERATION = web.RequestKey("generation", Generation)
 
-
-def build_providers(profile: Profile, session: aiohttp.ClientSession,
-                    rng: random.Random) -> dict[str, Provider]:
-    """One adapter per ``[providers.*]`` entry, keys resolved now (``llmgw check`` reports missing ones)."""
-    providers: dict[str, Provider] = {}
-    for name, config in profile.providers.items():
-        factory = adapter_for(config.kind)
-        api_key = config.api_key.resolve() if config.api_key else None
-        providers[name] = factory(ProviderContext(config, session, api_key, rng,
-                                                  connect_timeout_s=profile.server.connect_timeout_s,
-                                                  idle_timeout_s=profile.server.idle_timeout_s))
-    return providers
+__all__ = ["CACHE", "PROFILE", "ROUTER", "SERVING", "build_providers", "make_app"]
 
 
 def make_app(profile: Profile, *, fail_targets: Collection[str] = (), embedder: Embedder | None = None,
-             metrics_folder: Path | None = None) -> web.Application:
+             metrics_folder: Path | None = None, source: ProfileSource | None = None) -> web.Application:
     """The gateway application for ``profile``. Nothing is opened until the app starts. ``fail_targets``
     (``provider/model`` names) are made to fail without being called, as ``llmgw smoke --fail`` asks;
     ``embedder`` replaces the semantic cache's model (tests use a small deterministic one); ``metrics_folder``
-    (one of several workers) is where the workers publish their metrics for each other's ``/metrics``."""
+    (one of several workers) is where the workers publish their metrics for each other's ``/metrics``;
+    ``source`` is where a reload re-reads the profile (default: the file ``profile`` was loaded from)."""
     max_bytes = int(profile.server.max_body_mb * 1024 * 1024)
     # An open proxy (no keys) serves loopback names and same-site callers only: a web page is not a client.
-    guard = [] if profile.governed else [browser_guard(profile.server.allowed_hosts)]
+    guard = [] if profile.governed else [_browser_guard]
     # handler_cancellation: a client that hangs up cancels its handler, and with it the upstream request.
     app = web.Application(client_max_size=max_bytes,
-                          middlewares=[*tracing_middlewares(profile), *guard, _error_middleware],
+                          middlewares=[_generation, *tracing_middlewares(profile), *guard, _error_middleware],
                           handler_args={"handler_cancellation": True})
     app[PROFILE] = profile
+    source = source if source is not None else ProfileSource.of(profile)
+    app[SOURCE] = [source] if source is not None else []
     app[FAIL_TARGETS] = frozenset(fail_targets)
     app[EMBEDDER] = [embedder] if embedder is not None else []
     app.cleanup_ctx.append(_resources)
     for wire in FORMATS.values():
         for route in wire.routes:
-            app.router.add_post(route.path, format_handler(wire, route, profile, lambda: app[PIPELINE], max_bytes))
+            app.router.add_post(route.path, format_handler(wire, route, _held, max_bytes))
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/models", _models)
     app[METRICS] = Metrics(aliases=profile.models.keys())
@@ -131,6 +126,30 @@ def _admin_key(profile: Profile) -> str | None:
     return secrets.token_urlsafe(32) if profile.governed else None
 
 
+def _held(request: web.Request) -> Generation:
+    """The generation ``request`` took when it arrived."""
+    return request[REQUEST_GENERATION]
+
+
+@web.middleware
+async def _generation(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give the request the serving generation, held (and counted in flight) until its answer is written."""
+    generation = request.app[SERVING].current
+    request[REQUEST_GENERATION] = generation
+    generation.inflight.enter()
+    try:
+        return await handler(request)
+    finally:
+        generation.inflight.leave()
+
+
+@web.middleware
+async def _browser_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The open proxy's guard against web pages (:mod:`.browser_guard`), with the request's ``allowed_hosts``."""
+    guard = request[REQUEST_GENERATION].browser
+    return await (guard(request, handler) if guard is not None else handler(request))
+
+
 async def _publish_metrics(app: web.Application, folder: Path) -> AsyncIterator[None]:
     task = asyncio.create_task(publish(app[METRICS], folder))
     yield
@@ -151,42 +170,32 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
     session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
                                     trace_configs=[telemetry.trace_config()] if telemetry is not None else None)
+    state = None
     try:
-        rng = random.Random()
-        scrub = scrubber(profile)   # every configured secret, kept out of what upstreams say
-        router = Router(build_providers(profile, session, rng), profile.routing, rng=rng,
-                        first_token_timeout_s=profile.server.first_token_timeout_s,
-                        fail_targets=app[FAIL_TARGETS], scrub=scrub)
-        prices = PriceTable.for_profile(profile)  # the mock is free, not unpriced
-        meter = MeterStage(prices, writer, listeners=[app[METRICS].observe, app[EVENTS].publish], scrub=scrub)
-        keys = await asyncio.to_thread(open_keys, profile) if profile.governed else None
         state = await open_shared_state(profile)
-        reloader = KeyReloader(keys, lambda: open_keys(profile)) if keys is not None else None
-        auth = AuthStage(profile.models, keys, reloader.fresh if reloader is not None else None)
-        limits = LimitsStage(state, prices, profile.teams, default_max_tokens=profile.server.default_max_tokens)
+        shared = Shared(session, writer, state, [app[METRICS].observe, app[EVENTS].publish],
+                        fail_targets=app[FAIL_TARGETS], embedder=next(iter(app[EMBEDDER]), None),
+                        # The trace stage, when on, comes first: its response phase runs last, once the meter logged.
+                        leading=(telemetry.stage,) if telemetry is not None else ())
+        first = await build_generation(1, profile, shared)
+        serving = ProfileReloader(first, shared, app[METRICS], next(iter(app[SOURCE]), None))
+        app[SERVING] = serving
         app[SESSION] = session
         app[WRITER] = writer
-        app[AUTH] = auth
-        app[ROUTER] = router
-        guard = GuardrailStage.from_profile(profile)
-        # The cache comes after limits (hits count against rpm, not budgets) and after the guard (its keys and
-        # stored answers hold placeholders, never redacted values; it stores nothing for an exchange with findings).
-        cache = await asyncio.to_thread(CacheStage.from_profile, profile, embedder=next(iter(app[EMBEDDER]), None))
-        app[CACHE] = cache
-        # The trace stage, when on, comes first: its response phase runs last, once the meter has logged.
-        traced = [telemetry.stage] if telemetry is not None else []
-        stages = [*traced, meter, auth, limits, *([guard] if guard.active else []), *([cache] if cache.active else []),
-                  router]
-        app[PIPELINE] = Pipeline(stages)
-        refresher = asyncio.create_task(refresh_keys(reloader)) if reloader is not None else None
+        app[AUTH] = first.auth
+        app[ROUTER] = first.router
+        app[CACHE] = first.cache
+        app[PIPELINE] = first.pipeline
+        refresher = asyncio.create_task(refresh_keys(lambda: serving.current.reloader)) if profile.governed else None
         anomalies = asyncio.create_task(refresh_spend_anomalies(app[METRICS], LogSource.of(profile.state)))
         yield
         anomalies.cancel()
-        await asyncio.to_thread(cache.close)
         if refresher is not None:
             refresher.cancel()
-        await state.close()
+        await serving.close()
     finally:
+        if state is not None:
+            await state.close()
         await session.close()
         await asyncio.to_thread(writer.close)
         if telemetry is not None:
@@ -196,8 +205,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 async def _models(request: web.Request) -> web.Response:
     """The aliases, in a shape both SDKs read: OpenAI's model list and Anthropic's (``type``, ``display_name``,
     ``created_at``, ``has_more``, ``first_id``, ``last_id``)."""
-    profile = request.app[PROFILE]
-    auth = request.app[AUTH]
+    generation = request[REQUEST_GENERATION]
+    profile, auth = generation.profile, generation.auth
     aliases = list(profile.models)
     if auth.keys is not None:
         try:
@@ -229,7 +238,7 @@ async def _ready(request: web.Request) -> web.Response:
         problems.append(f"state directory {store_dir} is not writable")
     if problems:
         return web.json_response({"status": "not ready", "problems": problems}, status=503)
-    return web.json_response({"status": "ready", "models": len(request.app[PROFILE].models)})
+    return web.json_response({"status": "ready", "models": len(request[REQUEST_GENERATION].profile.models)})
 
 
 @web.middleware

@@ -4,6 +4,7 @@ Contracts:
 - ``open_keys`` reads the minted keys and hashes the profile's (blocking: call it in a thread).
 - ``refresh_keys`` re-reads minted keys every ``interval_s`` so that ``llmgw keys create``/``revoke`` take effect
   on a running server within seconds.
+  It asks for the reloader each time: a profile reload replaces it with the new profile's.
 - :class:`KeyReloader` makes a freshly minted key work on its very first request: a request with a key the index
   does not know (and shaped like a minted one) waits for a re-read of the key store that *starts after it
   arrived*, then is looked up again. Re-reads run in a thread, one at a time, at most one per ``min_interval_s``
@@ -90,11 +91,14 @@ class KeyReloader:
         self.index.replace(fresh)
 
 
-async def refresh_keys(reloader: KeyReloader, interval_s: float = 2.0) -> None:
-    """Re-read the key store every ``interval_s`` until cancelled."""
+async def refresh_keys(reloader: Callable[[], KeyReloader | None], interval_s: float = 2.0) -> None:
+    """Re-read the key store every ``interval_s`` until cancelled, through the reloader ``reloader()`` returns then
+    (the serving profile's, which a profile reload replaces; None: an open proxy, nothing to read)."""
     while True:
         await asyncio.sleep(interval_s)
-        await reloader.reload()
+        current = reloader()
+        if current is not None:
+            await current.reload()
 
 
 def scrubber(profile: Profile) -> Scrubber:
@@ -170,17 +174,23 @@ async def open_shared_state(profile: Profile) -> SharedState:
     else:
         state = MemoryState()
     if profile.governed:
-        now = time.time()
-        try:
-            spent = await asyncio.to_thread(_spend_so_far, profile, now)
-        except (sqlite3.Error, LogUnavailable) as exc:
-            log.warning("could not read past spend from the request log: %s", exc)
-            spent = {}
-        for key, amount in spent.items():
-            ttl = 40 * 86400 if ":month:" in key else 2 * 86400
-            try:
-                await state.seed(key, amount, ttl)
-            except StateUnavailable as exc:  # one timeout is enough: do not delay start-up once per counter
-                log.warning("could not seed budget counters: %s", exc)
-                break
+        await seed_budgets(profile, state)
     return state
+
+
+async def seed_budgets(profile: Profile, state: SharedState) -> None:
+    """Start the budget counters of ``profile``'s teams and keys that ``state`` does not have yet from the spend in
+    the request log (at start-up, and after a profile reload for the owners it adds)."""
+    now = time.time()
+    try:
+        spent = await asyncio.to_thread(_spend_so_far, profile, now)
+    except (sqlite3.Error, LogUnavailable) as exc:
+        log.warning("could not read past spend from the request log: %s", exc)
+        return
+    for key, amount in spent.items():
+        ttl = 40 * 86400 if ":month:" in key else 2 * 86400
+        try:
+            await state.seed(key, amount, ttl)
+        except StateUnavailable as exc:  # one timeout is enough: do not delay start-up once per counter
+            log.warning("could not seed budget counters: %s", exc)
+            return

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -30,6 +30,16 @@ from .pipeline import Pipeline
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_TAGS = 16
+
+
+class Serving(Protocol):
+    """What a request is served with: a profile and the pipeline built from it (a generation)."""
+
+    @property
+    def profile(self) -> Profile: ...
+
+    @property
+    def pipeline(self) -> Pipeline: ...
 
 
 async def read_json(request: web.Request, max_bytes: int,
@@ -99,13 +109,15 @@ def begin(request: web.Request, profile: Profile, wire: WireFormat, route: Route
     return ex
 
 
-def format_handler(wire: WireFormat, route: Route, profile: Profile, pipeline: Callable[[], Pipeline],
+def format_handler(wire: WireFormat, route: Route, serving: Callable[[web.Request], Serving],
                    max_bytes: int) -> Handler:
-    """The POST handler of ``route``, one of ``wire``'s (see the module contract). ``pipeline()`` returns the
-    running app's pipeline (it exists only once the app has started)."""
+    """The POST handler of ``route``, one of ``wire``'s (see the module contract). ``serving(request)`` returns the
+    profile and pipeline the request took when it arrived (:class:`llmgw.proxy.generation.Generation`), which it
+    uses to its end whatever profile reloads happen meanwhile."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        stages = pipeline()
+        held = serving(request)
+        stages, profile = held.pipeline, held.profile
         ex = begin(request, profile, wire, route)
         try:
             await stages.admit(ex)

@@ -151,6 +151,8 @@ class Metrics:
                               ("alias", "target"), TTFT_BUCKETS)
         self.overhead = Histogram("llmgw_overhead_seconds", "Time spent in the gateway itself, not waiting on"
                                   " upstreams.", ("alias",), OVERHEAD_BUCKETS)
+        self.reloads = Counter("llmgw_profile_reloads_total", "Profile reloads (SIGHUP, serve --watch) by result;"
+                               " each worker counts its own.", ("result",), {("ok",): 0.0, ("refused",): 0.0})
         self.anomaly = Counter("llmgw_spend_anomaly", "1 when a group's recent spend is far above its baseline"
                                " (see `llmgw cost report`).", ("group",))
         self.log_writer: Any = None   # the request-log writer, whose backlog (and dropped rows) are shown
@@ -191,7 +193,8 @@ class Metrics:
 
     @property
     def _counters(self) -> tuple[Counter, ...]:
-        return (self.requests, self.errors, self.tokens, self.cost, self.cache_hits, self.fallbacks)
+        return (self.requests, self.errors, self.tokens, self.cost, self.cache_hits, self.fallbacks,
+                self.reloads)
 
     @property
     def _histograms(self) -> tuple[Histogram, ...]:

@@ -7,7 +7,12 @@ Contract:
   with its own event loop; a signal to the parent is passed to every worker and the parent waits for them. The
   workers publish their metrics to a folder of the run (:mod:`llmgw.proxy.metrics_share`) that the parent creates
   before and removes after.
-- ``on_ready(url)`` is called once the socket listens (with the real port when ``port`` is 0).
+- ``on_ready(url)`` is called once the socket listens (with the real port when ``port`` is 0) and SIGHUP is
+  handled (so a pid file written then can be signalled at once).
+- SIGHUP reloads the profile from ``source`` (:mod:`llmgw.proxy.reload`): validated, built, swapped; a bad profile
+  is refused on stderr and the old one keeps serving. With ``watch`` the file is also polled and reloaded when it
+  changes. With ``workers > 1`` the parent passes SIGHUP to every worker and each worker reloads (and, with
+  ``watch``, watches) by itself. Reloads are logged at INFO on ``llmgw.proxy.reload`` (shown by ``llmgw serve``).
 - Each process raises its open-file soft limit to the hard limit at start and serves at most
   ``[server] max_connections`` client connections (fewer if that limit is lower), refusing more with a 503; a
   connection must send its request headers within ``header_timeout_s`` and is closed after
@@ -30,13 +35,15 @@ from collections.abc import Callable
 from aiohttp import web
 
 from ..profile import Profile
-from .app import make_app
+from .app import SERVING, make_app
 from .connections import ConnectionGuard, GuardedSite, connection_cap, raise_fd_limit
 from .metrics_share import run_folder
+from .reload import ProfileSource
 
 log = logging.getLogger("llmgw.proxy.runner")
 
 SHUTDOWN_GRACE_S = 30.0
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"   # as `llmgw` sets it up
 GC_GEN0_THRESHOLD = 50_000   # allocations between young collections (CPython's default is 700)
 
 
@@ -68,9 +75,10 @@ async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
 
 
 async def _serve_async(profile: Profile, host: str, port: int, reuse_port: bool,
-                       on_ready: Callable[[str], None] | None, parent_pid: int | None = None) -> None:
+                       on_ready: Callable[[str], None] | None, parent_pid: int | None = None,
+                       source: ProfileSource | None = None, watch: bool = False) -> None:
     folder = run_folder(profile.state.db_path.parent, parent_pid) if parent_pid else None
-    app = make_app(profile, metrics_folder=folder)
+    app = make_app(profile, metrics_folder=folder, source=source)
     server = profile.server
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S,
                            keepalive_timeout=server.keepalive_timeout_s)
@@ -91,14 +99,20 @@ async def _serve_async(profile: Profile, host: str, port: int, reuse_port: bool,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    serving = app[SERVING]
+    loop.add_signal_handler(signal.SIGHUP, serving.request)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})   # a worker's SIGHUP that came early runs now
     if on_ready is not None:
         on_ready(_url(host, sock.getsockname()[1]))
     watcher = asyncio.create_task(_watch_parent(parent_pid, stop)) if parent_pid else None
+    file_watch = asyncio.create_task(serving.watch()) if watch else None
     try:
         await stop.wait()
     finally:
-        if watcher is not None:
-            watcher.cancel()
+        loop.remove_signal_handler(signal.SIGHUP)
+        for task in (watcher, file_watch):
+            if task is not None:
+                task.cancel()
         await runner.cleanup()
 
 
@@ -121,32 +135,52 @@ def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def show_reloads() -> None:
+    """Let the server's reload lines (INFO) through to stderr, unless logging was set up more verbosely."""
+    reload_log = logging.getLogger("llmgw.proxy.reload")
+    if reload_log.getEffectiveLevel() > logging.INFO:
+        reload_log.setLevel(logging.INFO)
+
+
 def serve_one(profile: Profile, host: str, port: int, *, reuse_port: bool = False,
-              on_ready: Callable[[str], None] | None = None, parent_pid: int | None = None) -> None:
-    """Serve in this process until SIGINT/SIGTERM (or, for a worker, until its parent is gone)."""
+              on_ready: Callable[[str], None] | None = None, parent_pid: int | None = None,
+              source: ProfileSource | None = None, watch: bool = False) -> None:
+    """Serve in this process until SIGINT/SIGTERM (or, for a worker, until its parent is gone); SIGHUP (and, with
+    ``watch``, a change of the file) reloads the profile from ``source``."""
     _install_uvloop()
-    asyncio.run(_serve_async(profile, host, port, reuse_port, on_ready, parent_pid))
+    show_reloads()
+    asyncio.run(_serve_async(profile, host, port, reuse_port, on_ready, parent_pid, source, watch))
     # Shut down cleanly already: a second ^C or SIGTERM while the interpreter exits changes nothing.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
-def _worker(profile: Profile, host: str, port: int, parent_pid: int) -> None:
+def _worker(profile: Profile, host: str, port: int, parent_pid: int, source: ProfileSource | None = None,
+            watch: bool = False, log_level: int = logging.WARNING) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM; a terminal ^C reaches us all
-    serve_one(profile, host, port, reuse_port=True, parent_pid=parent_pid)
+    logging.basicConfig(level=log_level, format=LOG_FORMAT)   # a spawned process starts with no logging set up
+    serve_one(profile, host, port, reuse_port=True, parent_pid=parent_pid, source=source, watch=watch)
 
 
 def serve(profile: Profile, host: str, port: int, workers: int = 1,
-          on_ready: Callable[[str], None] | None = None) -> None:
-    """Serve with ``workers`` processes until SIGINT/SIGTERM; returns after a clean shutdown."""
+          on_ready: Callable[[str], None] | None = None, *, source: ProfileSource | None = None,
+          watch: bool = False) -> None:
+    """Serve with ``workers`` processes until SIGINT/SIGTERM; returns after a clean shutdown. SIGHUP reloads the
+    profile from ``source`` (in every worker); ``watch`` reloads it when the file changes."""
     if workers <= 1:
-        serve_one(profile, host, port, on_ready=on_ready)
+        serve_one(profile, host, port, on_ready=on_ready, source=source, watch=watch)
         return
     metrics_folder = run_folder(profile.state.db_path.parent, os.getpid())
     shutil.rmtree(metrics_folder, ignore_errors=True)
     metrics_folder.mkdir(parents=True)
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(profile, host, port, os.getpid()), name=f"llmgw-worker-{i}")
+    # Workers start with SIGHUP blocked (the mask is inherited) until their loop handles it: a reload asked for
+    # while one starts waits for it instead of killing it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    level = logging.getLogger().getEffectiveLevel()
+    procs = [ctx.Process(target=_worker, args=(profile, host, port, os.getpid(), source, watch, level),
+                         name=f"llmgw-worker-{i}")
              for i in range(workers)]
     for proc in procs:
         proc.start()
@@ -160,8 +194,18 @@ def serve(profile: Profile, host: str, port: int, workers: int = 1,
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGTERM)
 
+    def forward_reload(signum: int, frame: object) -> None:
+        if stopping:
+            return
+        for proc in procs:
+            if proc.is_alive() and proc.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGHUP)
+
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, forward_reload)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     if on_ready is not None:
         on_ready(_url(host, port))
     try:

@@ -130,6 +130,12 @@ class CircuitBreaker:
         until = self._open_until.get(target)
         return until is not None and now < until
 
+    def carry(self, old: CircuitBreaker, targets: Collection[str]) -> None:
+        """Take over ``old``'s failure counts and cooldowns of ``targets`` (a profile reload: targets that still
+        exist stay in cooldown; a probe in flight ends with its old request)."""
+        self._consecutive.update({t: n for t, n in old._consecutive.items() if t in targets})
+        self._open_until.update({t: u for t, u in old._open_until.items() if t in targets})
+
 
 class Router(Stage):
     """Sends an exchange to its alias's targets. Holds the providers and the routing state it learns."""

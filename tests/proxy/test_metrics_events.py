@@ -65,7 +65,7 @@ def test_render_parses_with_every_family_before_any_traffic() -> None:
         "llmgw_requests": "counter", "llmgw_errors": "counter", "llmgw_tokens": "counter",
         "llmgw_cost_usd": "counter", "llmgw_cache_hits": "counter", "llmgw_fallbacks": "counter",
         "llmgw_request_latency_seconds": "histogram", "llmgw_time_to_first_token_seconds": "histogram",
-        "llmgw_overhead_seconds": "histogram",
+        "llmgw_overhead_seconds": "histogram", "llmgw_profile_reloads": "counter",
         "llmgw_spend_anomaly": "gauge",
     }
 
