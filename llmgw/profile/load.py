@@ -19,6 +19,7 @@ from .sections import (
     KIND_NAMES,
     Checker,
     expand_targets,
+    read_alerts,
     read_keys,
     read_model,
     read_prices,
@@ -32,7 +33,7 @@ from .sections import (
 )
 
 _LATER_SECTIONS: dict[str, type] = {"teams": dict, "keys": dict, "cache": dict, "guardrails": list}
-_TOP_KEYS = {"server", "state", "routing", "providers", "models", "prices", "telemetry", *_LATER_SECTIONS}
+_TOP_KEYS = {"server", "state", "routing", "providers", "models", "prices", "telemetry", "alerts", *_LATER_SECTIONS}
 
 
 def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile:
@@ -62,6 +63,7 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
     teams = read_teams(c, data.get("teams"), models)
     keys = read_keys(c, data.get("keys"), teams, models)
     telemetry = read_telemetry(c, data.get("telemetry"))
+    alerts = read_alerts(c, data.get("alerts"), teams)
     extra = {}
     for section, kind in _LATER_SECTIONS.items():
         if section in data:
@@ -87,7 +89,7 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         raise ProfileError(c.problems, source)
     return Profile(server=server, state=state, providers=providers, models=models, prices=prices,
                    routing=routing, teams=teams, keys=keys, cache=cache, guardrails=guardrails, extra=extra,
-                   source=source, telemetry=telemetry)
+                   source=source, telemetry=telemetry, alerts=alerts)
 
 
 def load_profile(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None) -> Profile:

@@ -240,6 +240,42 @@ class Price:
     long_context: LongContext | None = None
 
 
+ALERT_KINDS = ("budget", "anomaly")
+ALERT_PERIODS = ("hour", "day", "week")
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    """One ``[[alerts]]`` entry (see docs/alerts.md). ``kind = "budget"``: fire when a team's or key's spend crosses
+    each share in ``at`` of its daily or monthly budget, once per budget period. ``kind = "anomaly"``: fire when a
+    group's (``by``: team, key) spend over the last ``window_s`` is at least ``factor`` times what its own history
+    (the ``history_s`` before) spends in such a window and ``min_usd`` above it; and, unless ``loop_count`` is 0,
+    when one key sends the same last user message ``loop_count`` times within ``loop_window_s``; each at most once
+    per ``period``. ``teams``/``keys`` (None: all) narrow who is watched. ``webhook`` is a secret reference to a
+    Slack-compatible incoming-webhook URL (None: the alert is logged and streamed only)."""
+
+    index: int
+    kind: str
+    name: str = ""
+    webhook: Secret | None = None
+    teams: tuple[str, ...] | None = None
+    keys: tuple[str, ...] | None = None
+    at: tuple[float, ...] = (0.5, 0.8, 1.0)
+    period: str = "day"
+    factor: float = 3.0
+    window_s: float = 900.0
+    history_s: float = 7 * 86400.0
+    min_usd: float = 1.0
+    by: tuple[str, ...] = ("team", "key")
+    loop_count: int = 20
+    loop_window_s: float = 300.0
+
+    @property
+    def label(self) -> str:
+        """How messages name this entry: its ``name``, else ``alerts[i]``."""
+        return self.name or f"alerts[{self.index}]"
+
+
 @dataclass(frozen=True)
 class Profile:
     server: ServerConfig
@@ -253,6 +289,7 @@ class Profile:
     cache: CacheConfig = field(default_factory=CacheConfig)   # [cache], validated (off when absent)
     guardrails: tuple[Rule, ...] = ()                          # [[guardrails]], parsed
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)  # [telemetry] (off when absent)
+    alerts: tuple[AlertConfig, ...] = ()                       # [[alerts]]
     extra: Mapping[str, Any] = field(default_factory=dict)    # the raw [teams], [keys], [cache], [[guardrails]]
     source: str = "<built-in demo>"
 
@@ -265,6 +302,7 @@ class Profile:
         if self.state.password:
             found.append(("state.password", self.state.password))
         found += [(f"telemetry.headers.{name}", value) for name, value in self.telemetry.headers.items()]
+        found += [(f"alerts[{a.index}].webhook", a.webhook) for a in self.alerts if a.webhook is not None]
         return found
 
     @property

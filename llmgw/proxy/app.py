@@ -30,6 +30,7 @@ import orjson
 from aiohttp import web
 
 from .. import __version__
+from ..alerts import AlertEngine
 from ..cache.embed import Embedder
 from ..errors import GatewayError
 from ..formats import FORMATS, canonical
@@ -66,6 +67,7 @@ EMBEDDER = web.AppKey("embedder", list)  # [Embedder] to override the semantic c
 CACHE = web.AppKey("cache", CacheStage)
 SOURCE = web.AppKey("source", list)      # [ProfileSource] the profile is re-read from, or []
 SERVING = web.AppKey("serving", ProfileReloader)
+ALERTS = web.AppKey("alerts", AlertEngine)   # set when the profile has [[alerts]]
 REQUEST_GENERATION = web.RequestKey("generation", Generation)
 
 __all__ = ["CACHE", "PROFILE", "ROUTER", "SERVING", "build_providers", "make_app"]
@@ -173,7 +175,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     state = None
     try:
         state = await open_shared_state(profile)
-        shared = Shared(session, writer, state, [app[METRICS].observe, app[EVENTS].publish],
+        # Alerts are evaluated off the request path: the engine only queues each row (llmgw/alerts/engine.py).
+        alerts = AlertEngine(profile, publish=app[EVENTS].publish_alert) if profile.alerts else None
+        watch = [alerts.observe] if alerts is not None and alerts.wants_rows else []
+        shared = Shared(session, writer, state, [app[METRICS].observe, app[EVENTS].publish, *watch],
                         fail_targets=app[FAIL_TARGETS], embedder=next(iter(app[EMBEDDER]), None),
                         # The trace stage, when on, comes first: its response phase runs last, once the meter logged.
                         leading=(telemetry.stage,) if telemetry is not None else ())
@@ -186,9 +191,14 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[ROUTER] = first.router
         app[CACHE] = first.cache
         app[PIPELINE] = first.pipeline
+        if alerts is not None:
+            app[ALERTS] = alerts
+            await alerts.start()
         refresher = asyncio.create_task(refresh_keys(lambda: serving.current.reloader)) if profile.governed else None
         anomalies = asyncio.create_task(refresh_spend_anomalies(app[METRICS], LogSource.of(profile.state)))
         yield
+        if alerts is not None:
+            await alerts.stop()   # the last rows' alerts, and deliveries in flight
         anomalies.cancel()
         if refresher is not None:
             refresher.cancel()

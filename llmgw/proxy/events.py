@@ -18,6 +18,8 @@ Contracts:
   open streams do not hold up a graceful stop).
 - ``?history=N`` (at most :data:`MAX_HISTORY`) first sends the newest N requests of the request log, oldest
   first, in the same shape; a request sent from the log is not sent again when it is published live.
+- :meth:`EventHub.publish_alert` hands an alert record (:meth:`llmgw.alerts.Alert.record`) to every subscriber, queued
+  like a request; ``/admin/events`` sends it as a distinct ``event: alert`` (requests stay unnamed ``data:`` events).
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ log = logging.getLogger("llmgw.proxy.events")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 History = Callable[[int, bool], Awaitable[list[dict[str, Any]]]]   # (how many, with bodies) -> records
+
+
+class AlertRecord(dict[str, Any]):
+    """An alert's record on its way through a subscription: sent as ``event: alert``, never stripped of bodies."""
 
 
 class Subscription:
@@ -106,7 +112,7 @@ class Subscription:
             await self._ready.wait()
         row, size = self._rows.popleft()
         self._bytes -= size
-        return row if self.bodies else strip_bodies(row)
+        return row if self.bodies or isinstance(row, AlertRecord) else strip_bodies(row)
 
     def __enter__(self) -> Subscription:
         return self
@@ -168,6 +174,12 @@ class EventHub:
             else:
                 plain = row_bytes(row, False) if plain < 0 else plain
                 subscription.offer(row, plain)
+
+    def publish_alert(self, record: dict[str, Any]) -> None:
+        """Hand an alert's record to every subscriber (sent as ``event: alert``)."""
+        alert = AlertRecord(record)
+        for subscription in self._subscribers:
+            subscription.offer(alert)
 
     def subscribe(self, bodies: bool = False) -> Subscription:
         """A new subscription, registered at once: it receives every record published from now on."""
@@ -249,6 +261,9 @@ async def _stream(response: web.StreamResponse, subscription: Subscription, keep
         if subscription.dropped > reported:   # this reader fell behind: say how many records it missed
             reported = subscription.dropped
             await response.write(f": dropped {reported} records (this reader was too slow)\n\n".encode())
+        if isinstance(record, AlertRecord):
+            await response.write(encode_data(orjson.dumps(record, default=_json_default), event="alert"))
+            continue
         if already_sent and record.get("id") in already_sent:
             already_sent.discard(record["id"])  # sent from the log already; a request is published once
             continue
