@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from ..exchange import Exchange, StreamEvent, UpstreamReply, Usage
+from ..exchange import CANONICAL, Exchange, StreamEvent, UpstreamReply, Usage
 from ..sse import SSEDecoder, encode_data
 from .base import (
     ProviderBase,
@@ -29,6 +29,7 @@ from .base import (
     retry_after_seconds,
     transport_failure,
 )
+from .openai_chunks import merge_text_runs
 from .params import without
 from .responses_api import RESPONSES, ResponsesAPI
 
@@ -100,21 +101,31 @@ class OpenAIProvider(ProviderBase):
                     raise await self.failure_from(resp)
                 decoder = SSEDecoder()
                 finished = False
+                merge = ex.client_format == CANONICAL   # the client gets the raw bytes: exactly what was sent
                 async for piece in resp.content.iter_any():
                     messages = decoder.feed(piece)
                     if not messages:
                         continue
-                    done = messages[-1].data == b"[DONE]"
-                    last = len(messages) - (2 if done else 1)   # the last event of this read: write then
-                    for i, message in enumerate(messages):
+                    events: list[StreamEvent] = []
+                    done = False
+                    for message in messages:
                         if message.data == b"[DONE]":
-                            await _drain(resp)
-                            return
-                        event = _event(message.data)
-                        event.flush = i == last
-                        if not finished:
-                            finished = _has_finish(event.data)
-                        yield event
+                            done = True
+                            break
+                        events.append(_event(message.data))
+                    if events:
+                        if merge:   # one event per run of text, its bytes unchanged: see openai_chunks
+                            events = list(merge_text_runs(events))
+                        for event in events:
+                            event.flush = False
+                            if not finished:
+                                finished = _has_finish(event.data)
+                        events[-1].flush = True                   # the last event of this read: write then
+                        for event in events:
+                            yield event
+                    if done:
+                        await _drain(resp)
+                        return
                 for message in decoder.close():
                     if message.data != b"[DONE]":
                         event = _event(message.data)
