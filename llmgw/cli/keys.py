@@ -11,7 +11,8 @@ from rich.table import Table
 
 from ..durations import parse_duration, parse_point
 from ..profile import Profile
-from ..store.keys import KeyStore, open_key_store
+from ..store.key_backend import open_key_store
+from ..store.keys import KeyStore
 from ..store.log_backend import LogUnavailable
 from .common import FORMAT_HELP, PROFILE_HELP, console, fail, load_or_exit, plain, plural, print_json
 

@@ -32,7 +32,8 @@ from datetime import UTC, datetime
 from ..profile import Profile, SecretError
 from ..scrub import Scrubber, url_password
 from ..stages.limits import budget_counter, periods
-from ..store.keys import KeyIndex, could_be_minted, open_key_store
+from ..store.key_backend import open_key_store
+from ..store.keys import KeyIndex, could_be_minted
 from ..store.log_backend import LogSource, LogUnavailable
 from ..store.shared import MemoryState, SharedState, StateUnavailable
 

@@ -7,7 +7,7 @@ Contracts:
   None for unknown, revoked and expired keys alike (the caller gives the same 401 for all).
 - Minted keys live in the same SQLite file as the request log; the schema is owned here and migrated like it.
   With a postgresql:// ``[state] url`` they live in PostgreSQL (:mod:`llmgw.store.keys_postgres`):
-  :func:`open_key_store` chooses.
+  :func:`llmgw.store.key_backend.open_key_store` chooses.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..profile import Budget, KeyConfig, Profile, StateConfig, TeamConfig
+from ..profile import Budget, KeyConfig, Profile, TeamConfig
 from .log import open_state_db
 
 PREFIX = "sk-llmgw-"
@@ -102,21 +102,6 @@ class KeyStore:
         for key_id, digest, team, name, expires, revoked in self._db.execute(
                 "SELECT id, hash, team, name, expires, revoked FROM keys"):
             yield digest, KeyRecord(id=key_id, team=team, name=name, expires=expires, revoked=revoked is not None)
-
-
-def open_key_store(state: StateConfig) -> KeyStore:
-    """The minted keys a profile's ``[state]`` names: in the SQLite file, or in PostgreSQL
-    (:class:`~llmgw.store.keys_postgres.PostgresKeyStore`, the same interface)."""
-    if not state.is_postgres:
-        return KeyStore(state.db_path)
-    from .keys_postgres import PostgresKeyStore
-    from .log_backend import LogSource, LogUnavailable
-    from .log_postgres import DatabaseUnavailable
-
-    try:
-        return PostgresKeyStore(state.url, LogSource.of(state).resolve_password())  # type: ignore[return-value]
-    except DatabaseUnavailable as exc:
-        raise LogUnavailable(str(exc)) from None
 
 
 def key_names(db: sqlite3.Connection) -> dict[str, str]:

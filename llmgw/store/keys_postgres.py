@@ -10,25 +10,24 @@ from collections.abc import Iterable, Iterator
 
 import psycopg
 
+from .database import LogUnavailable
 from .keys import PREFIX, SECRET_BYTES, KeyRecord, hash_secret
 from .log_postgres import DatabaseUnavailable, connect, describe, migrate, one_line
 
 
 @contextlib.contextmanager
 def _errors(url: str) -> Iterator[None]:
-    """A driver error as :class:`~llmgw.store.log_backend.LogUnavailable` (one line): what the key reloader and the
+    """A driver error as :class:`~llmgw.store.database.LogUnavailable` (one line): what the key reloader and the
     commands catch."""
     try:
         yield
     except psycopg.Error as exc:
-        from .log_backend import LogUnavailable
-
         raise LogUnavailable(f"minted keys at {describe(url)}: {one_line(exc)}") from None
 
 
 class PostgresKeyStore:
     """The minted keys in the PostgreSQL state database (driver errors after opening are
-    :class:`~llmgw.store.log_backend.LogUnavailable`)."""
+    :class:`~llmgw.store.database.LogUnavailable`)."""
 
     def __init__(self, url: str, password: str | None) -> None:
         # servers re-read the keys every few seconds: migrate only a database that has no key table yet

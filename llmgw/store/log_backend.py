@@ -23,9 +23,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from . import log as request_log
+from .database import LogMissing, LogUnavailable, describe_url
 
 if TYPE_CHECKING:
     from ..profile import Secret, StateConfig
@@ -34,27 +34,6 @@ SPOOL_NAME = "log-spool.db"
 # what a report reads: every column but the bodies, the attempt log, the findings and the story
 REPORT_COLUMNS = tuple(c for c in request_log.COLUMNS
                        if c not in ("request", "response", "attempts_json", "findings", "story", "dropped_params"))
-
-
-def describe_url(url: str) -> str:
-    """``url`` for people and logs: any password in it replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)
-        user = netloc[0].split(":", 1)[0]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
-    except ValueError:
-        return "<unparsable url>"
-
-
-class LogMissing(Exception):
-    """There is no request log yet (a SQLite file that was never written)."""
-
-
-class LogUnavailable(Exception):
-    """The request log cannot be opened; the message is one line and names no secret."""
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row, tuple_row
 
+from .database import describe_url as describe
 from .log import COLUMNS, PG_MIGRATIONS, row_values
-from .log_backend import describe_url as describe
 from .spool import Spool
 
 log = logging.getLogger("llmgw.log")

@@ -17,7 +17,8 @@ from typer.testing import CliRunner, Result
 from llmgw.cli.main import app
 from llmgw.profile import load_profile
 from llmgw.store import log as request_log
-from llmgw.store.keys import KeyIndex, KeyStore, open_key_store
+from llmgw.store.key_backend import open_key_store
+from llmgw.store.keys import KeyIndex, KeyStore
 from llmgw.store.log_backend import LogSource, write_rows
 from tests.postgres.conftest import PASSWORD_ENV, PostgresServer
 from tests.unit.test_log_store import make_row
