@@ -11,11 +11,15 @@ Contract:
 - The filter (see :func:`~.feed.matches`) applies to the stored records and to every new one, ``filter_delay_s``
   after the last keystroke; Enter in the filter box applies it at once and opens the newest match's details.
 - The connection bar shows the source's latest :class:`~.source.Status`: "connecting …" until the first.
+- An :class:`~.source.Alert` pops up as a warning notification and stays in the alert line above the table (the
+  newest, with how many have come); :attr:`TailApp.alerts` keeps the last :data:`ALERTS_KEPT`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
+from collections import deque
 from typing import ClassVar
 
 from rich.text import Text
@@ -28,8 +32,10 @@ from textual.worker import Worker, WorkerState
 
 from .detail import DetailPane
 from .feed import Entry, Feed, matches
-from .source import RecordSource, Status
+from .source import Alert, RecordSource, Status
 from .table import RequestTable
+
+ALERTS_KEPT = 100
 
 
 class FilterInput(Input):
@@ -46,6 +52,7 @@ class TailApp(App[None]):
     #bar { height: 1; padding: 0 1; }
     #connection { width: 1fr; }
     #counts { width: auto; }
+    #alert { height: 1; padding: 0 1; display: none; }
     #filter { height: 3; }
     #requests { height: 1fr; }
     """
@@ -74,6 +81,8 @@ class TailApp(App[None]):
         # shuts down, after the screen has let go of them.
         self._connection_bar = Static(id="connection")
         self._counts_bar = Static(id="counts")
+        self._alert_line = Static(id="alert")
+        self.alerts: deque[Alert] = deque(maxlen=ALERTS_KEPT)
         self._filter = FilterInput(placeholder="filter: alias, target, team, key, status, error …", id="filter")
         self._table = RequestTable(id="requests")
         self._detail = DetailPane(id="detail")
@@ -85,6 +94,7 @@ class TailApp(App[None]):
         with Horizontal(id="bar"):
             yield self._connection_bar
             yield self._counts_bar
+        yield self._alert_line
         yield self._filter
         yield self._table
         yield self._detail
@@ -113,6 +123,8 @@ class TailApp(App[None]):
             async for event in events:
                 if isinstance(event, Status):
                     self.set_connection(event)
+                elif isinstance(event, Alert):
+                    self.show_alert(event)
                 else:
                     self.feed.receive(event)
         self.set_connection(Status("disconnected", f"{self.source.label}: the source has ended"))
@@ -125,6 +137,21 @@ class TailApp(App[None]):
         """Show ``status`` in the connection bar."""
         self.connection = status
         self._show_connection()
+
+    def show_alert(self, alert: Alert) -> None:
+        """Notify ``alert`` and put it in the alert line."""
+        self.alerts.append(alert)
+        moment = alert.record.get("time")
+        when = time.strftime("%H:%M:%S", time.localtime(moment)) if isinstance(moment, int | float) else ""
+        more = f"  ({len(self.alerts)} alerts)" if len(self.alerts) > 1 else ""
+        self._alert_line.update(Text(f"▲ {when} {alert.kind}: {alert.text}{more}", style="bold black on yellow"))
+        self._alert_line.display = True
+        self.notify(alert.text, title=f"llmgw {alert.kind} alert", severity="warning", timeout=10)
+
+    @property
+    def alert_text(self) -> str:
+        """The alert line's text, as shown ("" before the first alert)."""
+        return str(self._alert_line.render()) if self.alerts else ""
 
     def _show_connection(self) -> None:
         status = self.connection

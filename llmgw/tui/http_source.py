@@ -8,7 +8,8 @@ Contract:
   ``retry_initial_s`` up to ``retry_max_s`` and starts over once a stream opens.
 - ``key`` goes out only as ``Authorization: Bearer <key>`` and never appears in a status.
 - A stream silent for longer than ``idle_timeout_s`` (the server sends a keep-alive every 15 s) counts as dropped.
-  Events that are not JSON objects, and events larger than ``max_event_bytes``, are skipped.
+  Events that are not JSON objects, and events larger than ``max_event_bytes``, are skipped. An ``event: alert``
+  is yielded as an :class:`~.source.Alert` (never deduplicated as a request).
 - Closing the iterator (or cancelling its consumer) closes the HTTP session.
 - With ``history`` N, every connection asks for the newest N logged requests first (``?history=N``), so the
   view starts full and a reconnect fills the gap; a record whose ``id`` was already yielded (among the last
@@ -25,7 +26,7 @@ import aiohttp
 import orjson
 
 from ..sse import SSEDecoder
-from .source import Event, Record, Status
+from .source import Alert, Event, Record, Status
 
 
 class _Refused(Exception):
@@ -92,7 +93,7 @@ class HttpEventSource:
                         yield Status("connected", f"connected to {self.url}")
                         delay = self.retry_initial_s
                         async for record in self._records(response):
-                            if self._first_time(record):
+                            if isinstance(record, Alert) or self._first_time(record):
                                 yield record
                     problem = f"the proxy at {self.url} closed the stream"
                 except _Refused as exc:
@@ -104,17 +105,17 @@ class HttpEventSource:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)
 
-    async def _records(self, response: aiohttp.ClientResponse) -> AsyncIterator[Record]:
+    async def _records(self, response: aiohttp.ClientResponse) -> AsyncIterator[Record | Alert]:
         decoder = SSEDecoder()
         async for chunk in response.content.iter_any():
             for message in decoder.feed(chunk):
                 record = self._parse(message.data)
                 if record is not None:
-                    yield record
+                    yield Alert(record) if message.event == "alert" else record
         for message in decoder.close():
             record = self._parse(message.data)
             if record is not None:
-                yield record
+                yield Alert(record) if message.event == "alert" else record
 
     def _parse(self, data: bytes) -> Record | None:
         if not data or len(data) > self.max_event_bytes:

@@ -4,6 +4,7 @@ Contract:
 - A source's :meth:`RecordSource.events` is an async iterator yielding, in arrival order, either a record (one
   finished request, the dict :meth:`llmgw.exchange.Exchange.log_row` describes, as ``GET /admin/events`` sends it)
   or a :class:`Status` when the connection to the records changes. Consumers treat records as read-only.
+- An alert the proxy raised (``event: alert`` on ``GET /admin/events``) is yielded as an :class:`Alert`.
 - A source that can lose its connection yields ``Status("disconnected", why)`` when it does and
   ``Status("connected", where)`` when records can flow again; it never raises for a network problem.
 - Iteration may be abandoned at any point; consumers close the iterator (``contextlib.aclosing``) so a source's
@@ -33,7 +34,23 @@ class Status:
         return self.state == "connected"
 
 
-Event: TypeAlias = Record | Status
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An alert the proxy raised: its record (:meth:`llmgw.alerts.Alert.record`: ``kind``, ``subject``, ``text``,
+    ``time``, ``facts``…)."""
+
+    record: Record
+
+    @property
+    def text(self) -> str:
+        return str(self.record.get("text") or "alert")
+
+    @property
+    def kind(self) -> str:
+        return str(self.record.get("kind") or "alert")
+
+
+Event: TypeAlias = Record | Status | Alert
 
 
 class RecordSource(Protocol):
