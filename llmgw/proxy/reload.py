@@ -10,9 +10,10 @@ Contracts:
   its own line, ``llmgw_profile_reloads_total{result="refused"}``) and the old generation keeps serving. A good
   one is built into a complete new :class:`~.generation.Generation` off the event loop and swapped in with one
   assignment; requests that arrived before keep the generation they took. Settings that are applied only at start
-  (:data:`RESTART_ONLY`: the listening socket, the workers, the state store, telemetry, the admin key, connection
-  limits) keep their running values and are logged as "needs a restart"; the rest applies. Turning an open proxy
-  into a governed one or back is refused as a whole: its browser guard and admin key are set at start.
+  (:data:`RESTART_ONLY`: the listening socket, the workers, the state store, telemetry, spend alerts, the admin
+  key, connection limits) keep their running values and are logged as "needs a restart"; the rest applies.
+  Turning an open proxy into a governed one or back is refused as a whole: its browser guard and admin key are set
+  at start.
 - Reloads run one at a time; a reload asked for while one runs (:meth:`ProfileReloader.request`, from a signal)
   runs once more after it, however many were asked for.
 - :meth:`ProfileReloader.watch` polls the file every ``interval_s`` (size, mtime and inode, then a hash of the
@@ -87,20 +88,24 @@ def profile_problems(profile: Profile, host: str | None = None) -> list[str]:
 
 def restart_needed(running: Profile, new: Profile) -> list[str]:
     """The key paths whose new value applies only after a restart (:data:`RESTART_ONLY`, ``[state]``,
-    ``[telemetry]``); values are not shown (some are secrets)."""
+    ``[telemetry]``, ``[[alerts]]``: the alert engine is started with the server); values are not shown (some are
+    secrets)."""
     changed = [f"server.{name}" for name in RESTART_ONLY
                if getattr(running.server, name) != getattr(new.server, name)]
     if running.state != new.state:
         changed.append("state")
     if running.telemetry != new.telemetry:
         changed.append("telemetry")
+    if running.alerts != new.alerts:
+        changed.append("alerts")
     return changed
 
 
 def pinned(running: Profile, new: Profile) -> Profile:
     """``new`` with the settings that only a restart applies kept at their running values."""
     server = dataclasses.replace(new.server, **{name: getattr(running.server, name) for name in RESTART_ONLY})
-    return dataclasses.replace(new, server=server, state=running.state, telemetry=running.telemetry)
+    return dataclasses.replace(new, server=server, state=running.state, telemetry=running.telemetry,
+                               alerts=running.alerts)
 
 
 def changes(old: Profile, new: Profile) -> list[str]:

@@ -321,9 +321,11 @@ def test_what_changed_and_what_needs_a_restart(tmp_path: Path) -> None:
     old = load_profile(write(tmp_path / "old.toml", base))
     new = load_profile(write(tmp_path / "new.toml", {
         **base, "server": {"host": "127.0.0.2", "workers": 2, "timeout_s": 5},
-        "models": {"fast": {"targets": ["mock/mock-2"]}, "added": {"targets": ["mock/mock-1"]}}}))
+        "models": {"fast": {"targets": ["mock/mock-2"]}, "added": {"targets": ["mock/mock-1"]}},
+        "alerts": [{"kind": "anomaly"}]}))
     assert changes(old, new) == ["aliases added: added", "aliases removed: old", "aliases changed: fast",
                                  "server changed"]
-    assert restart_needed(old, new) == ["server.host", "server.workers"]
+    assert restart_needed(old, new) == ["server.host", "server.workers", "alerts"]
     kept = pinned(old, new)
     assert (kept.server.host, kept.server.workers, kept.server.timeout_s) == ("127.0.0.1", 1, 5.0)
+    assert kept.alerts == ()
