@@ -41,14 +41,14 @@ def free_port() -> int:
 Result = tuple[float, int, str]   # (sent at, status, target)
 
 
-async def load(url: str, until: float) -> list[Result]:
-    """``CLIENTS`` clients sending one chat request after another until ``until``."""
+async def load(url: str, until: list[float]) -> list[Result]:
+    """``CLIENTS`` clients sending one chat request after another until ``until[0]`` (which may move)."""
     body = {"model": "chat", "messages": [{"role": "user", "content": "which upstream answers?"}]}
 
     async def client() -> list[Result]:
         out: list[Result] = []
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-            while time.monotonic() < until:
+            while time.monotonic() < until[0]:
                 sent = time.monotonic()
                 try:
                     resp = await http.post("/v1/chat/completions", json=body)
@@ -58,6 +58,18 @@ async def load(url: str, until: float) -> list[Result]:
         return out
 
     return [r for results in await asyncio.gather(*(client() for _ in range(CLIENTS))) for r in results]
+
+
+async def listening(url: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+        while True:
+            try:
+                if (await http.get("/health")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the server never answered"
+            await asyncio.sleep(0.1)
 
 
 def check(results: list[Result], asked_at: float, changed_at: float, output: list[str]) -> None:
@@ -80,8 +92,8 @@ async def test_serve_watch_switches_routes_under_load_without_a_failed_request(s
         server = serve(profile(a, b, "a/gpt-4o-mini"), "--watch")
         path = tmp_path / "profile.toml"
         new = {**profile(a, b, "b/gpt-4o-mini"), "state": {"url": f"sqlite:///{server.db}"}}
-        start = time.monotonic()
-        loading = asyncio.create_task(load(server.url, start + LOAD_S))
+        until = [time.monotonic() + LOAD_S]
+        loading = asyncio.create_task(load(server.url, until))
         await asyncio.sleep(CHANGE_AT_S)
         rewrite(path, new)
         changed_at = time.monotonic()
@@ -99,15 +111,16 @@ async def test_llmgw_reload_switches_routes_under_load_without_a_failed_request(
         server = serve(profile(a, b, "a/gpt-4o-mini"), *args)
         path = tmp_path / "profile.toml"
         new = {**profile(a, b, "b/gpt-4o-mini"), "state": {"url": f"sqlite:///{server.db}"}}
-        await asyncio.sleep(1.0 if workers > 1 else 0)   # every worker listens
-        start = time.monotonic()
-        loading = asyncio.create_task(load(server.url, start + LOAD_S + 1.0))
+        await listening(server.url)   # the workers' parent prints its banner before they listen
+        until = [time.monotonic() + 60]   # until a while after `llmgw reload` returned
+        loading = asyncio.create_task(load(server.url, until))
         await asyncio.sleep(CHANGE_AT_S)
         rewrite(path, new)
         asked_at = time.monotonic()
         reload = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "llmgw", "reload", "--profile",
                                                           str(path)], capture_output=True, text=True, timeout=30)
         changed_at = time.monotonic()
+        until[0] = max(changed_at + 1.5, asked_at + LOAD_S - CHANGE_AT_S)
         results = await loading
     assert reload.returncode == 0, reload.stderr
     assert f"pid {server.proc.pid}" in reload.stdout
