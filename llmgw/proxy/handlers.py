@@ -6,10 +6,13 @@ Contract (:func:`format_handler`):
 - The body is read once (size limit, orjson), the route's format validates it and fills the exchange, and the
   exchange goes through the whole pipeline — every endpoint alike (chat, embeddings, count_tokens): auth, limits,
   guardrails, cache, routing, meter.
-- Whatever happens, ``Pipeline.finish`` runs, so every request — refused, failed or answered — leaves exactly one
-  log row. A bad request gets a precise 4xx in the client's format and never reaches a provider.
+- Whatever happens, ``Pipeline.finish`` runs to its end, so every request — refused, failed or answered — leaves
+  exactly one log row and settles what it reserved. A bad request gets a precise 4xx in the client's format and
+  never reaches a provider.
 - A client that hangs up cancels the handler (and with it the upstream request); the exchange is marked
-  ``client_disconnect``.
+  ``client_disconnect``. A hang-up while the exchange is being finished (a stream's client closes the connection
+  as soon as it has the last event, while budgets settle in a shared store) does not cut the finish short: it runs
+  in its own task, which the handler waits for before it ends.
 """
 
 from __future__ import annotations
@@ -140,6 +143,17 @@ def format_handler(wire: WireFormat, route: Route, serving: Callable[[web.Reques
             ex.client_gone()
             raise
         finally:
-            await stages.finish(ex)
+            await finish(stages, ex)
 
     return handle
+
+
+async def finish(stages: Pipeline, ex: Exchange) -> None:
+    """``stages.finish(ex)`` to its end, even when the handler is cancelled meanwhile (see the module contract);
+    the cancellation is passed on once it is done."""
+    finishing = asyncio.ensure_future(stages.finish(ex))
+    try:
+        await asyncio.shield(finishing)
+    except asyncio.CancelledError:
+        await finishing
+        raise

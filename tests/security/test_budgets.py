@@ -4,12 +4,14 @@ overshoots a budget by at most one request's maximum cost."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from llmgw.proxy.app import make_app
+from llmgw.store.shared_sqlite import SQLiteState
 
 from .attacks import DEFAULT_CAP, HI, SPENDER_KEY, attack_profile, burst, logged, most_one_request_costs
 from .upstream import AttackUpstream
@@ -133,3 +135,38 @@ async def test_anthropic_clients_keep_their_own_max_tokens(aiohttp_client: Any, 
     await client.close()
     sent = upstream.received[0].body
     assert sent.get("max_tokens") == 300 and "max_completion_tokens" not in sent
+
+
+async def test_a_stream_client_that_hangs_up_after_the_last_event_is_still_logged_and_settled(
+        aiohttp_client: Any, tmp_path: Path, upstream: AttackUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients close the connection as soon as they have ``[DONE]``; with budgets in a shared store the settle is
+    still in flight then. Before, the hang-up cancelled the handler mid-settle: no settle, no log row, no spend."""
+    settled: list[str] = []
+    real_settle = SQLiteState.settle
+
+    async def slow_settle(self: SQLiteState, request_id: str, *args: Any) -> None:
+        await asyncio.sleep(0.2)   # a shared store that takes a moment
+        await real_settle(self, request_id, *args)
+        settled.append(request_id)
+
+    monkeypatch.setattr(SQLiteState, "settle", slow_settle)
+    db = tmp_path / "llmgw.db"
+    client = await aiohttp_client(make_app(attack_profile(db, upstream.url, daily=DAILY, workers=2)))
+
+    async def stream_and_hang_up() -> str:
+        resp = await client.post("/v1/chat/completions", json={"model": "long", "messages": HI, "stream": True,
+                                                                "max_tokens": 50},
+                                 headers={"Authorization": f"Bearer {SPENDER_KEY}"})
+        assert resp.status == 200
+        while not (await resp.content.readline()).startswith(b"data: [DONE]"):
+            pass
+        resp.close()   # at once, as curl and most SDKs do
+        return resp.headers["x-llmgw-request-id"]
+
+    ids = await asyncio.gather(*(stream_and_hang_up() for _ in range(8)))
+    await asyncio.sleep(0.5)   # the hung-up connections finish closing
+    await client.close()
+    rows = {r["id"]: r for r in logged(db)}
+    assert sorted(rows) == sorted(ids)
+    assert all(r["outcome"] == "ok" and r["cost_usd"] > 0 for r in rows.values())
+    assert sorted(settled) == sorted(ids)

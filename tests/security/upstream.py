@@ -32,7 +32,8 @@ class AttackUpstream:
     """Knobs (change them between requests): ``answer_tokens`` is what the model writes when no limit is sent;
     ``usage`` is ``"honest"``, ``"none"`` or ``"negative"``; ``chunks``/``chunk_delay_s`` shape a stream;
     ``fail_status`` answers every request with that status and a message quoting every header it got;
-    ``stream_error`` ends a stream after its first chunk with an error event quoting the headers;
+    ``stream_error`` ends a stream after its first chunk (and a pause, so that the chunk is read on its own) with an
+    error event quoting the headers;
     ``endless_line`` streams that many bytes of one ``data:`` line without a newline."""
 
     answer_tokens: int = 20_000
@@ -110,6 +111,7 @@ class AttackUpstream:
                      "choices": [{"index": 0, "delta": {"content": text[i:i + size]}, "finish_reason": None}]}
             await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
             if self.stream_error:
+                await asyncio.sleep(0.05)   # the first chunk reaches the client on its own: the error is mid-stream
                 error = {"error": {"message": f"overloaded; you sent {self.quoted_headers(request)}"}}
                 await response.write(b"data: " + orjson.dumps(error) + b"\n\n")
                 return response
