@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from llmgw.proxy.app import make_app
@@ -154,14 +155,17 @@ async def test_a_stream_client_that_hangs_up_after_the_last_event_is_still_logge
     client = await aiohttp_client(make_app(attack_profile(db, upstream.url, daily=DAILY, workers=2)))
 
     async def stream_and_hang_up() -> str:
-        resp = await client.post("/v1/chat/completions", json={"model": "long", "messages": HI, "stream": True,
-                                                                "max_tokens": 50},
-                                 headers={"Authorization": f"Bearer {SPENDER_KEY}"})
-        assert resp.status == 200
-        while not (await resp.content.readline()).startswith(b"data: [DONE]"):
-            pass
-        resp.close()   # at once, as curl and most SDKs do
-        return resp.headers["x-llmgw-request-id"]
+        body = orjson.dumps({"model": "long", "messages": HI, "stream": True, "max_tokens": 50})
+        reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                     + f"Authorization: Bearer {SPENDER_KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                     + body)
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        await reader.readuntil(b"data: [DONE]")
+        writer.close()   # at once, as curl and most SDKs do once they have the answer
+        return next(line.split(b": ", 1)[1].decode() for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"x-llmgw-request-id"))
 
     ids = await asyncio.gather(*(stream_and_hang_up() for _ in range(8)))
     await asyncio.sleep(0.5)   # the hung-up connections finish closing
