@@ -18,13 +18,18 @@ Contracts:
 - After the answer (or the failure): the reservation (``ex.reservation``) is replaced by the real tokens and the
   exchange's cost (``ex.cost_usd``, priced once by the meter); a failed request releases its budget hold (its real
   cost is 0). So concurrent bursts overshoot a budget by at most one request.
+- A client that hangs up while the store is reserving (which cancels the request) does not leave the reservation
+  held until the period ends: the reservation is completed and kept on ``ex.reservation``, so the way out settles it
+  as nothing used.
 - When the shared store is down, budgets fail closed (503, no upstream call) and rate limits fail open with a
   warning (counted in ``open_on_error``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import calendar
+import contextlib
 import logging
 import math
 import time
@@ -152,7 +157,7 @@ class LimitsStage(Stage):
         if plan.cap is not None:
             self.send_cap(ex, plan.cap)
         try:
-            denial = await self.state.acquire(ex.id, plan.windows, plan.holds, now)
+            denial = await self._acquire(ex, plan, now)
         except StateUnavailable as exc:
             if plan.holds:
                 raise GatewayError(f"the budget store is unavailable ({exc}); refusing rather than overspending",
@@ -173,6 +178,20 @@ class LimitsStage(Stage):
         ex.note("limits", "admitted", windows=[w.label for w in plan.windows], budgets=[h.label for h in plan.holds],
                 reserved_tokens=next((w.cost for w in plan.windows if w.kind == "tpm"), None),
                 reserved_usd=plan.holds[0].amount if plan.holds else None)
+
+    async def _acquire(self, ex: Exchange, plan: Reservation, now: float) -> Denial | None:
+        """The store's ``acquire``, completed even when the request is cancelled meanwhile (see the module contract);
+        the cancellation is passed on once what it reserved is on ``ex.reservation``."""
+        if not getattr(self.state, "suspends", True):   # in-process: nothing to protect, no task to pay for
+            return await self.state.acquire(ex.id, plan.windows, plan.holds, now)
+        acquiring = asyncio.ensure_future(self.state.acquire(ex.id, plan.windows, plan.holds, now))
+        try:
+            return await asyncio.shield(acquiring)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                if await acquiring is None:
+                    ex.reservation = plan
+            raise
 
     async def _spent(self, hold: Hold | None) -> float | None:
         """What the budget counter of ``hold`` has spent and reserved so far (None when it cannot be read)."""

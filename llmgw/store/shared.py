@@ -119,6 +119,8 @@ class MemoryState:
     """In-process state for a single worker. Every method is atomic on the event loop (no awaits inside); each
     costs O(1) per window and budget, amortised, whatever the traffic (see :class:`_Log`)."""
 
+    suspends = False   # no method awaits anything: a cancellation can never land inside one
+
     def __init__(self) -> None:
         self._logs: dict[str, _Log] = {}
         self._counters: dict[str, tuple[float, float]] = {}  # key -> (amount, expires_at)

@@ -5,6 +5,7 @@ overshoots a budget by at most one request's maximum cost."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import orjson
 import pytest
 
 from llmgw.proxy.app import make_app
+from llmgw.stages.limits import budget_counter, periods
 from llmgw.store.shared_sqlite import SQLiteState
 
 from .attacks import DEFAULT_CAP, HI, SPENDER_KEY, attack_profile, burst, logged, most_one_request_costs
@@ -174,3 +176,40 @@ async def test_a_stream_client_that_hangs_up_after_the_last_event_is_still_logge
     assert sorted(rows) == sorted(ids)
     assert all(r["outcome"] == "ok" and r["cost_usd"] > 0 for r in rows.values())
     assert sorted(settled) == sorted(ids)
+
+
+async def test_a_client_that_hangs_up_while_its_budget_is_reserved_leaves_nothing_held(
+        aiohttp_client: Any, tmp_path: Path, upstream: AttackUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients that send a request and hang up at once, while a shared store is answering the reservation. Before,
+    each left its maximum cost held on the team's budget until the day ended: a few such clients locked a team out."""
+    real_acquire = SQLiteState.acquire
+
+    async def slow_answer(self: SQLiteState, *args: Any) -> Any:
+        denial = await real_acquire(self, *args)
+        await asyncio.sleep(0.3)   # the store's answer takes a moment to come back
+        return denial
+
+    monkeypatch.setattr(SQLiteState, "acquire", slow_answer)
+    db = tmp_path / "llmgw.db"
+    client = await aiohttp_client(make_app(attack_profile(db, upstream.url, daily=DAILY, workers=2)))
+    body = orjson.dumps({"model": "long", "messages": HI, "max_tokens": 5000})
+
+    async def send_and_hang_up() -> None:
+        _, writer = await asyncio.open_connection(client.server.host, client.server.port)
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                     + f"Authorization: Bearer {SPENDER_KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        await asyncio.sleep(0.1)
+        writer.close()
+
+    await asyncio.gather(*(send_and_hang_up() for _ in range(6)))
+    await asyncio.sleep(0.6)   # the reservations come back and are settled
+    state = SQLiteState(tmp_path / "shared-state.db")
+    try:
+        held = await state.spent(budget_counter("team:search", periods(time.time())[0][1]))
+    finally:
+        await state.close()
+    await client.close()
+    assert held == pytest.approx(0.0, abs=1e-9)
+    assert upstream.received == []
+    rows = logged(db)
+    assert len(rows) == 6 and {r["outcome"] for r in rows} == {"client_disconnect"}
