@@ -39,6 +39,8 @@ T = TypeVar("T")
 
 SWEEP_EVERY = 1000     # acquires per instance between sweeps of every stale row
 SWEEP_GRACE_S = 3600.0  # a sweep drops only rows stale for this long already
+MIN_BUSY_PAUSE_S = 0.0002   # the first wait for another process's write lock, doubled up to MAX_BUSY_PAUSE_S
+MAX_BUSY_PAUSE_S = 0.002
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS admissions (key TEXT NOT NULL, request_id TEXT NOT NULL, time REAL NOT NULL,"
@@ -82,22 +84,39 @@ class SQLiteState:
         return db
 
     def _locked(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one write transaction (on the executor's thread)."""
-        try:
-            if self._db is None:
-                self._db = self._connect()
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
+        """Run ``fn`` in one write transaction (on the executor's thread). While another process holds the write
+        lock the whole transaction is tried again every fraction of a millisecond, for up to ``busy_timeout_s``:
+        SQLite's own busy handler sleeps 1, 2, 5, 10 … 100 ms between tries, so under contention transactions that
+        take a fraction of a millisecond made requests wait hundreds."""
+        pause, deadline = MIN_BUSY_PAUSE_S, 0.0
+        while True:
             try:
-                result = fn(db)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            return result
-        except sqlite3.Error as exc:
-            raise StateUnavailable(f"shared state in {self.path}: {exc}") from exc
+                return self._transaction(fn)
+            except sqlite3.OperationalError as exc:
+                now = time.monotonic()
+                if not deadline:
+                    deadline = now + self.busy_timeout_s
+                if not _busy(exc) or now >= deadline:
+                    raise StateUnavailable(f"shared state in {self.path}: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise StateUnavailable(f"shared state in {self.path}: {exc}") from exc
+            time.sleep(pause)
+            pause = min(pause * 2, MAX_BUSY_PAUSE_S)
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._db is None:
+            self._db = self._connect()
+            self._db.execute("PRAGMA busy_timeout = 0")   # contention is waited for by _locked, in short steps
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(db)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return result
 
     # --- the contract -----------------------------------------------------------------------------------------
 
@@ -209,3 +228,9 @@ def _add(db: sqlite3.Connection, key: str, amount: float, ttl_s: int, now: float
         current, expires = 0.0, now + ttl_s
     db.execute("INSERT OR REPLACE INTO counters (key, amount, expires) VALUES (?, ?, ?)",
                (key, current + amount, expires))
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether ``exc`` says another connection holds the lock (worth waiting for), not that something is broken."""
+    text = str(exc)
+    return "locked" in text or "busy" in text

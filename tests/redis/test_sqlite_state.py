@@ -176,6 +176,30 @@ async def test_a_locked_file_is_unavailable_within_the_busy_timeout_and_the_loop
         await state.close()
 
 
+async def test_a_released_write_lock_is_taken_within_milliseconds(tmp_path: Path) -> None:
+    """Another process holds the write lock for 20 ms. SQLite's own busy handler would next look at 33 ms (it sleeps
+    1, 2, 5, 10, 15 … ms), so two workers under load waited tens to hundreds of ms for transactions of well under
+    one; the state retries in steps of at most 2 ms."""
+    path = tmp_path / "shared-state.db"
+    state = SQLiteState(path)
+    await state.seed("llmgw:budget:x", 0.0, 60)
+    other = sqlite3.connect(path, isolation_level=None)
+    lags = []
+    try:
+        for i in range(5):
+            other.execute("BEGIN IMMEDIATE")
+            acquiring = asyncio.ensure_future(state.acquire(f"r{i}", [rpm(100)], [], time.time()))
+            await asyncio.sleep(0.02)
+            other.execute("COMMIT")
+            released = time.monotonic()
+            assert await acquiring is None
+            lags.append(time.monotonic() - released)
+    finally:
+        other.close()
+        await state.close()
+    assert min(lags) < 0.010, lags
+
+
 async def test_an_unusable_path_is_unavailable(tmp_path: Path) -> None:
     (tmp_path / "a-directory").mkdir()
     state = SQLiteState(tmp_path / "a-directory")
