@@ -73,8 +73,9 @@ async def read_json(request: web.Request, max_bytes: int,
 
 
 def proxy_headers(ex: Exchange, *, with_cost: bool) -> dict[str, str]:
-    """The ``x-llmgw-*`` headers of a proxied answer (the cost only where it is final: whole answers), with the time
-    spent in the gateway itself so far (``x-llmgw-overhead-ms``: all but waiting on upstreams)."""
+    """The ``x-llmgw-*`` headers of a proxied answer (the cost only where it is final: whole answers, with
+    ``x-llmgw-unpriced`` naming a target without a price, whose cost of 0 means unknown), with the time spent in the
+    gateway itself so far (``x-llmgw-overhead-ms``: all but waiting on upstreams)."""
     headers = {
         "x-llmgw-request-id": ex.id,
         "x-llmgw-target": ex.target.name if ex.target else "",
@@ -83,6 +84,8 @@ def proxy_headers(ex: Exchange, *, with_cost: bool) -> dict[str, str]:
     }
     if with_cost:
         headers["x-llmgw-cost-usd"] = f"{ex.cost_usd:.8f}"
+        if ex.unpriced and ex.target is not None:   # 0 above means unknown, not free: say so
+            headers["x-llmgw-unpriced"] = ex.target.name
     headers["x-llmgw-overhead-ms"] = f"{ex.overhead_ms():.3f}"
     return headers
 

@@ -49,6 +49,9 @@ async def test_the_log_row_and_the_story_say_unpriced(gateway: GatewayFactory, u
         assert resp.status == 200, await resp.text()
         if alias == "house":
             assert float(resp.headers["x-llmgw-cost-usd"]) == 0.0
+            assert resp.headers["x-llmgw-unpriced"] == "up/house-model"   # 0 here means unknown, not free
+        else:
+            assert "x-llmgw-unpriced" not in resp.headers
     await http.close()
     rows = {row["alias"]: row for row in log_rows(tmp_path)}
     house, real, fast = rows["house"], rows["real"], rows["fast"]
