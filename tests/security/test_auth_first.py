@@ -64,6 +64,7 @@ async def test_unauthenticated_bodies_are_never_read_logged_or_published(aiohttp
     published = [await asyncio.wait_for(events.content.readuntil(b"\n\n"), 5) for _ in range(10)]
     events.close()
     await client.close()
+    await asyncio.sleep(0.3)   # connections the server closed mid-body finish closing before the loop ends
     assert all(b'"request":null' in e and len(e) < 4096 for e in published)
     assert store_size(db) - before < 512 * 1024
     assert len(upstream.received) == 1
