@@ -153,7 +153,11 @@ def format_handler(wire: WireFormat, route: Route, serving: Callable[[web.Reques
 
 async def finish(stages: Pipeline, ex: Exchange) -> None:
     """``stages.finish(ex)`` to its end, even when the handler is cancelled meanwhile (see the module contract);
-    the cancellation is passed on once it is done."""
+    the cancellation is passed on once it is done. A finish that cannot suspend runs inline: no cancellation can
+    land inside it, and no task is paid for."""
+    if not stages.finish_suspends:
+        await stages.finish(ex)
+        return
     finishing = asyncio.ensure_future(stages.finish(ex))
     try:
         await asyncio.shield(finishing)

@@ -9,7 +9,9 @@ Contract (the phases are drawn in :mod:`llmgw.stages.base`):
   ``after_route`` phases in order. ``start`` never raises a :class:`GatewayError`: it records it with ``ex.fail``.
 - ``finish(ex)`` runs the ``after_answer`` phases in order and then the ``response`` phases in reverse order —
   for every exchange, short-circuited, failed or answered, so every request is metered and logged. A stage that
-  raises in ``finish`` is logged and skipped; it never stops the stages after it.
+  raises in ``finish`` is logged and skipped; it never stops the stages after it. ``finish_suspends`` says
+  whether any ``response`` phase may wait on I/O (a shared store's settle): only then can a cancellation land
+  inside ``finish``.
 - Replay and smoke tests send exchanges through the same pipeline: there is no second code path.
 """
 
@@ -34,6 +36,7 @@ class Pipeline:
         self._after_route = tuple(s.after_route for s in self.stages if "after_route" in phases[s])
         self._after_answer = tuple(s.after_answer for s in self.stages if "after_answer" in phases[s])
         self._response = tuple(s.response for s in reversed(self.stages) if "response" in phases[s])
+        self.finish_suspends = any(s.response_suspends for s in self.stages if "response" in phases[s])
 
     async def admit(self, ex: Exchange) -> None:
         """Before the body: leaves ``ex.error`` set when a stage refuses the request."""

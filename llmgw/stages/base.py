@@ -18,7 +18,9 @@ A stage is a class derived from :class:`Stage` that overrides the phases it take
 3. ``after_answer(ex)`` — synchronous, once the answer has been written (or has failed, or the client left), in
    stage order: usage is final; price it, take back what must not outlive the client's view.
 4. ``response(ex)`` — in reverse stage order, always, for every exchange (refused, failed, answered): settle,
-   store, log. A stage that raises here is logged and skipped; the others still run.
+   store, log. A stage that raises here is logged and skipped; the others still run. A stage whose ``response``
+   never awaits anything that suspends says so with ``response_suspends = False``: when no stage's does, the
+   handler runs the way out inline instead of in a task of its own (see :mod:`llmgw.proxy.handlers`).
 
 Stages keep per-request state only on the :class:`~llmgw.exchange.Exchange` and talk to each other only through
 it; never through callbacks into one another.
@@ -33,6 +35,8 @@ PHASES = ("headers", "request", "after_route", "after_answer", "response")
 
 class Stage:
     """The base of every stage; each phase does nothing unless overridden (see the module contract)."""
+
+    response_suspends: bool = True   # whether ``response`` may wait on I/O (the safe assumption)
 
     async def headers(self, ex: Exchange) -> None:
         return None

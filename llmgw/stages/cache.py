@@ -81,6 +81,8 @@ class CacheStats:
 class CacheStage(Stage):
     """The cache pipeline stage (see the module contract)."""
 
+    response_suspends = False   # its response phase never waits on I/O
+
     def __init__(self, config: CacheConfig, store: IndexedStore | None, embedder: Embedder | None = None) -> None:
         self.config = config
         self.store = store

@@ -96,6 +96,8 @@ def _copy(value: dict[str, Any]) -> dict[str, Any]:
 class GuardrailStage(Stage):
     """The guardrail pipeline stage (see the module contract)."""
 
+    response_suspends = False   # its response phase never waits on I/O
+
     def __init__(self, rules: Sequence[Rule], models: Mapping[str, ModelConfig],
                  teams: Mapping[str, Any], *, budget_s: float | None = DEFAULT_BUDGET_S) -> None:
         """``teams`` maps team names to ``TeamConfig`` s or raw ``[teams.*]`` tables (only ``data_class`` is

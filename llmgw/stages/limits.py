@@ -202,6 +202,11 @@ class LimitsStage(Stage):
         except StateUnavailable:
             return None
 
+    @property
+    def response_suspends(self) -> bool:  # type: ignore[override]
+        """Settling waits on the store unless it is the in-process one."""
+        return getattr(self.state, "suspends", True)
+
     async def response(self, ex: Exchange) -> None:
         plan, ex.reservation = ex.reservation, None
         if plan is None:

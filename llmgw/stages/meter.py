@@ -43,6 +43,8 @@ log = logging.getLogger("llmgw.meter")
 
 
 class MeterStage(Stage):
+    response_suspends = False   # its response phase never waits on I/O
+
     def __init__(self, prices: PriceTable, writer: LogWriter, listeners: list[RowListener] | None = None, *,
                  scrub: Scrubber | None = None) -> None:
         self.prices = prices

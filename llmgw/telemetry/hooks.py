@@ -54,6 +54,8 @@ def trace_middleware(sample_ratio: float) -> Callable[[web.Request, Handler], Aw
 class TraceStage(Stage):
     """The first stage of a traced pipeline (see the module contract)."""
 
+    response_suspends = False   # its response phase never waits on I/O
+
     def __init__(self, emit: Emit) -> None:
         self.emit = emit
 

@@ -4,6 +4,7 @@ on the way out; short-circuits skip later stages; every response phase runs, eve
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +100,23 @@ async def test_a_stage_failing_on_the_way_out_does_not_stop_the_others(caplog: p
 async def test_only_declared_phases_are_called() -> None:
     pipeline = Pipeline([RequestOnly(), RequestOnly()])
     assert len(pipeline._request) == 2 and pipeline._after_route == pipeline._after_answer == pipeline._response == ()
+
+
+def test_the_way_out_suspends_only_when_a_stage_may_wait_in_it(tmp_path: Path) -> None:
+    """The handler pays for a task of its own around ``finish`` only when a response phase can wait on I/O: a
+    stage that does not say otherwise, or limits on a shared store; never for the in-process state."""
+    from llmgw.pricing import PriceTable
+    from llmgw.stages.limits import LimitsStage
+    from llmgw.store.shared import MemoryState
+    from llmgw.store.shared_sqlite import SQLiteState
+
+    class Quiet(Recorder):
+        response_suspends = False
+
+    journal: list[str] = []
+    in_process = LimitsStage(MemoryState(), PriceTable({}), {})
+    shared = LimitsStage(SQLiteState(tmp_path / "shared-state.db"), PriceTable({}), {})
+    assert not Pipeline([Quiet("a", journal), in_process]).finish_suspends
+    assert Pipeline([Quiet("a", journal), shared]).finish_suspends
+    assert Pipeline([Recorder("b", journal)]).finish_suspends        # unknown: assume it waits
+    assert not Pipeline([Stage()]).finish_suspends                   # no response phase at all
