@@ -29,6 +29,7 @@ from ..exchange import Exchange
 from ..formats import Route, WireFormat, named
 from ..formats.streaming import StreamRecorder
 from ..profile import Profile
+from ..uncancelled import to_the_end
 from .pipeline import Pipeline
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -155,12 +156,7 @@ async def finish(stages: Pipeline, ex: Exchange) -> None:
     """``stages.finish(ex)`` to its end, even when the handler is cancelled meanwhile (see the module contract);
     the cancellation is passed on once it is done. A finish that cannot suspend runs inline: no cancellation can
     land inside it, and no task is paid for."""
-    if not stages.finish_suspends:
+    if stages.finish_suspends:
+        await to_the_end(stages.finish(ex))
+    else:
         await stages.finish(ex)
-        return
-    finishing = asyncio.ensure_future(stages.finish(ex))
-    try:
-        await asyncio.shield(finishing)
-    except asyncio.CancelledError:
-        await finishing
-        raise

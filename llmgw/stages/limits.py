@@ -27,9 +27,7 @@ Contracts:
 
 from __future__ import annotations
 
-import asyncio
 import calendar
-import contextlib
 import logging
 import math
 import time
@@ -44,6 +42,7 @@ from ..pricing import PriceTable
 from ..profile import Budget, TeamConfig
 from ..store.keys import KeyRecord
 from ..store.shared import Denial, Hold, SharedState, StateUnavailable, Window
+from ..uncancelled import to_the_end
 from .base import Stage
 
 log = logging.getLogger("llmgw.limits")
@@ -182,16 +181,15 @@ class LimitsStage(Stage):
     async def _acquire(self, ex: Exchange, plan: Reservation, now: float) -> Denial | None:
         """The store's ``acquire``, completed even when the request is cancelled meanwhile (see the module contract);
         the cancellation is passed on once what it reserved is on ``ex.reservation``."""
-        if not getattr(self.state, "suspends", True):   # in-process: nothing to protect, no task to pay for
-            return await self.state.acquire(ex.id, plan.windows, plan.holds, now)
-        acquiring = asyncio.ensure_future(self.state.acquire(ex.id, plan.windows, plan.holds, now))
-        try:
-            return await asyncio.shield(acquiring)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                if await acquiring is None:
-                    ex.reservation = plan
-            raise
+        acquiring = self.state.acquire(ex.id, plan.windows, plan.holds, now)
+        if not self.state.suspends:   # in-process: no cancellation can land inside, no task to pay for
+            return await acquiring
+
+        def keep(denial: Denial | None) -> None:
+            if denial is None:
+                ex.reservation = plan
+
+        return await to_the_end(acquiring, keep)
 
     async def _spent(self, hold: Hold | None) -> float | None:
         """What the budget counter of ``hold`` has spent and reserved so far (None when it cannot be read)."""
@@ -205,7 +203,7 @@ class LimitsStage(Stage):
     @property
     def response_suspends(self) -> bool:  # type: ignore[override]
         """Settling waits on the store unless it is the in-process one."""
-        return getattr(self.state, "suspends", True)
+        return self.state.suspends
 
     async def response(self, ex: Exchange) -> None:
         plan, ex.reservation = ex.reservation, None

@@ -58,6 +58,8 @@ class Denial:
 
 
 class SharedState(Protocol):
+    suspends: bool   # whether its methods wait on I/O (so a cancellation can land inside one)
+
     async def acquire(self, request_id: str, windows: Sequence[Window], holds: Sequence[Hold],
                       now: float) -> Denial | None: ...
 

@@ -55,6 +55,8 @@ Conn = psycopg.Connection[Any]
 class PostgresState:
     """:class:`~llmgw.store.shared.SharedState` in PostgreSQL, shared by every gateway that opens ``url``."""
 
+    suspends = True   # every call waits on the store
+
     def __init__(self, url: str, password: str | None = None, *, timeout_s: float = 3.0) -> None:
         self.url = url
         self._password = password

@@ -148,6 +148,8 @@ class RedisState:
     reported at once as :class:`StateUnavailable`, and the next call tries again on a fresh connection.
     """
 
+    suspends = True   # every call waits on the store
+
     def __init__(self, url: str, *, connect_timeout_s: float = 2.0, timeout_s: float = 2.0,
                  deadline_s: float = 3.0, max_connections: int = 64) -> None:
         self.url = url

@@ -57,6 +57,8 @@ _ADD_TOTAL = ("INSERT INTO totals (key, total) VALUES (?, ?)"
 class SQLiteState:
     """:class:`~llmgw.store.shared.SharedState` in one SQLite file, shared by every process that opens ``path``."""
 
+    suspends = True   # every call waits on the store
+
     def __init__(self, path: Path | str, *, busy_timeout_s: float = 3.0) -> None:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
