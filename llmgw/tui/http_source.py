@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import orjson
 
-from ..sse import SSEDecoder
+from ..sse import SSEDecoder, SSEMessage
 from .source import Alert, Event, Record, Status
 
 
@@ -109,13 +109,18 @@ class HttpEventSource:
         decoder = SSEDecoder()
         async for chunk in response.content.iter_any():
             for message in decoder.feed(chunk):
-                record = self._parse(message.data)
-                if record is not None:
-                    yield Alert(record) if message.event == "alert" else record
+                if (event := self._event(message)) is not None:
+                    yield event
         for message in decoder.close():
-            record = self._parse(message.data)
-            if record is not None:
-                yield Alert(record) if message.event == "alert" else record
+            if (event := self._event(message)) is not None:
+                yield event
+
+    def _event(self, message: SSEMessage) -> Record | Alert | None:
+        """A record, or an alert for ``event: alert``; None for what is skipped."""
+        record = self._parse(message.data)
+        if record is None:
+            return None
+        return Alert(record) if message.event == "alert" else record
 
     def _parse(self, data: bytes) -> Record | None:
         if not data or len(data) > self.max_event_bytes:
