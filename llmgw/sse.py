@@ -85,6 +85,22 @@ class SSEDecoder:
         self._check(len(self._buf))
         return out
 
+    def feed_data(self, chunk: bytes) -> list[bytes]:
+        """The ``data`` of the messages :meth:`feed` would give, for a reader that ignores event names. A piece made
+        only of whole one-line ``data: …`` events (the usual shape of an upstream read) is split without a call per
+        line; anything else goes through :meth:`feed`, so the result is always the same as its."""
+        if self._buf or self._parts or self._data or len(chunk) > self.max_line_bytes or b"\r" in chunk \
+                or chunk[-2:] != b"\n\n":
+            return [message.data for message in self.feed(chunk)]
+        blocks = chunk[:-2].split(b"\n\n")
+        out: list[bytes] = []
+        for i, block in enumerate(blocks):
+            if block[:6] != b"data: " or b"\n" in block:   # another field, a comment or a blank line: the slow way
+                rest = b"\n\n".join(blocks[i:]) + b"\n\n"
+                return out + [message.data for message in self.feed(rest)]
+            out.append(block[6:])
+        return out
+
     def _check(self, pending: int) -> None:
         if pending > self.max_line_bytes or self._size > self.max_line_bytes:
             self._buf, self._parts, self._data, self._size = b"", [], [], 0

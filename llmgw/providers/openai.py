@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from ..exchange import CANONICAL, Exchange, StreamEvent, UpstreamReply, Usage
-from ..sse import SSEDecoder, encode_data
+from ..sse import SSEDecoder
 from .base import (
     ProviderBase,
     ProviderContext,
@@ -29,7 +29,7 @@ from .base import (
     retry_after_seconds,
     transport_failure,
 )
-from .openai_chunks import merge_text_runs
+from .openai_chunks import TextTemplate, chunk_events
 from .params import without
 from .responses_api import RESPONSES, ResponsesAPI
 
@@ -102,34 +102,27 @@ class OpenAIProvider(ProviderBase):
                 decoder = SSEDecoder()
                 finished = False
                 merge = ex.client_format == CANONICAL   # the client gets the raw bytes: exactly what was sent
+                template = TextTemplate() if merge else None
                 async for piece in resp.content.iter_any():
-                    messages = decoder.feed(piece)
-                    if not messages:
+                    datas = decoder.feed_data(piece)
+                    if not datas:
                         continue
-                    events: list[StreamEvent] = []
-                    done = False
-                    for message in messages:
-                        if message.data == b"[DONE]":
-                            done = True
-                            break
-                        events.append(_event(message.data))
-                    if events:
-                        if merge:   # one event per run of text, its bytes unchanged: see openai_chunks
-                            events = list(merge_text_runs(events))
-                        for event in events:
-                            event.flush = False
-                            if not finished:
-                                finished = _has_finish(event.data)
-                        events[-1].flush = True                   # the last event of this read: write then
+                    done = _DONE in datas
+                    if done:
+                        datas = datas[:datas.index(_DONE)]
+                    if datas:
+                        events, finishes = chunk_events(datas, merge=merge, template=template)
+                        finished = finished or finishes
                         for event in events:
                             yield event
                     if done:
                         await _drain(resp)
                         return
-                for message in decoder.close():
-                    if message.data != b"[DONE]":
-                        event = _event(message.data)
-                        finished = finished or _has_finish(event.data)
+                last = [data for data in (m.data for m in decoder.close()) if data != _DONE]
+                if last:
+                    events, finishes = chunk_events(last, merge=False)
+                    finished = finished or finishes
+                    for event in events:
                         yield event
                 if not finished:  # no [DONE] and no finish reason: the answer was cut, not completed
                     raise UpstreamFailure(502, "upstream stream ended before it finished")
@@ -137,28 +130,14 @@ class OpenAIProvider(ProviderBase):
             raise transport_failure(exc) from None
 
 
+_DONE = b"[DONE]"
+
+
 async def _drain(resp: aiohttp.ClientResponse) -> None:
     """Read what is left of a finished stream (usually just the end of the chunked body), so that the connection
     goes back to the pool instead of being closed: a new connection per stream costs more than the stream."""
     async for _ in resp.content.iter_any():
         pass
-
-
-def _has_finish(chunk: dict[str, Any]) -> bool:
-    choices = chunk.get("choices")
-    if not choices:
-        return False
-    if len(choices) == 1:   # the common case, without a generator
-        return bool(choices[0].get("finish_reason"))
-    return any(c.get("finish_reason") for c in choices)
-
-
-def _event(data: bytes) -> StreamEvent:
-    chunk = loads_object(data)
-    if "error" in chunk and "choices" not in chunk:
-        raise _stream_error(chunk)
-    usage = chunk.get("usage")
-    return StreamEvent(chunk, encode_data(data), Usage.from_openai(usage) if usage else None)
 
 
 async def _failure(resp: aiohttp.ClientResponse) -> UpstreamFailure:
@@ -171,9 +150,3 @@ async def _failure(resp: aiohttp.ClientResponse) -> UpstreamFailure:
         message = body["error"]
     return UpstreamFailure(resp.status, message, retry_after=retry_after_seconds(resp.headers.get("Retry-After")),
                            body=body if isinstance(body, dict) else None)
-
-
-def _stream_error(chunk: dict[str, Any]) -> UpstreamFailure:
-    error = chunk.get("error")
-    message = error.get("message", "stream error") if isinstance(error, dict) else str(error)
-    return UpstreamFailure(502, f"upstream stream error: {message}", body=chunk)

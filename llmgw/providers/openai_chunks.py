@@ -1,24 +1,40 @@
-"""Runs of plain-text Chat Completions chunks taken as one event: the per-event work of a stream (an event object,
-a hop through each stream wrapper, the recorder, the renderer) paid once per upstream read instead of once per
-token.
+"""The Chat Completions chunks of one upstream read as stream events: parsed once, checked, and runs of plain text
+taken as one event, so that the per-event work of a stream (an event object, a hop through each stream wrapper,
+the recorder, the renderer) is paid once per upstream read instead of once per token.
 
-Contract (:func:`merge_text_runs`): consecutive chunks of one upstream read that carry nothing but text for
-choice 0 (a ``delta`` of ``content`` and perhaps ``role``; no finish reason, tool call, refusal, logprobs or usage;
-the same ``id``) become one :class:`~llmgw.exchange.StreamEvent` whose ``data`` is the first chunk with the run's
-text joined into its ``delta.content``, and whose ``raw`` is the run's own SSE bytes, unchanged: a client of the
-same format receives exactly what the upstream sent; a guardrail or the recorder sees one chunk with the same
-text. Any other chunk is passed on alone, in order. The provider merges only for clients of this format: a
-translated stream keeps one event per upstream chunk.
+Contract (:func:`chunk_events`): ``datas`` are the ``data`` payloads of one upstream read, in order (``[DONE]``
+already taken out). Each must be a JSON object (else :class:`~llmgw.providers.base.UpstreamFailure` 502), and one
+that carries an ``error`` and no ``choices`` is the upstream failing mid-stream (502 with its message). Each
+becomes a :class:`~llmgw.exchange.StreamEvent` whose ``raw`` is its own SSE event, except that with ``merge``
+consecutive chunks that carry nothing but text for choice 0 (a ``delta`` of ``content`` and perhaps ``role``, or
+a ``refusal`` that is null; no finish reason, tool call, refusal, logprobs or usage; the same ``id``) become one
+event whose ``data`` is the first chunk with the run's text joined into its ``delta.content`` and whose ``raw`` is
+the run's SSE events, unchanged: a client of the same format receives exactly what the upstream sent; a
+guardrail or the recorder sees one chunk with the same text. The provider merges only for clients of this format:
+a translated stream keeps one event per upstream chunk. Every event but the read's last has ``flush`` False. The
+second value says whether a chunk of the read carried a finish reason.
+
+Text chunks are most of a stream, and a server writes them all alike: the same bytes before the text and after
+it. :class:`TextTemplate` learns those bytes from a text chunk that was parsed and checked, and reads a later
+chunk that has them, and between them exactly one JSON string body, by decoding that string alone: the chunk is
+the same object with another text, so it is not parsed whole again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
 from typing import Any
 
-from ..exchange import StreamEvent
+import orjson
+
+from ..exchange import StreamEvent, Usage
+from ..sse import encode_data
+from .base import UpstreamFailure, loads_object
 
 _TEXT_DELTA = frozenset({"role", "content"})
+_FIRST_DELTA = frozenset({"role", "content", "refusal"})   # OpenAI's first chunk says "refusal": null
+_CONTENT_STRING = re.compile(rb'"content"[ \t]*:[ \t]*"((?:[^"\\]|\\.)*)"')
+_PROBE = "llmgw template probe"
 
 
 def run_text(chunk: dict[str, Any]) -> str | None:
@@ -31,36 +47,127 @@ def run_text(chunk: dict[str, Any]) -> str | None:
             or choice.get("logprobs") is not None:
         return None
     delta = choice.get("delta")
-    if not isinstance(delta, dict) or not delta.keys() <= _TEXT_DELTA:
+    if not isinstance(delta, dict):
+        return None
+    if not delta.keys() <= _TEXT_DELTA and (delta.get("refusal") is not None or not delta.keys() <= _FIRST_DELTA):
         return None
     content = delta.get("content", "")
     return content if isinstance(content, str) else None
 
 
-def merge_text_runs(events: list[StreamEvent]) -> Iterator[StreamEvent]:
-    """``events`` (one upstream read, in order) with runs of text chunks merged (see the module contract)."""
-    run: list[tuple[StreamEvent, str]] = []
-    for event in events:
-        text = run_text(event.data) if event.raw is not None else None
-        if text is not None and (not run or event.data.get("id") == run[0][0].data.get("id")):
-            run.append((event, text))
-            continue
-        if run:
-            yield _merged(run)
-            run = []
-        if text is not None:
-            run.append((event, text))
+def has_finish(chunk: dict[str, Any]) -> bool:
+    """Whether a choice of ``chunk`` carries a finish reason."""
+    choices = chunk.get("choices")
+    if not choices:
+        return False
+    if len(choices) == 1:   # the common case, without a generator
+        choice = choices[0]
+        return isinstance(choice, dict) and bool(choice.get("finish_reason"))
+    return any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
+
+
+def stream_error(chunk: dict[str, Any]) -> UpstreamFailure:
+    """An ``{"error": …}`` chunk as the upstream failing mid-stream."""
+    error = chunk.get("error")
+    message = error.get("message", "stream error") if isinstance(error, dict) else str(error)
+    return UpstreamFailure(502, f"upstream stream error: {message}", body=chunk)
+
+
+class TextTemplate:
+    """What one stream's text chunks look like around their text (see the module contract); learnt from each text
+    chunk that had to be parsed, so the newest shape wins."""
+
+    __slots__ = ("_chunk", "_prefix", "_suffix")
+
+    def __init__(self) -> None:
+        self._prefix = self._suffix = b""
+        self._chunk: dict[str, Any] | None = None
+
+    def read(self, data: bytes) -> tuple[dict[str, Any], str] | None:
+        """``(chunk, text)`` for a payload of the learnt shape: ``chunk`` is the learnt one (its text is not this
+        payload's; the caller puts the text where it goes); None for any other payload."""
+        prefix, suffix = self._prefix, self._suffix
+        if self._chunk is None or not data.startswith(prefix) or not data.endswith(suffix) \
+                or len(data) < len(prefix) + len(suffix):
+            return None
+        try:
+            text = orjson.loads(b'"' + data[len(prefix):len(data) - len(suffix)] + b'"')
+        except orjson.JSONDecodeError:
+            return None
+        return (self._chunk, text) if type(text) is str else None
+
+    def learn(self, data: bytes, chunk: dict[str, Any]) -> None:
+        """Learn the shape of ``data``, a payload parsed to ``chunk``, a text chunk: the bytes around its one
+        ``content`` string, kept only when the same bytes around another text parse to a text chunk too."""
+        found = _CONTENT_STRING.search(data)
+        if found is None or _CONTENT_STRING.search(data, found.end()) is not None:
+            return
+        prefix, suffix = data[:found.start(1)], data[found.end(1):]
+        try:
+            probe = orjson.loads(prefix + _PROBE.encode() + suffix)
+        except orjson.JSONDecodeError:
+            return
+        if type(probe) is dict and run_text(probe) == _PROBE and probe.get("id") == chunk.get("id"):
+            self._prefix, self._suffix, self._chunk = prefix, suffix, chunk
+
+
+def chunk_events(datas: list[bytes], *, merge: bool,
+                 template: TextTemplate | None = None) -> tuple[list[StreamEvent], bool]:
+    """See the module contract: ``(events, finished)`` for one upstream read's payloads (at least one). With
+    ``merge``, ``template`` (kept by the caller for the whole stream) spares parsing text chunks of a known
+    shape."""
+    if not merge:
+        template = None
+    events: list[StreamEvent] = []
+    finished = False
+    start = -1                          # where the current run of text began, -1: no run
+    first: dict[str, Any] = {}          # the run's first chunk (or the learnt one of its shape)
+    first_parsed = False
+    texts: list[str] = []
+    for i, data in enumerate(datas):
+        known = template.read(data) if template is not None else None
+        parsed = known is None
+        if known is not None:
+            chunk, text = known
         else:
-            yield event
-    if run:
-        yield _merged(run)
+            chunk = loads_object(data)
+            text = run_text(chunk) if merge else None
+            if text is not None and template is not None:
+                template.learn(data, chunk)
+        if text is not None:
+            if start >= 0 and chunk.get("id") == first.get("id"):
+                texts.append(text)
+                continue
+            if start >= 0:
+                events.append(_run(first, first_parsed, datas[start:i], texts))
+            start, first, first_parsed, texts = i, chunk, parsed, [text]
+            continue
+        if start >= 0:
+            events.append(_run(first, first_parsed, datas[start:i], texts))
+            start = -1
+        if "error" in chunk and "choices" not in chunk:
+            raise stream_error(chunk)
+        finished = finished or has_finish(chunk)
+        usage = chunk.get("usage")
+        events.append(StreamEvent(chunk, encode_data(data), Usage.from_openai(usage) if usage else None,
+                                  flush=False))
+    if start >= 0:
+        events.append(_run(first, first_parsed, datas[start:], texts))
+    events[-1].flush = True     # the last event of this read: write then
+    return events, finished
 
 
-def _merged(run: list[tuple[StreamEvent, str]]) -> StreamEvent:
+def _run(first: dict[str, Any], parsed: bool, run: list[bytes], texts: list[str]) -> StreamEvent:
+    """One event for a run of text chunks, ``run`` their payloads and ``texts`` their texts; ``first`` is the
+    first chunk when ``parsed``, else the learnt chunk of its shape (see the module contract)."""
     if len(run) == 1:
-        return run[0][0]
-    first = run[0][0].data
+        raw = encode_data(run[0])
+        if parsed:
+            return StreamEvent(first, raw, flush=False)
+    else:
+        raw = b"data: " + b"\n\ndata: ".join(run) + b"\n\n"
+        if raw.count(b"\n") != 2 * len(run):    # a payload of several lines: one data line per line
+            raw = b"".join(encode_data(d) for d in run)
     choice = first["choices"][0]
-    delta = {**choice["delta"], "content": "".join(text for _, text in run)}
-    data = {**first, "choices": [{**choice, "delta": delta}]}
-    return StreamEvent(data, b"".join(event.raw or b"" for event, _ in run), format=run[0][0].format)
+    data = {**first, "choices": [{**choice, "delta": {**choice["delta"], "content": "".join(texts)}}]}
+    return StreamEvent(data, raw, flush=False)

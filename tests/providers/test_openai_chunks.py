@@ -1,51 +1,86 @@
-"""Runs of plain-text chunks from one upstream read travel as one event, their bytes unchanged."""
+"""The chunks of one upstream read become stream events: runs of plain-text chunks travel as one event, their bytes
+unchanged; every chunk is checked."""
 
 from __future__ import annotations
 
 import orjson
+import pytest
 
-from llmgw.exchange import StreamEvent
-from llmgw.providers.openai_chunks import merge_text_runs, run_text
+from llmgw.providers import openai_chunks
+from llmgw.providers.base import UpstreamFailure
+from llmgw.providers.openai_chunks import TextTemplate, chunk_events, run_text
 from llmgw.sse import encode_data
 
 
 def chunk(content: str | None = None, *, role: str | None = None, finish: str | None = None, id: str = "c1",
-          **delta_extra: object) -> StreamEvent:
+          **delta_extra: object) -> dict[str, object]:
     delta: dict[str, object] = {}
     if role:
         delta["role"] = role
     if content is not None:
         delta["content"] = content
     delta.update(delta_extra)
-    data = {"id": id, "object": "chat.completion.chunk", "model": "m",
+    return {"id": id, "object": "chat.completion.chunk", "model": "m",
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-    return StreamEvent(data, encode_data(orjson.dumps(data)))
+
+
+def payloads(*chunks: dict[str, object]) -> list[bytes]:
+    return [orjson.dumps(c) for c in chunks]
 
 
 def test_a_run_of_text_becomes_one_event_with_the_same_bytes_and_text() -> None:
-    events = [chunk("", role="assistant"), chunk("Hel"), chunk("lo "), chunk("world"), chunk(finish="stop")]
-    merged = list(merge_text_runs(events))
-    assert len(merged) == 2
-    assert merged[0].raw == b"".join(e.raw or b"" for e in events[:4])          # the client gets the same bytes
-    assert merged[0].data["choices"][0]["delta"] == {"role": "assistant", "content": "Hello world"}
-    assert merged[1] is events[4]                                               # the finish stays its own event
-    assert events[1].data["choices"][0]["delta"] == {"content": "Hel"}          # the inputs are not changed
+    datas = payloads(chunk("", role="assistant"), chunk("Hel"), chunk("lo "), chunk("world"), chunk(finish="stop"))
+    events, finished = chunk_events(datas, merge=True)
+    assert len(events) == 2 and finished
+    assert events[0].raw == b"".join(encode_data(d) for d in datas[:4])       # the client gets the same bytes
+    assert events[0].data["choices"][0]["delta"] == {"role": "assistant", "content": "Hello world"}
+    assert events[1].data == orjson.loads(datas[4])                             # the finish stays its own event
+    assert events[1].raw == encode_data(datas[4])
+    assert [e.flush for e in events] == [False, True]                          # written once, after the last
+
+
+def test_without_merge_every_chunk_is_its_own_event() -> None:
+    datas = payloads(chunk("a"), chunk("b"), chunk(finish="stop"))
+    events, finished = chunk_events(datas, merge=False)
+    assert [e.raw for e in events] == [encode_data(d) for d in datas] and finished
+    assert [e.flush for e in events] == [False, False, True]
 
 
 def test_anything_but_plain_text_breaks_the_run_and_keeps_its_order() -> None:
     tool = chunk(tool_calls=[{"index": 0, "function": {"arguments": "{"}}])
     refusal = chunk(refusal="no")
     other_id = chunk("x", id="c2")
-    usage = StreamEvent({"id": "c1", "choices": [], "usage": {"prompt_tokens": 1}}, b"data: {}\n\n")
+    usage = {"id": "c1", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}}
     logprobs = chunk("y")
-    logprobs.data["choices"][0]["logprobs"] = {"content": []}
+    logprobs["choices"][0]["logprobs"] = {"content": []}  # type: ignore[index]
     two_choices = chunk("z")
-    two_choices.data["choices"].append({"index": 1, "delta": {"content": "w"}, "finish_reason": None})
-    events = [chunk("a"), chunk("b"), tool, chunk("c"), refusal, chunk("d"), other_id, usage, logprobs, two_choices]
-    merged = list(merge_text_runs(events))
-    texts = [m.data["choices"][0]["delta"].get("content") if m.data.get("choices") else None for m in merged]
+    two_choices["choices"].append({"index": 1, "delta": {"content": "w"}, "finish_reason": None})  # type: ignore[attr-defined]
+    datas = payloads(chunk("a"), chunk("b"), tool, chunk("c"), refusal, chunk("d"), other_id, usage, logprobs,
+                     two_choices)
+    events, finished = chunk_events(datas, merge=True)
+    texts = [e.data["choices"][0]["delta"].get("content") if e.data.get("choices") else None for e in events]
     assert texts == ["ab", None, "c", None, "d", "x", None, "y", "z"]
-    assert b"".join(m.raw or b"" for m in merged) == b"".join(e.raw or b"" for e in events)
+    assert b"".join(e.raw or b"" for e in events) == b"".join(encode_data(d) for d in datas)
+    assert events[6].usage is not None and events[6].usage.output_tokens == 2
+    assert not finished
+
+
+def test_a_multi_line_payload_keeps_one_data_line_per_line() -> None:
+    datas = [b'{"id": "c1", "choices": [{"index": 0,\n"delta": {"content": "a"}}]}', orjson.dumps(chunk("b"))]
+    events, _ = chunk_events(datas, merge=True)
+    assert len(events) == 1 and events[0].data["choices"][0]["delta"]["content"] == "ab"
+    assert events[0].raw == encode_data(datas[0]) + encode_data(datas[1])
+
+
+@pytest.mark.parametrize("datas, message", [
+    ([b'{"choices": []}', b"{not json"], "invalid JSON"),
+    ([b'{"choices": []}', b"[1, 2]"], "not an object"),
+    ([orjson.dumps(chunk("a")), b'{"error": {"message": "overloaded"}}'], "upstream stream error: overloaded"),
+])
+def test_a_bad_chunk_fails_the_read(datas: list[bytes], message: str) -> None:
+    with pytest.raises(UpstreamFailure) as caught:
+        chunk_events(datas, merge=True)
+    assert caught.value.status == 502 and message in caught.value.message
 
 
 def test_run_text_refuses_odd_shapes() -> None:
@@ -55,3 +90,44 @@ def test_run_text_refuses_odd_shapes() -> None:
     assert run_text({"choices": [{"index": 2, "delta": {"content": "a"}}]}) is None
     assert run_text({"choices": [{"index": 0, "delta": {"content": "a"}}], "usage": {"x": 1}}) is None
     assert run_text({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}) == ""
+
+
+def test_openais_first_chunk_with_a_null_refusal_joins_the_run() -> None:
+    first = chunk("", role="assistant", refusal=None)
+    datas = payloads(first, chunk("Hi"), chunk(" there"))
+    events, _ = chunk_events(datas, merge=True)
+    assert len(events) == 1
+    assert events[0].data["choices"][0]["delta"] == {"role": "assistant", "content": "Hi there", "refusal": None}
+    assert run_text(chunk("", refusal="I can't")) is None
+
+
+TRICKY_TEXTS = ["plain", ' a "quoted" word', "back\\slash\\", "emoji 👋 and 日本語", "\u2028line\nbreak\ttab", "",
+                "}]}"]
+
+
+def test_text_chunks_of_a_learnt_shape_read_exactly_as_parsed_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    datas = payloads(chunk("", role="assistant", refusal=None), *[chunk(t) for t in TRICKY_TEXTS], chunk(finish="stop"))
+    datas.append(b'{"id":"c1","object":"chat.completion.chunk","model":"m","choices":[{"index":0,'
+                 b'"delta":{"content":"\\u00e9t\\u00e9"},"finish_reason":null}]}')   # escaped the other way
+    expected, finished = chunk_events(datas, merge=True)
+    parsed: list[bytes] = []
+    real = openai_chunks.loads_object
+    monkeypatch.setattr(openai_chunks, "loads_object", lambda data: parsed.append(data) or real(data))
+    got, finished_too = chunk_events(datas, merge=True, template=TextTemplate())
+    assert [(e.data, e.raw, e.flush) for e in got] == [(e.data, e.raw, e.flush) for e in expected]
+    assert finished and finished_too
+    assert got[0].data["choices"][0]["delta"]["content"] == "".join(TRICKY_TEXTS)
+    assert len(parsed) < len(datas) - 4            # the text chunks after the first two were not parsed whole
+
+
+def test_a_payload_that_only_looks_like_a_text_chunk_is_parsed_whole() -> None:
+    template = TextTemplate()
+    chunk_events(payloads(chunk("a"), chunk("b")), merge=True, template=template)
+    prefix = b'{"id":"c1","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"content":"'
+    suffix = b'"},"finish_reason":null}]}'
+    assert orjson.dumps(chunk("x")) == prefix + b"x" + suffix
+    # the same bytes around a "text" that closes the string and opens a second choice with a finish reason
+    forged = prefix + b'a"},"finish_reason":"stop"},{"index":1,"delta":{"content":"b' + suffix
+    events, finished = chunk_events([forged], merge=True, template=template)
+    assert finished
+    assert len(events[0].data["choices"]) == 2 and events[0].data["choices"][0]["finish_reason"] == "stop"

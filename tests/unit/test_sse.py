@@ -301,3 +301,37 @@ def test_a_long_line_in_many_pieces_is_decoded_whole_below_the_cap() -> None:
         assert decoder.feed(b"z" * 65536) == []
     messages = decoder.feed(b"\r\n\r\n")
     assert [len(m.data) for m in messages] == [64 * 65536]
+
+
+def _data_of_pieces(pieces: list[bytes]) -> tuple[list[bytes], int]:
+    decoder = SSEDecoder()
+    datas: list[bytes] = []
+    for piece in pieces:
+        datas += decoder.feed_data(piece)
+    return datas + [m.data for m in decoder.close()], decoder.comments
+
+
+FAST_SHAPES = {
+    **STREAMS,
+    "data-only": b"".join(encode_data(json.dumps({"n": i}).encode()) for i in range(6)) + b"data: [DONE]\n\n",
+    "data-then-comment": b'data: {"a": 1}\n\n: keep-alive\n\ndata: {"b": 2}\n\n',
+    "data-then-event": b'data: {"a": 1}\n\nevent: note\ndata: x\n\ndata: {"b": 2}\n\n',
+    "data-then-blank-lines": b'data: {"a": 1}\n\n\n\ndata: {"b": 2}\n\n',
+    "data-without-space": b'data: {"a": 1}\n\ndata:{"b": 2}\n\n',
+}
+
+
+@pytest.mark.parametrize("name", list(FAST_SHAPES))
+def test_feed_data_gives_the_data_feed_gives_however_the_stream_is_split(name: str) -> None:
+    stream = FAST_SHAPES[name]
+    messages, comments = decode_whole(stream)
+    expected = ([m.data for m in messages], comments)
+    assert _data_of_pieces([stream]) == expected
+    rng = random.Random(f"llmgw-sse-data-{name}")
+    for offset in range(len(stream) + 1):
+        assert _data_of_pieces([stream[:offset], stream[offset:]]) == expected, f"split at byte {offset}"
+    for _ in range(100):
+        cuts = sorted(rng.sample(range(1, len(stream)), rng.randint(1, min(20, len(stream) - 1))))
+        pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+        assert _data_of_pieces(pieces) == expected, f"split at {cuts}"
+
