@@ -330,7 +330,7 @@ def _put_back(choice: dict[str, Any], delta: dict[str, Any], held: dict[tuple[An
     for key, text in held.items():
         if key[0] in ("text", "delta"):
             name = "content" if key[0] == "text" else key[2]
-            delta[name] = text + (delta.get(name) or "")
+            delta[name] = (delta.get(name) or "") + text   # what was held back ends the text
         else:
             delta.setdefault("tool_calls", []).append({"index": key[2], "function": {"arguments": text}})
     if held:

@@ -188,3 +188,20 @@ def test_streamed_thinking_is_a_channel() -> None:
     thinking = "".join(d.get("thinking", "") for d in deltas)
     assert thinking == "the card is <CREDIT_CARD_1>, I will not repeat it"
     assert deltas[-1]["type"] == "signature_delta"      # the thinking is out before its signature
+
+
+def test_text_held_back_comes_after_the_text_of_a_finishing_chunk() -> None:
+    rules = tuple(parse_rules(PII))
+    make = pipe_factory(Placeholders(), Scan(rules, "response", Placeholders(), restoring=False))
+    assert make is not None
+
+    def chunk(content: str, finish: str | None = None) -> StreamEvent:
+        return StreamEvent({"id": "c", "object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": {"content": content}, "finish_reason": finish}]})
+
+    # servers such as vLLM and Ollama send the last text in the chunk that finishes
+    text = "Write to me at " + MAIL + " or call. " + "Then some more words. " * 40 + "The end."
+    events = [chunk(text[:30]), chunk(text[30:], finish="stop")]   # long enough for some to pass, some held
+    out = _run(StreamGuard(make), events)
+    content = "".join(e.data["choices"][0]["delta"].get("content") or "" for e in out)
+    assert content == text.replace(MAIL, "<EMAIL_1>")
