@@ -9,7 +9,8 @@ client. When the upstream finishes, ``finish()`` ends the stream in the format's
 mid-stream, ``error(gateway_error, failure)`` is written instead and the exchange records the error. When the
 client goes away, the upstream request is closed and the exchange is marked ``client_disconnect`` — unless the
 answer's finishing event was already written (``ex.delivered``: a client may hang up once it has read it, before
-the stream's end, as Codex CLI does at ``response.completed``). The upstream iterator is always closed.
+the stream's end, as Codex CLI does at ``response.completed``). What ``finish()`` or ``error`` gives goes out with
+the chunked encoding's end, in one write. The upstream iterator is always closed.
 """
 
 from __future__ import annotations
@@ -117,10 +118,9 @@ async def forward_stream(
             ex.outcome = "error"
             ex.estimate_partial_usage()
             pending.append(error(failed, failure))
-        await write()
+        await response.write_eof(b"".join(pending))   # the end and the stream's terminator in one write
         if ex.error is None:
             ex.delivered = True
-        await response.write_eof()
     except (ConnectionResetError, ConnectionError):
         ex.client_gone()
     finally:
