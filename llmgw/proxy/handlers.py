@@ -55,8 +55,11 @@ async def read_json(request: web.Request, max_bytes: int,
         raise PayloadTooLarge(f"request body is {request.content_length} bytes; the limit is {max_bytes}"
                               " (server.max_body_mb)")
     try:
-        async with asyncio.timeout(timeout_s):
+        if request.content.is_eof():   # all of it is here (it came with the headers): no timer to set
             raw = await request.read()
+        else:
+            async with asyncio.timeout(timeout_s):
+                raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes (server.max_body_mb)") from None
     except TimeoutError:
