@@ -360,6 +360,14 @@ def quote(price: Price, usage: Usage) -> Quote:
     """``usage`` priced at ``price`` by token type (see the module contract)."""
     tier = price.long_context
     above = tier.above if tier is not None and usage.input_tokens > tier.above else None
+    if above is None and not (usage.cached_tokens or usage.cache_write_tokens or usage.reasoning_tokens) \
+            and usage.input_tokens >= 0 and usage.output_tokens >= 0:   # the common case, priced the same way
+        plain: dict[str, float] = {}
+        if usage.input_tokens:
+            plain["input"] = usage.input_tokens * (price.input or 0.0) / 1e6
+        if usage.output_tokens:
+            plain["output"] = usage.output_tokens * (price.output or 0.0) / 1e6
+        return Quote(plain)
     rates: Price | LongContext = tier if above is not None and tier is not None else price
 
     def rate(name: str) -> float | None:

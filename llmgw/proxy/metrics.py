@@ -43,6 +43,7 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 UNKNOWN_ALIAS = "unknown"
+_TOKEN_COLUMNS = (("input", "input_tokens"), ("output", "output_tokens"), ("cached", "cached_tokens"))
 
 Labels = tuple[str, ...]
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -171,8 +172,8 @@ class Metrics:
         error = row.get("error") or ("client_disconnect" if row.get("outcome") == "client_disconnect" else None)
         if error:
             self.errors.inc((alias, target, str(error)))
-        for kind in ("input", "output", "cached"):
-            amount = row.get(f"{kind}_tokens") or 0
+        for kind, column in _TOKEN_COLUMNS:
+            amount = row.get(column) or 0
             if amount:
                 self.tokens.inc((alias, target, team, kind), amount)
         self.cost.inc((alias, target, team), float(row.get("cost_usd") or 0.0))
@@ -180,7 +181,7 @@ class Metrics:
         if cache in ("hit", "semantic"):
             self.cache_hits.inc((alias, str(cache)))
         attempts = row.get("attempts")
-        count = len(attempts) if isinstance(attempts, Sequence) else int(attempts or 0)
+        count = len(attempts) if isinstance(attempts, (list, tuple)) else int(attempts or 0)
         if count > 1 and status < 400:
             self.fallbacks.inc((alias,))
         self.latency.observe((alias, target), float(row.get("latency_ms") or 0.0) / 1000.0)

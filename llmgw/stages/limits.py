@@ -48,6 +48,9 @@ from .base import Stage
 log = logging.getLogger("llmgw.limits")
 
 DEFAULT_MAX_TOKENS = 4096   # the output limit reserved (and sent) when the client gives none; [server] changes it
+_OWNER_CACHE_LIMIT = 4096   # owners whose limits are kept built (see LimitsStage._owner_limits)
+
+OwnerLimits = tuple[Window | None, Window | None, list[tuple[Hold, str]]]   # rpm, tpm, (budget hold, its name)
 
 
 @dataclass(slots=True)
@@ -85,6 +88,7 @@ class LimitsStage(Stage):
         self.default_max_tokens = default_max_tokens
         self.open_on_error = 0
         self._periods: tuple[int, list[tuple[str, str, str, int]]] = (-1, [])  # (second, periods(second))
+        self._owners: dict[tuple[object, ...], tuple[object, OwnerLimits]] = {}
 
     def _periods_at(self, now: float) -> list[tuple[str, str, str, int]]:
         """:func:`periods` computed once a second (formatting dates is the dearest part of planning)."""
@@ -117,25 +121,48 @@ class LimitsStage(Stage):
         windows: list[Window] = []
         holds: list[Hold] = []
         cost = None
-        for owner, label, rpm, tpm, budget in owners:
+        for owner in owners:
+            rpm, tpm, budgets = self._owner_limits(*owner, now)
             if rpm is not None:
-                windows.append(Window(f"llmgw:rpm:{owner}", "rpm", rpm, 1, f"{label} requests per minute ({rpm})"))
+                windows.append(rpm)
             if free:
                 continue
             if tpm is not None:
-                windows.append(Window(f"llmgw:tpm:{owner}", "tpm", tpm, tokens, f"{label} tokens per minute ({tpm})"))
-            for period, suffix, resets, ttl in self._periods_at(now):
-                limit = getattr(budget, period) if isinstance(budget, Budget) else None
-                if limit is None:
-                    continue
+                windows.append(Window(tpm.key, "tpm", tpm.limit, tokens, tpm.label))
+            for hold, which in budgets:
                 if cost is None:
-                    refuse_unpriced(self.prices, ex, f"{label} {period} budget")
+                    refuse_unpriced(self.prices, ex, which)
                     cost = self._max_cost(ex, prompt, out)
-                holds.append(Hold(budget_counter(owner, suffix), limit, cost, ttl,
-                                  f"{label} {period} budget (${limit:.2f})", resets))
+                holds.append(Hold(hold.key, hold.limit, cost, hold.ttl_s, hold.label, hold.resets))
         reserved_output = holds or any(w.kind == "tpm" for w in windows)
         cap = out if max_out is None and ex.endpoint == "chat" and reserved_output else None
         return Reservation(windows, holds, cap)
+
+    def _owner_limits(self, owner: str, label: str, rpm: int | None, tpm: int | None, budget: Budget | None,
+                      now: float) -> OwnerLimits:
+        """An owner's limits as the store takes them, built once a second: its rpm window (whole: every request
+        counts 1), its tpm window and its budget holds, each named ("team search daily budget") (the tpm window
+        and the holds with a cost of 0, to be copied with the request's)."""
+        periods_now = self._periods_at(now)
+        cache_key = (owner, rpm, tpm, budget)
+        cached = self._owners.get(cache_key)
+        if cached is not None and cached[0] is periods_now:
+            return cached[1]
+        rpm_window = None if rpm is None else Window(f"llmgw:rpm:{owner}", "rpm", rpm, 1,
+                                                     f"{label} requests per minute ({rpm})")
+        tpm_window = None if tpm is None else Window(f"llmgw:tpm:{owner}", "tpm", tpm, 0,
+                                                     f"{label} tokens per minute ({tpm})")
+        holds = []
+        for period, suffix, resets, ttl in periods_now:
+            limit = getattr(budget, period) if isinstance(budget, Budget) else None
+            if limit is not None:
+                holds.append((Hold(budget_counter(owner, suffix), limit, 0.0, ttl,
+                                   f"{label} {period} budget (${limit:.2f})", resets), f"{label} {period} budget"))
+        limits = (rpm_window, tpm_window, holds)
+        if len(self._owners) >= _OWNER_CACHE_LIMIT:
+            self._owners.clear()
+        self._owners[cache_key] = (periods_now, limits)
+        return limits
 
     def send_cap(self, ex: Exchange, tokens: int) -> None:
         """Make the upstream honour the output limit that was reserved: in the canonical body and, for a

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from llmgw.exchange import Usage
-from llmgw.pricing import PriceTable
+from llmgw.pricing import PriceTable, quote
 from llmgw.profile import ProfileError, Target, parse_profile
 from llmgw.translate.anthropic import usage_from_anthropic
 from llmgw.translate.gemini import usage_from_gemini
@@ -203,3 +203,21 @@ def test_free_kinds_are_priced_at_zero_and_unknown_models_are_unpriced() -> None
     assert table.cost(Target("up", "house-model"), usage) == 0.0
     assert table.unpriced([Target("mock", "m"), Target("up", "house-model"), Target("openai", "gpt-5")]) == [
         Target("up", "house-model")]
+
+
+def test_plain_input_and_output_are_priced_as_the_general_way_prices_them() -> None:
+    """The common case (no cache, no reasoning, below any long-context tier) takes a short path: it must give
+    the same breakdown, to the last bit, as the general one, which a cached token forces."""
+    profile = parse_profile({**PROFILE, "prices": {
+        "up/m": {"input": 3.0, "output": 15.0, "cached_input": 3.0},
+        "up/long": {"input": 1.25, "output": 10.0, "cached_input": 1.25,
+                    "long_context": {"above": 200_000, "input": 2.5, "output": 15.0}}}})
+    table = PriceTable.for_profile(profile)
+    for model in ("m", "long"):
+        price = table.price_for(Target("up", model))
+        assert price is not None
+        for prompt, output in [(0, 0), (1, 0), (0, 7), (123, 4567), (199_999, 3), (200_001, 5), (10**9, 10**6)]:
+            plain = quote(price, Usage(input_tokens=prompt, output_tokens=output))
+            general = quote(price, Usage(input_tokens=prompt + 1, output_tokens=output, cached_tokens=1))
+            general.breakdown.pop("cached_input", None)
+            assert plain == general, (model, prompt, output)
