@@ -1,7 +1,9 @@
 """Shared state in Redis: rate windows and budget counters for every gateway process that points at one server.
 
 Contracts (the same as :class:`~llmgw.store.shared.MemoryState`, see :mod:`llmgw.store.shared`):
-- ``acquire`` and ``settle`` are each one Lua script run with EVALSHA: one round trip, atomic on the server.
+- ``acquire`` and ``settle`` are each one Lua script run with EVALSHA (EVAL once when the server does not have it
+  yet, e.g. after a restart): one round trip, atomic on the server. Commands go through
+  :class:`~llmgw.store.resp.RespClient`: one pipelined connection for every request of the process.
   ``acquire`` checks every window and every budget before it records anything, so a refused request leaves no
   trace; the Denial names the first limit that refused, in the order given, exactly as MemoryState does.
 - Times: windows use the **caller's** ``now`` (scores in the sorted sets are the callers' clocks), never Redis's
@@ -14,7 +16,7 @@ Contracts (the same as :class:`~llmgw.store.shared.MemoryState`, see :mod:`llmgw
   decimal that reads back as the same double: the sums are bit-for-bit the ones MemoryState computes in Python
   (INCRBYFLOAT would compute in long double and round differently).
 - Any failure to talk to Redis (refused, reset, timed out, READONLY, OOM, ...) raises
-  :class:`~llmgw.store.shared.StateUnavailable` within ``deadline_s`` (1.5 s by default): a request never hangs on
+  :class:`~llmgw.store.shared.StateUnavailable` within ``deadline_s`` (3 s by default): a request never hangs on
   the store. Budgets then fail closed and rate limits fail open (:mod:`llmgw.stages.limits`).
 - Requires Redis >= 6.0 (``SET ... KEEPTTL``); not Redis Cluster (one script touches keys of several owners).
 
@@ -27,19 +29,14 @@ counter is a string holding USD at the key ``Hold.key`` (``llmgw:budget:team:sea
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar
+import hashlib
+from collections.abc import Sequence
+from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-
+from .resp import RespClient, RespError
 from .shared import WINDOW_S, Denial, Hold, StateUnavailable, Window
 
 KEY_TTL_S = 120  # window keys outlive the newest admission by this much (Redis clock): WINDOW_S plus clock slack
-
-T = TypeVar("T")
 
 # Shared helpers of both scripts: the shortest exact decimal of a double, and adding to a budget counter.
 _LIB = """
@@ -140,36 +137,49 @@ return nil
 """
 
 
+class _Script:
+    """A Lua script and the SHA1 that EVALSHA names it by."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+
 class RedisState:
     """:class:`~llmgw.store.shared.SharedState` in one Redis, shared by every process that uses the same URL.
 
-    Timeouts: ``connect_timeout_s`` to open a connection, ``timeout_s`` for one command, ``deadline_s`` for a
-    whole call including waiting for one of the pool's ``max_connections`` connections. No retries: a failure is
-    reported at once as :class:`StateUnavailable`, and the next call tries again on a fresh connection.
+    Timeouts: ``connect_timeout_s`` to open the connection, ``deadline_s`` for a whole call. No retries: a failure
+    is reported at once as :class:`StateUnavailable`, and the next call tries again on a fresh connection.
     """
 
     suspends = True   # every call waits on the store
 
-    def __init__(self, url: str, *, connect_timeout_s: float = 2.0, timeout_s: float = 2.0,
-                 deadline_s: float = 3.0, max_connections: int = 64) -> None:
+    def __init__(self, url: str, *, connect_timeout_s: float = 2.0, deadline_s: float = 3.0) -> None:
         self.url = url
         self.deadline_s = deadline_s
-        pool = BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=deadline_s, socket_connect_timeout=connect_timeout_s,
-            socket_timeout=timeout_s, retry=Retry(NoBackoff(), 0), health_check_interval=0)
-        self._redis = Redis.from_pool(pool)
-        self._acquire = self._redis.register_script(_ACQUIRE)
-        self._settle = self._redis.register_script(_SETTLE)
-        self._seed = self._redis.register_script(_SEED)
+        self._client = RespClient(url, connect_timeout_s=connect_timeout_s)
+        self._acquire = _Script(_ACQUIRE)
+        self._settle = _Script(_SETTLE)
+        self._seed = _Script(_SEED)
 
-    async def _call(self, op: Awaitable[T]) -> T:
+    async def _call(self, *command: Any) -> Any:
         try:
             async with asyncio.timeout(self.deadline_s):
-                return await op
-        except TimeoutError as exc:  # the asyncio deadline (redis's own TimeoutError is a RedisError: below)
+                return await self._client.call(*command)
+        except TimeoutError as exc:  # no answer: the connection's order of replies is lost with it
+            self._client.reset()
             raise StateUnavailable(f"redis at {_safe(self.url)}: no answer within {self.deadline_s}s") from exc
-        except (RedisError, OSError) as exc:
+        except (RespError, OSError) as exc:
             raise StateUnavailable(f"redis at {_safe(self.url)}: {exc}") from exc
+
+    async def _eval(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run ``script`` by its SHA1, sending its text once when the server does not know it."""
+        try:
+            return await self._call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except StateUnavailable as exc:
+            if not isinstance(exc.__cause__, RespError) or not str(exc.__cause__).startswith("NOSCRIPT"):
+                raise
+        return await self._call("EVAL", script.text, len(keys), *keys, *args)
 
     async def acquire(self, request_id: str, windows: Sequence[Window], holds: Sequence[Hold],
                       now: float) -> Denial | None:
@@ -183,7 +193,7 @@ class RedisState:
         for h in holds:
             keys.append(h.key)
             args += [repr(float(h.limit)), repr(float(h.amount)), max(1, int(h.ttl_s))]
-        refused = await self._call(self._acquire(keys=keys, args=args))
+        refused = await self._eval(self._acquire, keys, args)
         if refused is None:
             return None
         which, index, oldest = int(refused[0]), int(refused[1]) - 1, refused[2]
@@ -205,17 +215,17 @@ class RedisState:
         args: list[Any] = [request_id, int(used_tokens), len(tpm), len(holds)]
         for h in holds:
             args += [repr(float(used_usd - h.amount)), max(1, int(h.ttl_s))]
-        await self._call(self._settle(keys=keys, args=args))
+        await self._eval(self._settle, keys, args)
 
     async def spent(self, key: str) -> float:
-        value = await self._call(self._redis.get(key))
+        value = await self._call("GET", key)
         return float(value) if value is not None else 0.0
 
     async def seed(self, key: str, amount: float, ttl_s: int) -> None:
-        await self._call(self._seed(keys=[key], args=[repr(float(amount)), max(1, int(ttl_s))]))
+        await self._eval(self._seed, [key], [repr(float(amount)), max(1, int(ttl_s))])
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._client.close()
 
 
 def _safe(url: str) -> str:
