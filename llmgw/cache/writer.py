@@ -1,13 +1,15 @@
 """Storing cache entries off the request path: a write-behind queue with its own thread.
 
 Contracts (:class:`WriteBehind`):
-- ``put(entry)`` returns at once: no thread hand-off awaited by the event loop, no disk or embedding work on it.
-  The writer thread is woken and stores everything queued since its last pass in one ``store_batch`` call (one
-  transaction for the disk store), so a busy server pays one commit per batch, not one per answer.
+- ``put(entry)`` returns at once: no thread hand-off awaited by the event loop, no disk or embedding work on it,
+  and no thread woken per answer. The writer thread wakes every ``max_delay_s`` (or as soon as ``batch_size``
+  entries are queued) and stores everything queued since its last pass in one ``store_batch`` call (one
+  transaction for the disk store), so a busy server pays one commit and one thread wake-up per batch, not per
+  answer.
 - Until it is stored, an entry is found by ``pending(key)``: the server that answered a prompt hits on it at once.
-  A semantic lookup (already in a worker thread) calls ``settle(timeout)`` first, so it searches an index that
-  holds this server's recent answers too.
-  Other servers sharing the store see it once written (usually within a millisecond; at most one batch later).
+  A semantic lookup (already in a worker thread) calls ``settle(timeout)`` first, which wakes the writer at once,
+  so it searches an index that holds this server's recent answers too.
+  Other servers sharing the store see it once written (within about ``max_delay_s``).
 - Memory is bounded: beyond ``max_pending`` queued entries a new one is dropped and counted (``dropped``); a cache
   is an optimisation, never a reason to grow without limit.
 - ``close()`` stores every queued entry before returning. A batch that fails is logged and counted (``failed``);
@@ -29,9 +31,11 @@ log = logging.getLogger("llmgw.cache")
 
 class WriteBehind:
     def __init__(self, store_batch: Callable[[Sequence[CacheEntry]], None], *, max_pending: int = 10_000,
-                 name: str = "llmgw-cache-writer") -> None:
+                 max_delay_s: float = 0.05, batch_size: int = 500, name: str = "llmgw-cache-writer") -> None:
         self._store_batch = store_batch
         self._max_pending = max_pending
+        self._max_delay_s = max_delay_s
+        self._batch_size = batch_size
         self._queue: collections.deque[CacheEntry] = collections.deque()
         self._pending: dict[str, CacheEntry] = {}
         self._wake = threading.Event()
@@ -50,9 +54,10 @@ class WriteBehind:
             self.dropped += 1
             return
         self._pending[entry.key] = entry
-        self._idle.clear()
+        if self._idle.is_set():
+            self._idle.clear()
         self._queue.append(entry)
-        if not self._wake.is_set():
+        if len(self._queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
 
     def pending(self, key: str) -> CacheEntry | None:
@@ -60,7 +65,11 @@ class WriteBehind:
         return self._pending.get(key)
 
     def settle(self, timeout: float) -> bool:
-        """Wait (blocking, at most ``timeout`` seconds) until every queued entry is stored; whether it was."""
+        """Wait (blocking, at most ``timeout`` seconds) until every queued entry is stored; whether it was. The
+        writer is woken at once rather than at its next tick."""
+        if self._idle.is_set():
+            return True
+        self._wake.set()
         return self._idle.wait(timeout)
 
     @property
@@ -77,13 +86,13 @@ class WriteBehind:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait()
+            self._wake.wait(self._max_delay_s)
             self._wake.clear()
             closing = self._closed
             while self._queue:
                 batch: list[CacheEntry] = []
                 with contextlib.suppress(IndexError):
-                    while len(batch) < 500:
+                    while len(batch) < self._batch_size:
                         batch.append(self._queue.popleft())
                 self._write(batch)
             if not self._queue:

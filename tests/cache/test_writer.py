@@ -119,3 +119,48 @@ async def test_the_stage_stores_off_the_loop_and_answers_the_next_identical_requ
     await reopened.request(third)
     assert third.cache == "hit"
     reopened.close()
+
+
+def test_answers_arriving_together_are_stored_in_one_batch_without_a_wake_up_each() -> None:
+    store = SlowStore()
+    store.gate.set()
+    writer = WriteBehind(store, max_delay_s=0.2)
+    try:
+        for i in range(50):
+            writer.put(entry(f"k{i}"))
+        assert store.batches == []                 # nothing woke the writer: it stores at its next tick
+        time.sleep(0.4)
+        assert store.batches == [[f"k{i}" for i in range(50)]]
+    finally:
+        writer.close()
+
+
+def test_settle_wakes_the_writer_at_once() -> None:
+    store = SlowStore()
+    store.gate.set()
+    writer = WriteBehind(store, max_delay_s=30.0)
+    try:
+        time.sleep(0.05)    # the writer is asleep until its next tick, half a minute away
+        writer.put(entry("k"))
+        started = time.monotonic()
+        assert writer.settle(5.0)
+        assert time.monotonic() - started < 1.0
+        assert store.batches == [["k"]] and writer.pending("k") is None
+    finally:
+        writer.close()
+
+
+def test_a_full_batch_wakes_the_writer_before_its_tick() -> None:
+    store = SlowStore()
+    store.gate.set()
+    writer = WriteBehind(store, max_delay_s=30.0, batch_size=10)
+    try:
+        time.sleep(0.05)
+        for i in range(10):
+            writer.put(entry(f"k{i}"))
+        deadline = time.monotonic() + 5
+        while not store.batches and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert store.batches == [[f"k{i}" for i in range(10)]]   # soon, without waiting for the tick
+    finally:
+        writer.close()
