@@ -89,7 +89,7 @@ class CacheStore(IndexedStore):
         self.directory = Path(directory)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)   # cached answers are the owner's alone
         self.disk = diskcache.Cache(str(self.directory), size_limit=int(max_mb * 1024 * 1024),
-                                    eviction_policy="least-recently-stored", cull_limit=16, disk=BytesOnlyDisk)
+                                    eviction_policy="least-recently-stored", cull_limit=0, disk=BytesOnlyDisk)
         journal = self.directory / "journal.sqlite"
         self._journal_path = journal
         self._journal_lock = threading.Lock()
@@ -127,12 +127,25 @@ class CacheStore(IndexedStore):
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
 
+    def put(self, entry: CacheEntry) -> None:
+        """Store ``entry``, then keep the store under ``max_mb`` (:meth:`put_many` does that once per batch)."""
+        super().put(entry)
+        self._cull()
+
     def put_many(self, entries: Sequence[CacheEntry]) -> None:
-        """Every entry in one diskcache transaction: one commit for the batch."""
+        """Every entry in one diskcache transaction: one commit for the batch, and one pass that drops what has
+        expired and evicts the least recently stored entries while the store is over ``max_mb``."""
         try:
             with self.disk.transact():
                 for entry in entries:
-                    self.put(entry)
+                    super().put(entry)
+        except (OSError, sqlite3.Error) as exc:
+            raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
+        self._cull()
+
+    def _cull(self) -> None:
+        try:
+            self.disk.cull()
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
 

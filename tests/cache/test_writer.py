@@ -164,3 +164,23 @@ def test_a_full_batch_wakes_the_writer_before_its_tick() -> None:
         assert store.batches == [[f"k{i}" for i in range(10)]]   # soon, without waiting for the tick
     finally:
         writer.close()
+
+
+def test_the_disk_store_stays_under_max_mb_evicting_the_least_recently_stored(tmp_path: Path) -> None:
+    store = CacheStore(tmp_path / "cache", max_mb=1.0)
+    now = time.time()
+
+    def big(key: str) -> CacheEntry:
+        return CacheEntry(key, "p", None, {"choices": [{"message": {"content": key + "x" * 20_000}}]}, {}, 0.01,
+                          now, now + 600)
+
+    try:
+        store.put_many([big(f"a{i}") for i in range(60)])       # ~1.2 MB in one batch
+        store.put_many([big(f"b{i}") for i in range(60)])       # and again
+        assert store.disk.volume() <= 1.0 * 1024 * 1024
+        assert store.get("b59") is not None and store.get("a0") is None   # the oldest went first
+        assert len(store.disk) < 120
+        store.put(big("last"))                                  # one at a time too
+        assert store.disk.volume() <= 1.0 * 1024 * 1024 and store.get("last") is not None
+    finally:
+        store.close()
