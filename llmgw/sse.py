@@ -87,19 +87,15 @@ class SSEDecoder:
 
     def feed_data(self, chunk: bytes) -> list[bytes]:
         """The ``data`` of the messages :meth:`feed` would give, for a reader that ignores event names. A piece made
-        only of whole one-line ``data: …`` events (the usual shape of an upstream read) is split without a call per
-        line; anything else goes through :meth:`feed`, so the result is always the same as its."""
+        only of whole one-line ``data: …`` events (the usual shape of an upstream read) is split in one pass, in C;
+        anything else goes through :meth:`feed`, so the result is always the same as its."""
         if self._buf or self._parts or self._data or len(chunk) > self.max_line_bytes or b"\r" in chunk \
-                or chunk[-2:] != b"\n\n":
+                or chunk[:6] != b"data: " or chunk[-2:] != b"\n\n":
             return [message.data for message in self.feed(chunk)]
-        blocks = chunk[:-2].split(b"\n\n")
-        out: list[bytes] = []
-        for i, block in enumerate(blocks):
-            if block[:6] != b"data: " or b"\n" in block:   # another field, a comment or a blank line: the slow way
-                rest = b"\n\n".join(blocks[i:]) + b"\n\n"
-                return out + [message.data for message in self.feed(rest)]
-            out.append(block[6:])
-        return out
+        datas = chunk[6:-2].split(b"\n\ndata: ")
+        if b"\n" in b"".join(datas):   # another field, a comment, a blank line or a data line of several: slowly
+            return [message.data for message in self.feed(chunk)]
+        return datas
 
     def _check(self, pending: int) -> None:
         if pending > self.max_line_bytes or self._size > self.max_line_bytes:

@@ -318,6 +318,8 @@ FAST_SHAPES = {
     "data-then-event": b'data: {"a": 1}\n\nevent: note\ndata: x\n\ndata: {"b": 2}\n\n',
     "data-then-blank-lines": b'data: {"a": 1}\n\n\n\ndata: {"b": 2}\n\n',
     "data-without-space": b'data: {"a": 1}\n\ndata:{"b": 2}\n\n',
+    "empty-data-and-data-in-data": b'data: \n\ndata: data: x\n\ndata: {"c": 3}\n\n',
+    "two-data-lines": b'data: {"a": 1}\n\ndata: line one\ndata: line two\n\ndata: {"b": 2}\n\n',
 }
 
 
@@ -335,3 +337,9 @@ def test_feed_data_gives_the_data_feed_gives_however_the_stream_is_split(name: s
         pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
         assert _data_of_pieces(pieces) == expected, f"split at {cuts}"
 
+
+
+def test_a_read_of_plain_data_events_is_split_without_the_line_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SSEDecoder, "feed", lambda self, chunk: pytest.fail("the line parser was used"))
+    assert SSEDecoder().feed_data(FAST_SHAPES["data-only"]) == [json.dumps({"n": i}).encode() for i in range(6)] + [
+        b"[DONE]"]
