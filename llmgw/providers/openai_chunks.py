@@ -77,24 +77,27 @@ class TextTemplate:
     """What one stream's text chunks look like around their text (see the module contract); learnt from each text
     chunk that had to be parsed, so the newest shape wins."""
 
-    __slots__ = ("_chunk", "_prefix", "_suffix")
+    __slots__ = ("_chunk", "_prefix", "_prefix_len", "_suffix", "_suffix_len")
 
     def __init__(self) -> None:
         self._prefix = self._suffix = b""
+        self._prefix_len = self._suffix_len = 0
         self._chunk: dict[str, Any] | None = None
 
     def read(self, data: bytes) -> tuple[dict[str, Any], str] | None:
         """``(chunk, text)`` for a payload of the learnt shape: ``chunk`` is the learnt one (its text is not this
         payload's; the caller puts the text where it goes); None for any other payload."""
-        prefix, suffix = self._prefix, self._suffix
-        if self._chunk is None or not data.startswith(prefix) or not data.endswith(suffix) \
-                or len(data) < len(prefix) + len(suffix):
+        chunk = self._chunk
+        if chunk is None or not data.startswith(self._prefix) or not data.endswith(self._suffix):
+            return None
+        end = len(data) - self._suffix_len
+        if end < self._prefix_len:
             return None
         try:
-            text = orjson.loads(b'"' + data[len(prefix):len(data) - len(suffix)] + b'"')
+            text = orjson.loads(b'"' + data[self._prefix_len:end] + b'"')
         except orjson.JSONDecodeError:
             return None
-        return (self._chunk, text) if type(text) is str else None
+        return (chunk, text) if type(text) is str else None
 
     def learn(self, data: bytes, chunk: dict[str, Any]) -> None:
         """Learn the shape of ``data``, a payload parsed to ``chunk``, a text chunk: the bytes around its one
@@ -109,6 +112,7 @@ class TextTemplate:
             return
         if type(probe) is dict and run_text(probe) == _PROBE and probe.get("id") == chunk.get("id"):
             self._prefix, self._suffix, self._chunk = prefix, suffix, chunk
+            self._prefix_len, self._suffix_len = len(prefix), len(suffix)
 
 
 def chunk_events(datas: list[bytes], *, merge: bool,
@@ -124,8 +128,9 @@ def chunk_events(datas: list[bytes], *, merge: bool,
     first: dict[str, Any] = {}          # the run's first chunk (or the learnt one of its shape)
     first_parsed = False
     texts: list[str] = []
+    read = template.read if template is not None else None
     for i, data in enumerate(datas):
-        known = template.read(data) if template is not None else None
+        known = read(data) if read is not None else None
         parsed = known is None
         if known is not None:
             chunk, text = known
@@ -135,7 +140,7 @@ def chunk_events(datas: list[bytes], *, merge: bool,
             if text is not None and template is not None:
                 template.learn(data, chunk)
         if text is not None:
-            if start >= 0 and chunk.get("id") == first.get("id"):
+            if start >= 0 and (chunk is first or chunk.get("id") == first.get("id")):   # the same learnt chunk
                 texts.append(text)
                 continue
             if start >= 0:
