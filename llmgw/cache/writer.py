@@ -1,11 +1,11 @@
 """Storing cache entries off the request path: a write-behind queue with its own thread.
 
 Contracts (:class:`WriteBehind`):
-- ``put(entry)`` returns at once: no thread hand-off awaited by the event loop, no disk or embedding work on it,
-  and no thread woken per answer. The writer thread wakes every ``max_delay_s`` (or as soon as ``batch_size``
-  entries are queued) and stores everything queued since its last pass in one ``store_batch`` call (one
-  transaction for the disk store), so a busy server pays one commit and one thread wake-up per batch, not per
-  answer.
+- ``put(entry)`` returns at once: no thread hand-off awaited by the event loop, no disk or embedding work on it.
+  The writer thread wakes every ``max_delay_s`` (or as soon as ``batch_size`` entries are queued; with
+  ``max_delay_s`` 0, at every put) and stores everything queued since its last pass in one ``store_batch`` call
+  (one transaction for the disk store), so a busy server pays one commit and one thread wake-up per batch, not
+  per answer.
 - Until it is stored, an entry is found by ``pending(key)``: the server that answered a prompt hits on it at once.
   A semantic lookup (already in a worker thread) calls ``settle(timeout)`` first, which wakes the writer at once,
   so it searches an index that holds this server's recent answers too.
@@ -57,7 +57,7 @@ class WriteBehind:
         if self._idle.is_set():
             self._idle.clear()
         self._queue.append(entry)
-        if len(self._queue) >= self._batch_size and not self._wake.is_set():
+        if (not self._max_delay_s or len(self._queue) >= self._batch_size) and not self._wake.is_set():
             self._wake.set()
 
     def pending(self, key: str) -> CacheEntry | None:
@@ -86,7 +86,7 @@ class WriteBehind:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self._max_delay_s)
+            self._wake.wait(self._max_delay_s or None)
             self._wake.clear()
             closing = self._closed
             while self._queue:

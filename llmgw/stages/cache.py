@@ -49,6 +49,7 @@ from .base import Stage
 log = logging.getLogger("llmgw.cache")
 
 CACHEABLE_FINISH = frozenset({"stop", "tool_calls"})
+LOCAL_WRITE_DELAY_S = 0.05   # how long a local store's answers may wait to be committed together
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +89,14 @@ class CacheStage(Stage):
         self.store = store
         self.embedder = embedder if config.semantic else None
         self.stats = CacheStats()
-        self.writer = WriteBehind(self._store_batch) if store is not None else None
+        self.writer = self._new_writer() if store is not None else None
         self._inline = store is not None and self.embedder is None and store.local
+
+    def _new_writer(self) -> WriteBehind:
+        """The write-behind queue: a local store's commits are batched on a tick; a shared store (Redis) is written
+        at once, so that other instances find an answer as soon as it is given."""
+        assert self.store is not None
+        return WriteBehind(self._store_batch, max_delay_s=LOCAL_WRITE_DELAY_S if self.store.local else 0.0)
 
     @classmethod
     def from_profile(cls, profile: Profile, *, embedder: Embedder | None = None) -> CacheStage:
@@ -294,7 +301,7 @@ class CacheStage(Stage):
         """Store every queued entry now (blocking)."""
         if self.writer is not None:
             self.writer.close()
-            self.writer = WriteBehind(self._store_batch)
+            self.writer = self._new_writer()
 
     def close(self) -> None:
         if self.writer is not None:

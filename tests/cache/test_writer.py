@@ -184,3 +184,18 @@ def test_the_disk_store_stays_under_max_mb_evicting_the_least_recently_stored(tm
         assert store.disk.volume() <= 1.0 * 1024 * 1024 and store.get("last") is not None
     finally:
         store.close()
+
+
+def test_without_a_delay_every_answer_is_stored_at_once() -> None:
+    store = SlowStore()
+    store.gate.set()
+    writer = WriteBehind(store, max_delay_s=0.0)
+    try:
+        writer.put(entry("k"))
+        deadline = time.monotonic() + 5
+        while not store.batches and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert store.batches == [["k"]]
+    finally:
+        writer.close()
+
