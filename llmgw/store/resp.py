@@ -10,9 +10,10 @@ Contracts:
   :class:`ConnectionError` for every command in flight on it. The caller bounds each call with its own deadline
   and calls :meth:`RespClient.reset` when it passes: a command without an answer makes the connection's order
   unknowable, so it is closed (failing the rest in flight) and the next call opens a new one.
-- URLs: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://…`` (TLS, verified against the system's CAs)
-  and ``unix://[[user]:password@]/path[?db=N]``; a password (percent-decoded) is sent with ``AUTH``, a database
-  other than 0 with ``SELECT``, before any other command.
+- URLs: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://…`` (TLS, verified against the system's CAs,
+  or ``?ssl_ca_certs=/path/ca.pem``; ``?ssl_cert_reqs=none`` turns verification off, as redis-py spells it) and
+  ``unix://[[user]:password@]/path[?db=N]``; a password (percent-decoded) is sent with ``AUTH``, a database other
+  than 0 with ``SELECT``, before any other command.
 """
 
 from __future__ import annotations
@@ -44,10 +45,23 @@ class RespUrl:
         self.port = parts.port or 6379
         self.username = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password) if parts.password is not None else None
-        db = parse_qs(parts.query).get("db", [""])[0]
+        query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
+        db = query.get("db", "")
         if not db and parts.scheme != "unix":
             db = parts.path.lstrip("/")
         self.db = int(db) if db else 0
+        self.verify = query.get("ssl_cert_reqs", "required").lower() != "none"
+        self.ca_file = query.get("ssl_ca_certs")
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context of a rediss:// URL (None for the others)."""
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
     def handshake(self) -> list[tuple[Any, ...]]:
         """The commands that open a connection: AUTH and SELECT, where the URL asks for them."""
@@ -168,6 +182,5 @@ class RespClient:
         if url.path is not None:
             _, connection = await loop.create_unix_connection(_Connection, url.path)
         else:
-            context = ssl.create_default_context() if url.tls else None
-            _, connection = await loop.create_connection(_Connection, url.host, url.port, ssl=context)
+            _, connection = await loop.create_connection(_Connection, url.host, url.port, ssl=url.tls_context())
         return connection

@@ -4,6 +4,7 @@ connection, error replies, and connections that fail with commands in flight."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -129,3 +130,13 @@ async def test_a_password_and_a_database_are_used(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_tls_verification_follows_the_url(tmp_path: Path) -> None:
+    assert RespUrl("redis://h/0").tls_context() is None
+    verified = RespUrl("rediss://h:6380/0").tls_context()
+    assert verified is not None and verified.check_hostname and verified.verify_mode == ssl.CERT_REQUIRED
+    unverified = RespUrl("rediss://h:6380/0?ssl_cert_reqs=none").tls_context()
+    assert unverified is not None and not unverified.check_hostname and unverified.verify_mode == ssl.CERT_NONE
+    with pytest.raises(OSError):     # a CA file that is not there is an error, not a silent default
+        RespUrl(f"rediss://h/0?ssl_ca_certs={tmp_path / 'missing.pem'}").tls_context()
