@@ -115,9 +115,9 @@ class LimitsStage(Stage):
         out = self.default_max_tokens if max_out is None else max_out
         tokens = prompt + out
         team = self.teams.get(record.team)
-        owners = [(f"key:{record.id}", f"key {record.id}", record.rpm, record.tpm, record.budget)]
+        owners = [("key", record.id, record.rpm, record.tpm, record.budget)]
         if team is not None:
-            owners.append((f"team:{record.team}", f"team {record.team}", team.rpm, team.tpm, team.budget))
+            owners.append(("team", record.team, team.rpm, team.tpm, team.budget))
         windows: list[Window] = []
         holds: list[Hold] = []
         cost = None
@@ -138,16 +138,17 @@ class LimitsStage(Stage):
         cap = out if max_out is None and ex.endpoint == "chat" and reserved_output else None
         return Reservation(windows, holds, cap)
 
-    def _owner_limits(self, owner: str, label: str, rpm: int | None, tpm: int | None, budget: Budget | None,
+    def _owner_limits(self, kind: str, name: str, rpm: int | None, tpm: int | None, budget: Budget | None,
                       now: float) -> OwnerLimits:
-        """An owner's limits as the store takes them, built once a second: its rpm window (whole: every request
-        counts 1), its tpm window and its budget holds, each named ("team search daily budget") (the tpm window
-        and the holds with a cost of 0, to be copied with the request's)."""
+        """The limits of the owner ``kind`` ("key", "team") ``name`` as the store takes them, built once a second:
+        its rpm window (whole: every request counts 1), its tpm window and its budget holds, each named ("team
+        search daily budget") (the tpm window and the holds with a cost of 0, to be copied with the request's)."""
         periods_now = self._periods_at(now)
-        cache_key = (owner, rpm, tpm, budget)
+        cache_key = (kind, name, rpm, tpm, budget)
         cached = self._owners.get(cache_key)
         if cached is not None and cached[0] is periods_now:
             return cached[1]
+        owner, label = f"{kind}:{name}", f"{kind} {name}"
         rpm_window = None if rpm is None else Window(f"llmgw:rpm:{owner}", "rpm", rpm, 1,
                                                      f"{label} requests per minute ({rpm})")
         tpm_window = None if tpm is None else Window(f"llmgw:tpm:{owner}", "tpm", tpm, 0,

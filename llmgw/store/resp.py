@@ -150,14 +150,14 @@ class RespClient:
             connection = await self._open()
         return await connection.send(encode(args))
 
-    def reset(self) -> None:
-        """Close the connection (a command went unanswered); the next call opens a new one."""
+    def reset(self, reason: str = "a command went unanswered") -> None:
+        """Close the connection, failing what is in flight with ``reason``; the next call opens a new one."""
         if self._connection is not None:
-            self._connection.close(ConnectionError("a command went unanswered"))
+            self._connection.close(ConnectionError(reason))
             self._connection = None
 
     async def close(self) -> None:
-        self.reset()
+        self.reset("the client was closed")
 
     async def _open(self) -> _Connection:
         if self._opening is None:

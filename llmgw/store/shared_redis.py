@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 
 from .resp import RespClient, RespError
 from .shared import WINDOW_S, Denial, Hold, StateUnavailable, Window
+
+T = TypeVar("T")
 
 KEY_TTL_S = 120  # window keys outlive the newest admission by this much (Redis clock): WINDOW_S plus clock slack
 
@@ -162,10 +164,10 @@ class RedisState:
         self._settle = _Script(_SETTLE)
         self._seed = _Script(_SEED)
 
-    async def _call(self, *command: Any) -> Any:
+    async def _call(self, op: Awaitable[T]) -> T:
         try:
             async with asyncio.timeout(self.deadline_s):
-                return await self._client.call(*command)
+                return await op
         except TimeoutError as exc:  # no answer: the connection's order of replies is lost with it
             self._client.reset()
             raise StateUnavailable(f"redis at {_safe(self.url)}: no answer within {self.deadline_s}s") from exc
@@ -175,11 +177,11 @@ class RedisState:
     async def _eval(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run ``script`` by its SHA1, sending its text once when the server does not know it."""
         try:
-            return await self._call("EVALSHA", script.sha, len(keys), *keys, *args)
-        except StateUnavailable as exc:
-            if not isinstance(exc.__cause__, RespError) or not str(exc.__cause__).startswith("NOSCRIPT"):
+            return await self._client.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except RespError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
                 raise
-        return await self._call("EVAL", script.text, len(keys), *keys, *args)
+        return await self._client.call("EVAL", script.text, len(keys), *keys, *args)
 
     async def acquire(self, request_id: str, windows: Sequence[Window], holds: Sequence[Hold],
                       now: float) -> Denial | None:
@@ -193,7 +195,7 @@ class RedisState:
         for h in holds:
             keys.append(h.key)
             args += [repr(float(h.limit)), repr(float(h.amount)), max(1, int(h.ttl_s))]
-        refused = await self._eval(self._acquire, keys, args)
+        refused = await self._call(self._eval(self._acquire, keys, args))
         if refused is None:
             return None
         which, index, oldest = int(refused[0]), int(refused[1]) - 1, refused[2]
@@ -215,14 +217,14 @@ class RedisState:
         args: list[Any] = [request_id, int(used_tokens), len(tpm), len(holds)]
         for h in holds:
             args += [repr(float(used_usd - h.amount)), max(1, int(h.ttl_s))]
-        await self._eval(self._settle, keys, args)
+        await self._call(self._eval(self._settle, keys, args))
 
     async def spent(self, key: str) -> float:
-        value = await self._call("GET", key)
+        value = await self._call(self._client.call("GET", key))
         return float(value) if value is not None else 0.0
 
     async def seed(self, key: str, amount: float, ttl_s: int) -> None:
-        await self._eval(self._seed, [key], [repr(float(amount)), max(1, int(ttl_s))])
+        await self._call(self._eval(self._seed, [key], [repr(float(amount)), max(1, int(ttl_s))]))
 
     async def close(self) -> None:
         await self._client.close()

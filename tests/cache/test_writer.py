@@ -37,6 +37,12 @@ class SlowStore:
         self.batches.append([e.key for e in entries])
 
 
+def wait_for_a_batch(store: SlowStore, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not store.batches and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def test_put_returns_at_once_and_the_entry_is_found_while_queued() -> None:
     store = SlowStore()
     writer = WriteBehind(store)
@@ -158,9 +164,7 @@ def test_a_full_batch_wakes_the_writer_before_its_tick() -> None:
         time.sleep(0.05)
         for i in range(10):
             writer.put(entry(f"k{i}"))
-        deadline = time.monotonic() + 5
-        while not store.batches and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for_a_batch(store)
         assert store.batches == [[f"k{i}" for i in range(10)]]   # soon, without waiting for the tick
     finally:
         writer.close()
@@ -192,9 +196,7 @@ def test_without_a_delay_every_answer_is_stored_at_once() -> None:
     writer = WriteBehind(store, max_delay_s=0.0)
     try:
         writer.put(entry("k"))
-        deadline = time.monotonic() + 5
-        while not store.batches and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_for_a_batch(store)
         assert store.batches == [["k"]]
     finally:
         writer.close()
