@@ -5,7 +5,9 @@ sends them; each is first given to ``record`` (the proxy passes a :class:`Stream
 answer's text and its finish reason on the exchange: the renderers only render), then turned into bytes by the
 format's ``encode``; bytes are written when an event is marked
 ``flush`` (the last one of an upstream network read), so one read from the upstream becomes one write to the
-client. When the upstream finishes, ``finish()`` ends the stream in the format's own way. When it fails
+client; the status line and headers go out with the first write (alone only when the first read gave nothing to
+write), so an answer that arrived in one read is written once. When the upstream finishes, ``finish()`` ends the
+stream in the format's own way. When it fails
 mid-stream, ``error(gateway_error, failure)`` is written instead and the exchange records the error. When the
 client goes away, the upstream request is closed and the exchange is marked ``client_disconnect`` — unless the
 answer's finishing event was already written (``ex.delivered``: a client may hang up once it has read it, before
@@ -54,6 +56,13 @@ class StreamRecorder:
             ex.finish_reason = finish
 
 
+class _HeadersWithFirstWrite(web.StreamResponse):
+    """A stream response that sends its status line and headers with its first bytes instead of in a write of
+    their own, as aiohttp's ``Response`` does (an aiohttp without the switch sends them at once, as before)."""
+
+    _send_headers_immediately = False
+
+
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive"}
 
 
@@ -74,7 +83,7 @@ async def forward_stream(
     sent = {**headers, **SSE_HEADERS}
     if content_type is not None:
         sent["Content-Type"] = content_type
-    response = web.StreamResponse(status=200, headers=sent)
+    response = _HeadersWithFirstWrite(status=200, headers=sent)
     await response.prepare(request)
     events = ex.events
     pending: list[bytes] = []
@@ -98,8 +107,8 @@ async def forward_stream(
         try:
             # The request's total deadline holds across the stream: keep-alive comments do not extend it.
             async with asyncio.timeout(max(0.0, ex.deadline - time.perf_counter())):
-                if take(ex.first_event) and pending:
-                    await write()
+                if take(ex.first_event):
+                    await write()   # with nothing pending: the headers alone, so the client has the status now
                 ready = clock()
                 async for event in events:
                     arrived = clock()

@@ -113,6 +113,8 @@ class OpenAIProvider(ProviderBase):
                     if datas:
                         events, finishes = chunk_events(datas, merge=merge, template=template)
                         finished = finished or finishes
+                        if done and resp.content.at_eof():   # the whole answer is in: one write, with the end
+                            events[-1].flush = False
                         for event in events:
                             yield event
                     if done:

@@ -10,14 +10,18 @@ consecutive chunks that carry nothing but text for choice 0 (a ``delta`` of ``co
 a ``refusal`` that is null; no finish reason, tool call, refusal, logprobs or usage; the same ``id``) become one
 event whose ``data`` is the first chunk with the run's text joined into its ``delta.content`` and whose ``raw`` is
 the run's SSE events, unchanged: a client of the same format receives exactly what the upstream sent; a
-guardrail or the recorder sees one chunk with the same text. The provider merges only for clients of this format:
+guardrail or the recorder sees one chunk with the same text. A chunk right after a run that only finishes its
+choice (an empty delta, no logprobs or usage, every other field as in the run's first chunk) joins the run's event,
+whose ``data`` then carries its ``finish_reason``. The provider merges only for clients of this format:
 a translated stream keeps one event per upstream chunk. Every event but the read's last has ``flush`` False. The
 second value says whether a chunk of the read carried a finish reason.
 
 Text chunks are most of a stream, and a server writes them all alike: the same bytes before the text and after
-it. :class:`TextTemplate` learns those bytes from a text chunk that was parsed and checked, and reads a later
-chunk that has them, and between them exactly one JSON string body, by decoding that string alone: the chunk is
-the same object with another text, so it is not parsed whole again.
+it. :class:`TextTemplate` learns those bytes from a text chunk that was parsed and checked, and reads the later
+chunks that have them, and between them exactly one JSON string body, by decoding that string alone: such a chunk
+is the same object with another text, so it is not parsed whole again. A shape is learnt only where it cannot be
+misread: the chunk has one ``"content"`` key, the delta's, and no backslash outside its text (so every quote
+around the text is a real one and no key is spelt with escapes).
 """
 
 from __future__ import annotations
@@ -32,9 +36,9 @@ from ..sse import encode_data
 from .base import UpstreamFailure, loads_object
 
 _TEXT_DELTA = frozenset({"role", "content"})
+_FINISH_CHOICE = frozenset({"index", "delta", "finish_reason", "logprobs"})
 _FIRST_DELTA = frozenset({"role", "content", "refusal"})   # OpenAI's first chunk says "refusal": null
-_CONTENT_STRING = re.compile(rb'"content"[ \t]*:[ \t]*"((?:[^"\\]|\\.)*)"')
-_PROBE = "llmgw template probe"
+_CONTENT_STRING = re.compile(rb'"content"[ \t\n\r]*:[ \t\n\r]*"((?:[^"\\]|\\.)*)"')
 
 
 def run_text(chunk: dict[str, Any]) -> str | None:
@@ -66,6 +70,27 @@ def has_finish(chunk: dict[str, Any]) -> bool:
     return any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
 
 
+def run_finish(chunk: dict[str, Any], first: dict[str, Any]) -> str | None:
+    """The finish reason of a chunk that may end the run ``first`` began (see the module contract), else None."""
+    choices = chunk.get("choices")
+    if not isinstance(choices, list) or len(choices) != 1 or chunk.get("usage"):
+        return None
+    choice = choices[0]
+    if not isinstance(choice, dict) or not choice.keys() <= _FINISH_CHOICE or choice.get("index", 0) != 0 \
+            or choice.get("delta") or choice.get("logprobs") is not None:
+        return None
+    reason = choice.get("finish_reason")
+    if not isinstance(reason, str) or not reason:
+        return None
+    for name, value in chunk.items():
+        if name != "choices" and first.get(name, _MISSING) != value:
+            return None
+    return reason
+
+
+_MISSING = object()
+
+
 def stream_error(chunk: dict[str, Any]) -> UpstreamFailure:
     """An ``{"error": …}`` chunk as the upstream failing mid-stream."""
     error = chunk.get("error")
@@ -77,42 +102,50 @@ class TextTemplate:
     """What one stream's text chunks look like around their text (see the module contract); learnt from each text
     chunk that had to be parsed, so the newest shape wins."""
 
-    __slots__ = ("_chunk", "_prefix", "_prefix_len", "_suffix", "_suffix_len")
+    __slots__ = ("_prefix", "_prefix_len", "_suffix", "_suffix_len", "chunk")
 
     def __init__(self) -> None:
         self._prefix = self._suffix = b""
         self._prefix_len = self._suffix_len = 0
-        self._chunk: dict[str, Any] | None = None
+        self.chunk: dict[str, Any] | None = None
+        """The parsed chunk of the learnt shape (its text is the one it was learnt from); None: nothing learnt."""
 
-    def read(self, data: bytes) -> tuple[dict[str, Any], str] | None:
-        """``(chunk, text)`` for a payload of the learnt shape: ``chunk`` is the learnt one (its text is not this
-        payload's; the caller puts the text where it goes); None for any other payload."""
-        chunk = self._chunk
-        if chunk is None or not data.startswith(self._prefix) or not data.endswith(self._suffix):
-            return None
-        end = len(data) - self._suffix_len
-        if end < self._prefix_len:
-            return None
-        try:
-            text = orjson.loads(b'"' + data[self._prefix_len:end] + b'"')
-        except orjson.JSONDecodeError:
-            return None
-        return (chunk, text) if type(text) is str else None
+    def read(self, datas: list[bytes], start: int) -> tuple[list[str], int]:
+        """The texts of the payloads from ``datas[start]`` on that have the learnt shape, and the index of the
+        first one that has not (``start`` itself when none has, or nothing is learnt)."""
+        if self.chunk is None:
+            return [], start
+        prefix, suffix, prefix_len, suffix_len = self._prefix, self._suffix, self._prefix_len, self._suffix_len
+        shortest = prefix_len + suffix_len
+        texts: list[str] = []
+        loads, end, at = orjson.loads, len(datas), start
+        while at < end:
+            data = datas[at]
+            if len(data) < shortest or not data.startswith(prefix) or not data.endswith(suffix):
+                break
+            try:   # a string body and nothing else, or the payload is something else: parse it whole
+                texts.append(loads(b'"' + data[prefix_len:len(data) - suffix_len] + b'"'))
+            except orjson.JSONDecodeError:
+                break
+            at += 1
+        return texts, at
 
-    def learn(self, data: bytes, chunk: dict[str, Any]) -> None:
-        """Learn the shape of ``data``, a payload parsed to ``chunk``, a text chunk: the bytes around its one
-        ``content`` string, kept only when the same bytes around another text parse to a text chunk too."""
+    def learn(self, data: bytes, chunk: dict[str, Any], text: str) -> None:
+        """Learn the shape of ``data``, a payload parsed to ``chunk``, a text chunk whose text is ``text``: the
+        bytes around its one ``content`` string (see the module contract for when a shape is not learnt)."""
         found = _CONTENT_STRING.search(data)
         if found is None or _CONTENT_STRING.search(data, found.end()) is not None:
             return
         prefix, suffix = data[:found.start(1)], data[found.end(1):]
+        if b"\\" in prefix or b"\\" in suffix or "content" not in chunk["choices"][0]["delta"]:
+            return
         try:
-            probe = orjson.loads(prefix + _PROBE.encode() + suffix)
+            if orjson.loads(b'"' + found.group(1) + b'"') != text:
+                return
         except orjson.JSONDecodeError:
             return
-        if type(probe) is dict and run_text(probe) == _PROBE and probe.get("id") == chunk.get("id"):
-            self._prefix, self._suffix, self._chunk = prefix, suffix, chunk
-            self._prefix_len, self._suffix_len = len(prefix), len(suffix)
+        self._prefix, self._suffix, self.chunk = prefix, suffix, chunk
+        self._prefix_len, self._suffix_len = len(prefix), len(suffix)
 
 
 def chunk_events(datas: list[bytes], *, merge: bool,
@@ -128,27 +161,42 @@ def chunk_events(datas: list[bytes], *, merge: bool,
     first: dict[str, Any] = {}          # the run's first chunk (or the learnt one of its shape)
     first_parsed = False
     texts: list[str] = []
-    read = template.read if template is not None else None
-    for i, data in enumerate(datas):
-        known = read(data) if read is not None else None
-        parsed = known is None
-        if known is not None:
-            chunk, text = known
-        else:
-            chunk = loads_object(data)
-            text = run_text(chunk) if merge else None
-            if text is not None and template is not None:
-                template.learn(data, chunk)
-        if text is not None:
-            if start >= 0 and (chunk is first or chunk.get("id") == first.get("id")):   # the same learnt chunk
-                texts.append(text)
+    at, end = 0, len(datas)
+    while at < end:
+        if template is not None and template.chunk is not None:
+            known, upto = template.read(datas, at)
+            if known:
+                chunk = template.chunk
+                if start >= 0 and (chunk is first or chunk.get("id") == first.get("id")):
+                    texts += known
+                else:
+                    if start >= 0:
+                        events.append(_run(first, first_parsed, datas[start:at], texts))
+                    start, first, first_parsed, texts = at, chunk, False, known
+                at = upto
                 continue
-            if start >= 0:
-                events.append(_run(first, first_parsed, datas[start:i], texts))
-            start, first, first_parsed, texts = i, chunk, parsed, [text]
+        data = datas[at]
+        chunk = loads_object(data)
+        text = run_text(chunk) if merge else None
+        if text is not None:
+            if template is not None:
+                template.learn(data, chunk, text)
+            if start >= 0 and chunk.get("id") == first.get("id"):
+                texts.append(text)
+            else:
+                if start >= 0:
+                    events.append(_run(first, first_parsed, datas[start:at], texts))
+                start, first, first_parsed, texts = at, chunk, True, [text]
+            at += 1
             continue
         if start >= 0:
-            events.append(_run(first, first_parsed, datas[start:i], texts))
+            reason = run_finish(chunk, first)
+            if reason is not None:
+                events.append(_run(first, first_parsed, datas[start:at + 1], texts, reason))
+                finished, start = True, -1
+                at += 1
+                continue
+            events.append(_run(first, first_parsed, datas[start:at], texts))
             start = -1
         if "error" in chunk and "choices" not in chunk:
             raise stream_error(chunk)
@@ -156,15 +204,18 @@ def chunk_events(datas: list[bytes], *, merge: bool,
         usage = chunk.get("usage")
         events.append(StreamEvent(chunk, encode_data(data), Usage.from_openai(usage) if usage else None,
                                   flush=False))
+        at += 1
     if start >= 0:
         events.append(_run(first, first_parsed, datas[start:], texts))
     events[-1].flush = True     # the last event of this read: write then
     return events, finished
 
 
-def _run(first: dict[str, Any], parsed: bool, run: list[bytes], texts: list[str]) -> StreamEvent:
-    """One event for a run of text chunks, ``run`` their payloads and ``texts`` their texts; ``first`` is the
-    first chunk when ``parsed``, else the learnt chunk of its shape (see the module contract)."""
+def _run(first: dict[str, Any], parsed: bool, run: list[bytes], texts: list[str],
+         finish: str | None = None) -> StreamEvent:
+    """One event for a run of text chunks, ``run`` their payloads (and the finishing chunk's, with ``finish``) and
+    ``texts`` their texts; ``first`` is the first chunk when ``parsed``, else the learnt chunk of its shape (see
+    the module contract)."""
     if len(run) == 1:
         raw = encode_data(run[0])
         if parsed:
@@ -173,6 +224,8 @@ def _run(first: dict[str, Any], parsed: bool, run: list[bytes], texts: list[str]
         raw = b"data: " + b"\n\ndata: ".join(run) + b"\n\n"
         if raw.count(b"\n") != 2 * len(run):    # a payload of several lines: one data line per line
             raw = b"".join(encode_data(d) for d in run)
-    choice = first["choices"][0]
-    data = {**first, "choices": [{**choice, "delta": {**choice["delta"], "content": "".join(texts)}}]}
-    return StreamEvent(data, raw, flush=False)
+    choice = {**first["choices"][0]}
+    choice["delta"] = {**choice["delta"], "content": "".join(texts)}
+    if finish is not None:
+        choice["finish_reason"] = finish
+    return StreamEvent({**first, "choices": [choice]}, raw, flush=False)

@@ -31,12 +31,30 @@ def payloads(*chunks: dict[str, object]) -> list[bytes]:
 def test_a_run_of_text_becomes_one_event_with_the_same_bytes_and_text() -> None:
     datas = payloads(chunk("", role="assistant"), chunk("Hel"), chunk("lo "), chunk("world"), chunk(finish="stop"))
     events, finished = chunk_events(datas, merge=True)
-    assert len(events) == 2 and finished
-    assert events[0].raw == b"".join(encode_data(d) for d in datas[:4])       # the client gets the same bytes
-    assert events[0].data["choices"][0]["delta"] == {"role": "assistant", "content": "Hello world"}
-    assert events[1].data == orjson.loads(datas[4])                             # the finish stays its own event
-    assert events[1].raw == encode_data(datas[4])
-    assert [e.flush for e in events] == [False, True]                          # written once, after the last
+    assert len(events) == 1 and finished
+    assert events[0].raw == b"".join(encode_data(d) for d in datas)             # the client gets the same bytes
+    choice = events[0].data["choices"][0]
+    assert choice["delta"] == {"role": "assistant", "content": "Hello world"}
+    assert choice["finish_reason"] == "stop"                                    # the finish joined the run
+    assert events[0].flush
+
+
+def test_a_finish_that_says_more_than_the_finish_stays_its_own_event() -> None:
+    with_logprobs = chunk(finish="stop")
+    with_logprobs["choices"][0]["logprobs"] = {"content": []}  # type: ignore[index]
+    with_stop_reason = chunk(finish="stop")
+    with_stop_reason["choices"][0]["stop_reason"] = "</s>"  # type: ignore[index]
+    other_model = {**chunk(finish="stop"), "model": "m2"}
+    with_usage = {**chunk(finish="stop"), "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+    with_text = chunk("!", finish="length")
+    other_id = chunk(finish="stop", id="c9")
+    for finishing in (with_logprobs, with_stop_reason, other_model, with_usage, with_text, other_id):
+        datas = payloads(chunk("Hi"), finishing)
+        events, finished = chunk_events(datas, merge=True)
+        assert finished and len(events) == 2, finishing
+        assert events[0].data["choices"][0]["finish_reason"] is None
+        assert events[1].data == finishing and events[1].raw == encode_data(datas[1])
+        assert b"".join(e.raw or b"" for e in events) == b"".join(encode_data(d) for d in datas)
 
 
 def test_without_merge_every_chunk_is_its_own_event() -> None:
@@ -131,3 +149,30 @@ def test_a_payload_that_only_looks_like_a_text_chunk_is_parsed_whole() -> None:
     events, finished = chunk_events([forged], merge=True, template=template)
     assert finished
     assert len(events[0].data["choices"]) == 2 and events[0].data["choices"][0]["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize("shape", [
+    # a key that ends in an escaped quote and "content", before the delta's own key (after a newline)
+    b'{"id":"c1","xx\\"content":"%s","choices":[{"index":0,"delta":{"content"\n:"hello"}}]}',
+    # a "content" key outside a delta that has none
+    b'{"id":"c1","content":"%s","choices":[{"index":0,"delta":{"role":"assistant"}}]}',
+    # the delta's key spelt with an escape, and another "content" key elsewhere
+    b'{"id":"c1","meta":{"content":"%s"},"choices":[{"index":0,"delta":{"cont\\u0065nt":"hello"}}]}',
+])
+def test_a_shape_that_could_be_misread_is_not_learnt(shape: bytes) -> None:
+    datas = [shape % b"" if b"role" in shape else shape % b"hello", shape % b"EVIL", shape % b"EVIL2"]
+    expected, _ = chunk_events(datas, merge=True)
+    got, _ = chunk_events(datas, merge=True, template=TextTemplate())
+    assert [(e.data, e.raw) for e in got] == [(e.data, e.raw) for e in expected]
+    assert "EVIL" not in got[0].data["choices"][0]["delta"].get("content", "")
+
+
+def test_a_shape_is_learnt_across_json_whitespace_and_still_read_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    shape = b'{"id": "c1", "choices": [{"index": 0, "delta": {"content"\r\n :\t"%s"}}]}'
+    datas = [shape % text for text in (b"a", b"b\\n", b"\\u00e9", b"d")]
+    parsed: list[bytes] = []
+    real = openai_chunks.loads_object
+    monkeypatch.setattr(openai_chunks, "loads_object", lambda data: parsed.append(data) or real(data))
+    events, _ = chunk_events(datas, merge=True, template=TextTemplate())
+    assert len(events) == 1 and events[0].data["choices"][0]["delta"]["content"] == "ab\n\u00e9d"
+    assert parsed == datas[:1]
