@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from llmgw.testing import FakeOpenAI, answer_for
 from tests.conftest import CANARY
@@ -202,3 +205,64 @@ async def test_finished_streams_give_their_upstream_connection_back(gateway: Gat
         _, chunks, raw = await _stream(client)
         assert raw[-1] == "[DONE]" and chunks[0]["choices"][0]["delta"]["content"] == "hi"
     assert len(peers) == 3 and len(set(peers)) == 1, f"a new upstream connection per stream: {peers}"
+
+
+async def test_a_stream_that_arrives_in_one_read_is_written_once(gateway: GatewayFactory, aiohttp_server: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upstream that sends its whole stream and the chunked end in one write: the client gets the status line,
+    the headers, every event, ``[DONE]`` and the chunked end in one write; a stream whose end comes later gets the
+    headers with its first bytes, not alone."""
+    from aiohttp import http_writer, web
+
+    writes: dict[int, list[bytes]] = {}
+    real_write, real_writelines = http_writer.StreamWriter._write, http_writer.StreamWriter._writelines
+
+    def record(writer: Any, data: bytes) -> None:
+        writes.setdefault(id(writer), []).append(bytes(data))
+
+    def write(self: Any, chunk: Any) -> None:
+        record(self, chunk)
+        real_write(self, chunk)
+
+    def writelines(self: Any, chunks: Any) -> None:
+        record(self, b"".join(chunks))
+        real_writelines(self, chunks)
+
+    monkeypatch.setattr(http_writer.StreamWriter, "_write", write)
+    monkeypatch.setattr(http_writer.StreamWriter, "_writelines", writelines)
+    chunks = [{"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+               "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]} for text in ("a", "b")]
+    body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    late_end: list[bool] = []
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        if late_end:
+            await resp.write(body)
+            await asyncio.sleep(0.05)
+            await resp.write_eof()
+        else:
+            await resp.write_eof(body)
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    upstream = await aiohttp_server(app)
+    client = await gateway(providers={"up": {"kind": "openai-compatible", "base_url": str(upstream.make_url("/v1"))}},
+                           models={"real": {"targets": ["up/m"]}})
+
+    def to_client() -> list[bytes]:
+        [out] = [w for w in writes.values() if w[0].startswith(b"HTTP/1.1 200") and b"x-llmgw-request-id" in w[0]]
+        return out
+
+    _, got, raw = await _stream(client)
+    assert raw[-1] == "[DONE]" and "".join(c["choices"][0]["delta"]["content"] for c in got) == "ab"
+    [once] = to_client()
+    assert once.count(b"data: ") == 3 and once.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")
+    writes.clear()
+    late_end.append(True)
+    _, got, raw = await _stream(client)
+    assert raw[-1] == "[DONE]" and "".join(c["choices"][0]["delta"]["content"] for c in got) == "ab"
+    first, *rest = to_client()
+    assert b"data: " in first and rest, "the headers went alone, or the late end was not waited for"
