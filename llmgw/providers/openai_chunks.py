@@ -11,7 +11,7 @@ a ``refusal`` that is null; no finish reason, tool call, refusal, logprobs or us
 event whose ``data`` is the first chunk with the run's text joined into its ``delta.content`` and whose ``raw`` is
 the run's SSE events, unchanged: a client of the same format receives exactly what the upstream sent; a
 guardrail or the recorder sees one chunk with the same text. A chunk right after a run that only finishes its
-choice (an empty delta, no logprobs or usage, every other field as in the run's first chunk) joins the run's event,
+choice (an empty delta, no logprobs or usage, its other fields those of the run's first chunk) joins the run's event,
 whose ``data`` then carries its ``finish_reason``. The provider merges only for clients of this format:
 a translated stream keeps one event per upstream chunk. Every event but the read's last has ``flush`` False. The
 second value says whether a chunk of the read carried a finish reason.
@@ -80,15 +80,9 @@ def run_finish(chunk: dict[str, Any], first: dict[str, Any]) -> str | None:
             or choice.get("delta") or choice.get("logprobs") is not None:
         return None
     reason = choice.get("finish_reason")
-    if not isinstance(reason, str) or not reason:
+    if not isinstance(reason, str) or not reason or {**chunk, "choices": None} != {**first, "choices": None}:
         return None
-    for name, value in chunk.items():
-        if name != "choices" and first.get(name, _MISSING) != value:
-            return None
     return reason
-
-
-_MISSING = object()
 
 
 def stream_error(chunk: dict[str, Any]) -> UpstreamFailure:
@@ -113,22 +107,20 @@ class TextTemplate:
     def read(self, datas: list[bytes], start: int) -> tuple[list[str], int]:
         """The texts of the payloads from ``datas[start]`` on that have the learnt shape, and the index of the
         first one that has not (``start`` itself when none has, or nothing is learnt)."""
-        if self.chunk is None:
-            return [], start
-        prefix, suffix, prefix_len, suffix_len = self._prefix, self._suffix, self._prefix_len, self._suffix_len
-        shortest = prefix_len + suffix_len
         texts: list[str] = []
-        loads, end, at = orjson.loads, len(datas), start
-        while at < end:
-            data = datas[at]
-            if len(data) < shortest or not data.startswith(prefix) or not data.endswith(suffix):
+        if self.chunk is None:
+            return texts, start
+        prefix, suffix, append, loads = self._prefix, self._suffix, texts.append, orjson.loads
+        # the text with its quotes: the prefix ends with the opening one, the suffix starts with the closing one
+        begin, end = self._prefix_len - 1, 1 - self._suffix_len
+        for data in datas[start:] if start else datas:
+            if not data.startswith(prefix) or not data.endswith(suffix):
                 break
-            try:   # a string body and nothing else, or the payload is something else: parse it whole
-                texts.append(loads(b'"' + data[prefix_len:len(data) - suffix_len] + b'"'))
+            try:   # one JSON string and nothing else (a payload too short for both ends is no string at all)
+                append(loads(data[begin:end]))
             except orjson.JSONDecodeError:
                 break
-            at += 1
-        return texts, at
+        return texts, start + len(texts)
 
     def learn(self, data: bytes, chunk: dict[str, Any], text: str) -> None:
         """Learn the shape of ``data``, a payload parsed to ``chunk``, a text chunk whose text is ``text``: the
