@@ -31,6 +31,7 @@ import shutil
 import signal
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -74,9 +75,20 @@ async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
         await asyncio.sleep(0.5)
 
 
+TASK_NAME = "llmgw"
+
+
+def named_task(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+    """The serving loop's task factory: every task is named ``TASK_NAME`` unless its creator names it. Python 3.11
+    otherwise formats a fresh ``Task-N`` name for each of the few tasks every request creates (aiohttp's handler,
+    the upstream request's body writer), which costs more than the rest of creating the task."""
+    return asyncio.Task(coro, loop=loop, name=TASK_NAME, **kwargs)
+
+
 async def _serve_async(profile: Profile, host: str, port: int, reuse_port: bool,
                        on_ready: Callable[[str], None] | None, parent_pid: int | None = None,
                        source: ProfileSource | None = None, watch: bool = False) -> None:
+    asyncio.get_running_loop().set_task_factory(named_task)
     folder = run_folder(profile.state.db_path.parent, parent_pid) if parent_pid else None
     app = make_app(profile, metrics_folder=folder, source=source)
     server = profile.server
