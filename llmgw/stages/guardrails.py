@@ -168,8 +168,8 @@ class GuardrailStage(Stage):
         scan = Scan(self.request_rules, "request", state.table, budget=budget)
         with budget.running():
             try:
-                if ex.raw_body:
-                    check_duplicate_keys(ex.raw_body, ex.client_body or ex.body)
+                if ex.raw_body:   # read again: an earlier stage may have added a key to the parsed body
+                    check_duplicate_keys(ex.raw_body)
                 self._scan_request(ex, state, scan)
             except GatewayError as error:
                 ex.fail(error)

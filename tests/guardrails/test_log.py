@@ -141,3 +141,30 @@ async def test_a_request_over_the_scan_budget_is_refused_and_not_logged(
     assert upstream.requests == []
     [row] = rows(tmp_path)
     assert row["request"] is None
+
+
+async def test_a_repeated_key_is_refused_when_a_limit_added_a_key_to_the_body(
+        aiohttp_client: Any, tmp_path: Path, upstream: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token limit makes the gateway add ``max_completion_tokens`` to a body that has no output limit: the body's
+    key count then matches a raw body that repeats one key. The repeat is still found."""
+    monkeypatch.setenv("LLMGW_GUARD_LOG_KEY", KEY)
+    profile = parse_profile({
+        "server": {"log_bodies": True}, "state": {"url": f"sqlite:///{tmp_path / 'llmgw.db'}"},
+        "providers": {"oa": {"kind": "openai-compatible", "base_url": upstream.base_url}},
+        "models": {"gpt": {"targets": ["oa/gpt-4o-mini"]}},
+        "prices": {"oa/gpt-4o-mini": {"input": 0.15, "output": 0.6}},
+        "teams": {"search": {"tpm": 1_000_000}},
+        "keys": {"ci": {"key": "env:LLMGW_GUARD_LOG_KEY", "team": "search"}},
+        "guardrails": [{"name": "pii", "kind": "pii", "action": "redact"}]})
+    client = await aiohttp_client(make_app(profile))
+    raw = '{"model": "gpt", "messages": [{"role": "user", "content": "card ' + CARD + '", "content": "hi"}]}'
+    resp = await client.post("/v1/chat/completions", data=raw, headers={**bearer(), "Content-Type": "application/json"})
+    error = (await resp.json())["error"]
+    clean = await client.post("/v1/chat/completions", json={"model": "gpt", "messages": [{"role": "user",
+                                                                                          "content": "hi"}]},
+                              headers=bearer())
+    await client.close()
+    assert resp.status == 400 and error["code"] == "duplicate_key" and "messages[0].content" in error["message"]
+    assert clean.status == 200
+    assert "max_completion_tokens" in upstream.requests[-1]["body"]    # the limit did add a key
+    assert len(upstream.requests) == 1
