@@ -3,8 +3,8 @@
 Contracts (:class:`SharedState`):
 - ``acquire(request_id, windows, holds, now)`` is atomic: either every rate window has room for its cost and every
   budget has room for its hold — and all are recorded — or nothing is recorded and a :class:`Denial` says which
-  limit refused and when to retry. Rate windows slide over the last 60 s: requests per minute exactly (a log of
-  admissions), tokens per minute in one-second buckets.
+  limit refused and when to retry. Rate windows slide over the last 60 s, exactly: a log of admissions, each
+  costing 1 (rpm) or its tokens (tpm: reserved, then as used once settled).
 - ``settle(request_id, windows, holds, now)`` replaces what was reserved with what was used (0 releases it).
 - Budgets are counters per period key (``…:day:2026-11-25``, ``…:month:2026-11``) that expire after the period.
 - :class:`MemoryState` serves one process. :class:`~llmgw.store.shared_redis.RedisState` serves many, one round
@@ -75,45 +75,51 @@ class SharedState(Protocol):
 
 
 class _Log:
-    """One rate window's admissions, oldest first, as ``(time, sequence number, cost)`` tuples (which the cyclic GC
-    never scans), and their ``total``. Settling a request's tpm admission is O(1): ``pending`` finds its sequence
-    number by request id, and the difference between used and reserved tokens goes into ``corrections`` (applied
-    to ``total`` at once and taken off again when the admission leaves the window) instead of a search through
-    the window."""
+    """One rate window's admissions, oldest first: their times and costs in two deques (a float and an int each,
+    no tuple per admission: a busy window holds a minute of traffic), the sequence number of the next admission
+    (an admission's own is ``next_seq`` less the admissions after it, so none is stored) and their ``total``.
+    Settling a request's tpm admission is O(1): ``pending`` finds its sequence number by request id, and the used
+    tokens replace the reserved ones in place (an admission settles moments after it was made, at the deque's
+    right end, where indexing is cheap)."""
 
-    __slots__ = ("corrections", "entries", "next_seq", "pending", "total")
+    __slots__ = ("costs", "next_seq", "pending", "times", "total")
 
     def __init__(self) -> None:
-        self.entries: deque[tuple[float, int, int]] = deque()
+        self.times: deque[float] = deque()
+        self.costs: deque[int] = deque()
         self.total = 0
         self.next_seq = 0                               # the sequence number of the next admission
         self.pending: dict[str, tuple[int, int]] = {}   # request id -> (sequence number, reserved cost)
-        self.corrections: dict[int, int] = {}           # sequence number -> used minus reserved, once settled
+
+    def oldest(self, now: float) -> float:
+        """When the oldest admission in the window was made (``now`` when there is none)."""
+        return self.times[0] if self.times else now
 
     def trim(self, now: float) -> None:
-        entries, corrections = self.entries, self.corrections
-        while entries and entries[0][0] <= now - WINDOW_S:
-            _, seq, cost = entries.popleft()
-            self.total -= cost + (corrections.pop(seq, 0) if corrections else 0)
-        if len(self.pending) > 2 * len(entries) + 1024:   # admissions that left the window unsettled
-            oldest = entries[0][1] if entries else self.next_seq
+        times, costs, cutoff = self.times, self.costs, now - WINDOW_S
+        while times and times[0] <= cutoff:
+            times.popleft()
+            self.total -= costs.popleft()
+        if len(self.pending) > 2 * len(times) + 1024:   # admissions that left the window unsettled
+            oldest = self.next_seq - len(times)
             self.pending = {rid: p for rid, p in self.pending.items() if p[0] >= oldest}
 
     def admit(self, now: float, request_id: str, cost: int, *, settles: bool) -> None:
-        seq = self.next_seq
-        self.next_seq = seq + 1
-        self.entries.append((now, seq, cost))
-        self.total += cost
         if settles:
-            self.pending.setdefault(request_id, (seq, cost))  # the request's first admission, as the others do
+            self.pending.setdefault(request_id, (self.next_seq, cost))  # the request's first admission counts
+        self.next_seq += 1
+        self.times.append(now)
+        self.costs.append(cost)
+        self.total += cost
 
     def settle(self, request_id: str, used: int) -> None:
         found = self.pending.pop(request_id, None)
         if found is None:
             return
         seq, cost = found
-        if self.entries and seq >= self.entries[0][1]:      # still in the window
-            self.corrections[seq] = self.corrections.get(seq, 0) + used - cost
+        at = seq - (self.next_seq - len(self.times))     # its place in the window; < 0: it has left it
+        if at >= 0:
+            self.costs[at] = used
             self.total += used - cost
 
 
@@ -140,8 +146,7 @@ class MemoryState:
                 log = logs[w.key] = _Log()
             log.trim(now)
             if log.total + w.cost > w.limit:
-                oldest = log.entries[0][0] if log.entries else now
-                return Denial(w.label, max(1.0, oldest + WINDOW_S - now), budget=False)
+                return Denial(w.label, max(1.0, log.oldest(now) + WINDOW_S - now), budget=False)
         for h in holds:
             if self._counter(h.key, now) + h.amount > h.limit:
                 return Denial(h.label, 0.0, budget=True, resets=h.resets)
