@@ -28,6 +28,8 @@ from typing import Any
 
 import orjson
 
+from .batches import fixed_parts
+
 log = logging.getLogger("llmgw.log")
 
 _JSON_COLUMNS = ("attempts_json", "tags", "dropped_params", "findings", "request", "response", "cost_breakdown",
@@ -322,14 +324,10 @@ class LogWriter:
         for tries in range(5):
             try:
                 with self._db:
-                    start = 0
-                    while start < len(batch):
-                        # a few fixed statement sizes, so that SQLite's statement cache stays small
-                        size = next(n for n in _STATEMENT_SIZES if n <= len(batch) - start)
-                        part = batch[start:start + size]
+                    for part in fixed_parts(batch, _STATEMENT_SIZES):
+                        size = len(part)
                         sql = self._statements.get(size) or self._statements.setdefault(size, insert_rows_sql(size))
                         self._db.execute(sql, [value for values in part for value in values])
-                        start += size
                 self.written += len(batch)
                 return
             except sqlite3.OperationalError as exc:  # e.g. locked by another worker for longer than timeout

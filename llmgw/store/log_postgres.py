@@ -30,6 +30,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row, tuple_row
 
+from .batches import fixed_parts
 from .database import describe_url as describe
 from .log import COLUMNS, PG_MIGRATIONS, row_values
 from .spool import Spool
@@ -139,13 +140,9 @@ def upsert(conn: psycopg.Connection[Any], batch: Sequence[tuple[Any, ...]]) -> N
     whose id is already there is replaced, as SQLite's ``INSERT OR REPLACE`` does."""
     batch = _unique(batch)
     with conn.transaction(), conn.cursor() as cur:
-        start = 0
-        while start < len(batch):
-            size = next(n for n in _STATEMENT_SIZES if n <= len(batch) - start)
-            part = batch[start:start + size]
-            sql = f"INSERT INTO requests ({_QUOTED}) VALUES " + ", ".join([_ROW] * size) + _UPSERT_TAIL
+        for part in fixed_parts(batch, _STATEMENT_SIZES):
+            sql = f"INSERT INTO requests ({_QUOTED}) VALUES " + ", ".join([_ROW] * len(part)) + _UPSERT_TAIL
             cur.execute(sql, [_clean(v) for values in part for v in values], prepare=True)
-            start += size
 
 
 # --- reading ---------------------------------------------------------------------------------------------------

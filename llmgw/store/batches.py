@@ -1,0 +1,23 @@
+"""Multi-row statements in a few fixed shapes.
+
+A batch of rows goes to a database in multi-row ``INSERT`` statements, one round trip each instead of one per row.
+:func:`fixed_parts` cuts the batch into parts whose sizes come from a short list (the largest that fits first), so
+that only a handful of statement texts ever exist and the database's statement cache keeps them all prepared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def fixed_parts(items: Sequence[T], sizes: Sequence[int]) -> Iterator[Sequence[T]]:
+    """Consecutive parts of ``items``, each as long as the largest of ``sizes`` (descending, ending with 1) that
+    fits what is left."""
+    start = 0
+    while start < len(items):
+        size = next(n for n in sizes if n <= len(items) - start)
+        yield items[start:start + size]
+        start += size
