@@ -266,9 +266,10 @@ class LogWriter:
 
     ``write`` turns the row into the INSERT's parameters at once (a tuple of strings and numbers, which the
     cyclic GC never scans, and no Python work left for the thread to do while it holds the GIL) and appends it
-    to a deque (no lock, no thread wake-up per row); the thread wakes every ``max_delay_s``, takes everything
-    queued and commits it in one transaction. A row is therefore in the database at most about
-    ``max_delay_s`` after it was written, plus the commit time."""
+    to a deque (no lock, no thread wake-up per row); the thread wakes every ``max_delay_s``, takes what is
+    queued then (``batch_size`` rows per transaction) and commits it; rows written meanwhile wait for the next
+    wake-up, so a busy server commits once per tick, not back to back. A row is therefore in the database at
+    most about ``max_delay_s`` after it was written, plus the commit time."""
 
     def __init__(self, path: Path, *, batch_size: int = 2000, max_delay_s: float = 0.05) -> None:
         self.path = path
@@ -280,6 +281,7 @@ class LogWriter:
         self._closed = False
         self._statements: dict[int, str] = {}  # INSERT text by row count
         self.written = 0
+        self.commits = 0       # transactions committed
         self._thread = threading.Thread(target=self._run, name="llmgw-log-writer", daemon=True)
         self._thread.start()
 
@@ -311,11 +313,13 @@ class LogWriter:
     def _run(self) -> None:
         while True:
             stopping = self._stop.wait(self._max_delay_s)
-            while self._rows:
+            queued = len(self._rows)      # on the way out, all: nothing is written any more
+            while queued > 0 or (stopping and self._rows):
                 batch = []
                 with contextlib.suppress(IndexError):
                     while len(batch) < self._batch_size:
                         batch.append(self._rows.popleft())
+                queued -= len(batch)
                 self._commit(batch)
             if stopping:
                 return
@@ -329,6 +333,7 @@ class LogWriter:
                         sql = self._statements.get(size) or self._statements.setdefault(size, insert_rows_sql(size))
                         self._db.execute(sql, [value for values in part for value in values])
                 self.written += len(batch)
+                self.commits += 1
                 return
             except sqlite3.OperationalError as exc:  # e.g. locked by another worker for longer than timeout
                 log.warning("request log busy (%s), retrying %d", exc, tries + 1)

@@ -198,6 +198,23 @@ def test_log_writer_commits_in_batches(db_path: Path, monkeypatch: pytest.Monkey
     assert len(sizes) < 100, f"rows were committed one by one, not batched: {sizes}"
 
 
+def test_a_busy_writer_commits_once_per_tick_not_back_to_back(db_path: Path) -> None:
+    """Rows keep coming while a batch commits: they wait for the next tick instead of a commit of their own right
+    after, so a busy server's thread takes the database (and the GIL) a few times a second."""
+    writer = LogWriter(db_path, max_delay_s=0.05)
+    base = make_row("req_base")
+    try:
+        end, n = time.monotonic() + 1.0, 0
+        while time.monotonic() < end:
+            writer.write({**base, "id": f"req_{n:08d}"})
+            n += 1
+            if n % 50 == 0:
+                time.sleep(0.001)
+    finally:
+        writer.close()
+    assert writer.written == n
+    assert writer.commits <= 1.0 / 0.05 + 5, f"{writer.commits} commits in a second of 50 ms ticks"
+
 def test_log_writer_flushes_a_partial_batch_without_close(db_path: Path) -> None:
     writer = LogWriter(db_path, batch_size=500, max_delay_s=0.01)
     try:
