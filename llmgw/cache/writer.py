@@ -5,7 +5,8 @@ Contracts (:class:`WriteBehind`):
   The writer thread wakes every ``max_delay_s`` (or as soon as ``batch_size`` entries are queued; with
   ``max_delay_s`` 0, at every put) and stores everything queued since its last pass in one ``store_batch`` call
   (one transaction for the disk store), so a busy server pays one commit and one thread wake-up per batch, not
-  per answer.
+  per answer. On a tick it stores what was queued when it woke and leaves what comes meanwhile to the next tick;
+  woken early, it stores until the queue is empty.
 - Until it is stored, an entry is found by ``pending(key)``: the server that answered a prompt hits on it at once.
   A semantic lookup (already in a worker thread) calls ``settle(timeout)`` first, which wakes the writer at once,
   so it searches an index that holds this server's recent answers too.
@@ -86,14 +87,18 @@ class WriteBehind:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self._max_delay_s or None)
+            woken = self._wake.wait(self._max_delay_s or None)
             self._wake.clear()
             closing = self._closed
-            while self._queue:
+            # On a tick, what is queued now: what comes meanwhile waits for the next tick, so that a busy server
+            # commits once per tick. Woken (a settle, a full batch, closing): until the queue is empty.
+            queued = len(self._queue)
+            while queued > 0 or (woken and self._queue):
                 batch: list[CacheEntry] = []
                 with contextlib.suppress(IndexError):
                     while len(batch) < self._batch_size:
                         batch.append(self._queue.popleft())
+                queued -= len(batch)
                 self._write(batch)
             if not self._queue:
                 self._idle.set()

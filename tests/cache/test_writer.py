@@ -201,3 +201,28 @@ def test_without_a_delay_every_answer_is_stored_at_once() -> None:
     finally:
         writer.close()
 
+
+
+def test_a_busy_writer_stores_once_per_tick_and_a_settle_still_drains() -> None:
+    """Entries that come while a batch is stored wait for the next tick instead of a batch of their own right
+    after; a settle (a semantic lookup) still has everything stored that was queued before it."""
+    batches: list[int] = []
+
+    def store(entries: Sequence[CacheEntry]) -> None:
+        batches.append(len(entries))
+        time.sleep(0.005)   # a commit takes a while: entries keep coming meanwhile
+
+    writer = WriteBehind(store, max_delay_s=0.05, batch_size=10_000)
+    try:
+        end, n = time.monotonic() + 1.0, 0
+        while time.monotonic() < end:
+            writer.put(entry(f"k{n}"))
+            n += 1
+            if n % 20 == 0:
+                time.sleep(0.001)
+        writer.put(entry("last"))
+        assert writer.settle(2.0) and writer.pending("last") is None
+    finally:
+        writer.close()
+    assert writer.written == n + 1
+    assert len(batches) <= 1.0 / 0.05 + 5, f"{len(batches)} batches in a second of 50 ms ticks"
