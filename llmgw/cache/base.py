@@ -189,6 +189,11 @@ class IndexedStore:
     def put(self, entry: CacheEntry) -> None:
         """Store ``entry`` (replacing one with the same key) and index its vector if it has one."""
         self._write(entry)
+        self.stored(entry)
+
+    def stored(self, entry: CacheEntry) -> None:
+        """What follows storing ``entry``: index its vector if it has one, and now and then sweep the index and
+        the journal."""
         if self.add_to_index(entry, time.time()):
             assert self.index is not None
             self._adds += 1

@@ -37,6 +37,7 @@ import diskcache
 from diskcache.core import MODE_PICKLE
 
 from .base import JOURNAL_BATCH, CacheEntry, CacheUnavailable, IndexedStore, JournalRecord
+from .disk_rows import insert_new, writable
 
 if TYPE_CHECKING:
     from ..profile import Profile
@@ -94,6 +95,7 @@ class CacheStore(IndexedStore):
         self._journal_path = journal
         self._journal_lock = threading.Lock()
         self._journal = self._connect()
+        self._rows_writable = writable(self.disk)
         self.start_following()
 
     def _connect(self) -> sqlite3.Connection:
@@ -133,14 +135,24 @@ class CacheStore(IndexedStore):
         self._cull()
 
     def put_many(self, entries: Sequence[CacheEntry]) -> None:
-        """Every entry in one diskcache transaction: one commit for the batch, and one pass that drops what has
-        expired and evicts the least recently stored entries while the store is over ``max_mb``."""
+        """Every entry in one diskcache transaction: one commit for the batch, the new small ones in a few statements
+        (:mod:`llmgw.cache.disk_rows`), and one pass that drops what has expired and evicts the least recently
+        stored entries while the store is over ``max_mb``."""
         try:
             with self.disk.transact():
-                for entry in entries:
-                    super().put(entry)
+                now = time.time()
+                rows = [(e.key, e.to_json(), now + max(0.001, e.expires - now)) for e in entries]
+                inserted = insert_new(self.disk, rows, now) if self._rows_writable else set()
+                for entry, (key, value, expires) in zip(entries, rows, strict=True):
+                    if key in inserted:
+                        inserted.discard(key)   # a key given twice: its later entries go through set()
+                    else:
+                        self.disk.set(key, value, expire=expires - now)
+                    self._journal_insert(entry)
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
+        for entry in entries:
+            self.stored(entry)
         self._cull()
 
     def _cull(self) -> None:

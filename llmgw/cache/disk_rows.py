@@ -1,0 +1,63 @@
+"""Many new entries into a diskcache ``Cache`` in one statement: the rows ``Cache.set`` would write, without its
+per-entry round trips.
+
+``Cache.set`` runs two statements per entry (look for the key, then insert or update), each of which lets go of
+the GIL while SQLite works and must win it back from the event loop: storing a batch of answers from the cache's
+writer thread meant hundreds of GIL hand-offs and thread switches. :func:`insert_new` writes the rows of a batch's
+new keys with a few multi-row ``INSERT`` statements, exactly as ``Cache.set`` would write them for a value it keeps
+in its table: the same columns and values, so diskcache's triggers keep its entry count and size, and its reads,
+eviction and expiry see no difference.
+
+Contract:
+- :func:`writable` says whether a cache's table has the columns written here (diskcache 4 and 5); when it has not,
+  the caller stores with ``Cache.set``.
+- :func:`insert_new` runs inside ``cache.transact()``; it inserts only rows whose key the cache does not hold yet
+  and whose value is smaller than ``disk_min_file_size`` (larger values go to files, which only ``Cache.set``
+  writes), the last one of a key given twice, and returns the keys it inserted. Everything else is left to
+  ``Cache.set`` (an existing row is updated there, and its old file removed).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+import diskcache
+from diskcache.core import MODE_RAW
+
+from ..store.batches import fixed_parts
+
+CACHE_COLUMNS = ("rowid", "key", "raw", "store_time", "expire_time", "access_time", "access_count", "tag", "size",
+                 "mode", "filename", "value")
+_INSERTED = CACHE_COLUMNS[1:]
+_ONE_ROW = "(" + ", ".join("?" * len(_INSERTED)) + ")"
+_STATEMENT_SIZES = (256, 64, 16, 4, 1)     # rows per INSERT (x 11 parameters) and keys per lookup
+
+
+def writable(cache: diskcache.Cache) -> bool:
+    """Whether ``cache``'s table has exactly the columns :func:`insert_new` writes."""
+    try:
+        names = tuple(row[1] for row in cache._con.execute("PRAGMA table_info(Cache)"))
+    except (AttributeError, sqlite3.Error):
+        return False
+    return names == CACHE_COLUMNS
+
+
+def insert_new(cache: diskcache.Cache, rows: Sequence[tuple[str, bytes, float]], now: float) -> set[str]:
+    """Insert the ``(key, value, expire_time)`` rows that may go in one statement (see the module contract), stored
+    at ``now``; returns their keys."""
+    limit = cache.disk_min_file_size
+    fresh = {key: (value, expires) for key, value, expires in rows if len(value) < limit}
+    if not fresh:
+        return set()
+    con = cache._con
+    for part in fixed_parts(list(fresh), _STATEMENT_SIZES):
+        held = con.execute(f"SELECT key FROM Cache WHERE raw = 1 AND key IN ({', '.join('?' * len(part))})", part)
+        for (key,) in held.fetchall():
+            fresh.pop(key, None)
+    values = [(key, True, now, expires, now, 0, None, 0, MODE_RAW, None, sqlite3.Binary(value))
+              for key, (value, expires) in fresh.items()]
+    for part in fixed_parts(values, _STATEMENT_SIZES):
+        con.execute(f"INSERT INTO Cache ({', '.join(_INSERTED)}) VALUES {', '.join([_ONE_ROW] * len(part))}",
+                    [value for row in part for value in row])
+    return set(fresh)
