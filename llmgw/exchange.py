@@ -70,6 +70,15 @@ class Usage:
         is above :data:`MAX_SANE_TOKENS` becomes 0 (unknown: the meter estimates it); the cached and cache-written
         parts are cut to ``input_tokens`` and the reasoning part to ``output_tokens``. Returns one line per fix
         (empty when the usage was sane)."""
+        i, o, c, w, r, h = (self.input_tokens, self.output_tokens, self.cached_tokens, self.cache_write_tokens,
+                            self.reasoning_tokens, self.cache_write_1h_tokens)
+        if type(i) is type(o) is type(c) is type(w) is type(r) is type(h) is int and c >= 0 and w >= 0 \
+                and c + w <= i <= MAX_SANE_TOKENS and 0 <= h <= w and 0 <= r <= o <= MAX_SANE_TOKENS:
+            return []   # the usual case: every count whole, in range and consistent
+        return self.clamp_each()
+
+    def clamp_each(self) -> list[str]:
+        """:meth:`clamp` without its quick check for the usual case: count by count."""
         problems: list[str] = []
         for name in ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
                      "cache_write_1h_tokens"):

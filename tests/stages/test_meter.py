@@ -119,3 +119,23 @@ async def test_reported_usage_is_kept_and_a_refused_attempt_costs_nothing() -> N
     assert [(r["input_tokens"], r["output_tokens"], r["usage_estimated"]) for r in rows.rows] == [
         (10, 3, False), (0, 0, False)]
     assert rows.rows[1]["cost_usd"] == 0.0
+
+
+
+def test_clamp_quick_check_agrees_with_the_count_by_count_checks() -> None:
+    """Sane and insane counts in every field: the quick check changes neither the problems reported nor the
+    counts left."""
+    import dataclasses
+    import itertools
+
+    from llmgw.exchange import MAX_SANE_TOKENS, Usage
+
+    fields = [f.name for f in dataclasses.fields(Usage)]
+    odd = [MAX_SANE_TOKENS, MAX_SANE_TOKENS + 1, -1, 2.0, 2.5, True, float("nan"), "3", None]
+    for base in itertools.product([0, 1, 5, 10], repeat=4):
+        counts = dict(zip(fields, (*base, 0, 0), strict=True))
+        for field, value in itertools.chain([(None, None)], itertools.product(fields, odd)):
+            given = {**counts, field: value} if field else counts
+            quick, each = Usage(**given), Usage(**given)   # type: ignore[arg-type]
+            assert quick.clamp() == each.clamp_each(), given
+            assert dataclasses.astuple(quick) == dataclasses.astuple(each), given
