@@ -21,12 +21,12 @@ from ..store.keys import key_names
 from ..store.log_backend import LogMissing, LogSource, LogUnavailable, open_reader
 from ..tools import report as spend
 from .common import PROFILE_HELP, console, err_console, fail, load_or_exit, plain, plural, print_json
+from .log_access import DB_HELP
 
 app = typer.Typer(help="Token spend reports and budgets, from the request log.\n\n"
                        "Example: llmgw cost report --since 7d --by team",
                   no_args_is_help=True, rich_markup_mode=None)
 
-_DB_HELP = "Request-log database (default: the profile's [state] url)."
 _BY_HELP = ("Group by FIELD: team, key, model (the alias), target, provider, day (UTC date; sorted by day to show"
             " the trend), tag or token_type (input, cached_input, cache_write, cache_write_1h, output, reasoning:"
             " each request's cost split by what it paid for; 'unpriced' for requests whose target has no price)."
@@ -190,7 +190,7 @@ def report(
     by: list[str] = typer.Option([], "--by", metavar="FIELD", help=_BY_HELP),
     format: str = typer.Option("table", "--format", metavar="FORMAT", help="table, csv or json."),
     profile: Path | None = typer.Option(None, "--profile", "-p", metavar="FILE", help=PROFILE_HELP),
-    db: Path | None = typer.Option(None, "--db", metavar="FILE", help=_DB_HELP),
+    db: Path | None = typer.Option(None, "--db", metavar="FILE", help=DB_HELP),
 ) -> None:
     """Token spend per group, with a total row and a bar per group; spend anomalies are marked.
 
@@ -240,7 +240,7 @@ def _percent(line: spend.BudgetLine) -> str:
 def budgets(
     format: str = typer.Option("table", "--format", metavar="FORMAT", help="table or json."),
     profile: Path | None = typer.Option(None, "--profile", "-p", metavar="FILE", help=PROFILE_HELP),
-    db: Path | None = typer.Option(None, "--db", metavar="FILE", help=_DB_HELP),
+    db: Path | None = typer.Option(None, "--db", metavar="FILE", help=DB_HELP),
 ) -> None:
     """Every team's and key's budget from the profile: spent today and this month (UTC), limit, % used and
     when the period resets. Reads the request log only; enforcement happens in the proxy.

@@ -3,44 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..profile import Profile
 from ..store import log as request_log
-from ..store.log_backend import LogMissing, LogReader, LogSource, LogUnavailable, open_reader
-from .common import FORMAT_HELP, PROFILE_HELP, console, fail, load_or_exit, plain, plural, print_json, since_option
+from .common import FORMAT_HELP, PROFILE_HELP, console, fail, plain, plural, print_json, since_option
+from .log_access import DB_HELP, one_request, open_log, profile_and_log, reading
 
 app = typer.Typer(
     help="Read the request log.\n\nExample: llmgw logs list --since 24h --status 5xx",
     no_args_is_help=True, rich_markup_mode=None)
-
-T = TypeVar("T")
-_DB_HELP = "Request-log database (default: the profile's [state] url)."
-_AMBIGUOUS_SHOWN = 10
-
-
-def _profile_and_db(profile: Path | None, db: Path | None) -> tuple[Profile | None, LogSource]:
-    """The profile (None with ``--db`` and no ``--profile``) and the log it names (or the ``--db`` file): a
-    SQLite file or a PostgreSQL database."""
-    prof = load_or_exit(profile) if db is None or profile is not None else None
-    source = LogSource.file(db) if db is not None else LogSource.of(prof.state)  # type: ignore[union-attr]
-    return prof, source
-
-
-def _open(source: LogSource) -> LogReader:
-    """A reader of the log (a context manager), or exit 1 with one line: no log yet, or it cannot be opened."""
-    try:
-        return open_reader(source)
-    except LogMissing:
-        fail(f"no request log at {source.describe()} yet; start the proxy with `llmgw serve` and send a request")
-    except LogUnavailable as exc:
-        fail(str(exc))
 
 
 def _check_format(format: str) -> None:
@@ -71,7 +47,7 @@ def list_(
     limit: int = typer.Option(50, "--limit", metavar="N", min=1, help="Show at most N requests (the newest)."),
     format: str = typer.Option("table", "--format", metavar="FORMAT", help=FORMAT_HELP),
     profile: Path | None = typer.Option(None, "--profile", "-p", metavar="FILE", help=PROFILE_HELP),
-    db: Path | None = typer.Option(None, "--db", metavar="FILE", help=_DB_HELP),
+    db: Path | None = typer.Option(None, "--db", metavar="FILE", help=DB_HELP),
 ) -> None:
     """List logged requests, newest first.
 
@@ -79,11 +55,11 @@ def list_(
     """
     _check_format(format)
     start = since_option(since)
-    prof, source = _profile_and_db(profile, db)
+    prof, source = profile_and_log(profile, db)
     filters: dict[str, Any] = {"since": start, "model": model, "team": team, "status": status}
-    with _open(source) as reader:
-        rows = _reading(lambda: reader.query(**filters, limit=limit))
-        total = _reading(lambda: reader.count(**filters)) if len(rows) == limit else len(rows)
+    with open_log(source) as reader:
+        rows = reading(lambda: reader.query(**filters, limit=limit))
+        total = reading(lambda: reader.count(**filters)) if len(rows) == limit else len(rows)
     records = [request_log.record_from_row(r) for r in rows]
     if format == "json":
         print_json(records)
@@ -114,42 +90,22 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def _reading(read: Callable[[], T]) -> T:
-    """``read()``, or exit 1 with one line when the log stops answering mid-way (a PostgreSQL outage)."""
-    try:
-        return read()
-    except LogUnavailable as exc:
-        fail(str(exc))
-
-
-def _one(reader: LogReader, request_id: str) -> Any:
-    """The row ``request_id`` names, or exit 1: unknown, or ambiguous (listing the matches)."""
-    rows = _reading(lambda: reader.find_all(request_id, limit=_AMBIGUOUS_SHOWN + 1))
-    if not rows:
-        fail(f"no logged request with id {request_id!r}; `llmgw logs list` shows recent ids")
-    if len(rows) > 1:
-        ids = ", ".join(r["id"] for r in rows[:_AMBIGUOUS_SHOWN]) + (", …" if len(rows) > _AMBIGUOUS_SHOWN else "")
-        count = f"more than {_AMBIGUOUS_SHOWN}" if len(rows) > _AMBIGUOUS_SHOWN else str(len(rows))
-        fail(f"{request_id!r} is ambiguous: {count} logged request ids start with it ({ids}); give more of the id")
-    return rows[0]
-
-
 @app.command(short_help="Show one logged request with its attempts and bodies.")
 def show(
     request_id: str = typer.Argument(..., metavar="ID",
                                      help="Request id, or the start of one (the 'req_' may be left out)."),
     format: str = typer.Option("table", "--format", metavar="FORMAT", help=FORMAT_HELP),
     profile: Path | None = typer.Option(None, "--profile", "-p", metavar="FILE", help=PROFILE_HELP),
-    db: Path | None = typer.Option(None, "--db", metavar="FILE", help=_DB_HELP),
+    db: Path | None = typer.Option(None, "--db", metavar="FILE", help=DB_HELP),
 ) -> None:
     """Show one logged request with its attempts and bodies. An ambiguous prefix lists the ids it matches.
 
     Example: llmgw logs show req_3f2a --format json
     """
     _check_format(format)
-    _, source = _profile_and_db(profile, db)
-    with _open(source) as reader:
-        row = _one(reader, request_id.strip())
+    _, source = profile_and_log(profile, db)
+    with open_log(source) as reader:
+        row = one_request(reader, request_id.strip())
     record = request_log.record_from_row(row, bodies=True)
     if format == "json":
         print_json([record])

@@ -9,7 +9,7 @@ import typer
 from ..store import log as request_log
 from ..tools.why import as_json, render_text
 from .common import PROFILE_HELP, fail, print_json
-from .logs import _DB_HELP, _one, _open, _profile_and_db
+from .log_access import DB_HELP, one_request, open_log, profile_and_log
 
 
 def why(
@@ -17,7 +17,7 @@ def why(
                                      help="Request id, or the start of one (the 'req_' may be left out)."),
     format: str = typer.Option("text", "--format", metavar="FORMAT", help="text (numbered lines) or json."),
     profile: Path | None = typer.Option(None, "--profile", "-p", metavar="FILE", help=PROFILE_HELP),
-    db: Path | None = typer.Option(None, "--db", metavar="FILE", help=_DB_HELP),
+    db: Path | None = typer.Option(None, "--db", metavar="FILE", help=DB_HELP),
 ) -> None:
     """Tell what happened to one request, step by step: the key and limits, guardrails, cache, routing and
     fallbacks, what was dropped in translation, the outcome and the cost. Reads the request log, like
@@ -27,10 +27,10 @@ def why(
     """
     if format not in ("text", "json"):
         fail(f"--format: expected text or json, got {format!r}")
-    _, path = _profile_and_db(profile, db)
-    conn = _open(path)
+    _, path = profile_and_log(profile, db)
+    conn = open_log(path)
     with conn:
-        row = _one(conn, request_id.strip())
+        row = one_request(conn, request_id.strip())
     record = request_log.record_from_row(row, bodies=True)
     if format == "json":
         print_json(as_json(record))
