@@ -73,6 +73,17 @@ async def _stream(client: Any, **extra: Any) -> tuple[Any, list[dict[str, Any]],
     return resp, [json.loads(e) for e in raw if e != "[DONE]"], raw
 
 
+async def gateway_to(chat: Any, gateway: GatewayFactory, aiohttp_server: Any) -> Any:
+    """A gateway whose alias ``real`` goes to an OpenAI-compatible upstream served by the handler ``chat``."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    upstream = await aiohttp_server(app)
+    return await gateway(providers={"up": {"kind": "openai-compatible", "base_url": str(upstream.make_url("/v1"))}},
+                         models={"real": {"targets": ["up/m"]}})
+
+
 async def test_stream_hides_usage_chunk_not_asked_for_but_logs_usage(
         gateway: GatewayFactory, upstream: FakeOpenAI, tmp_path: Path) -> None:
     client = await gateway(upstream=upstream.base_url)
@@ -196,11 +207,7 @@ async def test_finished_streams_give_their_upstream_connection_back(gateway: Gat
         await resp.write_eof()
         return resp
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    upstream = await aiohttp_server(app)
-    client = await gateway(providers={"up": {"kind": "openai-compatible", "base_url": str(upstream.make_url("/v1"))}},
-                           models={"real": {"targets": ["up/m"]}})
+    client = await gateway_to(chat, gateway, aiohttp_server)
     for _ in range(3):
         _, chunks, raw = await _stream(client)
         assert raw[-1] == "[DONE]" and chunks[0]["choices"][0]["delta"]["content"] == "hi"
@@ -246,11 +253,7 @@ async def test_a_stream_that_arrives_in_one_read_is_written_once(gateway: Gatewa
             await resp.write_eof(body)
         return resp
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    upstream = await aiohttp_server(app)
-    client = await gateway(providers={"up": {"kind": "openai-compatible", "base_url": str(upstream.make_url("/v1"))}},
-                           models={"real": {"targets": ["up/m"]}})
+    client = await gateway_to(chat, gateway, aiohttp_server)
 
     def to_client() -> list[bytes]:
         [out] = [w for w in writes.values() if w[0].startswith(b"HTTP/1.1 200") and b"x-llmgw-request-id" in w[0]]
