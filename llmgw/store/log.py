@@ -313,7 +313,7 @@ class LogWriter:
     def _run(self) -> None:
         while True:
             stopping = self._stop.wait(self._max_delay_s)
-            queued = len(self._rows)      # on the way out, all: nothing is written any more
+            queued = len(self._rows)      # what is queued now; on the way out, everything
             while queued > 0 or (stopping and self._rows):
                 batch = []
                 with contextlib.suppress(IndexError):
