@@ -81,8 +81,10 @@ TASK_NAME = "llmgw"
 def named_task(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
     """The serving loop's task factory: every task is named ``TASK_NAME`` unless its creator names it. Python 3.11
     otherwise formats a fresh ``Task-N`` name for each of the few tasks every request creates (aiohttp's handler,
-    the upstream request's body writer), which costs more than the rest of creating the task."""
-    return asyncio.Task(coro, loop=loop, name=TASK_NAME, **kwargs)
+    the upstream request's body writer), which costs more than the rest of creating the task. (Python 3.13 passes
+    the creator's ``name`` and ``context`` here; 3.11 and 3.12 pass ``context`` and set the name afterwards.)"""
+    kwargs.setdefault("name", TASK_NAME)
+    return asyncio.Task(coro, loop=loop, **kwargs)
 
 
 async def _serve_async(profile: Profile, host: str, port: int, reuse_port: bool,

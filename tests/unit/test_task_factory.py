@@ -41,6 +41,19 @@ def test_tasks_get_the_constant_name_unless_named_and_keep_their_context(new_loo
         loop.close()
 
 
+def test_a_name_given_to_the_factory_itself_is_kept() -> None:
+    """Python 3.13 hands the creator's name to the task factory instead of setting it afterwards."""
+    async def main() -> None:
+        async def nothing() -> None:
+            return None
+
+        task = named_task(asyncio.get_running_loop(), nothing(), name="given")
+        assert task.get_name() == "given"
+        await task
+
+    asyncio.run(main())
+
+
 def test_the_serving_loop_installs_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Any] = []
 
