@@ -35,12 +35,13 @@ _STATEMENT_SIZES = (256, 64, 16, 4, 1)     # rows per INSERT (x 11 parameters) a
 
 
 def writable(cache: diskcache.Cache) -> bool:
-    """Whether ``cache``'s table has exactly the columns :func:`insert_new` writes."""
+    """Whether ``cache``'s table has exactly the columns :func:`insert_new` writes (and the cache the settings it
+    reads)."""
     try:
         names = tuple(row[1] for row in cache._con.execute("PRAGMA table_info(Cache)"))
     except (AttributeError, sqlite3.Error):
         return False
-    return names == CACHE_COLUMNS
+    return names == CACHE_COLUMNS and isinstance(getattr(cache, "disk_min_file_size", None), int)
 
 
 def insert_new(cache: diskcache.Cache, rows: Sequence[tuple[str, bytes, float]], now: float) -> set[str]:
