@@ -25,13 +25,12 @@ from collections.abc import Sequence
 import diskcache
 from diskcache.core import MODE_RAW
 
-from ..store.batches import fixed_parts
+from ..store.batches import SQLITE_SIZES, fixed_parts
 
 CACHE_COLUMNS = ("rowid", "key", "raw", "store_time", "expire_time", "access_time", "access_count", "tag", "size",
                  "mode", "filename", "value")
 _INSERTED = CACHE_COLUMNS[1:]
 _ONE_ROW = "(" + ", ".join("?" * len(_INSERTED)) + ")"
-_STATEMENT_SIZES = (256, 64, 16, 4, 1)     # rows per INSERT (x 11 parameters) and keys per lookup
 
 
 def writable(cache: diskcache.Cache) -> bool:
@@ -52,13 +51,13 @@ def insert_new(cache: diskcache.Cache, rows: Sequence[tuple[str, bytes, float]],
     if not fresh:
         return set()
     con = cache._con
-    for part in fixed_parts(list(fresh), _STATEMENT_SIZES):
+    for part in fixed_parts(list(fresh), SQLITE_SIZES):
         held = con.execute(f"SELECT key FROM Cache WHERE raw = 1 AND key IN ({', '.join('?' * len(part))})", part)
         for (key,) in held.fetchall():
             fresh.pop(key, None)
     values = [(key, True, now, expires, now, 0, None, 0, MODE_RAW, None, sqlite3.Binary(value))
               for key, (value, expires) in fresh.items()]
-    for part in fixed_parts(values, _STATEMENT_SIZES):
+    for part in fixed_parts(values, SQLITE_SIZES):
         con.execute(f"INSERT INTO Cache ({', '.join(_INSERTED)}) VALUES {', '.join([_ONE_ROW] * len(part))}",
                     [value for row in part for value in row])
     return set(fresh)

@@ -12,6 +12,9 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+SQLITE_SIZES = (256, 64, 16, 4, 1)
+"""Rows per statement for SQLite: 256 rows of up to 127 parameters stay under its limit of 32,766."""
+
 
 def fixed_parts(items: Sequence[T], sizes: Sequence[int]) -> Iterator[Sequence[T]]:
     """Consecutive parts of ``items``, each as long as the largest of ``sizes`` (descending, ending with 1) that

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from .batches import fixed_parts
+from .batches import SQLITE_SIZES, fixed_parts
 
 log = logging.getLogger("llmgw.log")
 
@@ -159,7 +159,6 @@ _COLUMNS = (
 COLUMNS = _COLUMNS   # the columns in table order, as every backend writes and copies them
 _INSERT = f"INSERT OR REPLACE INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _ROW_PLACEHOLDERS = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
-_STATEMENT_SIZES = (256, 64, 16, 4, 1)  # rows per INSERT; 256 x 36 parameters stay under SQLite's 32,766
 
 
 def insert_rows_sql(count: int) -> str:
@@ -328,7 +327,7 @@ class LogWriter:
         for tries in range(5):
             try:
                 with self._db:
-                    for part in fixed_parts(batch, _STATEMENT_SIZES):
+                    for part in fixed_parts(batch, SQLITE_SIZES):
                         size = len(part)
                         sql = self._statements.get(size) or self._statements.setdefault(size, insert_rows_sql(size))
                         self._db.execute(sql, [value for values in part for value in values])
