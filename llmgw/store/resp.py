@@ -14,6 +14,8 @@ Contracts:
   or ``?ssl_ca_certs=/path/ca.pem``; ``?ssl_cert_reqs=none`` turns verification off, as redis-py spells it) and
   ``unix://[[user]:password@]/path[?db=N]``; a password (percent-decoded) is sent with ``AUTH``, a database other
   than 0 with ``SELECT``, before any other command.
+- :meth:`RespClient.close` returns once the connection is closed (a TLS connection says goodbye to the server
+  first), or after ``CLOSE_WAIT_S``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
+
+CLOSE_WAIT_S = 1.0   # how long close() waits for the connection to be gone
 
 
 class RespError(Exception):
@@ -90,6 +94,7 @@ class _Connection(asyncio.Protocol):
         self.waiting: deque[asyncio.Future[Any]] = deque()
         self.transport: asyncio.Transport | None = None
         self.failed: BaseException | None = None
+        self.lost = asyncio.Event()     # set once the transport is gone
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]   # uvloop's transports do not derive from asyncio's
@@ -113,6 +118,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.close(ConnectionError(f"redis closed the connection{f': {exc}' if exc else ''}"))
+        self.lost.set()
 
     def send(self, command: bytes) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -157,7 +163,15 @@ class RespClient:
             self._connection = None
 
     async def close(self) -> None:
+        """Close the connection (see the module contract)."""
+        connection = self._connection
         self.reset("the client was closed")
+        if connection is not None and connection.transport is not None:
+            try:
+                async with asyncio.timeout(CLOSE_WAIT_S):
+                    await connection.lost.wait()
+            except TimeoutError:
+                connection.transport.abort()
 
     async def _open(self) -> _Connection:
         if self._opening is None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from llmgw.store.resp import RespClient
 from llmgw.store.shared import StateUnavailable, Window
 from llmgw.store.shared_redis import RedisState
 
@@ -110,3 +111,14 @@ async def test_a_plain_connection_to_a_tls_port_fails_within_the_deadline(tls_re
         assert time.monotonic() - started < 2.0
     finally:
         await state.close()
+
+
+async def test_close_returns_once_the_tls_connection_is_gone(tls_redis: TlsRedis) -> None:
+    """A TLS connection says goodbye before it closes: close() waits for that, so nothing is left open behind it
+    (at shutdown, the loop may not run again)."""
+    client = RespClient(tls_redis.url(f"?ssl_ca_certs={tls_redis.ca_file}"))
+    assert await client.call("PING") == b"PONG"
+    connection = client._connection
+    assert connection is not None
+    await client.close()
+    assert connection.lost.is_set()
