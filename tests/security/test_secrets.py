@@ -12,6 +12,8 @@ from typing import Any
 
 import aiohttp
 
+from llmgw.profile import parse_profile
+from llmgw.proxy.app import make_app
 from llmgw.scrub import MASK, Scrubber, url_password
 from tests.conftest import CANARY
 
@@ -90,3 +92,25 @@ def test_the_scrubber_masks_configured_secrets_and_key_shapes() -> None:
         assert secret not in out
     assert out.endswith("short stays") and out.count(MASK) == 6
     assert scrub.value({"error": {"message": text, "n": 1}})["error"]["message"] == out
+
+
+async def test_an_upstream_cookie_is_never_sent_back_for_anyone(aiohttp_client: Any, tmp_path: Path,
+                                                                  upstream: AttackUpstream) -> None:
+    """The gateway keeps no cookies: what an upstream sets in one team's answer (a session, a tracking id) would
+    otherwise ride along on every later request of every team."""
+    # by name: a cookie jar takes no cookies from a bare IP address
+    sections = attack_sections(tmp_path / "llmgw.db", upstream.url.replace("127.0.0.1", "localhost"), daily=None)
+    sections["teams"]["other"] = {}
+    sections["keys"]["other"] = {"key": "sk-llmgw-attack-other-key-0000000000002", "team": "other"}
+    client = await aiohttp_client(make_app(parse_profile(sections)))
+    upstream.set_cookie = "team_session=search-team-secret; Path=/"
+    chat = {"model": "long", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+    for key, stream in ((SPENDER_KEY, False), (SPENDER_KEY, True), ("sk-llmgw-attack-other-key-0000000000002", False),
+                        ("sk-llmgw-attack-other-key-0000000000002", True)):
+        resp = await client.post("/v1/chat/completions", json={**chat, "stream": stream},
+                                 headers={"Authorization": f"Bearer {key}"})
+        assert resp.status == 200, await resp.text()
+        assert "Set-Cookie" not in resp.headers   # nor is it passed on to the client
+        await resp.read()
+    assert len(upstream.received) == 4
+    assert [r.headers.get("Cookie") for r in upstream.received] == [None] * 4

@@ -34,7 +34,8 @@ class AttackUpstream:
     ``fail_status`` answers every request with that status and a message quoting every header it got;
     ``stream_error`` ends a stream after its first chunk (and a pause, so that the chunk is read on its own) with an
     error event quoting the headers;
-    ``endless_line`` streams that many bytes of one ``data:`` line without a newline."""
+    ``endless_line`` streams that many bytes of one ``data:`` line without a newline; ``set_cookie`` is sent as a
+    ``Set-Cookie`` header with every answer."""
 
     answer_tokens: int = 20_000
     usage: str = "honest"
@@ -43,12 +44,14 @@ class AttackUpstream:
     fail_status: int | None = None
     stream_error: bool = False
     endless_line: int = 0
+    set_cookie: str | None = None
     received: list[Received] = field(default_factory=list)
     url: str = ""
     _runner: web.AppRunner | None = None
 
     async def __aenter__(self) -> AttackUpstream:
         app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.on_response_prepare.append(self._cookie)
         for path in OPENAI_PATHS:
             app.router.add_post(path, self._chat)
         self._runner = web.AppRunner(app, access_log=None)
@@ -61,6 +64,10 @@ class AttackUpstream:
     async def __aexit__(self, *exc: object) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _cookie(self, request: web.Request, response: web.StreamResponse) -> None:
+        if self.set_cookie is not None:
+            response.headers["Set-Cookie"] = self.set_cookie
 
     def quoted_headers(self, request: web.Request) -> str:
         return "; ".join(f"{k}: {v}" for k, v in request.headers.items())
