@@ -235,7 +235,12 @@ def read_provider(c: Checker, name: str, raw: Any) -> ProviderConfig | None:
         return None
     headers = c.table(c.get(raw, "headers", path, dict, {}), f"{path}.headers")
     for key, value in headers.items():
-        c.check(isinstance(value, str), f"{path}.headers.{key}: expected a string, got {type_name(value)}")
+        if not key or any(ch in key for ch in " \t\r\n\x00:") or not key.isascii():
+            c.problems.append(f"{path}.headers.{key}: not a valid HTTP header name")
+        elif not isinstance(value, str):
+            c.problems.append(f"{path}.headers.{key}: expected a string, got {type_name(value)}")
+        elif any(ch in value for ch in "\r\n\x00"):
+            c.problems.append(f"{path}.headers.{key}: a header value cannot hold a line break or NUL")
     drop = c.get(raw, "drop_params", path, list, [])
     c.check(all(isinstance(p, str) for p in drop), f"{path}.drop_params: expected an array of strings")
     base_url = c.get(raw, "base_url", path, str, None) or spec.base_url

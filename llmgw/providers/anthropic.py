@@ -29,6 +29,7 @@ from .base import (
     retry_after_seconds,
     transport_failure,
 )
+from .http_client import UpstreamResponse
 from .params import without
 
 API_VERSION = "2023-06-01"
@@ -47,7 +48,7 @@ class AnthropicProvider(ProviderBase):
             headers["x-api-key"] = ctx.api_key
         self._headers = headers
 
-    async def failure_from(self, resp: aiohttp.ClientResponse) -> UpstreamFailure:
+    async def failure_from(self, resp: UpstreamResponse) -> UpstreamFailure:
         return await _failure(resp)
 
     def build(self, body: dict[str, Any], model: str, *, stream: bool = False,
@@ -138,7 +139,7 @@ def _events(name: str | None, data: bytes, converter: AnthropicStreamToOpenAI | 
     return [StreamEvent(parsed, encode_data(data, name or kind or "message"), usage, format="anthropic")]
 
 
-async def _failure(resp: aiohttp.ClientResponse) -> UpstreamFailure:
+async def _failure(resp: UpstreamResponse) -> UpstreamFailure:
     body = await error_body(resp)
     message = f"HTTP {resp.status}"
     if isinstance(body, dict) and isinstance(body.get("error"), dict):

@@ -34,6 +34,7 @@ import orjson
 
 from ..exchange import Exchange, StreamEvent, UpstreamReply
 from ..profile import ProviderConfig
+from .http_client import UpstreamClient, UpstreamResponse
 from .spec import ProviderSpec, spec_for
 
 
@@ -76,7 +77,7 @@ class ProviderContext:
     socket timeouts for whole answers (``timeout``: connect) and streams (``stream_timeout``: connect, and idle
     between reads). Attempt and total deadlines are the router's."""
 
-    def __init__(self, config: ProviderConfig, session: aiohttp.ClientSession, api_key: str | None,
+    def __init__(self, config: ProviderConfig, session: UpstreamClient, api_key: str | None,
                  rng: random.Random, *, connect_timeout_s: float = 10.0, idle_timeout_s: float = 120.0) -> None:
         self.config = config
         self.session = session
@@ -116,7 +117,7 @@ class ProviderBase:
         """No upstream count: the caller estimates locally."""
         return None
 
-    async def failure_from(self, resp: aiohttp.ClientResponse) -> UpstreamFailure:
+    async def failure_from(self, resp: UpstreamResponse) -> UpstreamFailure:
         """Turn a non-200 answer into an :class:`UpstreamFailure` with the upstream's own message."""
         return UpstreamFailure(resp.status, f"HTTP {resp.status}")
 
@@ -159,7 +160,7 @@ def retry_after_seconds(value: str | None) -> float | None:
     return seconds if seconds >= 0 else None
 
 
-async def error_body(resp: aiohttp.ClientResponse) -> Any:
+async def error_body(resp: UpstreamResponse) -> Any:
     """The parsed body of an upstream's error answer, or None when it has none or it is not JSON."""
     try:
         raw = await resp.read()

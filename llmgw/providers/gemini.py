@@ -42,6 +42,7 @@ from .base import (
     retry_after_seconds,
     transport_failure,
 )
+from .http_client import UpstreamResponse
 from .params import without
 
 
@@ -81,7 +82,7 @@ class GeminiProvider(ProviderBase):
         request, dropped = tr.openai_embeddings_to_gemini(kept, model)
         return request, list(dict.fromkeys([*listed, *dropped]))
 
-    async def failure_from(self, resp: aiohttp.ClientResponse) -> UpstreamFailure:
+    async def failure_from(self, resp: UpstreamResponse) -> UpstreamFailure:
         return await _failure(resp)
 
     async def chat(self, ex: Exchange, body: dict[str, Any], model: str) -> UpstreamReply:
@@ -213,7 +214,7 @@ def _error_failure(body: dict[str, Any], http_status: int | None, *, prefix: str
     return UpstreamFailure(status, prefix + message, retry_after=retry_after, body=body)
 
 
-async def _failure(resp: aiohttp.ClientResponse) -> UpstreamFailure:
+async def _failure(resp: UpstreamResponse) -> UpstreamFailure:
     """A non-200 answer as an :class:`UpstreamFailure` carrying Gemini's own message."""
     body = await error_body(resp)
     # Gemini sometimes wraps the error object in a one-element array.

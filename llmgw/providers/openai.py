@@ -29,6 +29,7 @@ from .base import (
     retry_after_seconds,
     transport_failure,
 )
+from .http_client import UpstreamResponse
 from .openai_chunks import TextTemplate, chunk_events
 from .params import without
 from .responses_api import RESPONSES, ResponsesAPI
@@ -62,7 +63,7 @@ class OpenAIProvider(ProviderBase):
         payload, dropped = without(payload, self.config.drop_params)
         return payload, [name for name in dropped if body.get(name) is not None]
 
-    async def failure_from(self, resp: aiohttp.ClientResponse) -> UpstreamFailure:
+    async def failure_from(self, resp: UpstreamResponse) -> UpstreamFailure:
         return await _failure(resp)
 
     def responses_body(self, ex: Exchange) -> dict[str, Any] | None:
@@ -135,14 +136,14 @@ class OpenAIProvider(ProviderBase):
 _DONE = b"[DONE]"
 
 
-async def _drain(resp: aiohttp.ClientResponse) -> None:
+async def _drain(resp: UpstreamResponse) -> None:
     """Read what is left of a finished stream (usually just the end of the chunked body), so that the connection
     goes back to the pool instead of being closed: a new connection per stream costs more than the stream."""
     async for _ in resp.content.iter_any():
         pass
 
 
-async def _failure(resp: aiohttp.ClientResponse) -> UpstreamFailure:
+async def _failure(resp: UpstreamResponse) -> UpstreamFailure:
     """Turn a non-200 answer into an :class:`UpstreamFailure` carrying the upstream's own message."""
     body = await error_body(resp)
     message = f"HTTP {resp.status}"

@@ -25,7 +25,6 @@ import secrets
 from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 
-import aiohttp
 import orjson
 from aiohttp import web
 
@@ -35,6 +34,7 @@ from ..cache.embed import Embedder
 from ..errors import GatewayError
 from ..formats import FORMATS, canonical
 from ..profile import Profile
+from ..providers.http_client import UpstreamClient
 from ..stages.auth import AuthStage, presented_key
 from ..stages.cache import CacheStage
 from ..stages.route import Router
@@ -58,7 +58,7 @@ PROFILE = web.AppKey("profile", Profile)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 ROUTER = web.AppKey("router", Router)
 WRITER = web.AppKey("writer", LogWriter)
-SESSION = web.AppKey("session", aiohttp.ClientSession)
+SESSION = web.AppKey("session", UpstreamClient)
 AUTH = web.AppKey("auth", AuthStage)
 METRICS = web.AppKey("metrics", Metrics)
 EVENTS = web.AppKey("events", EventHub)
@@ -169,12 +169,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     telemetry = await asyncio.to_thread(open_telemetry, profile) if profile.telemetry.enabled else None
     writer = await asyncio.to_thread(open_writer, profile.state)   # SQLite, or PostgreSQL with its spool
     app[METRICS].log_writer = writer   # llmgw_log_backlog
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
-    # No cookie jar: a cookie one team's answer set must not ride along on every team's requests (and matching
-    # a jar's cookies costs each request ~10 µs once an upstream such as Cloudflare's front sets some).
-    session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                    json_serialize=lambda o: orjson.dumps(o).decode(),
-                                    trace_configs=[telemetry.trace_config()] if telemetry is not None else None)
+    # Upstream requests go through the gateway's own pooled client (llmgw/providers/http_client.py); it keeps no
+    # cookies, so nothing one team's answer set rides along on another team's requests.
+    session = UpstreamClient(on_request=telemetry.request_hook() if telemetry is not None else None)
     state = None
     try:
         state = await open_shared_state(profile)

@@ -25,13 +25,13 @@ import random
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
-import aiohttp
 from aiohttp import web
 
 from ..cache.embed import Embedder
 from ..pricing import PriceTable
 from ..profile import Profile
 from ..providers.base import Provider, ProviderContext, adapter_for
+from ..providers.http_client import UpstreamClient
 from ..stages.auth import AuthStage
 from ..stages.base import Stage
 from ..stages.cache import CacheStage
@@ -55,7 +55,7 @@ Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 class Shared:
     """What survives every reload (see the module contract)."""
 
-    session: aiohttp.ClientSession
+    session: UpstreamClient
     writer: LogWriter
     state: SharedState
     listeners: list[RowListener]
@@ -107,7 +107,7 @@ class Generation:
     inflight: InFlight = field(default_factory=InFlight)
 
 
-def build_providers(profile: Profile, session: aiohttp.ClientSession,
+def build_providers(profile: Profile, session: UpstreamClient,
                     rng: random.Random) -> dict[str, Provider]:
     """One adapter per ``[providers.*]`` entry, keys resolved now (``llmgw check`` reports missing ones)."""
     providers: dict[str, Provider] = {}

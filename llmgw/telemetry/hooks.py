@@ -6,7 +6,7 @@ Contract (all of it exists only when ``[telemetry]`` is configured; without it t
 - :class:`TraceStage` is the pipeline's first stage: ``headers`` binds the exchange to that trace; ``after_answer``
   marks it settled; ``response`` — the very last phase, after the meter has priced and logged the exchange — hands
   the exchange, its trace and its end time to ``emit`` (which builds and queues the spans; it must not block).
-- :func:`upstream_trace_config` is an aiohttp ``TraceConfig`` for the upstream session: a request that goes out
+- :func:`add_trace_headers` is the upstream client's request hook: a request that goes out
   while an exchange is routing (it has a target and is not settled) carries the ``traceparent`` of the attempt it
   belongs to (``len(ex.attempts) + 1``: an attempt is recorded when it ends) and the client's ``tracestate``; a
   request made outside an exchange (or before routing, or after the answer) is left alone.
@@ -19,9 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from types import SimpleNamespace
 
-import aiohttp
 from aiohttp import web
 
 from ..exchange import Exchange
@@ -76,21 +74,15 @@ class TraceStage(Stage):
             self.emit(ex, trace, time.perf_counter())
 
 
-async def _on_request_start(session: aiohttp.ClientSession, context: SimpleNamespace,
-                            params: aiohttp.TraceRequestStartParams) -> None:
+def add_trace_headers(headers: dict[str, str]) -> None:
+    """The upstream client's request hook (see the module contract): adds the attempt's ``traceparent`` and the
+    client's ``tracestate`` to ``headers`` while an exchange is routing; leaves them alone otherwise."""
     trace = CURRENT.get()
     if trace is None or trace.settled:
         return
     ex = trace.exchange
     if ex is None or ex.target is None:
         return
-    params.headers["traceparent"] = trace.attempt_traceparent(len(ex.attempts) + 1)
+    headers["traceparent"] = trace.attempt_traceparent(len(ex.attempts) + 1)
     if trace.tracestate:
-        params.headers["tracestate"] = trace.tracestate
-
-
-def upstream_trace_config() -> aiohttp.TraceConfig:
-    """The upstream session's hook that sends each attempt's ``traceparent`` (see the module contract)."""
-    config = aiohttp.TraceConfig()
-    config.on_request_start.append(_on_request_start)
-    return config
+        headers["tracestate"] = trace.tracestate

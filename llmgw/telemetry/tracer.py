@@ -2,7 +2,7 @@
 
 Contract (:class:`Telemetry`, made by :func:`llmgw.telemetry.open_telemetry` only when ``[telemetry]`` is
 configured):
-- ``stage`` goes first in the pipeline and ``trace_config()`` on the upstream session (:mod:`.hooks`; the
+- ``stage`` goes first in the pipeline and ``request_hook()`` on the upstream client (:mod:`.hooks`; the
   middleware that reads the client's ``traceparent`` is :func:`llmgw.telemetry.middlewares`, added when the app
   is made); a finished, sampled exchange's spans are built (:mod:`.spans`) in the pipeline's last
   phase and queued without blocking (:class:`.export.SpanQueue`); an unsampled one costs no span.
@@ -14,6 +14,7 @@ configured):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -26,7 +27,7 @@ from ..exchange import Exchange
 from ..profile import Profile, SecretError
 from .context import RequestTrace
 from .export import SpanQueue
-from .hooks import TraceStage, upstream_trace_config
+from .hooks import TraceStage, add_trace_headers
 from .spans import exchange_spans, upstreams
 
 log = logging.getLogger("llmgw.telemetry")
@@ -75,9 +76,9 @@ class Telemetry:
         self.queue = SpanQueue(exporter, where=self.url, delay_s=delay_s, max_queue=max_queue)
         self.stage = TraceStage(self.emit)
 
-    def trace_config(self) -> Any:
-        """A fresh aiohttp ``TraceConfig`` for the upstream session (see :mod:`.hooks`)."""
-        return upstream_trace_config()
+    def request_hook(self) -> Callable[[dict[str, str]], None]:
+        """The upstream client's hook that adds each attempt's trace context (see :mod:`.hooks`)."""
+        return add_trace_headers
 
     def emit(self, ex: Exchange, trace: RequestTrace, ended: float) -> None:
         """Build and queue ``ex``'s spans when its trace is sampled. Never raises into the pipeline."""

@@ -661,3 +661,22 @@ def test_env_var_pointing_at_missing_file_is_an_error(lookup_dir: Path, monkeypa
     monkeypatch.setenv("LLMGW_PROFILE", str(lookup_dir / "missing.toml"))
     with pytest.raises(ProfileError, match="file not found"):
         load_profile()
+
+
+def test_provider_headers_that_would_break_a_request_are_refused() -> None:
+    problems = parse_problems('''
+        [providers.up]
+        kind = "openai-compatible"
+        base_url = "http://127.0.0.1:9/v1"
+        headers = { "x-team" = "a\\r\\nX-Injected: 1", "bad name" = "v", "x-null" = "a\\u0000b", "x-num" = 3 }
+    ''')
+    assert has(problems, 'providers.up.headers.x-team', "line break")
+    assert has(problems, 'providers.up.headers.bad name', "not a valid HTTP header name")
+    assert has(problems, 'providers.up.headers.x-null', "line break or NUL")
+    assert has(problems, 'providers.up.headers.x-num', "expected a string")
+    assert parse_text('''
+        [providers.up]
+        kind = "openai-compatible"
+        base_url = "http://127.0.0.1:9/v1"
+        headers = { "x-team" = "search; v=2" }
+    ''').providers["up"].headers == {"x-team": "search; v=2"}
