@@ -76,7 +76,7 @@ class UpstreamResponse:
     """One upstream answer, read as it arrives (see the module contract). ``content`` is the response itself."""
 
     __slots__ = ("_conn", "_eof", "_exc", "_headers", "_keep_alive", "_loop", "_paused", "_pieces", "_raw_headers",
-                 "_read_timeout", "_size", "_until_eof", "_waiter", "status")
+                 "_read_timeout", "_size", "_waiter", "status")
 
     def __init__(self, conn: _Connection, loop: asyncio.AbstractEventLoop, read_timeout: float | None) -> None:
         self._conn = conn
@@ -91,7 +91,6 @@ class UpstreamResponse:
         self._exc: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._keep_alive = False
-        self._until_eof = False
         self._paused = False
 
     # --- what the reader sees ---
@@ -115,11 +114,15 @@ class UpstreamResponse:
         return _Pieces(self)
 
     async def read(self) -> bytes:
-        while not self._eof:
+        parts: list[bytes] = []
+        while True:
+            if self._pieces:   # taken as it comes, so that a long body never stops the socket being read
+                parts.append(self._take())
+            if self._eof:
+                return parts[0] if len(parts) == 1 else b"".join(parts)
             if self._exc is not None:
                 raise self._exc
             await self._wait()
-        return self._take() if self._pieces else b""
 
     @property
     def complete(self) -> bool:
@@ -128,13 +131,17 @@ class UpstreamResponse:
 
     # --- fed by the connection ---
 
-    def _headers_in(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool,
-                    until_eof: bool) -> None:
+    def _headers_in(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
         self.status = status
         self._raw_headers = headers
         self._keep_alive = keep_alive
-        self._until_eof = until_eof
         self._wake()
+
+    def _ends_with_connection(self) -> bool:
+        """Whether only the connection's end delimits this answer's body (no length, not chunked)."""
+        if self.status in (204, 304):
+            return False
+        return not any(name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self._raw_headers)
 
     def _feed(self, body: bytes) -> None:
         self._pieces.append(body)
@@ -221,7 +228,6 @@ class _Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
         self._informational = False
-        self._lengths = (False, False)    # the response named a Content-Length, a Transfer-Encoding
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]   # uvloop's transports are not asyncio's classes
@@ -244,7 +250,7 @@ class _Connection(asyncio.Protocol):
         response = self.response
         if response is None or response.complete:
             return
-        if response.status and response._until_eof and exc is None:
+        if response.status and exc is None and response._ends_with_connection():
             response._finish()
         elif response.status:
             response._fail(aiohttp.ClientPayloadError("the upstream closed the connection mid-answer"))
@@ -267,20 +273,14 @@ class _Connection(asyncio.Protocol):
         self._headers = []
         self._header_bytes = 0
         self._informational = False
-        self._lengths = (False, False)
         if self.response is None or self.response.status:   # bytes nobody asked for
             raise httptools.HttpParserError("unexpected response")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value) + 4
+        self._header_bytes += len(name) + len(value)
         if self._header_bytes > MAX_HEADER_BYTES:
             raise httptools.HttpParserError(f"header block over {MAX_HEADER_BYTES} bytes")
         self._headers.append((name, value))
-        lowered = name.lower()
-        if lowered == b"content-length":
-            self._lengths = (True, self._lengths[1])
-        elif lowered == b"transfer-encoding":
-            self._lengths = (self._lengths[0], True)
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -288,8 +288,8 @@ class _Connection(asyncio.Protocol):
             self._informational = True
             return
         assert self.response is not None
-        self.response._headers_in(status, self._headers, self._parser.should_keep_alive(),
-                                  until_eof=self._lengths == (False, False) and status not in (204, 304))
+        # llhttp keeps alive no answer that only the connection's end can delimit
+        self.response._headers_in(status, self._headers, self._parser.should_keep_alive())
 
     def on_body(self, body: bytes) -> None:
         if self.response is not None and not self._informational:
@@ -429,7 +429,7 @@ class UpstreamClient:
     def _release(self, response: UpstreamResponse) -> None:
         conn = response._conn
         conn.response = None
-        if not (response.complete and response._keep_alive and not response._until_eof) or conn.closed \
+        if not (response.complete and response._keep_alive) or conn.closed \
                 or response._exc is not None:
             self._forget(conn)
             return

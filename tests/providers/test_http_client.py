@@ -401,6 +401,23 @@ async def test_a_fast_upstream_and_a_slow_reader_buffer_a_bounded_amount(client:
     assert received == total
 
 
+async def test_a_whole_answer_longer_than_the_read_buffer(client: UpstreamClient) -> None:
+    body = bytes(range(256)) * (12 * READ_HIGH_WATER // 256)
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        return web.Response(body=body)
+
+    url, runner = await aiohttp_server(big)
+    try:
+        for _ in range(2):
+            async with client.post(url, data=b"x", headers={}) as resp:
+                assert await asyncio.wait_for(resp.read(), 10) == body
+    finally:
+        await runner.cleanup()
+    assert client.connections_made == 1
+
+
 async def test_tls_verifies_the_upstream(tmp_path: Any) -> None:
     authority = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
