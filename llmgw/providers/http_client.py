@@ -11,6 +11,8 @@ Contract:
   is all that was buffered, never empty); ``content.at_eof()`` (the body is complete and all of it was taken).
   ``timeout`` is an ``aiohttp.ClientTimeout``: ``sock_connect`` bounds opening a connection, ``sock_read`` each
   wait for the next bytes (headers or body); ``total`` is not used (deadlines are the router's).
+- ``read()`` refuses a body over ``max_body_bytes`` (:data:`MAX_BODY_BYTES`) with ``ClientPayloadError`` and closes
+  the connection; a stream read with ``iter_any()`` is bounded by its reader.
 - Leaving the context puts the connection back in the pool when its response was read to the end and both sides
   keep it alive; otherwise the connection is closed. An idle connection is reused newest first, and dropped when the
   server closed it or it sat idle longer than ``keepalive_s``.
@@ -43,6 +45,7 @@ from yarl import URL
 from .. import __version__
 
 MAX_HEADER_BYTES = 64 * 1024
+MAX_BODY_BYTES = 256 * 1024 * 1024   # the most read() takes: a hostile upstream cannot fill the gateway's memory
 READ_HIGH_WATER = 256 * 1024
 KEEPALIVE_S = 60.0
 USER_AGENT = f"llmgw/{__version__}"
@@ -75,11 +78,13 @@ class _Target:
 class UpstreamResponse:
     """One upstream answer, read as it arrives (see the module contract). ``content`` is the response itself."""
 
-    __slots__ = ("_conn", "_eof", "_exc", "_headers", "_keep_alive", "_loop", "_paused", "_pieces", "_raw_headers",
-                 "_read_timeout", "_size", "_waiter", "status")
+    __slots__ = ("_conn", "_eof", "_exc", "_headers", "_keep_alive", "_loop", "_max_body", "_paused", "_pieces",
+                 "_raw_headers", "_read_timeout", "_size", "_waiter", "status")
 
-    def __init__(self, conn: _Connection, loop: asyncio.AbstractEventLoop, read_timeout: float | None) -> None:
+    def __init__(self, conn: _Connection, loop: asyncio.AbstractEventLoop, read_timeout: float | None,
+                 max_body: int = MAX_BODY_BYTES) -> None:
         self._conn = conn
+        self._max_body = max_body
         self._loop = loop
         self._read_timeout = read_timeout
         self.status = 0
@@ -115,9 +120,14 @@ class UpstreamResponse:
 
     async def read(self) -> bytes:
         parts: list[bytes] = []
+        size = 0
         while True:
             if self._pieces:   # taken as it comes, so that a long body never stops the socket being read
                 parts.append(self._take())
+                size += len(parts[-1])
+                if size > self._max_body:
+                    self._conn.close()
+                    raise aiohttp.ClientPayloadError(f"the upstream's answer is over {self._max_body} bytes")
             if self._eof:
                 return parts[0] if len(parts) == 1 else b"".join(parts)
             if self._exc is not None:
@@ -326,8 +336,9 @@ class UpstreamClient:
     """Pooled HTTP/1.1 connections to upstreams (see the module contract)."""
 
     def __init__(self, *, keepalive_s: float = KEEPALIVE_S, ssl_context: ssl.SSLContext | None = None,
-                 on_request: RequestHook | None = None) -> None:
+                 on_request: RequestHook | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> None:
         self.keepalive_s = keepalive_s
+        self.max_body_bytes = max_body_bytes
         self._ssl = ssl_context
         self.on_request = on_request
         self._targets: dict[str, _Target] = {}
@@ -378,7 +389,8 @@ class UpstreamClient:
         if conn is None:
             conn = await self._connect(target, timeout.sock_connect if timeout is not None else None)
         loop = asyncio.get_running_loop()
-        response = UpstreamResponse(conn, loop, timeout.sock_read if timeout is not None else None)
+        response = UpstreamResponse(conn, loop, timeout.sock_read if timeout is not None else None,
+                                    self.max_body_bytes)
         conn.response = response
         assert conn.transport is not None
         conn.transport.writelines([head, data])

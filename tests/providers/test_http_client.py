@@ -418,6 +418,24 @@ async def test_a_whole_answer_longer_than_the_read_buffer(client: UpstreamClient
     assert client.connections_made == 1
 
 
+async def test_an_endless_whole_answer_is_cut_off() -> None:
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        piece = b"10000\r\n" + b"x" * 65536 + b"\r\n"
+        while True:
+            writer.write(piece)
+            await writer.drain()
+
+    client = UpstreamClient(max_body_bytes=1024 * 1024)
+    try:
+        async with raw_server(endless) as url, client.post(url, data=b"x", headers={}) as resp:
+            with pytest.raises(aiohttp.ClientPayloadError, match="over 1048576 bytes"):
+                await asyncio.wait_for(resp.read(), 10)
+    finally:
+        await client.close()
+
+
 async def test_tls_verifies_the_upstream(tmp_path: Any) -> None:
     authority = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
