@@ -213,9 +213,10 @@ def _run(first: dict[str, Any], parsed: bool, run: list[bytes], texts: list[str]
         if parsed:
             return StreamEvent(first, raw, flush=False)
     else:
-        raw = b"data: " + b"\n\ndata: ".join(run) + b"\n\n"
-        if raw.count(b"\n") != 2 * len(run):    # a payload of several lines: one data line per line
+        if b"\n" in b"".join(run):   # a payload of several lines: one data line per line (memchr, not a count)
             raw = b"".join(encode_data(d) for d in run)
+        else:
+            raw = b"data: " + b"\n\ndata: ".join(run) + b"\n\n"
     choice = {**first["choices"][0]}
     choice["delta"] = {**choice["delta"], "content": "".join(texts)}
     if finish is not None:
