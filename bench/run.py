@@ -338,6 +338,10 @@ def redis_server() -> Iterator[str]:
 
 
 def run_bench(args: argparse.Namespace, upstream: str, tmp: Path) -> str:
+    """Every column's server is started first and kept running; then, ``args.rounds`` times, every cell is measured
+    with the columns taking turns within it, so that a machine that slows down or speeds up for a minute moves every
+    column alike. Each cell reports its median round (by req/s); LiteLLM, tens of times slower than the rest, is
+    measured in the first round only."""
     columns: list[tuple[str, TargetFactory]] = [("no proxy", no_proxy), ("raw aiohttp", raw_forwarder)]
     columns += [(s.name, llmgw_target(s)) for s in (PLAIN, GOVERNED, FULL)]
     skipped = []
@@ -345,32 +349,36 @@ def run_bench(args: argparse.Namespace, upstream: str, tmp: Path) -> str:
         columns.append(("LiteLLM", litellm))
     else:
         skipped.append(f"LiteLLM: not installed ({LITELLM_BIN.relative_to(ROOT)} missing; see bench/README.md)")
-    results: dict[tuple[str, bool, int], Result] = {}
-    targets: list[Target] = []
+    rounds: dict[tuple[str, bool, int], list[Result]] = {}
     with contextlib.ExitStack() as stack:
         if args.scaling:
             redis_url = stack.enter_context(redis_server())
             columns += [(s.name, llmgw_target(s, redis_url)) for s in SCALING]
         only = {name.strip() for name in args.only.split(",") if name.strip()} | {"no proxy", "raw aiohttp"}
-        factories = [factory for name, factory in columns if not args.only or name in only]
-        for factory in factories:
-            with factory(upstream, tmp) as target:
-                for stream in (False, True):
-                    for c in args.concurrency:
-                        if args.scaling and target.name in {s.name for s in SCALING} and c != max(args.concurrency):
+        targets = [stack.enter_context(factory(upstream, tmp)) for name, factory in columns
+                   if not args.only or name in only]
+        scaling = {s.name for s in SCALING}
+        for number in range(args.rounds):
+            for stream in (False, True):
+                for c in args.concurrency:
+                    for target in targets:
+                        if (target.name in scaling and c != max(args.concurrency)) or \
+                                (target.name == "LiteLLM" and number > 0):
                             continue
-                        results[target.name, stream, c] = measure_cell(target, stream, c, args)
-                if target.proc is not None:
-                    target.rss_mb = rss_mb(target.proc.pid)
-                if target.db is not None:
-                    sent = sum(r.cell.sent for (name, _, _), r in results.items() if name == target.name)
-                    target.notes.append(f"{sent} requests sent; when RSS was read, {sent - log_rows(target.db)[0]} "
-                                        "log rows were still queued in memory")
-            targets.append(target)
-    return report(args, targets, results, skipped)
+                        rounds.setdefault((target.name, stream, c), []).append(
+                            measure_cell(target, stream, c, args, f"round {number + 1}/{args.rounds}"))
+        for target in targets:
+            if target.proc is not None:
+                target.rss_mb = rss_mb(target.proc.pid)
+            if target.db is not None:
+                sent = sum(r.cell.sent for (name, _, _), runs in rounds.items() if name == target.name for r in runs)
+                target.notes.append(f"{sent} requests sent; when RSS was read, {sent - log_rows(target.db)[0]} "
+                                    "log rows were still queued in memory")
+    results = {key: sorted(runs, key=lambda r: r.cell.rps)[len(runs) // 2] for key, runs in rounds.items()}
+    return report(args, targets, results, skipped, rounds)
 
 
-def measure_cell(target: Target, stream: bool, c: int, args: argparse.Namespace) -> Result:
+def measure_cell(target: Target, stream: bool, c: int, args: argparse.Namespace, label: str = "") -> Result:
     """One cell, printed as it ends; a proxy that died during it ends the run with its log's tail."""
     result = measure(target, stream, c, args)
     if target.proc is not None and target.proc.poll() is not None:
@@ -380,7 +388,7 @@ def measure_cell(target: Target, stream: bool, c: int, args: argparse.Namespace)
                  f"no results written. Its log ({target.log}) ends:\n{tail}")
     print(f"  {target.name:20} {'stream' if stream else 'json':6} c={c:<3} "
           f"{result.cell.rps:8.0f} req/s  p50 {result.cell.percentile(0.5):6.2f} ms  "
-          f"errors {result.cell.errors}  other load {result.other_cores:.0%} of a core",
+          f"errors {result.cell.errors}  other load {result.other_cores:.0%} of a core  {label}",
           file=sys.stderr, flush=True)
     return result
 
@@ -415,18 +423,23 @@ def llmgw_version() -> str:
 
 
 def report(args: argparse.Namespace, targets: list[Target], results: dict[tuple[str, bool, int], Result],
-           skipped: list[str]) -> str:
+           skipped: list[str], rounds: dict[tuple[str, bool, int], list[Result]] | None = None) -> str:
+    rounds = rounds or {key: [r] for key, r in results.items()}
+    spread = {key: (min(r.cell.rps for r in runs), max(r.cell.rps for r in runs)) for key, runs in rounds.items()
+              if len(runs) > 1}
     lines = [
         "# llmgw benchmark results", "",
         f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
         f"- machine: {machine()}",
         f"- llmgw: {llmgw_version()}",
-        f"- load: closed loop, {args.warmup:g} s warm-up + {args.duration:g} s measured per cell; one small chat "
+        f"- load: closed loop, {args.warmup:g} s warm-up + {args.duration:g} s measured per cell, "
+        f"{getattr(args, 'rounds', 1)} rounds with the columns taking turns in each cell, each cell's median round "
+        "shown (LiteLLM: the first round only); one small chat "
         "request (the mock upstream answers in 0 ms: ~0.7 kB of JSON, or 16 SSE events + `[DONE]`, ~4.5 kB, in one "
         "write); load generator, mock upstream and proxy are separate processes sharing the same cores",
         "- command: `.venv/bin/python bench/run.py`", "",
-        "| mode | c | target | req/s | p50 ms | p99 ms | added p50 ms | proxy CPU µs/req | errors |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| mode | c | target | req/s | rounds' req/s | p50 ms | p99 ms | added p50 ms | proxy CPU µs/req | errors |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     names = [t.name for t in targets]
     for stream in (False, True):
@@ -438,11 +451,15 @@ def report(args: argparse.Namespace, targets: list[Target], results: dict[tuple[
                     continue
                 p50 = r.cell.percentile(0.5)
                 added = None if name == "no proxy" else p50 - base
-                lines.append(f"| {'stream' if stream else 'json'} | {c} | {name} | {r.cell.rps:.0f} | {p50:.2f} | "
+                low, high = spread.get((name, stream, c), (None, None))
+                span = "—" if low is None else f"{low:.0f} to {high:.0f}"
+                lines.append(f"| {'stream' if stream else 'json'} | {c} | {name} | {r.cell.rps:.0f} | {span} | "
+                             f"{p50:.2f} | "
                              f"{r.cell.percentile(0.99):.2f} | {_fmt(added, '+.2f')} | "
                              f"{_fmt(r.cpu_us_per_req, '.0f')} | {r.cell.errors} |")
     lines += ["", "## Against the targets", "",
-              "Share of the raw forwarder's req/s at the highest concurrency, and p50 added over the forwarder's "
+              "Share of the raw forwarder's req/s at the highest concurrency (the median of the rounds' shares), "
+              "and p50 added over the forwarder's "
               "own at concurrency 1 (targets: ≥ 70% with a key, limits, a budget and the log; ≥ 55% with "
               "guardrails and the cache as well; added p50 within 0.2 ms of the forwarder's; RSS ≤ 100 MB):", "",
               "| configuration | json share | stream share | json +p50 over forwarder | "
@@ -460,8 +477,10 @@ def report(args: argparse.Namespace, targets: list[Target], results: dict[tuple[
             continue
         shares, extra = [], []
         for stream in (False, True):
-            mine, raw = cell(t.name, stream, top), cell("raw aiohttp", stream, top)
-            share = mine.rps / raw.rps * 100 if mine and raw and raw.rps else None
+            pairs = zip(rounds.get((t.name, stream, top), []), rounds.get(("raw aiohttp", stream, top), []),
+                        strict=False)   # each round's share: the two were measured minutes apart at most
+            each = sorted(mine.cell.rps / raw.cell.rps * 100 for mine, raw in pairs if raw.cell.rps)
+            share = each[len(each) // 2] if each else None
             goal = goals.get(t.name)
             verdict = "" if share is None or goal is None else (" ✓" if share >= goal else " ✗")
             shares.append(f"{_fmt(share, '.0f')}%{verdict}")
@@ -598,6 +617,8 @@ def main() -> None:
     parser.add_argument("--scaling", action="store_true",
                         help="also key+limits with shared state in Redis, and --workers 2 with SQLite and Redis "
                              "(highest concurrency only)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="times every cell is measured, the columns taking turns; the median is shown (default 3)")
     parser.add_argument("--only", default="",
                         help="comma-separated column names to run (no proxy and raw aiohttp always run)")
     args = parser.parse_args()
