@@ -18,8 +18,10 @@ Contract:
   server closed it or it sat idle longer than ``keepalive_s``.
 - Sent headers are the caller's plus ``Host``, ``Content-Length`` and ``User-Agent`` (unless the caller gave one);
   a caller's ``Host``, ``Content-Length``, ``Transfer-Encoding`` or ``Connection`` is not sent. A header name or
-  value with a CR, LF or NUL raises ``ValueError`` before anything is sent (no header injection). No
-  ``Accept-Encoding`` is sent, so answers come uncompressed.
+  value with a CR, LF or NUL raises ``ValueError`` before anything is sent (no header injection).
+  ``Accept-Encoding: gzip, deflate`` is always sent (a caller's is not), and such answers are inflated as they
+  arrive (``deflate`` as zlib data or raw, as some servers send it); another encoding, or a body that does not
+  inflate, is a ``ClientPayloadError``.
 - Failures raise aiohttp's exception types, so adapters catch one family: ``ClientOSError`` (connecting failed),
   ``ServerDisconnectedError`` (the connection closed before the response was complete), ``ClientPayloadError``
   (a response llhttp cannot parse, or a header block over :data:`MAX_HEADER_BYTES`), ``ServerTimeoutError`` (a
@@ -35,7 +37,9 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import zlib
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import aiohttp
 import httptools
@@ -49,7 +53,8 @@ MAX_BODY_BYTES = 256 * 1024 * 1024   # the most read() takes: a hostile upstream
 READ_HIGH_WATER = 256 * 1024
 KEEPALIVE_S = 60.0
 USER_AGENT = f"llmgw/{__version__}"
-_NOT_SENT = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+_NOT_SENT = frozenset({"host", "content-length", "transfer-encoding", "connection", "accept-encoding"})
+_CONTENT_ENCODING = b"content-encoding"
 _TARGETS_KEPT = 1024       # parsed URLs remembered (providers post to a few fixed URLs each)
 
 RequestHook = Callable[[dict[str, str]], None]
@@ -75,11 +80,39 @@ class _Target:
         self.head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n".encode("ascii")
 
 
+class _Inflater:
+    """A ``gzip`` or ``deflate`` body inflated piece by piece; ``deflate`` is zlib data, or raw deflate as some
+    servers send it (told apart by the zlib header's check bits)."""
+
+    __slots__ = ("_inflate",)
+
+    def __init__(self, gzip: bool) -> None:
+        self._inflate: Any = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
+
+    def inflate(self, data: bytes) -> bytes:
+        if self._inflate is None:
+            zlib_header = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            self._inflate = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
+        return self._inflate.decompress(data)
+
+    def flush(self) -> bytes:
+        return self._inflate.flush() if self._inflate is not None else b""
+
+
+def _inflater(encoding: bytes) -> _Inflater | None:
+    """The inflater for a ``Content-Encoding``; None for none; ValueError for one the client did not ask for."""
+    if encoding in (b"", b"identity"):
+        return None
+    if encoding in (b"gzip", b"x-gzip", b"deflate"):
+        return _Inflater(gzip=encoding != b"deflate")
+    raise ValueError(encoding.decode("latin-1"))
+
+
 class UpstreamResponse:
     """One upstream answer, read as it arrives (see the module contract). ``content`` is the response itself."""
 
-    __slots__ = ("_conn", "_eof", "_exc", "_headers", "_keep_alive", "_loop", "_max_body", "_paused", "_pieces",
-                 "_raw_headers", "_read_timeout", "_size", "_waiter", "status")
+    __slots__ = ("_conn", "_eof", "_exc", "_headers", "_inflater", "_keep_alive", "_loop", "_max_body", "_paused",
+                 "_pieces", "_raw_headers", "_read_timeout", "_size", "_waiter", "status")
 
     def __init__(self, conn: _Connection, loop: asyncio.AbstractEventLoop, read_timeout: float | None,
                  max_body: int = MAX_BODY_BYTES) -> None:
@@ -96,6 +129,7 @@ class UpstreamResponse:
         self._exc: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._keep_alive = False
+        self._inflater: _Inflater | None = None
         self._paused = False
 
     # --- what the reader sees ---
@@ -141,10 +175,16 @@ class UpstreamResponse:
 
     # --- fed by the connection ---
 
-    def _headers_in(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
+    def _headers_in(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool,
+                    encoding: bytes) -> None:
         self.status = status
         self._raw_headers = headers
         self._keep_alive = keep_alive
+        try:
+            self._inflater = _inflater(encoding)
+        except ValueError as exc:
+            self._keep_alive = False
+            self._fail(aiohttp.ClientPayloadError(f"the upstream answered in an encoding not asked for: {exc}"))
         self._wake()
 
     def _ends_with_connection(self) -> bool:
@@ -154,6 +194,17 @@ class UpstreamResponse:
         return not any(name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self._raw_headers)
 
     def _feed(self, body: bytes) -> None:
+        if self._exc is not None:
+            return
+        if self._inflater is not None:
+            try:
+                body = self._inflater.inflate(body)
+            except zlib.error as exc:
+                self._keep_alive = False
+                self._fail(aiohttp.ClientPayloadError(f"the upstream's compressed answer is broken: {exc}"))
+                return
+            if not body:
+                return
         self._pieces.append(body)
         self._size += len(body)
         if self._size > READ_HIGH_WATER and not self._paused and self._conn.transport is not None:
@@ -162,6 +213,18 @@ class UpstreamResponse:
         self._wake()
 
     def _finish(self) -> None:
+        if self._exc is not None:   # a body that broke never completes: the reader gets the error
+            self._wake()
+            return
+        if self._inflater is not None:
+            try:
+                tail = self._inflater.flush()
+            except zlib.error as exc:
+                self._keep_alive = False
+                self._fail(aiohttp.ClientPayloadError(f"the upstream's compressed answer is broken: {exc}"))
+                return
+            if tail:
+                self._pieces.append(tail)
         self._eof = True
         self._wake()
 
@@ -237,6 +300,7 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
+        self._encoding = b""
         self._informational = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -282,6 +346,7 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._headers = []
         self._header_bytes = 0
+        self._encoding = b""
         self._informational = False
         if self.response is None or self.response.status:   # bytes nobody asked for
             raise httptools.HttpParserError("unexpected response")
@@ -291,6 +356,8 @@ class _Connection(asyncio.Protocol):
         if self._header_bytes > MAX_HEADER_BYTES:
             raise httptools.HttpParserError(f"header block over {MAX_HEADER_BYTES} bytes")
         self._headers.append((name, value))
+        if len(name) == 16 and name.lower() == _CONTENT_ENCODING:
+            self._encoding = value.strip().lower()
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -299,7 +366,7 @@ class _Connection(asyncio.Protocol):
             return
         assert self.response is not None
         # llhttp keeps alive no answer that only the connection's end can delimit
-        self.response._headers_in(status, self._headers, self._parser.should_keep_alive())
+        self.response._headers_in(status, self._headers, self._parser.should_keep_alive(), self._encoding)
 
     def on_body(self, body: bytes) -> None:
         if self.response is not None and not self._informational:
@@ -379,7 +446,7 @@ class UpstreamClient:
             raise ValueError("a header name or value holds a line break or NUL")
         if "user-agent" not in (name.lower() for name in headers):
             block += f"User-Agent: {USER_AGENT}\r\n"
-        return target.head + f"{block}Content-Length: {size}\r\n\r\n".encode()
+        return target.head + f"{block}Accept-Encoding: gzip, deflate\r\nContent-Length: {size}\r\n\r\n".encode()
 
     async def _send(self, url: str, data: bytes, headers: Mapping[str, str],
                     timeout: aiohttp.ClientTimeout | None) -> UpstreamResponse:

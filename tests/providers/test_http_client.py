@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import ssl
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -112,7 +113,7 @@ async def test_a_whole_answer_and_its_connection_kept_for_the_next(client: Upstr
     assert body == b'{"a":1}'
     assert headers["Host"] == url.removeprefix("http://")          # the caller's Host is not sent
     assert headers["Content-Length"] == "7" and headers["User-Agent"] == USER_AGENT
-    assert headers["Authorization"] == "Bearer k" and "Accept-Encoding" not in headers
+    assert headers["Authorization"] == "Bearer k" and headers["Accept-Encoding"] == "gzip, deflate"
     assert headers.get("Connection", "keep-alive").lower() != "close"
 
 
@@ -434,6 +435,74 @@ async def test_an_endless_whole_answer_is_cut_off() -> None:
                 await asyncio.wait_for(resp.read(), 10)
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_compressed_answer_is_inflated(client: UpstreamClient, stream: bool) -> None:
+    body = b'{"choices": [{"message": {"content": "' + b"compressible " * 5000 + b'"}}]}'
+
+    async def gzipped(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        assert "gzip" in request.headers["Accept-Encoding"]
+        if not stream:
+            response = web.Response(body=body)
+            response.enable_compression(web.ContentCoding.gzip)
+            return response
+        streamed = web.StreamResponse()
+        streamed.enable_compression(web.ContentCoding.gzip)
+        await streamed.prepare(request)
+        for start in range(0, len(body), 10000):
+            await streamed.write(body[start:start + 10000])
+            await asyncio.sleep(0.01)
+        await streamed.write_eof()
+        return streamed
+
+    url, runner = await aiohttp_server(gzipped)
+    try:
+        for _ in range(2):
+            async with client.post(url, data=b"x", headers={"Accept-Encoding": "br"}) as resp:
+                assert resp.headers["Content-Encoding"] == "gzip"
+                if stream:
+                    pieces = [piece async for piece in resp.content.iter_any()]
+                    assert all(pieces) and b"".join(pieces) == body
+                else:
+                    assert await resp.read() == body
+    finally:
+        await runner.cleanup()
+    assert client.connections_made == 1
+
+
+@pytest.mark.parametrize("wbits", [zlib.MAX_WBITS, -zlib.MAX_WBITS])   # zlib data, and raw deflate
+async def test_a_deflated_answer_either_way(client: UpstreamClient, wbits: int) -> None:
+    body = b"deflated " * 1000
+    packer = zlib.compressobj(wbits=wbits)
+    packed = packer.compress(body) + packer.flush()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: %d\r\n\r\n" % len(packed)
+                     + packed)
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    async with raw_server(handler) as url, client.post(url, data=b"x", headers={}) as resp:
+        assert await resp.read() == body
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 4\r\n\r\nabcd",
+    b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 12\r\n\r\nnot gzip at all"[:-3],
+])
+async def test_a_body_that_does_not_inflate_is_a_payload_error(client: UpstreamClient, answer: bytes) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer)
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    async with raw_server(handler) as url, client.post(url, data=b"x", headers={}) as resp:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
 
 
 async def test_tls_verifies_the_upstream(tmp_path: Any) -> None:
