@@ -20,8 +20,8 @@ Contract:
   a caller's ``Host``, ``Content-Length``, ``Transfer-Encoding`` or ``Connection`` is not sent. A header name or
   value with a CR, LF or NUL raises ``ValueError`` before anything is sent (no header injection).
   ``Accept-Encoding: gzip, deflate`` is always sent (a caller's is not), and such answers are inflated as they
-  arrive (``deflate`` as zlib data or raw, as some servers send it); another encoding, or a body that does not
-  inflate, is a ``ClientPayloadError``.
+  arrive (``deflate`` as zlib data or raw, as some servers send it); another encoding, a body that does not
+  inflate, or one network read that inflates past :data:`MAX_INFLATE_PER_PIECE`, is a ``ClientPayloadError``.
 - Failures raise aiohttp's exception types, so adapters catch one family: ``ClientOSError`` (connecting failed),
   ``ServerDisconnectedError`` (the connection closed before the response was complete), ``ClientPayloadError``
   (a response llhttp cannot parse, or a header block over :data:`MAX_HEADER_BYTES`), ``ServerTimeoutError`` (a
@@ -51,6 +51,7 @@ from .. import __version__
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 256 * 1024 * 1024   # the most read() takes: a hostile upstream cannot fill the gateway's memory
 READ_HIGH_WATER = 256 * 1024
+MAX_INFLATE_PER_PIECE = 64 * 1024 * 1024   # what one compressed network read may inflate to (no zip bombs)
 KEEPALIVE_S = 60.0
 USER_AGENT = f"llmgw/{__version__}"
 _NOT_SENT = frozenset({"host", "content-length", "transfer-encoding", "connection", "accept-encoding"})
@@ -90,10 +91,15 @@ class _Inflater:
         self._inflate: Any = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
 
     def inflate(self, data: bytes) -> bytes:
+        """``data`` inflated; zlib.error for a broken body, or one read that inflates past
+        :data:`MAX_INFLATE_PER_PIECE` (real answers compress ten to one, not a thousand)."""
         if self._inflate is None:
             zlib_header = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
             self._inflate = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
-        return self._inflate.decompress(data)
+        out: bytes = self._inflate.decompress(data, MAX_INFLATE_PER_PIECE)
+        if self._inflate.unconsumed_tail:
+            raise zlib.error(f"one read inflates past {MAX_INFLATE_PER_PIECE} bytes")
+        return out
 
     def flush(self) -> bytes:
         return self._inflate.flush() if self._inflate is not None else b""

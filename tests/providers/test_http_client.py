@@ -16,6 +16,7 @@ import pytest
 import trustme
 from aiohttp import web
 
+from llmgw.providers import http_client
 from llmgw.providers.http_client import MAX_HEADER_BYTES, READ_HIGH_WATER, USER_AGENT, UpstreamClient
 from tests.security.upstream import free_port
 
@@ -502,6 +503,23 @@ async def test_a_body_that_does_not_inflate_is_a_payload_error(client: UpstreamC
 
     async with raw_server(handler) as url, client.post(url, data=b"x", headers={}) as resp:
         with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
+
+
+async def test_a_zip_bomb_is_refused(client: UpstreamClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_client, "MAX_INFLATE_PER_PIECE", 1024 * 1024)
+    packer = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
+    bomb = packer.compress(b"\0" * 32 * 1024 * 1024) + packer.flush()     # 32 MiB of zeros in ~32 kB
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(bomb) + bomb)
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    assert len(bomb) < 64 * 1024
+    async with raw_server(handler) as url, client.post(url, data=b"x", headers={}) as resp:
+        with pytest.raises(aiohttp.ClientPayloadError, match="inflates past"):
             await resp.read()
 
 
