@@ -21,7 +21,7 @@ Contract:
   value with a CR, LF or NUL raises ``ValueError`` before anything is sent (no header injection).
   ``Accept-Encoding: gzip, deflate`` is always sent (a caller's is not), and such answers are inflated as they
   arrive (``deflate`` as zlib data or raw, as some servers send it); another encoding, a body that does not
-  inflate, or one network read that inflates past :data:`MAX_INFLATE_PER_PIECE`, is a ``ClientPayloadError``.
+  inflate, or one network read that inflates too far (:mod:`.http_encoding`), is a ``ClientPayloadError``.
 - Failures raise aiohttp's exception types, so adapters catch one family: ``ClientOSError`` (connecting failed),
   ``ServerDisconnectedError`` (the connection closed before the response was complete), ``ClientPayloadError``
   (a response llhttp cannot parse, or a header block over :data:`MAX_HEADER_BYTES`), ``ServerTimeoutError`` (a
@@ -39,7 +39,6 @@ import socket
 import ssl
 import zlib
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import aiohttp
 import httptools
@@ -47,11 +46,11 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .. import __version__
+from .http_encoding import Inflater, inflater_for
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 256 * 1024 * 1024   # the most read() takes: a hostile upstream cannot fill the gateway's memory
 READ_HIGH_WATER = 256 * 1024
-MAX_INFLATE_PER_PIECE = 64 * 1024 * 1024   # what one compressed network read may inflate to (no zip bombs)
 KEEPALIVE_S = 60.0
 USER_AGENT = f"llmgw/{__version__}"
 _NOT_SENT = frozenset({"host", "content-length", "transfer-encoding", "connection", "accept-encoding"})
@@ -81,39 +80,6 @@ class _Target:
         self.head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n".encode("ascii")
 
 
-class _Inflater:
-    """A ``gzip`` or ``deflate`` body inflated piece by piece; ``deflate`` is zlib data, or raw deflate as some
-    servers send it (told apart by the zlib header's check bits)."""
-
-    __slots__ = ("_inflate",)
-
-    def __init__(self, gzip: bool) -> None:
-        self._inflate: Any = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
-
-    def inflate(self, data: bytes) -> bytes:
-        """``data`` inflated; zlib.error for a broken body, or one read that inflates past
-        :data:`MAX_INFLATE_PER_PIECE` (real answers compress ten to one, not a thousand)."""
-        if self._inflate is None:
-            zlib_header = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
-            self._inflate = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
-        out: bytes = self._inflate.decompress(data, MAX_INFLATE_PER_PIECE)
-        if self._inflate.unconsumed_tail:
-            raise zlib.error(f"one read inflates past {MAX_INFLATE_PER_PIECE} bytes")
-        return out
-
-    def flush(self) -> bytes:
-        return self._inflate.flush() if self._inflate is not None else b""
-
-
-def _inflater(encoding: bytes) -> _Inflater | None:
-    """The inflater for a ``Content-Encoding``; None for none; ValueError for one the client did not ask for."""
-    if encoding in (b"", b"identity"):
-        return None
-    if encoding in (b"gzip", b"x-gzip", b"deflate"):
-        return _Inflater(gzip=encoding != b"deflate")
-    raise ValueError(encoding.decode("latin-1"))
-
-
 class UpstreamResponse:
     """One upstream answer, read as it arrives (see the module contract). ``content`` is the response itself."""
 
@@ -135,7 +101,7 @@ class UpstreamResponse:
         self._exc: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._keep_alive = False
-        self._inflater: _Inflater | None = None
+        self._inflater: Inflater | None = None
         self._paused = False
 
     # --- what the reader sees ---
@@ -187,7 +153,7 @@ class UpstreamResponse:
         self._raw_headers = headers
         self._keep_alive = keep_alive
         try:
-            self._inflater = _inflater(encoding)
+            self._inflater = inflater_for(encoding)
         except ValueError as exc:
             self._keep_alive = False
             self._fail(aiohttp.ClientPayloadError(f"the upstream answered in an encoding not asked for: {exc}"))

@@ -16,7 +16,7 @@ import pytest
 import trustme
 from aiohttp import web
 
-from llmgw.providers import http_client
+from llmgw.providers import http_encoding
 from llmgw.providers.http_client import MAX_HEADER_BYTES, READ_HIGH_WATER, USER_AGENT, UpstreamClient
 from tests.security.upstream import free_port
 
@@ -507,7 +507,7 @@ async def test_a_body_that_does_not_inflate_is_a_payload_error(client: UpstreamC
 
 
 async def test_a_zip_bomb_is_refused(client: UpstreamClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http_client, "MAX_INFLATE_PER_PIECE", 1024 * 1024)
+    monkeypatch.setattr(http_encoding, "MAX_INFLATE_PER_PIECE", 1024 * 1024)
     packer = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
     bomb = packer.compress(b"\0" * 32 * 1024 * 1024) + packer.flush()     # 32 MiB of zeros in ~32 kB
 
