@@ -470,6 +470,8 @@ class UpstreamClient:
             async with asyncio.timeout(timeout_s):
                 await loop.create_connection(lambda: conn, target.host, target.port, ssl=tls,
                                              server_hostname=target.host if tls is not None else None)
+        except TimeoutError:     # an OSError too, but a timeout to the caller
+            raise
         except OSError as exc:   # ssl.SSLError and socket.gaierror are OSErrors too
             raise aiohttp.ClientOSError(exc.errno, f"cannot connect to {target.host}:{target.port}: {exc}") \
                 from None

@@ -342,6 +342,20 @@ async def test_a_stalled_upstream_times_out_per_read(stall_after_headers: bool) 
     assert time.monotonic() - started < 2
 
 
+async def test_a_tls_handshake_that_never_comes_times_out(client: UpstreamClient) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(10)   # accepts the connection, never answers the TLS hello
+
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=0.3)
+    started = time.monotonic()
+    async with raw_server(silent) as url:
+        with pytest.raises(TimeoutError):
+            async with client.post(url.replace("http://", "https://"), data=b"x", headers={}, timeout=timeout):
+                pass
+    assert time.monotonic() - started < 3
+    assert client.connections_made == 0
+
+
 async def test_connecting_nowhere_is_a_client_error(client: UpstreamClient) -> None:
     with pytest.raises(aiohttp.ClientOSError):
         async with client.post(f"http://127.0.0.1:{free_port()}/v1", data=b"x", headers={}):
