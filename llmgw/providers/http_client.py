@@ -13,6 +13,7 @@ Contract:
   wait for the next bytes (headers or body); ``total`` is not used (deadlines are the router's).
 - ``read()`` refuses a body over ``max_body_bytes`` (:data:`MAX_BODY_BYTES`) with ``ClientPayloadError`` and closes
   the connection; a stream read with ``iter_any()`` is bounded by its reader.
+- A new connection tries each address of the host in turn (:mod:`.http_address`: a lookup is kept for 300 s).
 - Leaving the context puts the connection back in the pool when its response was read to the end and both sides
   keep it alive; otherwise the connection is closed. An idle connection is reused newest first, and dropped when the
   server closed it or it sat idle longer than ``keepalive_s``.
@@ -39,13 +40,14 @@ import socket
 import ssl
 import zlib
 from collections.abc import Callable, Mapping
+from functools import partial
 
 import aiohttp
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
 
 from .. import __version__
+from .http_address import Destination, Resolver
 from .http_encoding import Inflater, inflater_for
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -58,26 +60,6 @@ _CONTENT_ENCODING = b"content-encoding"
 _TARGETS_KEPT = 1024       # parsed URLs remembered (providers post to a few fixed URLs each)
 
 RequestHook = Callable[[dict[str, str]], None]
-
-
-class _Target:
-    """What a URL says about where and how to send a request, parsed once per URL."""
-
-    __slots__ = ("head", "host", "key", "port", "tls")
-
-    def __init__(self, url: str) -> None:
-        parsed = URL(url)
-        if parsed.scheme not in ("http", "https") or not parsed.raw_host:
-            raise aiohttp.InvalidURL(url)
-        self.tls = parsed.scheme == "https"
-        self.host = parsed.raw_host
-        self.port = parsed.port or (443 if self.tls else 80)
-        self.key = (self.host, self.port, self.tls)
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        if parsed.explicit_port and parsed.port != (443 if self.tls else 80):
-            host = f"{host}:{self.port}"
-        path = parsed.raw_path_qs or "/"
-        self.head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n".encode("ascii")
 
 
 class UpstreamResponse:
@@ -375,14 +357,16 @@ class UpstreamClient:
     """Pooled HTTP/1.1 connections to upstreams (see the module contract)."""
 
     def __init__(self, *, keepalive_s: float = KEEPALIVE_S, ssl_context: ssl.SSLContext | None = None,
-                 on_request: RequestHook | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+                 on_request: RequestHook | None = None, max_body_bytes: int = MAX_BODY_BYTES,
+                 resolver: Resolver | None = None) -> None:
         self.keepalive_s = keepalive_s
         self.max_body_bytes = max_body_bytes
         self._ssl = ssl_context
         self.on_request = on_request
-        self._targets: dict[str, _Target] = {}
+        self._targets: dict[str, Destination] = {}
         self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}
         self._open: set[_Connection] = set()
+        self._resolver = resolver or Resolver()
         self.connections_made = 0
         """How many connections were opened (for tests and diagnostics)."""
 
@@ -400,15 +384,15 @@ class UpstreamClient:
 
     # --- internals ---
 
-    def _target(self, url: str) -> _Target:
+    def _target(self, url: str) -> Destination:
         target = self._targets.get(url)
         if target is None:
             if len(self._targets) >= _TARGETS_KEPT:
                 self._targets.clear()
-            target = self._targets[url] = _Target(url)
+            target = self._targets[url] = Destination(url)
         return target
 
-    def _head(self, target: _Target, headers: Mapping[str, str], size: int) -> bytes:
+    def _head(self, target: Destination, headers: Mapping[str, str], size: int) -> bytes:
         if self.on_request is not None:
             headers = dict(headers)
             self.on_request(headers)
@@ -458,18 +442,23 @@ class UpstreamClient:
             return conn
         return None
 
-    async def _connect(self, target: _Target, timeout_s: float | None) -> _Connection:
+    async def _connect(self, target: Destination, timeout_s: float | None) -> _Connection:
         loop = asyncio.get_running_loop()
-        conn = _Connection(target.key)
-        tls = None
-        if target.tls:
-            if self._ssl is None:   # the system's CA store, loaded on first use (it takes milliseconds)
-                self._ssl = ssl.create_default_context()
-            tls = self._ssl
+        if target.tls and self._ssl is None:   # the system's CA store, loaded on first use (it takes milliseconds)
+            self._ssl = ssl.create_default_context()
+        tls = self._ssl if target.tls else None
         try:
             async with asyncio.timeout(timeout_s):
-                await loop.create_connection(lambda: conn, target.host, target.port, ssl=tls,
-                                             server_hostname=target.host if tls is not None else None)
+                addresses = await self._resolver.addresses(target.host, target.port)
+                for number, (family, address) in enumerate(addresses, 1):
+                    try:   # each address in the resolver's order, until one answers
+                        _, conn = await loop.create_connection(
+                            partial(_Connection, target.key), address, target.port, family=family, ssl=tls,
+                            server_hostname=target.host if tls is not None else None)
+                        break
+                    except OSError as exc:
+                        if number == len(addresses) or isinstance(exc, TimeoutError):
+                            raise
         except TimeoutError:     # an OSError too, but a timeout to the caller
             raise
         except OSError as exc:   # ssl.SSLError and socket.gaierror are OSErrors too

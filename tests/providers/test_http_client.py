@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 import time
 import zlib
@@ -17,6 +18,7 @@ import trustme
 from aiohttp import web
 
 from llmgw.providers import http_encoding
+from llmgw.providers.http_address import Destination, Resolver
 from llmgw.providers.http_client import MAX_HEADER_BYTES, READ_HIGH_WATER, USER_AGENT, UpstreamClient
 from tests.security.upstream import free_port
 
@@ -354,6 +356,65 @@ async def test_a_tls_handshake_that_never_comes_times_out(client: UpstreamClient
                 pass
     assert time.monotonic() - started < 3
     assert client.connections_made == 0
+
+
+@pytest.mark.parametrize(("ttl_s", "lookups"), [(300.0, 1), (0.0, 3)])
+async def test_a_host_is_looked_up_once_and_each_address_tried(ttl_s: float, lookups: int) -> None:
+    async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    resolver = Resolver(ttl_s=ttl_s)
+    client = UpstreamClient(resolver=resolver)
+    try:
+        async with raw_server(closing) as url:
+            by_name = url.replace("127.0.0.1", "localhost")   # ::1 too, where nothing listens: the next address
+            assert (socket.AF_INET, "127.0.0.1") in await Resolver().addresses("localhost", 80)
+            for _ in range(3):
+                async with client.post(by_name, data=b"x", headers={}) as resp:
+                    assert await resp.read() == b"ok"
+    finally:
+        await client.close()
+    assert client.connections_made == 3 and resolver.lookups == lookups
+
+
+@pytest.mark.parametrize(("url", "head"), [
+    ("https://api.example.com/v1/chat/completions", b"POST /v1/chat/completions HTTP/1.1\r\nHost: api.example.com\r\n"),
+    ("https://api.example.com:443/v1", b"POST /v1 HTTP/1.1\r\nHost: api.example.com\r\n"),
+    ("http://[::1]:8080/v1?alt=sse&key=a b", b"POST /v1?alt=sse&key=a+b HTTP/1.1\r\nHost: [::1]:8080\r\n"),
+    ("http://h/models/x y:generate\r\nX-Injected: 1",
+     b"POST /models/x%20y:generateX-Injected:%201 HTTP/1.1\r\nHost: h\r\n"),
+])
+def test_a_destination_is_one_request_line_and_host(url: str, head: bytes) -> None:
+    assert Destination(url).head == head
+
+
+@pytest.mark.parametrize("url", ["ftp://h/x", "http:///nohost", "unix:/tmp/s"])
+def test_a_destination_that_is_not_http_is_refused(url: str) -> None:
+    with pytest.raises(aiohttp.InvalidURL):
+        Destination(url)
+
+
+async def test_an_ip_literal_is_not_looked_up() -> None:
+    resolver = Resolver()
+    assert await resolver.addresses("127.0.0.1", 80) == [(0, "127.0.0.1")]
+    assert await resolver.addresses("::1", 80) == [(0, "::1")]
+    assert resolver.lookups == 0
+
+
+async def test_a_host_that_does_not_resolve_is_a_client_error() -> None:
+    class Nowhere(Resolver):
+        async def addresses(self, host: str, port: int) -> list[tuple[int, str]]:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    client = UpstreamClient(resolver=Nowhere())
+    try:
+        with pytest.raises(aiohttp.ClientOSError, match=r"cannot connect to upstream\.example:80"):
+            async with client.post("http://upstream.example/v1", data=b"x", headers={}):
+                pass
+    finally:
+        await client.close()
 
 
 async def test_connecting_nowhere_is_a_client_error(client: UpstreamClient) -> None:
