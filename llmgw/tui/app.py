@@ -12,7 +12,8 @@ Contract:
   after the last keystroke; Enter in the filter box applies it at once and opens the newest match's details.
 - The connection bar shows the source's latest :class:`~.source.Status`: "connecting …" until the first.
 - An :class:`~.source.Alert` pops up as a warning notification and stays in the alert line above the table (the
-  newest, with how many have come); :attr:`TailApp.alerts` keeps the last :data:`ALERTS_KEPT`.
+  newest, with how many have come since the tail started, all of them counted); :attr:`TailApp.alerts` keeps the
+  last :data:`ALERTS_KEPT`, :attr:`TailApp.alerts_seen` counts every one.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class TailApp(App[None]):
         self._counts_bar = Static(id="counts")
         self._alert_line = Static(id="alert")
         self.alerts: deque[Alert] = deque(maxlen=ALERTS_KEPT)
+        self.alerts_seen = 0
         self._filter = FilterInput(placeholder="filter: alias, target, team, key, status, error …", id="filter")
         self._table = RequestTable(id="requests")
         self._detail = DetailPane(id="detail")
@@ -141,9 +143,10 @@ class TailApp(App[None]):
     def show_alert(self, alert: Alert) -> None:
         """Notify ``alert`` and put it in the alert line."""
         self.alerts.append(alert)
+        self.alerts_seen += 1
         moment = alert.record.get("time")
         when = time.strftime("%H:%M:%S", time.localtime(moment)) if isinstance(moment, int | float) else ""
-        more = f"  ({len(self.alerts)} alerts)" if len(self.alerts) > 1 else ""
+        more = f"  ({self.alerts_seen} alerts)" if self.alerts_seen > 1 else ""
         self._alert_line.update(Text(f"▲ {when} {alert.kind}: {alert.text}{more}", style="bold black on yellow"))
         self._alert_line.display = True
         self.notify(alert.text, title=f"llmgw {alert.kind} alert", severity="warning", timeout=10)

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from llmgw.proxy.app import ALERTS, make_app
 from llmgw.sse import SSEDecoder
+from llmgw.tui.app import ALERTS_KEPT
 from llmgw.tui.app import make_app as make_tail
 from llmgw.tui.http_source import HttpEventSource
 from llmgw.tui.source import Alert, FixtureSource, Status
@@ -85,3 +86,13 @@ async def test_alert_line_keeps_the_newest_and_counts() -> None:
         assert "anomaly: team search spent $9.00 in the last 15m  (2 alerts)" in tail.alert_text
         assert tail.table.row_count == 1   # alerts are not request rows
         assert len(tail._notifications) == 2
+
+
+async def test_the_alert_line_counts_past_the_alerts_kept() -> None:
+    source = FixtureSource([Status("connected", "fixture")])
+    tail = make_tail(source, flush_s=0.05)
+    async with tail.run_test(size=(160, 40)) as pilot:
+        source.push(*(Alert({"kind": "loop", "text": f"key ci looped {n}", "time": 0}) for n in range(ALERTS_KEPT + 5)))
+        await pilot_until(pilot, lambda: tail.alerts_seen == ALERTS_KEPT + 5, what="every alert")
+        assert len(tail.alerts) == ALERTS_KEPT
+        assert f"loop: key ci looped {ALERTS_KEPT + 4}  ({ALERTS_KEPT + 5} alerts)" in tail.alert_text
