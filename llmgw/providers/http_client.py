@@ -370,6 +370,11 @@ class UpstreamClient:
         self.connections_made = 0
         """How many connections were opened (for tests and diagnostics)."""
 
+    @property
+    def open_connections(self) -> int:
+        """Connections held, idle or serving a response (for tests and diagnostics)."""
+        return len(self._open)
+
     def post(self, url: str, *, data: bytes, headers: Mapping[str, str],
              timeout: aiohttp.ClientTimeout | None = None) -> _Exchange:
         return _Exchange(self, url, data, headers, timeout)
@@ -424,7 +429,7 @@ class UpstreamClient:
                 await response._wait()
         except BaseException:
             conn.response = None
-            conn.close()
+            self._forget(conn)
             raise
         return response
 

@@ -259,9 +259,11 @@ async def test_a_connection_closed_before_any_answer(client: UpstreamClient) -> 
         writer.close()
 
     async with raw_server(handler) as url:
-        with pytest.raises(aiohttp.ServerDisconnectedError):
-            async with client.post(url, data=b"x", headers={}):
-                pass
+        for _ in range(3):
+            with pytest.raises(aiohttp.ServerDisconnectedError):
+                async with client.post(url, data=b"x", headers={}):
+                    pass
+    assert client.connections_made == 3 and client.open_connections == 0   # none kept after failing
 
 
 @pytest.mark.parametrize("answer", [
