@@ -73,7 +73,7 @@ class Provider(Protocol):
 
 
 class ProviderContext:
-    """What every adapter is built with: its config, the shared HTTP session, its resolved key, a RNG, and the
+    """What every adapter is built with: its config, the shared upstream client, its resolved key, a RNG, and the
     socket timeouts for whole answers (``timeout``: connect) and streams (``stream_timeout``: connect, and idle
     between reads). Attempt and total deadlines are the router's."""
 

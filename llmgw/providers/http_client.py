@@ -137,7 +137,6 @@ class UpstreamResponse:
         try:
             self._inflater = inflater_for(encoding)
         except ValueError as exc:
-            self._keep_alive = False
             self._fail(aiohttp.ClientPayloadError(f"the upstream answered in an encoding not asked for: {exc}"))
         self._wake()
 
@@ -154,7 +153,6 @@ class UpstreamResponse:
             try:
                 body = self._inflater.inflate(body)
             except zlib.error as exc:
-                self._keep_alive = False
                 self._fail(aiohttp.ClientPayloadError(f"the upstream's compressed answer is broken: {exc}"))
                 return
             if not body:
@@ -174,7 +172,6 @@ class UpstreamResponse:
             try:
                 tail = self._inflater.flush()
             except zlib.error as exc:
-                self._keep_alive = False
                 self._fail(aiohttp.ClientPayloadError(f"the upstream's compressed answer is broken: {exc}"))
                 return
             if tail:
@@ -440,8 +437,7 @@ class UpstreamClient:
         now = asyncio.get_running_loop().time()
         while idle:
             conn = idle.pop()
-            if conn.closed or conn.transport is None or conn.transport.is_closing() \
-                    or now - conn.idle_since > self.keepalive_s:
+            if self._stale(conn, now):
                 self._forget(conn)
                 continue
             return conn
@@ -483,11 +479,16 @@ class UpstreamClient:
         now = asyncio.get_running_loop().time()
         conn.idle_since = now
         idle = self._idle.setdefault(conn.key, [])
-        if idle and (idle[0].closed or now - idle[0].idle_since > self.keepalive_s):
-            for stale in [c for c in idle if c.closed or now - c.idle_since > self.keepalive_s]:
+        if idle and self._stale(idle[0], now):   # the oldest expires first; checkout drops any other found closed
+            for stale in [c for c in idle if self._stale(c, now)]:
                 idle.remove(stale)
                 self._forget(stale)
         idle.append(conn)
+
+    def _stale(self, conn: _Connection, now: float) -> bool:
+        """An idle connection not to be reused: closed (by either side) or idle longer than ``keepalive_s``."""
+        return conn.closed or conn.transport is None or conn.transport.is_closing() \
+            or now - conn.idle_since > self.keepalive_s
 
     def _forget(self, conn: _Connection) -> None:
         conn.close()
