@@ -17,9 +17,12 @@ Contract (every store):
 
 :class:`CacheStore` is the per-machine store: entries in diskcache, capped at ``max_mb`` and evicting the least
 recently stored first, the journal in a SQLite table beside them; every process on the machine (``--workers``)
-shares both. Entries are JSON bytes (:meth:`CacheEntry.to_json`) and the store never unpickles anything it reads
-(:class:`BytesOnlyDisk`). :class:`~llmgw.cache.redis_store.RedisCacheStore` shares them between machines. What
-both share (:class:`CacheEntry`, :class:`CacheUnavailable`, :class:`IndexedStore`, the journal record) is in
+shares both. A miss is answered from memory when the store surely lacks the key
+(:class:`~llmgw.cache.presence.KeyPresence`, kept filled from the store and its key log by
+:mod:`llmgw.cache.disk_keys`): other processes' entries are seen within about ``POLL_S``. Entries are JSON bytes
+(:meth:`CacheEntry.to_json`) and the store never unpickles anything it reads (:class:`BytesOnlyDisk`).
+:class:`~llmgw.cache.redis_store.RedisCacheStore` shares them between machines. What both share
+(:class:`CacheEntry`, :class:`CacheUnavailable`, :class:`IndexedStore`, the journal record) is in
 :mod:`llmgw.cache.base` and importable from here too.
 """
 
@@ -36,8 +39,10 @@ from typing import TYPE_CHECKING, Any
 import diskcache
 from diskcache.core import MODE_PICKLE
 
+from . import disk_keys
 from .base import JOURNAL_BATCH, CacheEntry, CacheUnavailable, IndexedStore, JournalRecord
 from .disk_rows import insert_new, writable
+from .presence import KeyPresence
 
 if TYPE_CHECKING:
     from ..profile import Profile
@@ -96,6 +101,14 @@ class CacheStore(IndexedStore):
         self._journal_lock = threading.Lock()
         self._journal = self._connect()
         self._rows_writable = writable(self.disk)
+        database = self.directory / diskcache.core.DBNAME
+        try:
+            disk_keys.create(database)
+        except sqlite3.Error as exc:
+            raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
+        self.presence = KeyPresence()
+        self._keys = disk_keys.KeyFollower(database, self.presence, self._closing, poll_s=POLL_S)
+        self._keys.start()
         self.start_following()
 
     def _connect(self) -> sqlite3.Connection:
@@ -109,7 +122,10 @@ class CacheStore(IndexedStore):
         return db
 
     def get(self, key: str) -> CacheEntry | None:
-        """The live entry under exact key ``key``, or None."""
+        """The live entry under exact key ``key``, or None: without reading SQLite when the key presence knows
+        the store lacks it."""
+        if not self.presence.may_hold(key):
+            return None
         try:
             entry = CacheEntry.from_json(self.disk.get(key))
         except UnsafeEntry as exc:
@@ -124,7 +140,10 @@ class CacheStore(IndexedStore):
     def _write(self, entry: CacheEntry) -> None:
         ttl = max(0.001, entry.expires - time.time())
         try:
-            self.disk.set(entry.key, entry.to_json(), expire=ttl)
+            with self.disk.transact():
+                self.disk.set(entry.key, entry.to_json(), expire=ttl)
+                disk_keys.record(self.disk._con, [entry.key])
+            self.presence.add([entry.key])
             self._journal_insert(entry)
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
@@ -149,6 +168,8 @@ class CacheStore(IndexedStore):
                     else:
                         self.disk.set(key, value, expire=expires - now)
                     self._journal_insert(entry)
+                disk_keys.record(self.disk._con, [key for key, _, _ in rows])
+            self.presence.add(key for key, _, _ in rows)
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
         for entry in entries:
@@ -198,6 +219,8 @@ class CacheStore(IndexedStore):
     def clear(self) -> int:
         count = len(self.disk)
         self.disk.clear()
+        with self.disk.transact():
+            self.disk._con.execute("DELETE FROM llmgw_keys")
         with self._journal_lock:
             self._journal.execute("DELETE FROM journal")
         return count
@@ -212,6 +235,7 @@ class CacheStore(IndexedStore):
 
     def close(self) -> None:
         self.stop_following()
+        self._keys.join(timeout=10)
         with self._journal_lock:
             self._journal.close()
         self.disk.close()

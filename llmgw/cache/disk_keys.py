@@ -1,0 +1,122 @@
+"""The key log of a disk store: the exact keys stored, in order, so that every process sharing the store knows which
+keys it may hold (:class:`~llmgw.cache.presence.KeyPresence`) and answers a sure miss without reading SQLite.
+
+Contract:
+- :func:`create` makes the ``llmgw_keys`` table beside diskcache's ``Cache`` table (in the same database, so a
+  batch's keys commit with its entries). Its ids only grow (``AUTOINCREMENT``): a follower never misses a key by
+  reading from where it stopped.
+- :func:`record` appends keys inside the writer's transaction and trims the log to its last :data:`KEEP` keys.
+- :class:`KeyFollower` (a thread) fills a presence with every key of the ``Cache`` table, then follows the log
+  every ``poll_s`` seconds. A follower that finds keys trimmed before it read them (a gap in the ids) fills again
+  from the ``Cache`` table: nothing stored is ever missed, it is only seen up to ``poll_s`` late. While the
+  database cannot be read it retries every second; the presence stays as it was (still a superset).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..store.batches import SQLITE_SIZES, fixed_parts
+from .presence import KeyPresence
+
+log = logging.getLogger("llmgw.cache")
+
+KEEP = 200_000        # keys the log keeps (a follower further behind fills again from the Cache table)
+READ_BATCH = 5_000    # rows read per statement
+
+
+def create(path: Path) -> None:
+    """Create the key log in the database at ``path`` (diskcache's ``cache.db``) if it is not there yet."""
+    db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+    try:
+        db.execute("CREATE TABLE IF NOT EXISTS llmgw_keys (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL)")
+    finally:
+        db.close()
+
+
+def record(con: sqlite3.Connection, keys: Sequence[str]) -> None:
+    """Append ``keys`` to the log, inside the caller's transaction on ``con``, and trim it to :data:`KEEP` keys."""
+    for part in fixed_parts(keys, SQLITE_SIZES):
+        con.execute(f"INSERT INTO llmgw_keys (key) VALUES {', '.join(['(?)'] * len(part))}", part)
+    last = con.execute("SELECT last_insert_rowid()").fetchone()[0]
+    if last > KEEP:
+        con.execute("DELETE FROM llmgw_keys WHERE id <= ?", (last - KEEP,))
+
+
+class KeyFollower:
+    """Keeps ``presence`` filled from the store at ``path`` (see the module contract)."""
+
+    def __init__(self, path: Path, presence: KeyPresence, closing: threading.Event, *, poll_s: float) -> None:
+        self.path = path
+        self.presence = presence
+        self.poll_s = poll_s
+        self._closing = closing
+        self._thread = threading.Thread(target=self._run, name="llmgw-cache-keys", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        db: sqlite3.Connection | None = None
+        cursor: int | None = None       # the last log id read; None: fill (again) from the Cache table
+        failing = False
+        while not self._closing.is_set():
+            try:
+                if db is None:
+                    db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+                if cursor is None:
+                    cursor = self._fill(db)
+                    self.presence.filled()
+                cursor = self._follow(db, cursor)
+                if failing:
+                    log.info("cache key log %s is read again", self.path)
+                    failing = False
+            except sqlite3.Error as exc:
+                if not failing:
+                    log.warning("cache key log %s cannot be read (retrying): %s", self.path, exc)
+                    failing = True
+                if db is not None:
+                    db.close()
+                    db = None
+                self._closing.wait(1.0)
+                continue
+            self._closing.wait(self.poll_s)
+        if db is not None:
+            db.close()
+
+    def _fill(self, db: sqlite3.Connection) -> int:
+        """Add every key of the Cache table; returns the log id to follow from (read first: keys stored while the
+        table is read are in the log after it)."""
+        cursor = db.execute("SELECT coalesce(max(id), 0) FROM llmgw_keys").fetchone()[0]
+        last_row = -1
+        while not self._closing.is_set():
+            rows = db.execute("SELECT rowid, key FROM Cache WHERE rowid > ? AND raw = 1 ORDER BY rowid LIMIT ?",
+                              (last_row, READ_BATCH)).fetchall()
+            self.presence.add(key for _, key in rows if isinstance(key, str))
+            if len(rows) < READ_BATCH:
+                break
+            last_row = rows[-1][0]
+        return int(cursor)
+
+    def _follow(self, db: sqlite3.Connection, cursor: int) -> int | None:
+        """Add the keys logged after ``cursor``; returns the new cursor, or None when keys were trimmed unread."""
+        while not self._closing.is_set():
+            rows = db.execute("SELECT id, key FROM llmgw_keys WHERE id > ? ORDER BY id LIMIT ?",
+                              (cursor, READ_BATCH)).fetchall()
+            if not rows:
+                return cursor
+            if rows[0][0] > cursor + 1:    # ids only grow by one: the ones between were trimmed or cleared
+                return None
+            self.presence.add(key for _, key in rows)
+            cursor = rows[-1][0]
+            if len(rows) < READ_BATCH:
+                return cursor
+        return cursor

@@ -1,0 +1,139 @@
+"""The disk store's key presence: a sure miss never reads SQLite, and no stored entry is ever missed for it —
+entries of other processes, entries from before the store opened, a follower that fell behind the trimmed log."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import diskcache
+import pytest
+
+from llmgw.cache import disk_keys
+from llmgw.cache.presence import KeyPresence
+from llmgw.cache.store import CacheEntry, CacheStore
+
+
+def entry(key: str, ttl: float = 60.0) -> CacheEntry:
+    now = time.time()
+    return CacheEntry(key, "p", None, {"choices": [{"message": {"content": key}}]}, {}, 0.01, now, now + ttl)
+
+
+def wait_ready(store: CacheStore, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not store.presence.ready:
+        assert time.monotonic() < deadline, "the key presence was never filled"
+        time.sleep(0.01)
+
+
+def found_within(store: CacheStore, key: str, timeout: float = 5.0) -> CacheEntry | None:
+    deadline = time.monotonic() + timeout
+    while (got := store.get(key)) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return got
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[CacheStore]:
+    opened = CacheStore(tmp_path / "cache")
+    wait_ready(opened)
+    yield opened
+    opened.close()
+
+
+def test_a_sure_miss_never_reads_sqlite(store: CacheStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[str] = []
+    real_get = store.disk.get
+    monkeypatch.setattr(store.disk, "get", lambda key, *a, **k: reads.append(key) or real_get(key, *a, **k))
+    assert store.get("never-stored") is None
+    assert reads == []
+    store.put_many([entry("k1")])
+    got = store.get("k1")
+    assert got is not None and got.answer["choices"][0]["message"]["content"] == "k1"
+    store.put(entry("k2"))
+    assert store.get("k2") is not None
+    assert reads == ["k1", "k2"]
+
+
+def test_entries_stored_before_opening_and_by_other_processes_are_found(tmp_path: Path) -> None:
+    first = CacheStore(tmp_path)
+    first.put_many([entry("before")])
+    second = CacheStore(tmp_path)
+    try:
+        wait_ready(first)
+        wait_ready(second)
+        assert second.get("before") is not None
+        first.put_many([entry(f"later-{i}") for i in range(3)])
+        first.put(entry("single"))
+        for key in ("later-0", "later-1", "later-2", "single"):
+            assert found_within(second, key) is not None, key
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_follower_behind_the_trimmed_log_fills_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(disk_keys, "KEEP", 3)
+    writer = CacheStore(tmp_path)
+    try:
+        writer.put_many([entry(f"k{i}") for i in range(10)])
+        database = tmp_path / diskcache.core.DBNAME
+        db = sqlite3.connect(database, isolation_level=None)
+        assert [row[0] for row in db.execute("SELECT key FROM llmgw_keys ORDER BY id")] == ["k7", "k8", "k9"]
+        # A follower that had read up to id 2 finds ids 3..7 trimmed: it must fill again, not skip them.
+        presence = KeyPresence()
+        follower = disk_keys.KeyFollower(database, presence, threading.Event(), poll_s=0.05)
+        assert follower._follow(db, 2) is None
+        cursor = follower._fill(db)
+        assert cursor == 10
+        assert all(presence.may_hold(f"k{i}") for i in range(10))
+        db.close()
+    finally:
+        writer.close()
+
+
+def test_a_cleared_store_is_followed_from_the_cache_table_again(store: CacheStore, tmp_path: Path) -> None:
+    store.put_many([entry("old")])
+    assert store.clear() == 1
+    other = CacheStore(tmp_path / "cache")
+    try:
+        wait_ready(other)
+        store.put_many([entry("new")])
+        assert found_within(other, "new") is not None
+        assert other.get("old") is None
+    finally:
+        other.close()
+
+
+def test_hostile_rows_do_not_stop_the_fill(tmp_path: Path) -> None:
+    planted = diskcache.Cache(str(tmp_path))
+    planted.set(b"bytes-key", b"x")
+    planted.set(("a", "tuple", "key"), b"x")       # a pickled key
+    planted.close()
+    store = CacheStore(tmp_path)
+    try:
+        wait_ready(store)
+        store.put_many([entry("k")])
+        assert store.get("k") is not None
+    finally:
+        store.close()
+
+
+def test_presence_past_its_limit_stops_filtering() -> None:
+    presence = KeyPresence(limit=3)
+    presence.filled()
+    presence.add(["a", "b"])
+    assert presence.ready and presence.may_hold("a") and not presence.may_hold("zzz")
+    presence.add(["c", "d"])
+    assert not presence.enabled and not presence.ready and len(presence) == 0
+    assert presence.may_hold("zzz")           # every key is read from the store again
+
+
+def test_presence_before_it_is_filled_sends_every_lookup_to_the_store() -> None:
+    presence = KeyPresence()
+    assert presence.may_hold("anything")
+    presence.filled()
+    assert not presence.may_hold("anything")
