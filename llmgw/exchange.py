@@ -235,7 +235,8 @@ class Exchange:
         (``auth``, ``limits``, ``guardrails``, ``cache``, ``route``, ``meter``, …), ``event`` what happened
         (``allowed``, ``refused``, ``hit``, ``fallback``, …), ``facts`` JSON-ready details. Never a secret or
         a raw guarded value."""
-        self.story.append({"stage": stage, "event": event, "ms": round(self.elapsed_ms(), 3), **facts})
+        microseconds = int((time.perf_counter() - self.started) * 1_000_000.0 + 0.5)   # cheaper than round(x, 3)
+        self.story.append({"stage": stage, "event": event, "ms": microseconds / 1000, **facts})
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

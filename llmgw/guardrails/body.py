@@ -39,6 +39,8 @@ def collect(walk: Walk) -> list[tuple[str, str]]:
 
 def groups(items: list[tuple[str, str]]) -> list[list[int]]:
     """Indices of ``items`` by group (see the module contract), in order."""
+    if len(items) < 2:
+        return [[0]] if items else []
     out: list[list[int]] = []
     last: str | None = None
     for i, (_, where) in enumerate(items):
@@ -59,15 +61,16 @@ def scan_body(walk: Walk, scan: Scan, *, before: Callable[[str], str] | None = N
     if on_text is not None:
         for text, _ in items:
             on_text(text)
-    prepared = [(before(text), where) if before is not None else (text, where) for text, where in items]
-    out = list(text for text, _ in prepared)
+    prepared = items if before is None else [(before(text), where) for text, where in items]
+    out = [text for text, _ in prepared]
+    originals = out[:] if before is None else [text for text, _ in items]
     for group in groups(prepared):
         if scan.blocked is not None:
             break
         judged = scan.texts([prepared[i] for i in group])
         for i, text in zip(group, judged, strict=True):
             out[i] = text
-    if all(new == old for new, (old, _) in zip(out, items, strict=True)):
+    if out == originals:
         return False
     position = iter(range(len(items)))
 

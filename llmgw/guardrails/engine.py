@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from ..errors import GatewayError, PayloadTooLarge
@@ -68,15 +69,25 @@ class Budget:
     @contextmanager
     def running(self) -> Iterator[None]:
         """Count the CPU time of the current thread inside the block."""
-        outer = self._entered is not None
-        if not outer:
-            self._entered = self._clock()
+        outer = self.enter()
         try:
             yield
         finally:
-            if not outer and self._entered is not None:
-                self.used += self._clock() - self._entered
-                self._entered = None
+            self.leave(outer)
+
+    def enter(self) -> bool:
+        """Start counting (what :meth:`running` does on the way in, without a context manager, for hot paths);
+        returns whether counting had already started (pass it to :meth:`leave`)."""
+        if self._entered is not None:
+            return True
+        self._entered = self._clock()
+        return False
+
+    def leave(self, outer: bool) -> None:
+        """Stop counting, unless :meth:`enter` found it already started (``outer``)."""
+        if not outer and self._entered is not None:
+            self.used += self._clock() - self._entered
+            self._entered = None
 
     def spent(self) -> float:
         """CPU seconds spent so far."""
@@ -187,12 +198,12 @@ class Scan:
     redacted: bool = False
     unredacted_pii: bool = False        # a value (PII, pattern, denied term) flagged or blocked, left in place
     worst: int = 0                      # the most severe action recorded (SEVERITY)
-    _by_name: dict[str, Rule] = field(default_factory=dict, repr=False)
     _recorded: int = 0
-    _overflow: Counter[tuple[str, str, str, str]] = field(default_factory=Counter, repr=False)
+    _overflow: Counter[tuple[str, str, str, str]] | None = field(default=None, repr=False)   # made when needed
 
-    def __post_init__(self) -> None:
-        self._by_name = {r.name: r for r in self.rules}
+    @cached_property
+    def _by_name(self) -> dict[str, Rule]:
+        return {r.name: r for r in self.rules}
 
     def find(self, text: str) -> list[Finding]:
         """The merged findings in ``text`` (nothing recorded)."""
@@ -214,17 +225,21 @@ class Scan:
                 self.findings.append(f.as_log(where, self.phase))
                 self._recorded += 1
             else:
+                if self._overflow is None:
+                    self._overflow = Counter()
                 self._overflow[(f.rule, f.kind, f.entity, f.action)] += 1
 
     def drain(self) -> list[dict[str, Any]]:
         """The findings recorded since the last drain, with one summary entry per (rule, entity, action) for those
         past :data:`MAX_RECORDED` (``count``: how many; no span)."""
         out = self.findings[:]
+        self.findings.clear()
+        if self._overflow is None:
+            return out
         for (rule, kind, entity, action), count in self._overflow.items():
             out.append({"rule": rule, "kind": kind, "entity": entity, "action": action, "phase": self.phase,
                         "where": "", "span": None, "count": count,
                         "why": f"{count} more finding(s) not listed one by one"})
-        self.findings.clear()
         self._overflow.clear()
         return out
 

@@ -110,6 +110,9 @@ class GuardrailStage(Stage):
         self.teams = teams
         self.budget_s = budget_s
         self.counts: Counter[tuple[str, str]] = Counter()
+        # Data classes apply only when some team has one and some model alias lists approved ones.
+        self._data_classes = any(_data_class(t) for t in teams.values()) and any(
+            m.data_classes for m in models.values())
         for rule in self.rules:     # load what detectors load lazily now, not while a request waits
             rule.detector.find("call +1 415 555 2671 or (415) 555-2671, jane@example.com")
 
@@ -126,7 +129,7 @@ class GuardrailStage(Stage):
     # --- request phase ---
 
     async def request(self, ex: Exchange) -> None:
-        refusal = self._data_class_refusal(ex)
+        refusal = self._data_class_refusal(ex) if self._data_classes else None
         if refusal is not None:
             ex.note("guardrails", "data_class_refused", team=ex.team, data_class=_data_class(self.teams.get(ex.team)))
             ex.findings.append({
@@ -166,7 +169,8 @@ class GuardrailStage(Stage):
     def _judge_request(self, ex: Exchange, state: GuardState, budget: Budget) -> None:
         """The request phase's work, on the loop or in a worker thread; never raises."""
         scan = Scan(self.request_rules, "request", state.table, budget=budget)
-        with budget.running():
+        outer = budget.enter()
+        try:
             try:
                 if ex.raw_body:   # read again: an earlier stage may have added a key to the parsed body
                     check_duplicate_keys(ex.raw_body)
@@ -182,6 +186,8 @@ class GuardrailStage(Stage):
             found = scan.drain()
             ex.findings.extend(found)
             _note_scan(ex, "request", found)
+        finally:
+            budget.leave(outer)
 
     def _scan_request(self, ex: Exchange, state: GuardState, scan: Scan) -> None:
         body = ex.client_body or ex.body

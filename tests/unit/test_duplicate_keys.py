@@ -18,6 +18,8 @@ TRICKY_VALUES: list[Any] = [
     {"emoji": "👋", "日本": {"\u2028": "\n\t\r"}},
     [{"a": 1}, "b", [{"c": 2, "d": 3}]],
     {"n": 1.5, "t": True, "f": False, "z": None, "big": 2**63 - 1},
+    # quotes followed by white space and a colon inside keys and strings (orjson writes no white space of its own)
+    {'a" :': 'b\" :', "q": '"\t:', 'k\\" \n:': {'"\r :': "\\\" :"}},
 ]
 
 
