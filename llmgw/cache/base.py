@@ -58,6 +58,8 @@ class CacheEntry:
 
     def to_json(self) -> bytes:
         """The entry as stored: JSON without its vector (vectors live in the journal). Never a pickle."""
+        if self.vector is None:
+            return orjson.dumps(self)     # the fields by name, in order, as as_dict() gives them (all in C)
         values = self.as_dict()
         values["vector"] = None
         return orjson.dumps(values)

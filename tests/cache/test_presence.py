@@ -137,3 +137,12 @@ def test_presence_before_it_is_filled_sends_every_lookup_to_the_store() -> None:
     assert presence.may_hold("anything")
     presence.filled()
     assert not presence.may_hold("anything")
+
+
+def test_an_entry_without_a_vector_is_stored_as_the_same_json_as_one_with() -> None:
+    plain = entry("k")
+    with_vector = entry("k")
+    with_vector.created, with_vector.expires = plain.created, plain.expires
+    with_vector.vector, with_vector.embedder = b"\x00\x00\x80\x3f", "hash-32"
+    assert plain.to_json() == with_vector.to_json().replace(b'"embedder":"hash-32"', b'"embedder":null')
+    assert CacheEntry.from_json(plain.to_json()) == plain
