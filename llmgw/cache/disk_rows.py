@@ -1,16 +1,17 @@
 """Many new entries into a diskcache ``Cache`` in one statement: the rows ``Cache.set`` would write, without its
 per-entry round trips.
 
-``Cache.set`` runs two statements per entry (look for the key, then insert or update), each of which lets go of
-the GIL while SQLite works and must win it back from the event loop: storing a batch of answers from the cache's
-writer thread meant hundreds of GIL hand-offs and thread switches. :func:`insert_new` writes the rows of a batch's
-new keys with a few multi-row ``INSERT`` statements, exactly as ``Cache.set`` would write them for a value it keeps
-in its table: the same columns and values, so diskcache's triggers keep its entry count and size, and its reads,
-eviction and expiry see no difference.
+``Cache.set`` runs two statements per entry (look for the key, then insert or update), each of which lets go of the
+GIL while SQLite works and must win it back from the event loop: storing a batch of answers from the cache's writer
+thread meant hundreds of GIL hand-offs and thread switches. :func:`insert_new` writes the rows of a batch's new keys
+with a few multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING key`` statements (a key already held is skipped by
+the table's unique index, and the statement says which were written), exactly as ``Cache.set`` would write them for
+a value it keeps in its table: the same columns and values, so diskcache's triggers keep its entry count and size,
+and its reads, eviction and expiry see no difference.
 
 Contract:
-- :func:`writable` says whether a cache's table has the columns written here (diskcache 4 and 5); when it has not,
-  the caller stores with ``Cache.set``.
+- :func:`writable` says whether a cache's table has the columns written here and the unique index on ``(key,
+  raw)`` (diskcache 4 and 5); when it has not, the caller stores with ``Cache.set``.
 - :func:`insert_new` runs inside ``cache.transact()``; it inserts only rows whose key the cache does not hold yet
   and whose value is smaller than ``disk_min_file_size`` (larger values go to files, which only ``Cache.set``
   writes), the last one of a key given twice, and returns the keys it inserted. Everything else is left to
@@ -34,13 +35,17 @@ _ONE_ROW = "(" + ", ".join("?" * len(_INSERTED)) + ")"
 
 
 def writable(cache: diskcache.Cache) -> bool:
-    """Whether ``cache``'s table has exactly the columns :func:`insert_new` writes (and the cache the settings it
-    reads)."""
+    """Whether ``cache``'s table has exactly the columns :func:`insert_new` writes and its unique index on
+    ``(key, raw)`` (and the cache the settings it reads)."""
     try:
-        names = tuple(row[1] for row in cache._con.execute("PRAGMA table_info(Cache)"))
+        con = cache._con
+        names = tuple(row[1] for row in con.execute("PRAGMA table_info(Cache)"))
+        unique = [row[1] for row in con.execute("PRAGMA index_list(Cache)") if row[2]]
+        keyed = any(tuple(c[2] for c in con.execute(f"PRAGMA index_info({name!r})")) == ("key", "raw")
+                    for name in unique)
     except (AttributeError, sqlite3.Error):
         return False
-    return names == CACHE_COLUMNS and isinstance(getattr(cache, "disk_min_file_size", None), int)
+    return names == CACHE_COLUMNS and keyed and isinstance(getattr(cache, "disk_min_file_size", None), int)
 
 
 def insert_new(cache: diskcache.Cache, rows: Sequence[tuple[str, bytes, float]], now: float) -> set[str]:
@@ -51,13 +56,12 @@ def insert_new(cache: diskcache.Cache, rows: Sequence[tuple[str, bytes, float]],
     if not fresh:
         return set()
     con = cache._con
-    for part in fixed_parts(list(fresh), SQLITE_SIZES):
-        held = con.execute(f"SELECT key FROM Cache WHERE raw = 1 AND key IN ({', '.join('?' * len(part))})", part)
-        for (key,) in held.fetchall():
-            fresh.pop(key, None)
     values = [(key, True, now, expires, now, 0, None, 0, MODE_RAW, None, sqlite3.Binary(value))
               for key, (value, expires) in fresh.items()]
-    for part in fixed_parts(values, SQLITE_SIZES):
-        con.execute(f"INSERT INTO Cache ({', '.join(_INSERTED)}) VALUES {', '.join([_ONE_ROW] * len(part))}",
-                    [value for row in part for value in row])
-    return set(fresh)
+    inserted: set[str] = set()
+    for part in fixed_parts(values, SQLITE_SIZES):   # a key the table holds already is skipped, and not returned
+        rows = con.execute(f"INSERT INTO Cache ({', '.join(_INSERTED)}) VALUES {', '.join([_ONE_ROW] * len(part))}"
+                           " ON CONFLICT (key, raw) DO NOTHING RETURNING key",
+                           [value for row in part for value in row]).fetchall()
+        inserted.update(key for (key,) in rows)
+    return inserted

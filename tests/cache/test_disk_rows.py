@@ -63,6 +63,13 @@ def test_a_table_of_other_columns_is_not_written(tmp_path: Path) -> None:
     assert not disk_rows.writable(cache)
 
 
+def test_a_table_without_its_unique_key_index_is_not_written(tmp_path: Path) -> None:
+    cache = diskcache.Cache(str(tmp_path))
+    assert disk_rows.writable(cache)
+    cache._con.execute("DROP INDEX Cache_key_raw")     # ON CONFLICT (key, raw) needs it: set() writes instead
+    assert not disk_rows.writable(cache)
+
+
 def entry(key: str, text: str, ttl: float = 60.0) -> CacheEntry:
     now = time.time()
     return CacheEntry(key, "p", None, {"choices": [{"message": {"content": text}}]}, {"completion_tokens": 1}, 0.0,
