@@ -6,14 +6,16 @@ Contract:
   batch's keys commit with its entries). Its ids only grow (``AUTOINCREMENT``): a follower never misses a key by
   reading from where it stopped.
 - :func:`record` appends keys inside the writer's transaction and trims the log to its last :data:`KEEP` keys.
-- :class:`KeyFollower` (a thread) fills a presence with every key of the ``Cache`` table, then follows the log
-  every ``poll_s`` seconds. A follower that finds keys trimmed before it read them (a gap in the ids) fills again
-  from the ``Cache`` table: nothing stored is ever missed, it is only seen up to ``poll_s`` late. While the
-  database cannot be read it retries every second; the presence stays as it was (still a superset).
+- :class:`KeyFollower` (a thread) fills a presence with every key of the ``Cache`` table, then follows the log every
+  ``poll_s`` seconds, stepping over the ids of the keys its own process logged (:meth:`KeyFollower.mine`). A
+  follower that finds keys trimmed before it read them (a gap in the ids) fills again from the ``Cache`` table:
+  nothing stored is ever missed, it is only seen up to ``poll_s`` late. While the database cannot be read it
+  retries every second; the presence stays as it was (still a superset).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import sqlite3
 import threading
@@ -38,13 +40,15 @@ def create(path: Path) -> None:
         db.close()
 
 
-def record(con: sqlite3.Connection, keys: Sequence[str]) -> None:
-    """Append ``keys`` to the log, inside the caller's transaction on ``con``, and trim it to :data:`KEEP` keys."""
+def record(con: sqlite3.Connection, keys: Sequence[str]) -> tuple[int, int]:
+    """Append ``keys`` (at least one) to the log, inside the caller's transaction on ``con``, and trim it to
+    :data:`KEEP` keys; returns the first and last id they got (one writer at a time: consecutive ids)."""
     for part in fixed_parts(keys, SQLITE_SIZES):
         con.execute(f"INSERT INTO llmgw_keys (key) VALUES {', '.join(['(?)'] * len(part))}", part)
     last = con.execute("SELECT last_insert_rowid()").fetchone()[0]
     if last > KEEP:
         con.execute("DELETE FROM llmgw_keys WHERE id <= ?", (last - KEEP,))
+    return last - len(keys) + 1, last
 
 
 class KeyFollower:
@@ -55,7 +59,13 @@ class KeyFollower:
         self.presence = presence
         self.poll_s = poll_s
         self._closing = closing
+        self._own: collections.deque[tuple[int, int]] = collections.deque()
         self._thread = threading.Thread(target=self._run, name="llmgw-cache-keys", daemon=True)
+
+    def mine(self, ids: tuple[int, int]) -> None:
+        """The log ids ``(first, last)`` of keys this process committed (and added to the presence itself): the
+        follower steps over them instead of reading them back."""
+        self._own.append(ids)
 
     def start(self) -> None:
         self._thread.start()
@@ -108,15 +118,19 @@ class KeyFollower:
 
     def _follow(self, db: sqlite3.Connection, cursor: int) -> int | None:
         """Add the keys logged after ``cursor``; returns the new cursor, or None when keys were trimmed unread."""
+        own = self._own
         while not self._closing.is_set():
-            rows = db.execute("SELECT id, key FROM llmgw_keys WHERE id > ? ORDER BY id LIMIT ?",
-                              (cursor, READ_BATCH)).fetchall()
-            if not rows:
-                return cursor
+            while own and own[0][0] <= cursor + 1:    # this process's own keys, next in line: step over them
+                cursor = max(cursor, own.popleft()[1])
+            upto = own[0][0] if own else 1 << 62
+            rows = db.execute("SELECT id, key FROM llmgw_keys WHERE id > ? AND id < ? ORDER BY id LIMIT ?",
+                              (cursor, upto, READ_BATCH)).fetchall()
+            if not rows:   # with own keys ahead, the ids between them and the cursor were trimmed or cleared
+                return None if own else cursor
             if rows[0][0] > cursor + 1:    # ids only grow by one: the ones between were trimmed or cleared
                 return None
             self.presence.add(key for _, key in rows)
             cursor = rows[-1][0]
-            if len(rows) < READ_BATCH:
+            if len(rows) < READ_BATCH and not (own and own[0][0] <= cursor + 1):
                 return cursor
         return cursor

@@ -142,8 +142,9 @@ class CacheStore(IndexedStore):
         try:
             with self.disk.transact():
                 self.disk.set(entry.key, entry.to_json(), expire=ttl)
-                disk_keys.record(self.disk._con, [entry.key])
+                ids = disk_keys.record(self.disk._con, [entry.key])
             self.presence.add([entry.key])
+            self._keys.mine(ids)
             self._journal_insert(entry)
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
@@ -168,8 +169,9 @@ class CacheStore(IndexedStore):
                     else:
                         self.disk.set(key, value, expire=expires - now)
                     self._journal_insert(entry)
-                disk_keys.record(self.disk._con, [key for key, _, _ in rows])
+                ids = disk_keys.record(self.disk._con, [key for key, _, _ in rows])
             self.presence.add(key for key, _, _ in rows)
+            self._keys.mine(ids)
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
         for entry in entries:

@@ -146,3 +146,30 @@ def test_an_entry_without_a_vector_is_stored_as_the_same_json_as_one_with() -> N
     with_vector.vector, with_vector.embedder = b"\x00\x00\x80\x3f", "hash-32"
     assert plain.to_json() == with_vector.to_json().replace(b'"embedder":"hash-32"', b'"embedder":null')
     assert CacheEntry.from_json(plain.to_json()) == plain
+
+
+def test_a_follower_steps_over_its_own_keys_and_reads_the_others(tmp_path: Path) -> None:
+    mine, other = CacheStore(tmp_path), CacheStore(tmp_path)
+    try:
+        wait_ready(mine)
+        wait_ready(other)
+        read_back: list[str] = []
+        real_add = mine.presence.add
+
+        def add(keys: object) -> None:
+            keys = list(keys)   # type: ignore[call-overload]
+            if threading.current_thread().name == "llmgw-cache-keys":
+                read_back.extend(keys)
+            real_add(keys)
+
+        mine.presence.add = add   # type: ignore[method-assign]
+        mine.put_many([entry(f"mine-{i}") for i in range(20)])
+        other.put_many([entry("theirs")])
+        mine.put(entry("mine-single"))
+        assert found_within(mine, "theirs") is not None
+        time.sleep(0.5)          # a few more polls
+        assert read_back == ["theirs"]
+        assert all(mine.get(f"mine-{i}") is not None for i in range(20)) and mine.get("mine-single") is not None
+    finally:
+        mine.close()
+        other.close()
