@@ -39,6 +39,7 @@ def _before(text: str, start: int, width: int = 32) -> str:
 _RUN = re.compile(r"\d[\d ().\-]{5,}\d")
 
 Run = tuple[int, int]    # (start, end): at least 7 characters of digits and separators, digits at both ends
+Finder = Callable[[str, list[Run], bytearray], Iterator[Match]]   # (text, runs, characters taken) -> matches
 
 
 def number_runs(text: str) -> list[Run]:
@@ -306,7 +307,7 @@ def find_phones(text: str, regions: Collection[str] = ("US",), runs: list[Run] |
 
 def _phone_match(text: str, m: re.Match[str], regions: Collection[str]) -> Match | None:
     candidate = m.group()
-    if sum(ch.isdigit() for ch in candidate) < 7:
+    if sum(map(str.isdigit, candidate)) < 7:
         return None
     before = _before(text, m.start())
     if _DATE.match(candidate) or _NOT_PHONE_CONTEXT.search(before):
@@ -330,7 +331,7 @@ def _phone_prefix(candidate: str, regions: Collection[str]) -> tuple[int, str] |
         return None
     for end in [g.end() for g in groups[-3:]][::-1]:
         part = candidate[:end]
-        digits = sum(ch.isdigit() for ch in part)
+        digits = sum(map(str.isdigit, part))
         if not 7 <= digits <= 15:
             continue
         where = _valid_phone(part, regions)
@@ -382,6 +383,7 @@ class PiiDetector:
         short = max(SPANS[e] for e in self.entities) + MARGIN
         self.span = SECRET_SPAN if "api_key" in self.entities else short
         self._short = short
+        self._finders = tuple((self._finder(e), e in _IN_RUNS_ONLY) for e in self.entities)
 
     def reach(self, text: str, low: int, high: int) -> int:
         """How far a value starting in ``text[low:high]`` can run: the longest short entity past ``high``, or a
@@ -399,17 +401,18 @@ class PiiDetector:
             cut = open_secret(text, cut)
         return cut
 
-    def _found(self, entity: str, text: str, runs: list[Run], taken: bytearray) -> Iterator[Match]:
+    def _finder(self, entity: str) -> Finder:
         if entity == "api_key":
-            return find_secrets(text)
+            return lambda text, runs, taken: find_secrets(text)
         if entity == "email":
-            return find_emails(text)
+            return lambda text, runs, taken: find_emails(text)
         if entity == "iban":
-            return find_ibans(text)
+            return lambda text, runs, taken: find_ibans(text)
         if entity == "phone":
-            return find_phones(text, self.regions, runs, taken)
+            regions = self.regions
+            return lambda text, runs, taken: find_phones(text, regions, runs, taken)
         finder: Callable[[str, list[Run]], Iterator[Match]] = _RUN_FINDERS[entity]
-        return finder(text, runs)
+        return lambda text, runs, taken: finder(text, runs)
 
     def find(self, text: str) -> list[Match]:
         """Non-overlapping matches in ``text``, by position."""
@@ -418,8 +421,10 @@ class PiiDetector:
         runs = number_runs(text)
         occupied = bytearray(len(text))
         found: list[Match] = []
-        for entity in self.entities:
-            for match in self._found(entity, text, runs, occupied):
+        for finder, in_runs_only in self._finders:
+            if in_runs_only and not runs:   # a text without a run of digits holds no phone, card or SSN
+                continue
+            for match in finder(text, runs, occupied):
                 if occupied.find(1, match.start, match.end) == -1:
                     occupied[match.start:match.end] = b"\x01" * (match.end - match.start)
                     found.append(match)
@@ -429,3 +434,4 @@ class PiiDetector:
 
 _RUN_FINDERS: Mapping[str, Callable[[str, list[Run]], Iterator[Match]]] = MappingProxyType({
     "credit_card": find_cards, "ssn": find_ssns, "ip": find_ips})
+_IN_RUNS_ONLY = frozenset({"phone", "credit_card", "ssn"})   # found only around number_runs (IPv6 is not)
