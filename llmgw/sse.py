@@ -55,7 +55,7 @@ class SSEDecoder:
         return len(self._buf) + sum(len(p) for p in self._parts) + self._size
 
     def feed(self, chunk: bytes) -> list[SSEMessage]:
-        if (self._buf or self._parts) and b"\n" not in chunk and b"\r" not in chunk:
+        if (self._buf or self._parts) and chunk.find(b"\n") == -1 and chunk.find(b"\r") == -1:
             self._parts.append(chunk)   # still inside one line: keep the piece, join once the line ends
             self._check(len(self._buf) + sum(len(p) for p in self._parts))
             return []
@@ -65,7 +65,7 @@ class SSEDecoder:
         else:
             buf = self._buf + chunk if self._buf else chunk
         out: list[SSEMessage] = []
-        if b"\r" not in buf:  # the common case: LF only, split in C
+        if buf.find(b"\r") == -1:  # the common case: LF only, split in C
             *lines, self._buf = buf.split(b"\n")
             for line in lines:
                 self._line(line, out)
@@ -89,11 +89,11 @@ class SSEDecoder:
         """The ``data`` of the messages :meth:`feed` would give, for a reader that ignores event names. A piece made
         only of whole one-line ``data: …`` events (the usual shape of an upstream read) is split in one pass, in C;
         anything else goes through :meth:`feed`, so the result is always the same as its."""
-        if self._buf or self._parts or self._data or len(chunk) > self.max_line_bytes or b"\r" in chunk \
+        if self._buf or self._parts or self._data or len(chunk) > self.max_line_bytes or chunk.find(b"\r") != -1 \
                 or chunk[:6] != b"data: " or chunk[-2:] != b"\n\n":
             return [message.data for message in self.feed(chunk)]
         datas = chunk[6:-2].split(b"\n\ndata: ")
-        if b"\n" in b"".join(datas):   # another field, a comment, a blank line or a data line of several: slowly
+        if b"".join(datas).find(b"\n") != -1:   # another field, a comment, a blank line, a data line of several
             return [message.data for message in self.feed(chunk)]
         return datas
 
@@ -141,7 +141,7 @@ class SSEDecoder:
 def encode_data(data: bytes, event: str | None = None) -> bytes:
     """One SSE event: an ``event`` line when ``event`` is given, then ``data`` (one ``data`` line per line of it, so
     that :class:`SSEDecoder` gives back exactly ``data``; JSON from orjson is one line)."""
-    if b"\n" in data:
+    if data.find(b"\n") != -1:   # not `b"\n" in data`, which makes and drops a TypeError (an int needle is tried first)
         data = data.replace(b"\n", b"\ndata: ")
     if event is None:
         return b"data: " + data + b"\n\n"

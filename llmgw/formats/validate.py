@@ -61,7 +61,7 @@ def _key_ends(data: bytes, *, compact: bool = False) -> int:
     """How many object keys ``data`` (a JSON document) holds: the closing quotes followed by a colon, less the
     escaped ones (after dropping pairs of backslashes, a backslash before a quote escapes it). All in C.
     ``compact``: ``data`` is orjson's output, which never puts white space between a key and its colon."""
-    if b"\\\\" in data:
+    if data.find(b"\\\\") != -1:
         data = data.replace(b"\\\\", b"")
     ends = data.count(b'":') - data.count(b'\\":')
     if not compact and _QUOTE_SPACE.search(data) is not None:

@@ -129,7 +129,7 @@ class TextTemplate:
         if found is None or _CONTENT_STRING.search(data, found.end()) is not None:
             return
         prefix, suffix = data[:found.start(1)], data[found.end(1):]
-        if b"\\" in prefix or b"\\" in suffix or "content" not in chunk["choices"][0]["delta"]:
+        if prefix.find(b"\\") != -1 or suffix.find(b"\\") != -1 or "content" not in chunk["choices"][0]["delta"]:
             return
         try:
             if orjson.loads(b'"' + found.group(1) + b'"') != text:
@@ -213,7 +213,7 @@ def _run(first: dict[str, Any], parsed: bool, run: list[bytes], texts: list[str]
         if parsed:
             return StreamEvent(first, raw, flush=False)
     else:
-        if b"\n" in b"".join(run):   # a payload of several lines: one data line per line (memchr, not a count)
+        if b"".join(run).find(b"\n") != -1:   # a payload of several lines: one data line per line (memchr)
             raw = b"".join(encode_data(d) for d in run)
         else:
             raw = b"data: " + b"\n\ndata: ".join(run) + b"\n\n"

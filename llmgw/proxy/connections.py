@@ -144,7 +144,8 @@ class _Guarded(asyncio.Protocol):
             return
         if self._timer is not None:   # still waiting for the end of the first request's headers
             window = self._tail + data
-            if b"\r\n\r\n" in window or b"\n\n" in window:
+            # find(), not `in`: bytes.__contains__ tries the needle as an int first and makes (and drops) a TypeError
+            if window.find(b"\r\n\r\n") != -1 or window.find(b"\n\n") != -1:
                 self._cancel_timer()
                 self._tail = b""
             else:
