@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -159,8 +160,9 @@ class Target:
     provider: str
     model: str
 
-    @property
+    @cached_property
     def name(self) -> str:
+        """``provider/model`` (made once: the router and the meter read it several times per request)."""
         return f"{self.provider}/{self.model}"
 
 
