@@ -171,7 +171,7 @@ def chunk_events(datas: list[bytes], *, merge: bool,
         chunk = loads_object(data)
         text = run_text(chunk) if merge else None
         if text is not None:
-            if template is not None:
+            if template is not None and text:   # the opening chunk (a role, no text) rarely looks like the rest
                 template.learn(data, chunk, text)
             if start >= 0 and chunk.get("id") == first.get("id"):
                 texts.append(text)

@@ -176,3 +176,13 @@ def test_a_shape_is_learnt_across_json_whitespace_and_still_read_exactly(monkeyp
     events, _ = chunk_events(datas, merge=True, template=TextTemplate())
     assert len(events) == 1 and events[0].data["choices"][0]["delta"]["content"] == "ab\n\u00e9d"
     assert parsed == datas[:1]
+
+
+def test_the_opening_chunk_without_text_is_not_learnt_and_the_first_text_chunk_is() -> None:
+    """The opening chunk (a role, empty content) rarely has the shape of the text chunks after it: learning it would
+    cost a learn and a failed read for nothing."""
+    template = TextTemplate()
+    chunk_events(payloads(chunk("", role="assistant", refusal=None)), merge=True, template=template)
+    assert template.chunk is None
+    chunk_events(payloads(chunk("Hi"), chunk(" there")), merge=True, template=template)
+    assert template.chunk is not None and template.chunk["choices"][0]["delta"] == {"content": "Hi"}
