@@ -29,6 +29,7 @@ log = logging.getLogger("llmgw.cache")
 
 KEEP = 200_000        # keys the log keeps (a follower further behind fills again from the Cache table)
 READ_BATCH = 5_000    # rows read per statement
+OWN_RANGES = 10_000   # id ranges of this process's own batches kept for the follower to step over
 
 
 def create(path: Path) -> None:
@@ -59,7 +60,8 @@ class KeyFollower:
         self.presence = presence
         self.poll_s = poll_s
         self._closing = closing
-        self._own: collections.deque[tuple[int, int]] = collections.deque()
+        # bounded: a follower that cannot read for long reads this process's keys back instead of holding their ids
+        self._own: collections.deque[tuple[int, int]] = collections.deque(maxlen=OWN_RANGES)
         self._thread = threading.Thread(target=self._run, name="llmgw-cache-keys", daemon=True)
 
     def mine(self, ids: tuple[int, int]) -> None:
