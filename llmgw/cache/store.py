@@ -126,6 +126,11 @@ class CacheStore(IndexedStore):
         the store lacks it."""
         if not self.presence.may_hold(key):
             return None
+        return self.read_indexed(key)
+
+    def read_indexed(self, key: str) -> CacheEntry | None:
+        """The entry an index row points at, read from the store whatever the presence says: the journal that
+        filled the index may be ahead of the key log that fills the presence."""
         try:
             entry = CacheEntry.from_json(self.disk.get(key))
         except UnsafeEntry as exc:
@@ -163,15 +168,16 @@ class CacheStore(IndexedStore):
                 now = time.time()
                 rows = [(e.key, e.to_json(), now + max(0.001, e.expires - now)) for e in entries]
                 inserted = insert_new(self.disk, rows, now) if self._rows_writable else set()
-                for entry, (key, value, expires) in zip(entries, rows, strict=True):
+                for key, value, expires in rows:
                     if key in inserted:
                         inserted.discard(key)   # a key given twice: its later entries go through set()
                     else:
                         self.disk.set(key, value, expire=expires - now)
-                    self._journal_insert(entry)
                 ids = disk_keys.record(self.disk._con, [key for key, _, _ in rows])
             self.presence.add(key for key, _, _ in rows)
             self._keys.mine(ids)
+            for entry in entries:   # once the entries are committed: a follower that reads a record finds its entry
+                self._journal_insert(entry)
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
         for entry in entries:

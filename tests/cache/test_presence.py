@@ -173,3 +173,53 @@ def test_a_follower_steps_over_its_own_keys_and_reads_the_others(tmp_path: Path)
     finally:
         mine.close()
         other.close()
+
+
+def test_a_semantic_entry_found_through_the_journal_is_read_even_before_the_key_log_shows_it(tmp_path: Path) -> None:
+    """The index is filled from the journal, the presence from the key log, by separate followers: an index row of an
+    entry whose key the presence has not seen yet must still be read (not dropped as evicted)."""
+    from llmgw.cache.embed import HashEmbedder
+
+    emb = HashEmbedder(32)
+    one, two = CacheStore(tmp_path, embedder=emb.name), CacheStore(tmp_path, embedder=emb.name)
+    try:
+        assert one.ready.wait(5) and two.ready.wait(5)
+        wait_ready(two)
+        two._keys.poll_s = 3600.0          # the key log's follower is far behind: the presence never shows k1
+        time.sleep(0.5)                    # let it enter that long wait
+        e = entry("k1")
+        e.text = "alpha beta gamma"
+        e.vector, e.embedder = emb.embed(["alpha beta gamma"])[0].tobytes(), emb.name
+        one.put_many([e])
+        query = emb.embed(["alpha beta gamma"])[0]
+        deadline = time.monotonic() + 5
+        while not (found := two.nearest("p", query, 0.9)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [f.key for f, _ in found] == ["k1"]
+        assert not two.presence.may_hold("k1")      # the exact lookup still says miss until the log shows it
+    finally:
+        one.close()
+        two.close()
+
+
+def test_a_journal_record_is_written_only_once_its_entry_is_committed(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A follower that reads a journal record must find the entry: the record is written after the commit."""
+    from llmgw.cache.embed import HashEmbedder
+
+    emb = HashEmbedder(32)
+    writer, reader = CacheStore(tmp_path, embedder=emb.name), CacheStore(tmp_path, embedder=emb.name)
+    seen: list[bool] = []
+    real = writer._journal_insert
+    monkeypatch.setattr(writer, "_journal_insert",
+                        lambda e: seen.append(reader.read_indexed(e.key) is not None) or real(e))
+    try:
+        batch = [entry(f"k{i}") for i in range(3)]
+        for e in batch:
+            e.text = f"text {e.key}"
+            e.vector, e.embedder = emb.embed([e.text])[0].tobytes(), emb.name
+        writer.put_many(batch)
+        assert seen == [True, True, True]
+    finally:
+        writer.close()
+        reader.close()
