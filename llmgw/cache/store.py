@@ -143,16 +143,7 @@ class CacheStore(IndexedStore):
         return entry
 
     def _write(self, entry: CacheEntry) -> None:
-        ttl = max(0.001, entry.expires - time.time())
-        try:
-            with self.disk.transact():
-                self.disk.set(entry.key, entry.to_json(), expire=ttl)
-                ids = disk_keys.record(self.disk._con, [entry.key])
-            self.presence.add([entry.key])
-            self._keys.mine(ids)
-            self._journal_insert(entry)
-        except (OSError, sqlite3.Error) as exc:
-            raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
+        self._write_many([entry])
 
     def put(self, entry: CacheEntry) -> None:
         """Store ``entry``, then keep the store under ``max_mb`` (:meth:`put_many` does that once per batch)."""
@@ -163,6 +154,14 @@ class CacheStore(IndexedStore):
         """Every entry in one diskcache transaction: one commit for the batch, the new small ones in a few statements
         (:mod:`llmgw.cache.disk_rows`), and one pass that drops what has expired and evicts the least recently
         stored entries while the store is over ``max_mb``."""
+        self._write_many(entries)
+        for entry in entries:
+            self.stored(entry)
+        self._cull()
+
+    def _write_many(self, entries: Sequence[CacheEntry]) -> None:
+        """The entries and their keys in one transaction; then the keys in the presence and the journal records
+        (once the entries are committed: a follower that reads a record finds its entry)."""
         try:
             with self.disk.transact():
                 now = time.time()
@@ -176,13 +175,10 @@ class CacheStore(IndexedStore):
                 ids = disk_keys.record(self.disk._con, [key for key, _, _ in rows])
             self.presence.add(key for key, _, _ in rows)
             self._keys.mine(ids)
-            for entry in entries:   # once the entries are committed: a follower that reads a record finds its entry
+            for entry in entries:
                 self._journal_insert(entry)
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
-        for entry in entries:
-            self.stored(entry)
-        self._cull()
 
     def _cull(self) -> None:
         try:

@@ -34,21 +34,21 @@ class _Deadline:
     when ``when`` (a :func:`time.perf_counter` time) passes, the task is cancelled and the block raises
     :class:`TimeoutError` instead; a cancellation from elsewhere passes through as it is."""
 
-    __slots__ = ("_cancelling", "_expired", "_handle", "_task")
+    __slots__ = ("_cancelling", "_expired", "_handle", "_task", "_when")
 
     def __init__(self, when: float) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = task.get_loop()
-        self._task, self._expired, self._cancelling = task, False, task.cancelling()
-        self._handle = loop.call_at(loop.time() + max(0.0, when - time.perf_counter()), self._expire)
+        self._when = when
 
     def _expire(self) -> None:
         self._expired = True
         self._task.cancel()
 
     def __enter__(self) -> None:
-        return None
+        task = asyncio.current_task()
+        assert task is not None
+        loop = task.get_loop()
+        self._task, self._expired, self._cancelling = task, False, task.cancelling()
+        self._handle = loop.call_at(loop.time() + max(0.0, self._when - time.perf_counter()), self._expire)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         self._handle.cancel()
