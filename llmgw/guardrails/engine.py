@@ -15,6 +15,8 @@ Contract (:class:`Scan`): one instance per phase of one exchange.
   match a rule can report), overlaps are resolved with one mark per character, and the per-request
   :class:`Budget` (CPU time of the scanning thread, and at most :data:`MAX_FINDINGS` values) is checked between
   windows and texts — past it, :class:`BudgetExceeded` is raised and nothing more is scanned.
+- With ``clean`` (:class:`~llmgw.guardrails.clean_texts.CleanTexts`, request scans only), a text these rules
+  found nothing in before is not scanned again, and one they find nothing in now is remembered.
 - At most :data:`MAX_RECORDED` findings are recorded one by one; the rest are counted in one summary entry per
   (rule, entity, action) whose ``count`` says how many (:meth:`Scan.drain`).
 """
@@ -30,6 +32,7 @@ from functools import cached_property
 from typing import Any
 
 from ..errors import GatewayError, PayloadTooLarge
+from .clean_texts import CleanTexts
 from .normalize import normalize
 from .redact import Placeholders
 from .rules import SEVERITY, Finding, Rule, apply_findings
@@ -193,6 +196,7 @@ class Scan:
     record: bool = True
     restoring: bool = True              # False for answers: their redactions are never restored
     budget: Budget | None = None
+    clean: CleanTexts | None = None     # texts these rules found nothing in before (request scans only)
     findings: list[dict[str, Any]] = field(default_factory=list)
     blocked: str | None = None          # "'rule' (kind): reason in where", from the first block
     redacted: bool = False
@@ -206,8 +210,19 @@ class Scan:
         return {r.name: r for r in self.rules}
 
     def find(self, text: str) -> list[Finding]:
-        """The merged findings in ``text`` (nothing recorded)."""
-        return merge_findings(self.rules, text, self.table, self.allow, self.budget)
+        """The merged findings in ``text`` (nothing recorded); none, without a scan, for a text ``clean`` knows."""
+        clean = self.clean
+        key = clean.key(text) if clean is not None else None
+        if key is None:
+            return merge_findings(self.rules, text, self.table, self.allow, self.budget)
+        assert clean is not None
+        if clean.known(key):
+            return []
+        found = merge_findings(self.rules, text, self.table, self.allow, self.budget)
+        # Nothing found may mean only that every value lay inside this request's own placeholders: not remembered.
+        if not found and not self.allow and (not self.table or "<" not in text):
+            clean.add(key)
+        return found
 
     def note(self, findings: Sequence[Finding], where: str) -> None:
         """Record ``findings`` (found in the text at ``where``) as this phase's verdicts."""

@@ -5,11 +5,12 @@ Contract (how the pipeline calls it; see docs/guardrails.md):
   ``data_classes`` do not list (no team, no class, or an alias without ``data_classes``: no check); refuses (400
   ``duplicate_key``) a body that repeats a key in one object (the gateway and the upstream must read the same
   values); then scans every text of the request (the format's walk; adjacent text parts read as one) with the
-  request-side rules. ``block`` → ``ex.fail(PermissionDenied)`` (403 ``guardrail_blocked``, the rule's name and
-  reason in the message), nothing reaches a provider. ``redact`` → ``ex.client_body`` and ``ex.body`` are rewritten
-  in place with placeholders (one table for both, so the same value gets the same placeholder whichever body a
-  provider is sent). ``flag`` → findings recorded only. Bodies over :data:`OFFLOAD_BYTES` are scanned in a worker
-  thread; a cancelled request stops its scan.
+  request-side rules (a text they found clean in an earlier request is not scanned again: see
+  :mod:`~llmgw.guardrails.clean_texts`). ``block`` → ``ex.fail(PermissionDenied)`` (403 ``guardrail_blocked``, the
+  rule's name and reason in the message), nothing reaches a provider. ``redact`` → ``ex.client_body`` and
+  ``ex.body`` are rewritten in place with placeholders (one table for both, so the same value gets the same
+  placeholder whichever body a provider is sent). ``flag`` → findings recorded only. Bodies over
+  :data:`OFFLOAD_BYTES` are scanned in a worker thread; a cancelled request stops its scan.
 - The scan of each phase has a CPU budget (:data:`~llmgw.guardrails.engine.DEFAULT_BUDGET_S`); past it, a rule
   with ``over_budget = "block"`` (the default) refuses the request (413 ``guardrail_scan_budget``) or the answer,
   and rules with ``over_budget = "allow"`` let it through unscanned, with a finding saying so.
@@ -48,6 +49,7 @@ from ..exchange import Exchange, UpstreamReply
 from ..formats import canonical, named
 from ..formats.validate import check_duplicate_keys
 from ..guardrails.body import scan_body
+from ..guardrails.clean_texts import CleanTexts
 from ..guardrails.engine import DEFAULT_BUDGET_S, Budget, BudgetExceeded, Scan, ScanCancelled, as_redacting, over_budget
 from ..guardrails.redact import Placeholders
 from ..guardrails.rules import Rule
@@ -110,6 +112,7 @@ class GuardrailStage(Stage):
         self.teams = teams
         self.budget_s = budget_s
         self.counts: Counter[tuple[str, str]] = Counter()
+        self.clean_texts = CleanTexts()   # request texts the request rules found nothing in: not scanned again
         # Data classes apply only when some team has one and some model alias lists approved ones.
         self._data_classes = any(_data_class(t) for t in teams.values()) and any(
             m.data_classes for m in models.values())
@@ -168,7 +171,7 @@ class GuardrailStage(Stage):
 
     def _judge_request(self, ex: Exchange, state: GuardState, budget: Budget) -> None:
         """The request phase's work, on the loop or in a worker thread; never raises."""
-        scan = Scan(self.request_rules, "request", state.table, budget=budget)
+        scan = Scan(self.request_rules, "request", state.table, budget=budget, clean=self.clean_texts)
         outer = budget.enter()
         try:
             try:
@@ -195,7 +198,7 @@ class GuardrailStage(Stage):
         wire = named(ex.client_format)
         scan_body(lambda fn: wire.request_texts(ex.endpoint, body, fn), scan, on_text=table.reserve)
         if ex.body is not body and ex.body and scan.blocked is None:   # the translation: its texts may be joined
-            silent = Scan(self.request_rules, "request", table, budget=scan.budget)
+            silent = Scan(self.request_rules, "request", table, budget=scan.budget, clean=self.clean_texts)
             scan_body(lambda fn: canonical().request_texts(ex.endpoint, ex.body, fn), silent)
             if silent.blocked is not None:      # only the translation shows it: refuse all the same
                 scan.blocked = silent.blocked
