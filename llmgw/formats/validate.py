@@ -12,6 +12,7 @@ import orjson
 from ..errors import InvalidRequest
 
 MAX_DEPTH = 64
+_CONTAINERS = (dict, list)
 _UNSET: Any = object()
 
 
@@ -31,16 +32,24 @@ def is_number(value: Any) -> bool:
 
 
 def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
-    """Refuse JSON nested deeper than ``limit`` levels (iterative; stops at the first offending branch)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
+    """Refuse JSON nested deeper than ``limit`` levels (iterative, one level at a time: stops at the first level
+    past the limit)."""
+    level = [value]
+    depth = 1
+    while level:
         if depth > limit:
             raise InvalidRequest(f"request body is nested deeper than {limit} levels", code="nesting_too_deep")
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict | list))
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
+        below = []
+        for node in level:
+            if isinstance(node, dict):
+                node = node.values()
+            elif not isinstance(node, list):
+                continue
+            for item in node:
+                if isinstance(item, _CONTAINERS):
+                    below.append(item)
+        level = below
+        depth += 1
 
 
 def check_model(body: Any) -> None:
