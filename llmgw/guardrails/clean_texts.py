@@ -9,14 +9,14 @@ Contract (:class:`CleanTexts`, one per rule set: the guardrail stage's request r
   memory knows is clean, however the request around it changed. A text with any finding (redacted, flagged,
   blocked, or dropped only because it lay inside the request's own placeholders) is never added.
 - Texts shorter than ``min_chars`` are not remembered (scanning them costs about as much as looking them up).
-- At most ``max_texts`` are kept; past that, the least recently seen go first. Safe to use from the event loop and
-  worker threads at once.
+- About ``max_texts`` are kept (a few more while threads add at once); past that, the least recently seen go
+  first. Safe to use from the event loop and worker threads at once, without a lock: each step is one dictionary
+  operation, and an eviction that meets another thread's change is left to the next addition.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
 
 MAX_TEXTS = 50_000      # ~100 bytes each: about 5 MB at most
 MIN_CHARS = 64
@@ -25,37 +25,40 @@ MIN_CHARS = 64
 class CleanTexts:
     """See the module contract."""
 
-    __slots__ = ("_keys", "_lock", "hits", "max_texts", "min_chars")
+    __slots__ = ("_keys", "hits", "max_texts", "min_chars")
 
     def __init__(self, *, max_texts: int = MAX_TEXTS, min_chars: int = MIN_CHARS) -> None:
         self.max_texts = max_texts
         self.min_chars = min_chars
-        self._keys: dict[bytes, None] = {}      # insertion order is recency: a hit moves its key to the end
-        self._lock = threading.Lock()
+        self._keys: dict[bytes, bool] = {}      # insertion order is recency: a hit moves its key to the end
         self.hits = 0
 
     def key(self, text: str) -> bytes | None:
         """The key of ``text``, or None when it is too short to remember."""
         if len(text) < self.min_chars:
             return None
-        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        return _blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
     def known(self, key: bytes) -> bool:
         """Whether the text under ``key`` was found clean (and mark it recently seen)."""
-        with self._lock:
-            if self._keys.pop(key, False) is None:
-                self._keys[key] = None
-                self.hits += 1
-                return True
-            return False
+        if self._keys.pop(key, False):
+            self._keys[key] = True
+            self.hits += 1
+            return True
+        return False
 
     def add(self, key: bytes) -> None:
         """Remember the text under ``key`` as clean, dropping the least recently seen past ``max_texts``."""
-        with self._lock:
-            keys = self._keys
-            keys[key] = None
-            if len(keys) > self.max_texts:
+        keys = self._keys
+        keys[key] = True
+        if len(keys) > self.max_texts:
+            try:
                 del keys[next(iter(keys))]
+            except (RuntimeError, KeyError, StopIteration):   # another thread changed it meanwhile: next time
+                return
 
     def __len__(self) -> int:
         return len(self._keys)
+
+
+_blake2b = hashlib.blake2b
