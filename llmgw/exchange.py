@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,6 +201,9 @@ class Exchange:
     reply: UpstreamReply | None = None
     first_event: StreamEvent | None = None         # a stream's first event, held back until routing is done
     events: AsyncIterator[StreamEvent] | None = None  # the rest of the stream
+    # What a failure of ``events`` means, from the stage that opened the stream (the router: an upstream failure,
+    # its text scrubbed); None: the failure as it is raised.
+    stream_failure: Callable[[Exception], Exception] | None = None
     error: GatewayError | None = None
     status: int = 200
     outcome: str = ""                      # "" while running; "ok", "error", "client_disconnect"

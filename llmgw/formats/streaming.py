@@ -8,7 +8,9 @@ format's ``encode``; bytes are written when an event is marked
 client; the status line and headers go out with the first write (alone only when the first read gave nothing to
 write), so an answer that arrived in one read is written once. When the upstream finishes, ``finish()`` ends the
 stream in the format's own way. When it fails
-mid-stream, ``error(gateway_error, failure)`` is written instead and the exchange records the error. When the
+mid-stream (``ex.stream_failure``, when set, says what the failure means: the router's scrubs an upstream's text
+and makes a malformed event stream a 502), ``error(gateway_error, failure)`` is written instead and the exchange
+records the error. When the
 client goes away, the upstream request is closed and the exchange is marked ``client_disconnect`` — unless the
 answer's finishing event was already written (``ex.delivered``: a client may hang up once it has read it, before
 the stream's end, as Codex CLI does at ``response.completed``). What ``finish()`` or ``error`` gives goes out with
@@ -17,43 +19,17 @@ the chunked encoding's end, in one write. The upstream iterator is always closed
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
 from aiohttp import web
 
+from ..deadline import Deadline
 from ..errors import GatewayError, UpstreamError
 from ..exchange import Exchange, StreamEvent
 from ..providers.base import UpstreamFailure
+from ..sse import SSEError
 from .base import WireFormat
-
-
-class _Deadline:
-    """``asyncio.timeout`` for a stream's whole time, at about half its cost (a plain context manager, one timer):
-    when ``when`` (a :func:`time.perf_counter` time) passes, the task is cancelled and the block raises
-    :class:`TimeoutError` instead; a cancellation from elsewhere passes through as it is."""
-
-    __slots__ = ("_cancelling", "_expired", "_handle", "_task", "_when")
-
-    def __init__(self, when: float) -> None:
-        self._when = when
-
-    def _expire(self) -> None:
-        self._expired = True
-        self._task.cancel()
-
-    def __enter__(self) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = task.get_loop()
-        self._task, self._expired, self._cancelling = task, False, task.cancelling()
-        self._handle = loop.call_at(loop.time() + max(0.0, self._when - time.perf_counter()), self._expire)
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        self._handle.cancel()
-        if self._expired and self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
-            raise TimeoutError from exc
 
 
 class StreamRecorder:
@@ -133,7 +109,7 @@ async def forward_stream(
     try:
         try:
             # The request's total deadline holds across the stream: keep-alive comments do not extend it.
-            with _Deadline(ex.deadline):
+            with Deadline(ex.deadline):
                 if take(ex.first_event):
                     await write()   # with nothing pending: the headers alone, so the client has the status now
                 ready = clock()
@@ -144,9 +120,12 @@ async def forward_stream(
                         await write()
                     ready = clock()
             pending.append(finish())
-        except (UpstreamFailure, TimeoutError) as exc:
-            failure = exc if isinstance(exc, UpstreamFailure) else UpstreamFailure(
-                0, "the request's deadline (timeout_s) passed mid-stream", timeout=True)
+        except (UpstreamFailure, SSEError, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError):
+                failure = UpstreamFailure(0, "the request's deadline (timeout_s) passed mid-stream", timeout=True)
+            else:
+                read = ex.stream_failure(exc) if ex.stream_failure is not None else exc
+                failure = read if isinstance(read, UpstreamFailure) else UpstreamFailure(502, str(read))
             where = ex.target.name if ex.target else "upstream"
             failed = UpstreamError(f"upstream {where} failed mid-stream: {failure.message}",
                                    upstream_status=failure.status)

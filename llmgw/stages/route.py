@@ -19,11 +19,12 @@ Contract (:meth:`Router.route`):
   its first event has arrived, so a 200 followed by an error event fails over like any other failure.
 - ``fail_targets`` (``llmgw smoke --fail``) makes those targets fail without being called.
 - Every attempt is appended to ``ex.attempts``; ``ex.target`` is the target that answered (or the last tried).
-- Upstream text is scrubbed where the router records it: every :class:`UpstreamFailure` (before a stream and
-  mid-stream) has its message and body passed through the :class:`~llmgw.scrub.Scrubber` built at start-up before
-  anything (the client's error, ``ex.attempts``, the log) reads it. A stream whose event stream is malformed (an
-  SSE line over the decoder's cap) is an upstream failure (502) like any other: before the first event it falls
-  back, after it the stream ends with an error event.
+- Upstream text is scrubbed where the router records it: every :class:`UpstreamFailure` (before a stream, and
+  mid-stream through ``ex.stream_failure``, which the stream's writer calls) has its message and body passed
+  through the :class:`~llmgw.scrub.Scrubber` built at start-up before anything (the client's error,
+  ``ex.attempts``, the log) reads it. A stream whose event stream is malformed (an SSE line over the decoder's cap)
+  is an upstream failure (502) like any other: before the first event it falls back, after it the stream ends with
+  an error event.
 - On failure ``route`` raises a :class:`GatewayError` in the gateway's tree.
 """
 
@@ -32,10 +33,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import Collection, Mapping
 
+from ..deadline import Deadline
 from ..errors import GatewayError, InvalidRequest, PayloadTooLarge, RateLimited, UpstreamError, UpstreamTimeout
-from ..exchange import Attempt, Exchange, StreamEvent, UpstreamReply
+from ..exchange import Attempt, Exchange, UpstreamReply
 from ..formats import named
 from ..profile import ModelConfig, RoutingConfig, Target
 from ..providers.base import Provider, UpstreamFailure
@@ -250,7 +252,7 @@ class Router(Stage):
             if provider is None or target.name in self.fail_targets:
                 raise UpstreamFailure(503, "target made to fail (--fail)" if provider else "provider not available")
             # One timer per attempt: the first-token limit, or what is left of the request's deadline.
-            async with asyncio.timeout(min(self.first_token_timeout_s, remaining)):
+            with Deadline(started + min(self.first_token_timeout_s, remaining)):
                 await self._attempt(ex, provider, target)
         except TimeoutError:
             if time.perf_counter() >= ex.deadline:
@@ -322,7 +324,7 @@ class Router(Stage):
                 await events.aclose()  # type: ignore[attr-defined]
                 raise
             ex.mark_first_token()
-            ex.first_event, ex.events = first, self._guarded(events)
+            ex.first_event, ex.events, ex.stream_failure = first, events, self._stream_failure
 
     def scrubbed(self, failure: UpstreamFailure) -> UpstreamFailure:
         """``failure`` with its message and body scrubbed of secrets (in place)."""
@@ -332,17 +334,14 @@ class Router(Stage):
             failure.body = self.scrub.value(failure.body)
         return failure
 
-    async def _guarded(self, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
-        """The rest of a stream, its failures scrubbed and a malformed event stream made an upstream failure."""
-        try:
-            async for event in events:
-                yield event
-        except UpstreamFailure as exc:
-            raise self.scrubbed(exc) from None
-        except SSEError as exc:
-            raise UpstreamFailure(502, f"upstream sent a malformed event stream: {exc}") from None
-        finally:
-            await events.aclose()  # type: ignore[attr-defined]
+    def _stream_failure(self, exc: Exception) -> Exception:
+        """What a failure of a stream's rest means (``ex.stream_failure``): an upstream failure scrubbed, a
+        malformed event stream an upstream failure (502); anything else as it is."""
+        if isinstance(exc, UpstreamFailure):
+            return self.scrubbed(exc)
+        if isinstance(exc, SSEError):
+            return UpstreamFailure(502, f"upstream sent a malformed event stream: {exc}")
+        return exc
 
 
 def _deadline_error(ex: Exchange) -> UpstreamTimeout:

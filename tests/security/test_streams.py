@@ -3,8 +3,11 @@ the request falls back to the next target, instead of buffering the line whole."
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from llmgw.profile import parse_profile
 from llmgw.proxy.app import make_app
@@ -31,3 +34,26 @@ async def test_an_endless_sse_line_is_an_upstream_failure_and_falls_back(aiohttp
     await client.close()
     attempts = logged(tmp_path / "llmgw.db")[0]["attempts_json"]
     assert f"longer than {MAX_LINE_BYTES} bytes" in attempts and '"status":502' in attempts
+
+
+async def test_an_endless_sse_line_mid_stream_ends_the_stream_with_an_error(aiohttp_client: Any, tmp_path: Path,
+                                                                           upstream: AttackUpstream) -> None:
+    """After the first event nothing can fall back: the client gets what came, then an error event, and the log
+    the upstream failure (502)."""
+    upstream.endless_line, upstream.endless_after_chunk = MAX_LINE_BYTES + 4 * 1024 * 1024, True
+    sections = attack_sections(tmp_path / "llmgw.db", upstream.url, daily=None)
+    sections["providers"]["mock"] = {"kind": "mock"}
+    sections["models"]["long"] = {"targets": ["up/big", "mock/m"]}
+    sections["teams"] = {}
+    sections["keys"] = {}
+    client = await aiohttp_client(make_app(parse_profile(sections)))
+    async with asyncio.timeout(30):   # a stream left open would hang here
+        resp = await client.post("/v1/chat/completions", json={"model": "long", "stream": True,
+                                                               "messages": [{"role": "user", "content": "hi"}]})
+        body = await resp.read()
+    await client.close()
+    assert resp.status == 200 and b"Hello" in body and b"[DONE]" not in body
+    error = orjson.loads(body.rstrip().rsplit(b"data: ", 1)[1])["error"]
+    assert "malformed event stream" in error["message"] and f"longer than {MAX_LINE_BYTES} bytes" in error["message"]
+    [row] = logged(tmp_path / "llmgw.db")
+    assert row["status"] == 502 and row["error"] == "upstream_error" and row["target"] == "up/big"

@@ -34,8 +34,8 @@ class AttackUpstream:
     ``fail_status`` answers every request with that status and a message quoting every header it got;
     ``stream_error`` ends a stream after its first chunk (and a pause, so that the chunk is read on its own) with an
     error event quoting the headers;
-    ``endless_line`` streams that many bytes of one ``data:`` line without a newline; ``set_cookie`` is sent as a
-    ``Set-Cookie`` header with every answer."""
+    ``endless_line`` streams that many bytes of one ``data:`` line without a newline (after one whole chunk and a
+    pause with ``endless_after_chunk``); ``set_cookie`` is sent as a ``Set-Cookie`` header with every answer."""
 
     answer_tokens: int = 20_000
     usage: str = "honest"
@@ -44,6 +44,7 @@ class AttackUpstream:
     fail_status: int | None = None
     stream_error: bool = False
     endless_line: int = 0
+    endless_after_chunk: bool = False
     set_cookie: str | None = None
     received: list[Received] = field(default_factory=list)
     url: str = ""
@@ -105,6 +106,11 @@ class AttackUpstream:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         if self.endless_line:
+            if self.endless_after_chunk:
+                chunk = {"id": "chatcmpl-attack", "object": "chat.completion.chunk", "model": body.get("model"),
+                         "choices": [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": None}]}
+                await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                await asyncio.sleep(0.05)   # read on its own: the long line comes mid-stream
             await response.write(b"data: {\"choices\": [{\"delta\": {\"content\": \"")
             piece = b"x" * 65536
             sent = 0
