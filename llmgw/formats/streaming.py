@@ -10,15 +10,16 @@ write), so an answer that arrived in one read is written once. When the upstream
 stream in the format's own way. When it fails
 mid-stream (``ex.stream_failure``, when set, says what the failure means: the router's scrubs an upstream's text
 and makes a malformed event stream a 502), ``error(gateway_error, failure)`` is written instead and the exchange
-records the error. When the
-client goes away, the upstream request is closed and the exchange is marked ``client_disconnect`` — unless the
-answer's finishing event was already written (``ex.delivered``: a client may hang up once it has read it, before
-the stream's end, as Codex CLI does at ``response.completed``). What ``finish()`` or ``error`` gives goes out with
-the chunked encoding's end, in one write. The upstream iterator is always closed.
+records the error. Any other exception mid-stream is a fault of the gateway: logged, and the stream ends with an
+error event (500) all the same. When the client goes away, the upstream request is closed and the exchange is marked
+``client_disconnect`` — unless the answer's finishing event was already written (``ex.delivered``: a client may hang
+up once it has read it, before the stream's end, as Codex CLI does at ``response.completed``). What ``finish()`` or
+``error`` gives goes out with the chunked encoding's end, in one write. The upstream iterator is always closed.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -65,6 +66,8 @@ class _HeadersWithFirstWrite(web.StreamResponse):
 
     _send_headers_immediately = False
 
+
+log = logging.getLogger("llmgw.streaming")
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive"}
 
@@ -133,6 +136,15 @@ async def forward_stream(
             ex.outcome = "error"
             ex.estimate_partial_usage()
             pending.append(error(failed, failure))
+        except ConnectionError:
+            raise
+        except Exception:   # a fault of the gateway's own: the stream still ends, with an error, never left open
+            log.exception("request %s: unexpected error mid-stream", ex.id)
+            failed = GatewayError("the gateway failed mid-stream (see its log)")
+            ex.fail(failed)
+            ex.outcome = "error"
+            ex.estimate_partial_usage()
+            pending.append(error(failed, UpstreamFailure(500, failed.message)))
         await response.write_eof(b"".join(pending))   # the end and the stream's terminator in one write
         if ex.error is None:
             ex.delivered = True

@@ -11,7 +11,10 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from aiohttp import web
+
+from llmgw.formats.streaming import StreamRecorder
 
 from .conftest import GatewayFactory, log_rows
 
@@ -66,3 +69,26 @@ async def test_a_client_that_hangs_up_after_the_last_event_got_its_answer(
     [row] = log_rows(tmp_path)
     assert (row["status"], row["outcome"], row["error"]) == (200, "ok", None)
     assert (row["input_tokens"], row["output_tokens"]) == (7, 2)
+
+
+async def test_a_fault_of_the_gateway_mid_stream_ends_the_stream_with_an_error(
+        gateway: GatewayFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An unexpected exception while a stream is forwarded (a bug, not the upstream) is logged, and the client gets
+    an error event and the stream's end: not a stream left open until the client gives up."""
+    def broken(self: StreamRecorder, event: Any) -> None:
+        raise RuntimeError("recorder bug")
+
+    monkeypatch.setattr(StreamRecorder, "__call__", broken)
+    client = await gateway()
+    async with asyncio.timeout(10):
+        resp = await client.post("/v1/chat/completions", json={"model": "fast", "stream": True,
+                                                               "messages": [{"role": "user", "content": "hi"}]})
+        body = await resp.read()
+    await client.close()
+    assert resp.status == 200
+    error = orjson.loads(body.rstrip().rsplit(b"data: ", 1)[1])["error"]
+    assert error["message"] == "the gateway failed mid-stream (see its log)" and "recorder bug" not in body.decode()
+    assert "unexpected error mid-stream" in caplog.text and "recorder bug" in caplog.text
+    [row] = log_rows(tmp_path)
+    assert row["status"] == 500 and row["error"] == "internal_error" and row["outcome"] == "error"
