@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -237,9 +238,14 @@ def migrate(db: sqlite3.Connection) -> None:
             db.execute(f"PRAGMA user_version = {number}")
 
 
+_EMPTY_JSON = MappingProxyType({list: "[]", dict: "{}", tuple: "[]"})
+
+
 def _dumps(value: Any) -> str | None:
     if value is None:
         return None
+    if not value and value.__class__ in _EMPTY_JSON:   # most rows' tags, dropped params, findings, breakdown
+        return _EMPTY_JSON[value.__class__]
     if isinstance(value, bytes | bytearray):
         return value.decode("utf-8", "replace")  # already JSON, as it travelled
     return orjson.dumps(value).decode()
