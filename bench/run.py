@@ -607,7 +607,7 @@ def run_profile(args: argparse.Namespace, upstream: str, tmp: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per cell (default 5)")
+    parser.add_argument("--duration", type=float, default=3.0, help="measured seconds per cell (default 3)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per cell (default 1)")
     parser.add_argument("--concurrency", type=lambda s: [int(c) for c in s.split(",")], default=[1, 16, 64],
                         help="comma-separated closed-loop concurrencies (default 1,16,64)")
@@ -617,8 +617,8 @@ def main() -> None:
     parser.add_argument("--scaling", action="store_true",
                         help="also key+limits with shared state in Redis, and --workers 2 with SQLite and Redis "
                              "(highest concurrency only)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="times every cell is measured, the columns taking turns; the median is shown (default 3)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="times every cell is measured, the columns taking turns; the median is shown (default 5)")
     parser.add_argument("--only", default="",
                         help="comma-separated column names to run (no proxy and raw aiohttp always run)")
     args = parser.parse_args()
