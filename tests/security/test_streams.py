@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from aiohttp import web
 
 from llmgw.profile import parse_profile
 from llmgw.proxy.app import make_app
@@ -17,15 +18,20 @@ from .attacks import attack_sections, logged
 from .upstream import AttackUpstream
 
 
-async def test_an_endless_sse_line_is_an_upstream_failure_and_falls_back(aiohttp_client: Any, tmp_path: Path,
-                                                                         upstream: AttackUpstream) -> None:
-    upstream.endless_line = MAX_LINE_BYTES + 4 * 1024 * 1024
+def falling_back(tmp_path: Path, upstream: AttackUpstream) -> web.Application:
+    """A gateway whose alias ``long`` tries the attacking upstream, then the mock."""
     sections = attack_sections(tmp_path / "llmgw.db", upstream.url, daily=None)
     sections["providers"]["mock"] = {"kind": "mock"}
     sections["models"]["long"] = {"targets": ["up/big", "mock/m"]}
     sections["teams"] = {}
     sections["keys"] = {}
-    client = await aiohttp_client(make_app(parse_profile(sections)))
+    return make_app(parse_profile(sections))
+
+
+async def test_an_endless_sse_line_is_an_upstream_failure_and_falls_back(aiohttp_client: Any, tmp_path: Path,
+                                                                         upstream: AttackUpstream) -> None:
+    upstream.endless_line = MAX_LINE_BYTES + 4 * 1024 * 1024
+    client = await aiohttp_client(falling_back(tmp_path, upstream))
     resp = await client.post("/v1/chat/completions", json={"model": "long", "stream": True,
                                                            "messages": [{"role": "user", "content": "hi"}]})
     body = await resp.read()
@@ -41,12 +47,7 @@ async def test_an_endless_sse_line_mid_stream_ends_the_stream_with_an_error(aioh
     """After the first event nothing can fall back: the client gets what came, then an error event, and the log
     the upstream failure (502)."""
     upstream.endless_line, upstream.endless_after_chunk = MAX_LINE_BYTES + 4 * 1024 * 1024, True
-    sections = attack_sections(tmp_path / "llmgw.db", upstream.url, daily=None)
-    sections["providers"]["mock"] = {"kind": "mock"}
-    sections["models"]["long"] = {"targets": ["up/big", "mock/m"]}
-    sections["teams"] = {}
-    sections["keys"] = {}
-    client = await aiohttp_client(make_app(parse_profile(sections)))
+    client = await aiohttp_client(falling_back(tmp_path, upstream))
     async with asyncio.timeout(30):   # a stream left open would hang here
         resp = await client.post("/v1/chat/completions", json={"model": "long", "stream": True,
                                                                "messages": [{"role": "user", "content": "hi"}]})
