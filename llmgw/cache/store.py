@@ -83,6 +83,11 @@ class UnsafeEntry(ValueError):
 
 log = logging.getLogger("llmgw.cache")
 POLL_S = 0.2         # how often the disk store's follower looks for other processes' records
+# Pages the store's write-ahead log takes before it is copied back into the database (SQLite's default: 1,000).
+# Every new entry dirties a random page of the key index; a longer log copies each such page back once for many
+# entries: at 50,000 entries, 27-32 µs of the writer thread per entry instead of 47-56 µs. The log file (beside the
+# store, `cache.db-wal`) grows to about 40 MB.
+WAL_PAGES = 10_000
 
 
 class CacheStore(IndexedStore):
@@ -95,7 +100,8 @@ class CacheStore(IndexedStore):
         self.directory = Path(directory)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)   # cached answers are the owner's alone
         self.disk = diskcache.Cache(str(self.directory), size_limit=int(max_mb * 1024 * 1024),
-                                    eviction_policy="least-recently-stored", cull_limit=0, disk=BytesOnlyDisk)
+                                    eviction_policy="least-recently-stored", cull_limit=0, disk=BytesOnlyDisk,
+                                    sqlite_wal_autocheckpoint=WAL_PAGES)
         journal = self.directory / "journal.sqlite"
         self._journal_path = journal
         self._journal_lock = threading.Lock()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import diskcache
 import pytest
 
 from llmgw.cache import disk_rows
-from llmgw.cache.store import CacheEntry, CacheStore
+from llmgw.cache.store import WAL_PAGES, CacheEntry, CacheStore
 
 COMPARED = ("key", "raw", "access_count", "tag", "size", "mode", "filename", "value")
 
@@ -90,3 +91,20 @@ def test_the_store_reads_back_what_a_batch_stored_either_way(tmp_path: Path, row
     assert store.get("c") is None                                                      # expired
     assert len(store.disk) == len(table(store.disk))      # diskcache's own count kept up (expired rows may go)
     store.close()
+
+
+def test_every_connection_of_the_store_keeps_a_long_write_ahead_log(tmp_path: Path) -> None:
+    """The writer thread's connection too (diskcache opens one per thread): its commits are what the WAL length
+    saves copying back; an older store folder is brought to the same setting when it is opened."""
+    old = diskcache.Cache(str(tmp_path / "old"))
+    old.close()
+    for folder in (tmp_path / "new", tmp_path / "old"):
+        store = CacheStore(folder)
+        assert wal_pages(store) == WAL_PAGES > 1000
+        with ThreadPoolExecutor(1) as other_thread:
+            assert other_thread.submit(wal_pages, store).result() == WAL_PAGES
+        store.close()
+
+
+def wal_pages(store: CacheStore) -> int:
+    return int(store.disk._con.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
