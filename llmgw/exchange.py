@@ -12,10 +12,13 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import GatewayError
 from .profile import ModelConfig, Target
+
+if TYPE_CHECKING:
+    from .providers.base import UpstreamFailure
 
 MAX_SANE_TOKENS = 100_000_000
 """More tokens than any one request can use (no model reads or writes a hundred million): a count above it is
@@ -201,9 +204,9 @@ class Exchange:
     reply: UpstreamReply | None = None
     first_event: StreamEvent | None = None         # a stream's first event, held back until routing is done
     events: AsyncIterator[StreamEvent] | None = None  # the rest of the stream
-    # What a failure of ``events`` means, from the stage that opened the stream (the router: an upstream failure,
-    # its text scrubbed); None: the failure as it is raised.
-    stream_failure: Callable[[Exception], Exception] | None = None
+    # Set by the stage that opened the stream (the router): a mid-stream failure of ``events`` with its upstream
+    # text scrubbed, before anything records it; None: nothing to scrub (a stream from the cache).
+    scrub_stream_failure: Callable[[UpstreamFailure], UpstreamFailure] | None = None
     error: GatewayError | None = None
     status: int = 200
     outcome: str = ""                      # "" while running; "ok", "error", "client_disconnect"

@@ -7,14 +7,14 @@ format's ``encode``; bytes are written when an event is marked
 ``flush`` (the last one of an upstream network read), so one read from the upstream becomes one write to the
 client; the status line and headers go out with the first write (alone only when the first read gave nothing to
 write), so an answer that arrived in one read is written once. When the upstream finishes, ``finish()`` ends the
-stream in the format's own way. When it fails
-mid-stream (``ex.stream_failure``, when set, says what the failure means: the router's scrubs an upstream's text
-and makes a malformed event stream a 502), ``error(gateway_error, failure)`` is written instead and the exchange
-records the error. Any other exception mid-stream is a fault of the gateway: logged, and the stream ends with an
-error event (500) all the same. When the client goes away, the upstream request is closed and the exchange is marked
-``client_disconnect`` — unless the answer's finishing event was already written (``ex.delivered``: a client may hang
-up once it has read it, before the stream's end, as Codex CLI does at ``response.completed``). What ``finish()`` or
-``error`` gives goes out with the chunked encoding's end, in one write. The upstream iterator is always closed.
+stream in the format's own way. When it fails mid-stream (a malformed event stream is a 502;
+``ex.scrub_stream_failure``, when set, scrubs the failure's upstream text first: the router's),
+``error(gateway_error, failure)`` is written instead and the exchange records the error. Any other exception
+mid-stream is a fault of the gateway: logged, and the stream ends with an error event (500) all the same. When the
+client goes away, the upstream request is closed and the exchange is marked ``client_disconnect`` — unless the
+answer's finishing event was already written (``ex.delivered``: a client may hang up once it has read it, before the
+stream's end, as Codex CLI does at ``response.completed``). What ``finish()`` or ``error`` gives goes out with the
+chunked encoding's end, in one write. The upstream iterator is always closed.
 """
 
 from __future__ import annotations
@@ -126,9 +126,12 @@ async def forward_stream(
         except (UpstreamFailure, SSEError, TimeoutError) as exc:
             if isinstance(exc, TimeoutError):
                 failure = UpstreamFailure(0, "the request's deadline (timeout_s) passed mid-stream", timeout=True)
+            elif isinstance(exc, SSEError):
+                failure = UpstreamFailure(502, f"upstream sent a malformed event stream: {exc}")
             else:
-                read = ex.stream_failure(exc) if ex.stream_failure is not None else exc
-                failure = read if isinstance(read, UpstreamFailure) else UpstreamFailure(502, str(read))
+                failure = exc
+            if ex.scrub_stream_failure is not None:
+                failure = ex.scrub_stream_failure(failure)
             where = ex.target.name if ex.target else "upstream"
             failed = UpstreamError(f"upstream {where} failed mid-stream: {failure.message}",
                                    upstream_status=failure.status)

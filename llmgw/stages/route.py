@@ -20,11 +20,11 @@ Contract (:meth:`Router.route`):
 - ``fail_targets`` (``llmgw smoke --fail``) makes those targets fail without being called.
 - Every attempt is appended to ``ex.attempts``; ``ex.target`` is the target that answered (or the last tried).
 - Upstream text is scrubbed where the router records it: every :class:`UpstreamFailure` (before a stream, and
-  mid-stream through ``ex.stream_failure``, which the stream's writer calls) has its message and body passed
+  mid-stream through ``ex.scrub_stream_failure``, which the stream's writer calls) has its message and body passed
   through the :class:`~llmgw.scrub.Scrubber` built at start-up before anything (the client's error,
   ``ex.attempts``, the log) reads it. A stream whose event stream is malformed (an SSE line over the decoder's cap)
-  is an upstream failure (502) like any other: before the first event it falls back, after it the stream ends with
-  an error event.
+  is an upstream failure (502) like any other: before the first event it falls back, after it the stream's writer
+  ends the stream with an error event.
 - On failure ``route`` raises a :class:`GatewayError` in the gateway's tree.
 """
 
@@ -324,7 +324,7 @@ class Router(Stage):
                 await events.aclose()  # type: ignore[attr-defined]
                 raise
             ex.mark_first_token()
-            ex.first_event, ex.events, ex.stream_failure = first, events, self._stream_failure
+            ex.first_event, ex.events, ex.scrub_stream_failure = first, events, self.scrubbed
 
     def scrubbed(self, failure: UpstreamFailure) -> UpstreamFailure:
         """``failure`` with its message and body scrubbed of secrets (in place)."""
@@ -333,16 +333,6 @@ class Router(Stage):
         if failure.body is not None:
             failure.body = self.scrub.value(failure.body)
         return failure
-
-    def _stream_failure(self, exc: Exception) -> Exception:
-        """What a failure of a stream's rest means (``ex.stream_failure``): an upstream failure scrubbed, a
-        malformed event stream an upstream failure (502); anything else as it is."""
-        if isinstance(exc, UpstreamFailure):
-            return self.scrubbed(exc)
-        if isinstance(exc, SSEError):
-            return UpstreamFailure(502, f"upstream sent a malformed event stream: {exc}")
-        return exc
-
 
 def _deadline_error(ex: Exchange) -> UpstreamTimeout:
     return UpstreamTimeout(f"no answer within the request's deadline, timeout_s (tried: {_tried(ex)})")
