@@ -212,10 +212,8 @@ class Scan:
     def find(self, text: str) -> list[Finding]:
         """The merged findings in ``text`` (nothing recorded); none, without a scan, for a text ``clean`` knows."""
         clean = self.clean
-        key = clean.key(text) if clean is not None else None
-        if key is None:
+        if clean is None or (key := clean.key(text)) is None:
             return merge_findings(self.rules, text, self.table, self.allow, self.budget)
-        assert clean is not None
         if clean.known(key):
             return []
         found = merge_findings(self.rules, text, self.table, self.allow, self.budget)
