@@ -151,6 +151,28 @@ def test_a_payload_that_only_looks_like_a_text_chunk_is_parsed_whole() -> None:
     assert len(events[0].data["choices"]) == 2 and events[0].data["choices"][0]["finish_reason"] == "stop"
 
 
+@pytest.mark.parametrize("payload", [
+    b'{"id":"c1","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"content":"x"},'
+    b'"finish_reason":"ok"}]}',                                    # a finish as long as the learnt suffix's null
+    b'{"id":"c1","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"content":"x"},'
+    b'"finish_reason":null} ]}',                                   # the learnt suffix but for one space
+    b'{"id":"c2","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"content":"x"},'
+    b'"finish_reason":null}]}',                                    # the learnt prefix but for one byte (its id)
+    b' {"id":"c1","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"content":"x"},'
+    b'"finish_reason":null}]}',                                    # a space before the learnt prefix
+])
+def test_a_payload_off_the_learnt_shape_at_either_end_is_parsed_whole(payload: bytes,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    template = TextTemplate()
+    chunk_events(payloads(chunk("a"), chunk("b")), merge=True, template=template)
+    parsed: list[bytes] = []
+    real = openai_chunks.loads_object
+    monkeypatch.setattr(openai_chunks, "loads_object", lambda data: parsed.append(data) or real(data))
+    events, _ = chunk_events([payload], merge=True, template=template)
+    assert parsed == [payload]
+    assert events[0].data == orjson.loads(payload)
+
+
 @pytest.mark.parametrize("shape", [
     # a key that ends in an escaped quote and "content", before the delta's own key (after a newline)
     b'{"id":"c1","xx\\"content":"%s","choices":[{"index":0,"delta":{"content"\n:"hello"}}]}',
