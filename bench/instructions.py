@@ -8,7 +8,8 @@ prints the proxy's instructions per request, every thread included. The count re
 where requests per second on a shared 2-core VM move by 30%; it is a count, not a time (system calls and cache
 misses are not in it, and valgrind runs orjson's vector code the slow way), so use it to compare versions with the
 same ``--requests``, and ``run.py`` for the table. Needs ``valgrind`` (Debian: ``apt-get install valgrind``). To
-measure another version of llmgw, put its source first on ``PYTHONPATH``.
+measure another version of llmgw, put its source first on ``PYTHONPATH``. With ``KEEP_CALLGRIND=1`` the callgrind
+output is kept and its path printed (``callgrind_annotate`` it to see the instructions by C function).
 """
 
 from __future__ import annotations
@@ -106,7 +107,10 @@ def main() -> None:
         mock.wait(10)
     per_request = total_instructions(out) / args.requests
     print(f"{args.setup} {args.mode}: {per_request / 1000:,.0f} k instructions per request ({args.requests} requests)")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if not os.environ.get("KEEP_CALLGRIND"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(out)
 
 
 if __name__ == "__main__":
