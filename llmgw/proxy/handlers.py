@@ -55,8 +55,10 @@ async def read_json(request: web.Request, max_bytes: int,
         raise PayloadTooLarge(f"request body is {request.content_length} bytes; the limit is {max_bytes}"
                               " (server.max_body_mb)")
     try:
-        if request.content.is_eof():   # all of it is here (it came with the headers): no timer to set
-            raw = await request.read()
+        if request.content.is_eof():   # all of it is here (it came with the headers): taken at once, no timer
+            raw = request.content.read_nowait()
+            if len(raw) > max_bytes:   # decompressed past the limit
+                raise web.HTTPRequestEntityTooLarge(max_bytes, len(raw))
         else:
             async with asyncio.timeout(timeout_s):
                 raw = await request.read()

@@ -3,6 +3,7 @@ and the rejection is logged."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -92,6 +93,26 @@ async def test_body_over_max_body_mb_is_413(gateway: GatewayFactory, upstream: F
     assert upstream.requests == []
     await client.close()
     assert [r["status"] for r in log_rows(tmp_path)] == [413, 413]
+
+
+async def test_a_compressed_body_over_max_body_mb_once_inflated_is_413(gateway: GatewayFactory, upstream: FakeOpenAI,
+                                                                        tmp_path: Path) -> None:
+    """A small gzip body that inflates past the limit: the limit holds on the body as read, not as sent."""
+    client = await gateway(upstream=upstream.base_url, server={"max_body_mb": 0.01})
+    big = json.dumps({"model": "real", "messages": [{"role": "user", "content": "x" * 50_000}]}).encode()
+    packed = gzip.compress(big)
+    assert len(packed) < 1_000
+    resp = await client.post("/v1/chat/completions", data=packed,
+                             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert resp.status == 413
+    assert "max_body_mb" in (await resp.json())["error"]["message"]
+    small = gzip.compress(json.dumps({"model": "real", "messages": [OK]}).encode())
+    ok = await client.post("/v1/chat/completions", data=small,
+                           headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert ok.status == 200
+    assert len(upstream.requests) == 1
+    await client.close()
+    assert [r["status"] for r in log_rows(tmp_path)] == [413, 200]
 
 
 async def test_bad_embeddings_request(gateway: GatewayFactory, upstream: FakeOpenAI) -> None:
