@@ -15,6 +15,7 @@ Contract (see :class:`~llmgw.formats.base.WireFormat`):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -40,6 +41,53 @@ _NUMERIC_RANGES = {
     "frequency_penalty": (-2.0, 2.0),
 }
 _POSITIVE_INTS = ("max_tokens", "max_completion_tokens", "n", "top_logprobs")
+
+
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be a boolean"
+
+
+def _stream_options(value: Any) -> str | None:
+    if value is None or (isinstance(value, dict) and isinstance(value.get("include_usage", False), bool)):
+        return None
+    return "must be an object like {\"include_usage\": true}"
+
+
+def _in_range(low: float, high: float) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if value is None or (is_number(value) and low <= value <= high):
+            return None
+        return f"must be a number between {low:g} and {high:g}"
+    return check
+
+
+def _at_least(least: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value is None or (is_int(value) and value >= least) else "must be a positive integer"
+    return check
+
+
+def _stop(value: Any) -> str | None:
+    if value is None or isinstance(value, str) or (isinstance(value, list) and all(isinstance(s, str) for s in value)):
+        return None
+    return "must be a string or an array of strings"
+
+
+def _tools(value: Any) -> str | None:
+    if value is None or (isinstance(value, list) and all(isinstance(t, dict) for t in value)):
+        return None
+    return "must be an array of tool objects"
+
+
+# The optional fields the gateway checks, each with what is wrong with its value (None: nothing); a body is
+# checked for the ones it has (most bodies have one or two of them), in alphabetical order.
+_FIELD_CHECKS: Mapping[str, Callable[[Any], str | None]] = MappingProxyType({
+    "stream": _boolean, "logprobs": _boolean, "parallel_tool_calls": _boolean,
+    "stream_options": _stream_options,
+    **{name: _in_range(low, high) for name, (low, high) in _NUMERIC_RANGES.items()},
+    **{name: _at_least(0 if name == "top_logprobs" else 1) for name in _POSITIVE_INTS},
+    "stop": _stop, "tools": _tools,
+})
 JSON_TYPE = "application/json"
 _DONE = encode_data(b"[DONE]")
 _DELTA_TEXTS = ("reasoning_content", "reasoning", "content", "refusal")   # a delta's text channels
@@ -64,28 +112,11 @@ def validate_chat(body: Mapping[str, Any]) -> None:
             raise invalid_field(f"messages[{i}].content", "must be a string or an array of content parts")
         if content is None and role in ("user", "system", "developer"):
             raise invalid_field(f"messages[{i}].content", "required")
-    for name in ("stream", "logprobs", "parallel_tool_calls"):
-        if name in body and not isinstance(body[name], bool):
-            raise invalid_field(name, "must be a boolean")
-    options = body.get("stream_options")
-    if options is not None and (not isinstance(options, dict)
-                                or not isinstance(options.get("include_usage", False), bool)):
-        raise invalid_field("stream_options", "must be an object like {\"include_usage\": true}")
-    for name, (low, high) in _NUMERIC_RANGES.items():
-        value = body.get(name)
-        if value is not None and (not is_number(value) or not low <= value <= high):
-            raise invalid_field(name, f"must be a number between {low:g} and {high:g}")
-    for name in _POSITIVE_INTS:
-        value = body.get(name)
-        if value is not None and (not is_int(value) or value < (0 if name == "top_logprobs" else 1)):
-            raise invalid_field(name, "must be a positive integer")
-    stop = body.get("stop")
-    if stop is not None and not isinstance(stop, str) and not (
-            isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
-        raise invalid_field("stop", "must be a string or an array of strings")
-    tools = body.get("tools")
-    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
-        raise invalid_field("tools", "must be an array of tool objects")
+    present = _FIELD_CHECKS.keys() & body.keys()
+    for name in sorted(present) if len(present) > 1 else present:
+        problem = _FIELD_CHECKS[name](body[name])
+        if problem is not None:
+            raise invalid_field(name, problem)
     check_depth(body)
 
 
