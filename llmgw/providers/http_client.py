@@ -265,6 +265,8 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, httptools.HttpParserError):   # raised by a callback here: its own words
+                exc = exc.__context__
             self._broken(aiohttp.ClientPayloadError(f"the upstream's response is not valid HTTP: {exc}"))
 
     def eof_received(self) -> bool:

@@ -286,6 +286,30 @@ async def test_a_malformed_answer_is_a_payload_error(client: UpstreamClient, ans
                 await resp.read()
 
 
+async def test_a_header_block_trickled_past_the_limit_is_a_payload_error(client: UpstreamClient) -> None:
+    """Many headers, each in a read of its own: the block is bounded while it arrives, not once it is complete."""
+    sent = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal sent
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        with contextlib.suppress(ConnectionError):
+            for number in range(4 * MAX_HEADER_BYTES // 1024):   # never ends its block
+                line = b"X-Part-%d: " % number + b"a" * 1000 + b"\r\n"
+                writer.write(line)
+                await writer.drain()
+                sent += len(line)
+                await asyncio.sleep(0.001)
+        writer.close()
+
+    async with raw_server(handler) as url:
+        with pytest.raises(aiohttp.ClientPayloadError, match="header block"):
+            async with client.post(url, data=b"x", headers={}) as resp:
+                await resp.read()
+    assert MAX_HEADER_BYTES < sent < 3 * MAX_HEADER_BYTES   # refused soon after the limit, not at the block's end
+
+
 async def test_informational_answers_are_skipped(client: UpstreamClient) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
