@@ -51,15 +51,16 @@ async def read_json(request: web.Request, max_bytes: int,
     """The request body as a JSON object, or a precise :class:`GatewayError`; a body still arriving after
     ``timeout_s`` is a 408 (``server.body_timeout_s``; aiohttp then reads what is left for at most its lingering
     time, and closes the connection)."""
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise PayloadTooLarge(f"request body is {request.content_length} bytes; the limit is {max_bytes}"
-                              " (server.max_body_mb)")
+    content = request.content
     try:
-        if request.content.is_eof():   # all of it is here (it came with the headers): taken at once, no timer
-            raw = request.content.read_nowait()
-            if len(raw) > max_bytes:   # decompressed past the limit
-                raise web.HTTPRequestEntityTooLarge(max_bytes, len(raw))
+        if content.is_eof():   # all of it is here (it came with the headers): taken at once, no timer
+            raw = content.read_nowait()
+            size = len(raw)    # as read: a compressed body inflated
         else:
+            raw, size = None, request.content_length
+        if size is not None and size > max_bytes:
+            raise PayloadTooLarge(f"request body is {size} bytes; the limit is {max_bytes} (server.max_body_mb)")
+        if raw is None:   # still arriving: read within the body's deadline
             async with asyncio.timeout(timeout_s):
                 raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
