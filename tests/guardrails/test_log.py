@@ -20,7 +20,9 @@ from llmgw.testing import FakeOpenAI
 
 KEY = "sk-llmgw-guard-log-key-for-tests-01"
 CARD, MAIL, ZW_CARD = "4111 1111 1111 1111", "jane.doe@example.com", "4111\u200b1111\u200b1111\u200b1111"
-RAW = (CARD, MAIL, ZW_CARD, "4111", "jane.doe")
+# The raw values and pieces of them. A piece must not turn up by chance in a row's ids, times or hex digests: a
+# bare "4111" does (a request id is the time in hex, so every id of some minutes holds it).
+RAW = (CARD, MAIL, ZW_CARD, "4111 1111", "41111111", "jane.doe")
 
 
 @pytest.fixture
@@ -70,6 +72,15 @@ def bearer(key: str = KEY) -> dict[str, str]:
 
 def chat(content: str, model: str = "gpt", **extra: Any) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": content}], **extra}
+
+
+def test_the_leak_check_finds_no_card_in_the_ids_and_times_of_any_minute() -> None:
+    """A request id is the time in hex: from 12:39:22 to 12:40:28 UTC on 2026-12-04 every id began
+    ``req_01a24111``. The check must not take that for a card, and must still find one in a body."""
+    row = {"id": "req_01a241113f2a9c0d1e2f3a4b", "time": 1796401111.41111, "latency_ms": 41.111, "request": None}
+    assert leaks(row) == []
+    assert leaks({**row, "request": f"card {CARD}"}) == [CARD, "4111 1111"]
+    assert leaks({**row, "request": "card 4111111111111111"}) == ["41111111"]
 
 
 async def test_refused_requests_keep_no_body(gateway: Gateway, upstream: FakeOpenAI, tmp_path: Path) -> None:
