@@ -112,8 +112,7 @@ def validate_chat(body: Mapping[str, Any]) -> None:
             raise invalid_field(f"messages[{i}].content", "must be a string or an array of content parts")
         if content is None and role in ("user", "system", "developer"):
             raise invalid_field(f"messages[{i}].content", "required")
-    present = _FIELD_CHECKS.keys() & body.keys()
-    for name in sorted(present) if len(present) > 1 else present:
+    for name in sorted(_FIELD_CHECKS.keys() & body.keys()):
         problem = _FIELD_CHECKS[name](body[name])
         if problem is not None:
             raise invalid_field(name, problem)
