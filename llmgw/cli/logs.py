@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..store import log as request_log
+from ..store import log_read
 from .common import FORMAT_HELP, PROFILE_HELP, console, fail, plain, plural, print_json, since_option
 from .log_access import DB_HELP, one_request, open_log, profile_and_log, reading
 
@@ -60,7 +60,7 @@ def list_(
     with open_log(source) as reader:
         rows = reading(lambda: reader.query(**filters, limit=limit))
         total = reading(lambda: reader.count(**filters)) if len(rows) == limit else len(rows)
-    records = [request_log.record_from_row(r) for r in rows]
+    records = [log_read.record_from_row(r) for r in rows]
     if format == "json":
         print_json(records)
         return
@@ -106,7 +106,7 @@ def show(
     _, source = profile_and_log(profile, db)
     with open_log(source) as reader:
         row = one_request(reader, request_id.strip())
-    record = request_log.record_from_row(row, bodies=True)
+    record = log_read.record_from_row(row, bodies=True)
     if format == "json":
         print_json([record])
         return

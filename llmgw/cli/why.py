@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..store import log as request_log
+from ..store import log_read
 from ..tools.why import as_json, render_text
 from .common import PROFILE_HELP, fail, print_json
 from .log_access import DB_HELP, one_request, open_log, profile_and_log
@@ -31,7 +31,7 @@ def why(
     conn = open_log(path)
     with conn:
         row = one_request(conn, request_id.strip())
-    record = request_log.record_from_row(row, bodies=True)
+    record = log_read.record_from_row(row, bodies=True)
     if format == "json":
         print_json(as_json(record))
         return

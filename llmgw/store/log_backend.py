@@ -4,8 +4,8 @@ Contracts:
 - :class:`LogSource` names a log: ``sqlite:///PATH`` or ``postgresql://USER@HOST:PORT/DB`` with the password as a
   :class:`~llmgw.profile.Secret` (``[state] password``). :meth:`LogSource.describe` never shows a password.
 - :func:`open_reader` gives a :class:`LogReader` whatever the backend: ``query``/``count``/``find``/``find_all``/
-  ``latest`` return rows that :func:`llmgw.store.log.record_from_row` and
-  :func:`~llmgw.store.log.event_from_row` read (``sqlite3.Row`` or dicts, both indexed by column name), and
+  ``latest`` return rows that :func:`llmgw.store.log_read.record_from_row` and
+  :func:`~llmgw.store.log_read.event_from_row` read (``sqlite3.Row`` or dicts, both indexed by column name), and
   ``report_db(since, until)`` a SQLite connection holding the ``requests`` rows of that window (and the minted
   keys' names) for the SQL of :mod:`llmgw.tools.report`: the file itself for SQLite, an in-memory copy of the
   window (without bodies) for PostgreSQL. It raises :class:`LogMissing` when a SQLite log does not exist yet and
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import log as request_log
+from . import log_read
 from .database import LogMissing, LogUnavailable, describe_url
 
 if TYPE_CHECKING:
@@ -120,16 +121,16 @@ class SQLiteLogReader:
             raise LogUnavailable(f"cannot open the request log at {source.path}: {exc}") from None
 
     def query(self, **filters: Any) -> list[Row]:
-        return request_log.query(self._db, **filters)
+        return log_read.query(self._db, **filters)
 
     def count(self, **filters: Any) -> int:
-        return request_log.count(self._db, **filters)
+        return log_read.count(self._db, **filters)
 
     def find(self, request_id: str) -> Row | None:
-        return request_log.find(self._db, request_id)
+        return log_read.find(self._db, request_id)
 
     def find_all(self, request_id: str, *, limit: int = 10) -> list[Row]:
-        return request_log.find_all(self._db, request_id, limit=limit)
+        return log_read.find_all(self._db, request_id, limit=limit)
 
     def latest(self, limit: int) -> list[Row]:
         return self._db.execute("SELECT * FROM requests ORDER BY time DESC LIMIT ?", (limit,)).fetchall()
@@ -229,7 +230,7 @@ def open_reader(source: LogSource) -> SQLiteLogReader | PostgresLogReader:
 
 
 def latest_events(source: LogSource, limit: int, *, bodies: bool = False) -> list[dict[str, Any]]:
-    """The newest ``limit`` logged requests as events (:func:`~llmgw.store.log.event_from_row`), oldest first;
+    """The newest ``limit`` logged requests as events (:func:`~llmgw.store.log_read.event_from_row`), oldest first;
     none without a log yet. Blocking: call it in a thread."""
     if limit <= 0:
         return []
@@ -241,7 +242,7 @@ def latest_events(source: LogSource, limit: int, *, bodies: bool = False) -> lis
         rows = reader.latest(limit)
     finally:
         reader.close()
-    return [request_log.event_from_row(row, bodies=bodies) for row in reversed(rows)]
+    return [log_read.event_from_row(row, bodies=bodies) for row in reversed(rows)]
 
 
 def open_writer(state: StateConfig, **options: Any) -> Any:

@@ -149,13 +149,13 @@ def upsert(conn: psycopg.Connection[Any], batch: Sequence[tuple[Any, ...]]) -> N
 
 
 def _pg(sql: str) -> str:
-    """The shared WHERE clauses (:func:`llmgw.store.log._where`) use ``?``; psycopg takes ``%s``."""
+    """The shared WHERE clauses (:func:`llmgw.store.log_read._where`) use ``?``; psycopg takes ``%s``."""
     return sql.replace("?", "%s")
 
 
 def query(conn: psycopg.Connection[Any], *, limit: int | None = 50, **filters: Any) -> list[dict[str, Any]]:
-    """:func:`llmgw.store.log.query` against PostgreSQL (rows are dicts)."""
-    from .log import _where
+    """:func:`llmgw.store.log_read.query` against PostgreSQL (rows are dicts)."""
+    from .log_read import _where
 
     where, params = _where(filters.get("since"), filters.get("until"), filters.get("model"), filters.get("team"),
                            filters.get("status"))
@@ -167,8 +167,8 @@ def query(conn: psycopg.Connection[Any], *, limit: int | None = 50, **filters: A
 
 
 def count(conn: psycopg.Connection[Any], **filters: Any) -> int:
-    """:func:`llmgw.store.log.count` against PostgreSQL."""
-    from .log import _where
+    """:func:`llmgw.store.log_read.count` against PostgreSQL."""
+    from .log_read import _where
 
     where, params = _where(filters.get("since"), filters.get("until"), filters.get("model"), filters.get("team"),
                            filters.get("status"))
@@ -176,8 +176,8 @@ def count(conn: psycopg.Connection[Any], **filters: Any) -> int:
 
 
 def find_all(conn: psycopg.Connection[Any], request_id: str, *, limit: int = 10) -> list[dict[str, Any]]:
-    """:func:`llmgw.store.log.find_all` against PostgreSQL (``id`` compares bytewise, as in SQLite)."""
-    from .log import ID_PREFIX
+    """:func:`llmgw.store.log_read.find_all` against PostgreSQL (``id`` compares bytewise, as in SQLite)."""
+    from .log_read import ID_PREFIX
 
     candidates = [request_id] if request_id.startswith(ID_PREFIX) else [request_id, ID_PREFIX + request_id]
     candidates = [_clean(c) for c in candidates]

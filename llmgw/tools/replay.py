@@ -39,7 +39,7 @@ from ..formats import FORMATS
 from ..formats.texts import content_text
 from ..profile import ModelConfig, Profile, Target
 from ..proxy.inprocess import serving
-from ..store import log as request_log
+from ..store import log_read
 
 REPLAY_TAG = "replay"
 JSON_FIELDS = ("id", "target", "status", "output", "input_tokens", "output_tokens", "cost_usd", "latency_ms",
@@ -208,11 +208,11 @@ def select_by_ids(db: sqlite3.Connection, ids: Sequence[str]) -> Selection:
     originals: list[Original] = []
     notes: list[str] = []
     for request_id in dict.fromkeys(ids):
-        row = request_log.find(db, request_id)
+        row = log_read.find(db, request_id)
         if row is None:
             notes.append(f"{request_id}: no logged request with this id (or the prefix is ambiguous)")
             continue
-        record = request_log.record_from_row(row, bodies=True)
+        record = log_read.record_from_row(row, bodies=True)
         why = _why_not(record)
         if why is not None:
             notes.append(f"{record['id']}: skipped, {why}")
@@ -226,7 +226,7 @@ def _newest_rows(db: sqlite3.Connection, since: float | None, model: str | None)
     oldest row of the last one)."""
     until: float | None = None
     while True:
-        rows = request_log.query(db, since=since, until=until, model=model, limit=_PAGE)
+        rows = log_read.query(db, since=since, until=until, model=model, limit=_PAGE)
         yield from rows
         if len(rows) < _PAGE:
             return
@@ -244,7 +244,7 @@ def select_recent(db: sqlite3.Connection, *, since: float | None = None, model: 
             break
         if row["endpoint"] != "chat" or REPLAY_TAG in orjson.loads(row["tags"]):
             continue
-        record = request_log.record_from_row(row, bodies=True)
+        record = log_read.record_from_row(row, bodies=True)
         if _why_not(record) is None:
             originals.append(_original(record))
         else:

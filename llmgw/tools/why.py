@@ -1,7 +1,7 @@
 """The story of one logged request, in plain words (``llmgw why ID``).
 
 Contract:
-- :func:`explain` turns one request-log record (:func:`llmgw.store.log.record_from_row` with ``bodies=True``) into
+- :func:`explain` turns one request-log record (:func:`llmgw.store.log_read.record_from_row` with ``bodies=True``) into
   plain-English steps, in the order the gateway took its decisions: the notes the stages left in the row's
   ``story`` (see :meth:`llmgw.exchange.Exchange.note`), the attempts, the parameters dropped in translation, the
   outcome, the tokens and the cost (``cost_breakdown``) with the gateway's own overhead (``overhead_ms``).

@@ -16,6 +16,7 @@ import pytest
 from llmgw.profile import Secret, StateConfig
 from llmgw.store import log as request_log
 from llmgw.store import log_postgres as pg
+from llmgw.store import log_read
 from llmgw.store.log_backend import LogSource, LogUnavailable, open_reader, open_writer, write_rows
 from tests.postgres.conftest import PASSWORD_ENV, PostgresServer, wait_for
 from tests.unit.test_log_store import make_row
@@ -76,8 +77,8 @@ def test_rows_read_back_identical_to_sqlite(pg_url: str, tmp_path: Path) -> None
     write_rows(source(pg_url), rows)
     with open_reader(lite) as a, open_reader(source(pg_url)) as b:
         for filters in ({}, {"team": "ads"}, {"status": "ok"}, {"since": rows[10]["time"]}, {"model": "gpt-4o-mini"}):
-            got_a = [request_log.record_from_row(r, bodies=True) for r in a.query(**filters, limit=None)]
-            got_b = [request_log.record_from_row(r, bodies=True) for r in b.query(**filters, limit=None)]
+            got_a = [log_read.record_from_row(r, bodies=True) for r in a.query(**filters, limit=None)]
+            got_b = [log_read.record_from_row(r, bodies=True) for r in b.query(**filters, limit=None)]
             for record in got_b:   # the one place the backends differ: PostgreSQL text holds no NUL
                 if record["id"] == "req_nul":
                     record["error_message"] = record["error_message"].replace("\ufffd", "\x00")
@@ -89,8 +90,8 @@ def test_rows_read_back_identical_to_sqlite(pg_url: str, tmp_path: Path) -> None
         assert b.find("req_00") is None                 # ambiguous
         assert b.find_all("%") == [] and b.find_all("_") == []   # no LIKE: wildcards mean themselves
         assert [r["id"] for r in b.latest(3)] == [r["id"] for r in a.latest(3)]
-        events = [request_log.event_from_row(r) for r in b.latest(5)]
-        assert events == [request_log.event_from_row(r) for r in a.latest(5)]
+        events = [log_read.event_from_row(r) for r in b.latest(5)]
+        assert events == [log_read.event_from_row(r) for r in a.latest(5)]
 
 
 def test_rewriting_a_row_replaces_it(pg_url: str) -> None:

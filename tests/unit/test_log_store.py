@@ -14,7 +14,9 @@ from llmgw.errors import RateLimited, UpstreamError, UpstreamTimeout
 from llmgw.exchange import Attempt, Exchange, UpstreamReply, Usage
 from llmgw.profile import Target
 from llmgw.store import log as request_log
-from llmgw.store.log import LogWriter, connect, find, migrate, query, record_from_row, write_rows
+from llmgw.store import log_read
+from llmgw.store.log import LogWriter, connect, migrate, write_rows
+from llmgw.store.log_read import find, query, record_from_row
 
 NOW = time.time()
 
@@ -356,5 +358,5 @@ def test_usage_estimated_is_a_column_of_the_log_and_of_its_events(db_path: Path)
     finally:
         db.close()
     assert records["req_estimated"]["usage_estimated"] is True and records["req_reported"]["usage_estimated"] is False
-    events = {e["id"]: e for e in request_log.latest_events(db_path, 10)}
+    events = {e["id"]: e for e in log_read.latest_events(db_path, 10)}
     assert events["req_estimated"]["usage_estimated"] is True and events["req_reported"]["usage_estimated"] is False
