@@ -14,23 +14,20 @@ from typing import Any
 from ..cache.config import CacheConfig
 from ..errors import ProfileError
 from ..providers.spec import spec_for
+from .alerts import read_alerts
+from .checker import KIND_NAMES, Checker, type_name
 from .schema import LOOPBACK_HOSTS, ModelConfig, Profile, SecretError
 from .sections import (
-    KIND_NAMES,
-    Checker,
     expand_targets,
-    read_alerts,
-    read_keys,
     read_model,
     read_prices,
     read_provider,
     read_routing,
     read_server,
     read_state,
-    read_teams,
     read_telemetry,
-    type_name,
 )
+from .teams import read_keys, read_teams
 
 _LATER_SECTIONS: dict[str, type] = {"teams": dict, "keys": dict, "cache": dict, "guardrails": list}
 _TOP_KEYS = {"server", "state", "routing", "providers", "models", "prices", "telemetry", "alerts", *_LATER_SECTIONS}

@@ -1,22 +1,19 @@
-"""Reading a profile document's sections: each ``_section(checker, raw)`` returns the section's dataclasses and
-records every problem on the :class:`Checker` as ``"key.path: what is wrong"`` (never stopping at the first).
-Provider kinds, their default base URLs and whether one is required come from the registry
-(:mod:`llmgw.providers.spec`).
+"""Reading a profile document's sections: each ``read_<section>(checker, raw)`` returns the section's dataclasses and
+records every problem on the :class:`~llmgw.profile.checker.Checker` as ``"key.path: what is wrong"`` (never
+stopping at the first). Provider kinds, their default base URLs and whether one is required come from the registry
+(:mod:`llmgw.providers.spec`). ``[teams]``/``[keys]`` are read by :mod:`llmgw.profile.teams`, ``[[alerts]]`` by
+:mod:`llmgw.profile.alerts`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..providers import spec as registry
+from .checker import NUMBER, Checker, type_name
 from .schema import (
-    ALERT_KINDS,
-    ALERT_PERIODS,
     STRATEGIES,
-    AlertConfig,
-    Budget,
-    KeyConfig,
     LongContext,
     Price,
     ProviderConfig,
@@ -25,63 +22,8 @@ from .schema import (
     ServerConfig,
     StateConfig,
     Target,
-    TeamConfig,
     TelemetryConfig,
 )
-
-
-class Checker:
-    """Collects problems while reading a raw TOML mapping."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def table(self, raw: Any, path: str) -> dict[str, Any]:
-        if raw is None:
-            return {}
-        if not isinstance(raw, dict):
-            self.problems.append(f"{path}: expected a table, got {type_name(raw)}")
-            return {}
-        return raw
-
-    def unknown(self, raw: Mapping[str, Any], path: str, allowed: set[str]) -> None:
-        for key in raw:
-            if key not in allowed:
-                prefix = f"{path}." if path else ""
-                self.problems.append(f"{prefix}{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
-
-    def get(self, raw: Mapping[str, Any], key: str, path: str, kind: type | tuple[type, ...], default: Any) -> Any:
-        if key not in raw:
-            return default
-        value = raw[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
-        if not ok:
-            want = " or ".join(KIND_NAMES.get(k, k.__name__) for k in kinds)
-            self.problems.append(f"{path}.{key}: expected {want}, got {type_name(value)}")
-            return default
-        return value
-
-    def secret(self, raw: Mapping[str, Any], key: str, path: str) -> Secret | None:
-        value = self.get(raw, key, path, str, None)
-        return Secret(value) if value else None
-
-    def check(self, condition: bool, message: str) -> None:
-        if not condition:
-            self.problems.append(message)
-
-
-KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "an array",
-               dict: "a table"}
-
-
-def type_name(value: Any) -> str:
-    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "an array",
-             dict: "a table"}
-    return names.get(type(value), type(value).__name__)
-
-
-_NUMBER = (int, float)
 
 
 def read_server(c: Checker, raw: Any) -> ServerConfig:
@@ -95,20 +37,20 @@ def read_server(c: Checker, raw: Any) -> ServerConfig:
         host=c.get(raw, "host", "server", str, d.host),
         port=c.get(raw, "port", "server", int, d.port),
         workers=c.get(raw, "workers", "server", int, d.workers),
-        max_body_mb=float(c.get(raw, "max_body_mb", "server", _NUMBER, d.max_body_mb)),
-        timeout_s=float(c.get(raw, "timeout_s", "server", _NUMBER, d.timeout_s)),
-        connect_timeout_s=float(c.get(raw, "connect_timeout_s", "server", _NUMBER, d.connect_timeout_s)),
-        first_token_timeout_s=float(c.get(raw, "first_token_timeout_s", "server", _NUMBER,
+        max_body_mb=float(c.get(raw, "max_body_mb", "server", NUMBER, d.max_body_mb)),
+        timeout_s=float(c.get(raw, "timeout_s", "server", NUMBER, d.timeout_s)),
+        connect_timeout_s=float(c.get(raw, "connect_timeout_s", "server", NUMBER, d.connect_timeout_s)),
+        first_token_timeout_s=float(c.get(raw, "first_token_timeout_s", "server", NUMBER,
                                           d.first_token_timeout_s)),
-        idle_timeout_s=float(c.get(raw, "idle_timeout_s", "server", _NUMBER, d.idle_timeout_s)),
+        idle_timeout_s=float(c.get(raw, "idle_timeout_s", "server", NUMBER, d.idle_timeout_s)),
         log_bodies=c.get(raw, "log_bodies", "server", bool, d.log_bodies),
         admin_key=c.secret(raw, "admin_key", "server"),
         default_max_tokens=c.get(raw, "default_max_tokens", "server", int, d.default_max_tokens),
         metrics_auth=c.get(raw, "metrics_auth", "server", bool, d.metrics_auth),
         allowed_hosts=tuple(c.get(raw, "allowed_hosts", "server", list, list(d.allowed_hosts))),
-        header_timeout_s=float(c.get(raw, "header_timeout_s", "server", _NUMBER, d.header_timeout_s)),
-        body_timeout_s=float(c.get(raw, "body_timeout_s", "server", _NUMBER, d.body_timeout_s)),
-        keepalive_timeout_s=float(c.get(raw, "keepalive_timeout_s", "server", _NUMBER, d.keepalive_timeout_s)),
+        header_timeout_s=float(c.get(raw, "header_timeout_s", "server", NUMBER, d.header_timeout_s)),
+        body_timeout_s=float(c.get(raw, "body_timeout_s", "server", NUMBER, d.body_timeout_s)),
+        keepalive_timeout_s=float(c.get(raw, "keepalive_timeout_s", "server", NUMBER, d.keepalive_timeout_s)),
         max_connections=c.get(raw, "max_connections", "server", int, d.max_connections),
     )
     c.check(0 <= server.port <= 65535, f"server.port: {server.port} is not a TCP port (0-65535)")
@@ -131,10 +73,10 @@ def read_routing(c: Checker, raw: Any) -> RoutingConfig:
     c.unknown(raw, "routing", {"retry_budget", "retry_reserve", "cooldown_failures", "cooldown_s"})
     d = RoutingConfig()
     routing = RoutingConfig(
-        retry_budget=float(c.get(raw, "retry_budget", "routing", _NUMBER, d.retry_budget)),
+        retry_budget=float(c.get(raw, "retry_budget", "routing", NUMBER, d.retry_budget)),
         retry_reserve=c.get(raw, "retry_reserve", "routing", int, d.retry_reserve),
         cooldown_failures=c.get(raw, "cooldown_failures", "routing", int, d.cooldown_failures),
-        cooldown_s=float(c.get(raw, "cooldown_s", "routing", _NUMBER, d.cooldown_s)),
+        cooldown_s=float(c.get(raw, "cooldown_s", "routing", NUMBER, d.cooldown_s)),
     )
     c.check(0 <= routing.retry_budget <= 10, "routing.retry_budget: must be between 0 and 10")
     c.check(routing.retry_reserve >= 0, "routing.retry_reserve: must not be negative")
@@ -208,7 +150,7 @@ def read_telemetry(c: Checker, raw: Any) -> TelemetryConfig:
             c.problems.append(f"telemetry.headers.{name}: not a valid HTTP header name")
         else:
             headers[name] = Secret(value)
-    ratio = float(c.get(raw, "sample_ratio", "telemetry", _NUMBER, d.sample_ratio))
+    ratio = float(c.get(raw, "sample_ratio", "telemetry", NUMBER, d.sample_ratio))
     c.check(0.0 <= ratio <= 1.0, f"telemetry.sample_ratio: must be between 0 and 1, got {ratio:g}")
     service = c.get(raw, "service_name", "telemetry", str, d.service_name)
     c.check(bool(service.strip()), "telemetry.service_name: must not be empty")
@@ -256,8 +198,8 @@ def read_provider(c: Checker, name: str, raw: Any) -> ProviderConfig | None:
         api_key=c.secret(raw, "api_key", path),
         base_url=base_url.rstrip("/") if base_url else None,
         headers={k: v for k, v in headers.items() if isinstance(v, str)},
-        latency_ms=float(c.get(raw, "latency_ms", path, _NUMBER, 0.0)),
-        fail_rate=float(c.get(raw, "fail_rate", path, _NUMBER, 0.0)),
+        latency_ms=float(c.get(raw, "latency_ms", path, NUMBER, 0.0)),
+        fail_rate=float(c.get(raw, "fail_rate", path, NUMBER, 0.0)),
         fail_status=c.get(raw, "fail_status", path, int, 500),
         drop_params=tuple(p for p in drop if isinstance(p, str)),
     )
@@ -284,7 +226,7 @@ def read_model(c: Checker, alias: str, raw: Any) -> dict[str, Any]:
     strategy = c.get(raw, "strategy", path, str, "fallback")
     c.check(strategy in STRATEGIES, f"{path}.strategy: unknown strategy {strategy!r} (one of {', '.join(STRATEGIES)})")
     weights = c.get(raw, "weights", path, list, [])
-    c.check(all(isinstance(w, _NUMBER) and not isinstance(w, bool) and w >= 0 for w in weights),
+    c.check(all(isinstance(w, NUMBER) and not isinstance(w, bool) and w >= 0 for w in weights),
             f"{path}.weights: expected an array of non-negative numbers")
     retries = c.get(raw, "retries", path, int, 0)
     c.check(0 <= retries <= 10, f"{path}.retries: must be between 0 and 10")
@@ -293,7 +235,7 @@ def read_model(c: Checker, alias: str, raw: Any) -> dict[str, Any]:
     return {
         "targets": [t for t in targets if isinstance(t, str) and t],
         "strategy": strategy,
-        "weights": tuple(float(w) for w in weights if isinstance(w, _NUMBER)),
+        "weights": tuple(float(w) for w in weights if isinstance(w, NUMBER)),
         "retries": retries,
         "cache": c.get(raw, "cache", path, bool, True),
         "data_classes": tuple(x for x in classes if isinstance(x, str)),
@@ -343,7 +285,7 @@ def _rates(c: Checker, entry: Mapping[str, Any], path: str, names: tuple[str, ..
     are required."""
     out: dict[str, float | None] = {}
     for k in names:
-        value = c.get(entry, k, path, _NUMBER, None)
+        value = c.get(entry, k, path, NUMBER, None)
         if value is not None and not (0 <= value < float("inf")):
             c.problems.append(f"{path}.{k}: must be a non-negative number (USD per 1M tokens)")
             value = None
@@ -380,152 +322,3 @@ def read_prices(c: Checker, raw: Any) -> dict[str, Price]:
         if len(c.problems) == before and values["input"] is not None and values["output"] is not None:
             out[name] = Price(**values, long_context=tier)  # type: ignore[arg-type]
     return out
-
-
-def _limits(c: Checker, raw: dict[str, Any], path: str) -> dict[str, Any]:
-    """rpm, tpm, budget_usd and models, shared by teams and keys."""
-    out: dict[str, Any] = {}
-    for name in ("rpm", "tpm"):
-        value = c.get(raw, name, path, int, None)
-        c.check(value is None or value >= 0, f"{path}.{name}: must not be negative")
-        out[name] = value
-    budget = c.table(raw.get("budget_usd"), f"{path}.budget_usd") if "budget_usd" in raw else {}
-    c.unknown(budget, f"{path}.budget_usd", {"daily", "monthly"})
-    limits = {k: c.get(budget, k, f"{path}.budget_usd", _NUMBER, None) for k in ("daily", "monthly")}
-    for k, v in limits.items():
-        c.check(v is None or v >= 0, f"{path}.budget_usd.{k}: must not be negative")
-    out["budget"] = Budget(**{k: None if v is None else float(v) for k, v in limits.items()})
-    models = c.get(raw, "models", path, list, None)
-    if models is not None:
-        c.check(all(isinstance(m, str) for m in models), f"{path}.models: expected an array of alias names")
-        models = tuple(m for m in models if isinstance(m, str))
-    out["models"] = models
-    return out
-
-
-def read_teams(c: Checker, raw: Any, aliases: Collection[str]) -> dict[str, TeamConfig]:
-    teams = {}
-    for name, entry in c.table(raw, "teams").items():
-        path = f"teams.{name}"
-        entry = c.table(entry, path)
-        c.unknown(entry, path, {"rpm", "tpm", "budget_usd", "models", "data_class"})
-        limits = _limits(c, entry, path)
-        for alias in limits["models"] or ():
-            c.check(alias in aliases, f"{path}.models: unknown alias {alias!r}")
-        teams[name] = TeamConfig(name=name, data_class=c.get(entry, "data_class", path, str, None), **limits)
-    return teams
-
-
-def read_keys(c: Checker, raw: Any, teams: Mapping[str, TeamConfig], aliases: Collection[str]) -> dict[str, KeyConfig]:
-    keys = {}
-    for name, entry in c.table(raw, "keys").items():
-        path = f"keys.{name}"
-        entry = c.table(entry, path)
-        c.unknown(entry, path, {"key", "team", "rpm", "tpm", "budget_usd", "models"})
-        secret = c.secret(entry, "key", path)
-        team = c.get(entry, "team", path, str, None)
-        if secret is None:
-            c.problems.append(f"{path}.key: missing (e.g. key = \"env:LLMGW_{name.upper()}_KEY\")")
-        if team is None:
-            c.problems.append(f"{path}.team: missing (the [teams.*] this key belongs to)")
-        elif team not in teams:
-            c.problems.append(f"{path}.team: unknown team {team!r} (declared: {', '.join(teams) or 'none'})")
-        limits = _limits(c, entry, path)
-        for alias in limits["models"] or ():
-            c.check(alias in aliases, f"{path}.models: unknown alias {alias!r}")
-        if secret is not None and team is not None:
-            keys[name] = KeyConfig(name=name, key=secret, team=team, **limits)
-    return keys
-
-
-_ALERT_COMMON = {"kind", "name", "webhook", "teams", "keys"}
-_ALERT_KEYS = {"budget": _ALERT_COMMON | {"at"},
-               "anomaly": _ALERT_COMMON | {"period", "factor", "window", "history", "min_usd", "by", "loop_count",
-                                           "loop_window"}}
-
-
-def _alert_duration(c: Checker, raw: Mapping[str, Any], key: str, path: str, default: float) -> float:
-    from ..durations import parse_duration
-
-    text = c.get(raw, key, path, str, None)
-    if text is None:
-        return default
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        c.problems.append(f"{path}.{key}: {exc}")
-        return default
-    c.check(seconds > 0, f"{path}.{key}: must be longer than 0")
-    return seconds
-
-
-def _alert_names(c: Checker, raw: Mapping[str, Any], key: str, path: str) -> tuple[str, ...] | None:
-    names = c.get(raw, key, path, list, None)
-    if names is None:
-        return None
-    if not all(isinstance(n, str) and n for n in names):
-        c.problems.append(f"{path}.{key}: expected an array of names")
-        return None
-    return tuple(names)
-
-
-def read_alerts(c: Checker, raw: Any, teams: Mapping[str, TeamConfig]) -> tuple[AlertConfig, ...]:
-    """``[[alerts]]``: each entry's kind, its webhook (a secret reference, never shown), its filters, and the
-    thresholds of its kind; problems named ``alerts[i].key``."""
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        c.problems.append(f"alerts: expected an array of tables ([[alerts]]), got {type_name(raw)}")
-        return ()
-    out = []
-    for i, entry in enumerate(raw):
-        path = f"alerts[{i}]"
-        if not isinstance(entry, dict):
-            c.problems.append(f"{path}: expected a table, got {type_name(entry)}")
-            continue
-        kind = c.get(entry, "kind", path, str, None)
-        if kind not in ALERT_KINDS:
-            c.problems.append(f"{path}.kind: " + ("missing" if kind is None else f"unknown kind {kind!r}")
-                              + f" (expected {' or '.join(repr(k) for k in ALERT_KINDS)})")
-            continue
-        before = len(c.problems)
-        c.unknown(entry, path, _ALERT_KEYS[kind])
-        d = AlertConfig(index=i, kind=kind)
-        webhook = c.get(entry, "webhook", path, str, None)
-        c.check(webhook != "", f'{path}.webhook: must not be empty (e.g. webhook = "env:SLACK_WEBHOOK_URL")')
-        team_names = _alert_names(c, entry, "teams", path)
-        for team in team_names or ():
-            c.check(team in teams, f"{path}.teams: unknown team {team!r} (declared: {', '.join(teams) or 'none'})")
-        options: dict[str, Any] = {
-            "name": c.get(entry, "name", path, str, ""), "webhook": Secret(webhook) if webhook else None,
-            "teams": team_names, "keys": _alert_names(c, entry, "keys", path)}
-        if kind == "budget":
-            at = c.get(entry, "at", path, list, list(d.at))
-            if not at or not all(isinstance(x, _NUMBER) and not isinstance(x, bool) for x in at):
-                c.problems.append(f"{path}.at: expected a non-empty array of budget shares (e.g. [0.5, 0.8, 1.0])")
-            elif not all(0 < x <= 10 for x in at):
-                c.problems.append(f"{path}.at: every share must be above 0 and at most 10 (1.0 = the whole budget)")
-            else:
-                options["at"] = tuple(sorted({float(x) for x in at}))
-        else:
-            period = c.get(entry, "period", path, str, d.period)
-            c.check(period in ALERT_PERIODS,
-                    f"{path}.period: expected {', '.join(repr(p) for p in ALERT_PERIODS)}, got {period!r}")
-            factor = float(c.get(entry, "factor", path, _NUMBER, d.factor))
-            c.check(factor > 1, f"{path}.factor: must be above 1 (how many times the usual spend), got {factor:g}")
-            min_usd = float(c.get(entry, "min_usd", path, _NUMBER, d.min_usd))
-            c.check(min_usd >= 0, f"{path}.min_usd: must not be negative")
-            window = _alert_duration(c, entry, "window", path, d.window_s)
-            history = _alert_duration(c, entry, "history", path, d.history_s)
-            c.check(history >= 2 * window, f"{path}.history: must be at least twice the window")
-            by = _alert_names(c, entry, "by", path) or d.by
-            c.check(bool(by) and all(b in ("team", "key") for b in by),
-                    f'{path}.by: expected an array of "team" and/or "key"')
-            loop_count = c.get(entry, "loop_count", path, int, d.loop_count)
-            c.check(loop_count == 0 or loop_count >= 2, f"{path}.loop_count: must be 0 (off) or at least 2")
-            options.update(period=period, factor=factor, min_usd=min_usd, window_s=window, history_s=history,
-                           by=tuple(dict.fromkeys(by)), loop_count=loop_count,
-                           loop_window_s=_alert_duration(c, entry, "loop_window", path, d.loop_window_s))
-        if len(c.problems) == before:
-            out.append(AlertConfig(index=i, kind=kind, **options))
-    return tuple(out)
