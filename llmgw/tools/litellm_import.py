@@ -20,24 +20,28 @@ Contract:
 
 from __future__ import annotations
 
-import ipaddress
-import math
-import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
 
 import tomli_w
 
 from ..errors import ProfileError
 from ..profile import parse_profile
+from .litellm_deployments import (
+    Deployment,
+    ImportState,
+    non_negative,
+    positive,
+    read_deployment,
+    referenced_env,
+    secret_reference,
+    yaml_type,
+)
+from .litellm_tables import GENERAL_NOTES, LITELLM_NOTES, ROUTER_KEYS, ROUTER_NOTES, SECTIONS, STRATEGIES
 
-ENV_PREFIX = "os.environ/"
 MAX_RETRIES = 10   # models.*.retries is 0..10
 
-_SECTIONS = ("model_list", "router_settings", "litellm_settings", "general_settings", "environment_variables")
 
 
 class NotALiteLLMConfig(ValueError):
@@ -48,181 +52,23 @@ class ImportBug(RuntimeError):
     """The translated profile does not load with llmgw's own reader: a bug in this module, never the user's."""
 
 
-# --- provider prefixes ------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class _Upstream:
-    """How one LiteLLM provider prefix maps: the llmgw kind, the section name, the default base URL, the variable
-    LiteLLM reads the key from when ``api_key`` is absent (None: no key needed), whether its ``api_base`` lacks the
-    ``/v1`` an OpenAI-compatible base URL has, and whether it is a local server (free unless priced)."""
-
-    kind: str
-    name: str
-    base_url: str | None = None
-    key_env: str | None = None
-    add_v1: bool = False
-    local: bool = False
-
-
-def _hosted(name: str, base_url: str, key_env: str) -> _Upstream:
-    return _Upstream("openai-compatible", name, base_url, key_env)
-
-
-_UPSTREAMS: Mapping[str, _Upstream] = {
-    "openai": _Upstream("openai", "openai", key_env="OPENAI_API_KEY"),
-    "anthropic": _Upstream("anthropic", "anthropic", key_env="ANTHROPIC_API_KEY"),
-    "gemini": _Upstream("gemini", "gemini", key_env="GEMINI_API_KEY"),
-    "hosted_vllm": _Upstream("openai-compatible", "vllm", "http://127.0.0.1:8000/v1", add_v1=True, local=True),
-    "ollama": _Upstream("openai-compatible", "ollama", "http://127.0.0.1:11434/v1", add_v1=True, local=True),
-    "ollama_chat": _Upstream("openai-compatible", "ollama", "http://127.0.0.1:11434/v1", add_v1=True, local=True),
-    "lm_studio": _Upstream("openai-compatible", "lm-studio", "http://127.0.0.1:1234/v1", add_v1=True, local=True),
-    "llamafile": _Upstream("openai-compatible", "llamafile", "http://127.0.0.1:8080/v1", add_v1=True, local=True),
-    "groq": _hosted("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
-    "mistral": _hosted("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
-    "deepseek": _hosted("deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
-    "together_ai": _hosted("together", "https://api.together.xyz/v1", "TOGETHERAI_API_KEY"),
-    "openrouter": _hosted("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
-    "fireworks_ai": _hosted("fireworks", "https://api.fireworks.ai/inference/v1", "FIREWORKS_AI_API_KEY"),
-    "xai": _hosted("xai", "https://api.x.ai/v1", "XAI_API_KEY"),
-    "perplexity": _hosted("perplexity", "https://api.perplexity.ai", "PERPLEXITYAI_API_KEY"),
-    "deepinfra": _hosted("deepinfra", "https://api.deepinfra.com/v1/openai", "DEEPINFRA_API_KEY"),
-    "cerebras": _hosted("cerebras", "https://api.cerebras.ai/v1", "CEREBRAS_API_KEY"),
-    "nvidia_nim": _hosted("nvidia-nim", "https://integrate.api.nvidia.com/v1", "NVIDIA_NIM_API_KEY"),
-}
-
-# Prefixes LiteLLM knows that have no provider kind here (their auth or wire format is their own), by their name.
-_UNSUPPORTED: Mapping[str, str] = {
-    "azure": "Azure OpenAI", "azure_ai": "Azure AI", "azure_text": "Azure OpenAI", "bedrock": "Bedrock",
-    "sagemaker": "SageMaker", "sagemaker_chat": "SageMaker", "vertex_ai": "Vertex AI",
-    "vertex_ai_beta": "Vertex AI", "cohere": "Cohere", "cohere_chat": "Cohere", "huggingface": "Hugging Face",
-    "replicate": "Replicate", "watsonx": "watsonx", "watsonx_text": "watsonx", "databricks": "Databricks",
-    "cloudflare": "Cloudflare Workers AI", "predibase": "Predibase", "triton": "Triton", "ai21": "AI21",
-    "ai21_chat": "AI21", "palm": "PaLM", "clarifai": "Clarifai", "aleph_alpha": "Aleph Alpha",
-    "nlp_cloud": "NLP Cloud", "petals": "Petals", "baseten": "Baseten", "vllm": "vLLM in-process (not a server)",
-    "text-completion-openai": "OpenAI text completions", "text-completion-codestral": "Codestral completions",
-    "codestral": "Codestral", "voyage": "Voyage", "jina_ai": "Jina AI", "snowflake": "Snowflake", "oci": "OCI",
-    "github": "GitHub Models", "dashscope": "DashScope", "volcengine": "Volcengine", "custom": "custom handlers",
-    "custom_openai": "custom OpenAI", "litellm_proxy": "another LiteLLM proxy",
-}
-
-_BARE_MODELS = (("gpt-", "openai"), ("chatgpt-", "openai"), ("o1", "openai"), ("o3", "openai"), ("o4", "openai"),
-                ("text-embedding-", "openai"), ("dall-e-", "openai"), ("whisper-", "openai"), ("tts-", "openai"),
-                ("omni-moderation-", "openai"), ("text-moderation-", "openai"), ("claude-", "anthropic"),
-                ("gemini-", "gemini"))
-
-_OPENAI_HOST = "api.openai.com"
-_PLACEHOLDER_KEYS = {"", "none", "null", "empty", "fake", "fake-key", "dummy", "not-needed", "no-key", "x"}
-
-# --- what each litellm_params / model_info / settings key becomes when it does not map ---------------------------
-
-_PER_TARGET = "no per-target equivalent"
-_PARAM_NOTES: Mapping[str, str] = {
-    "rpm": "no per-target limit (llmgw limits requests per team or key: [teams.NAME] rpm / [keys.NAME] rpm)",
-    "tpm": "no per-target limit (llmgw limits tokens per team or key: [teams.NAME] tpm / [keys.NAME] tpm)",
-    "timeout": f"{_PER_TARGET} (server.timeout_s is per request, server.first_token_timeout_s per attempt)",
-    "stream_timeout": f"{_PER_TARGET} (server.first_token_timeout_s bounds the wait for a stream's first event)",
-    "max_retries": f"{_PER_TARGET} (retries are per alias: models.ALIAS.retries)",
-    "extra_headers": "not copied (values may be secrets): set providers.NAME.headers by hand",
-    "headers": "not copied (values may be secrets): set providers.NAME.headers by hand",
-    "organization": "not copied: set providers.NAME.headers = { \"OpenAI-Organization\" = \"...\" } by hand",
-    "drop_params": "no blanket equivalent: list the parameters to drop in providers.NAME.drop_params",
-    "additional_drop_params": "no equivalent (providers.NAME.drop_params drops what a target cannot honour,"
-                              " not what it can)",
-}
-_PARAM_DEFAULT = "no equivalent (llmgw sends the client's request parameters as they are)"
-_MODEL_INFO_NOTES: Mapping[str, str] = {
-    "id": "not needed (targets are named provider/model)",
-    "mode": "not needed (an alias serves chat, embeddings and the other endpoints alike)",
-    "base_model": "not needed (prices are looked up by target; add [prices] for a model the table lacks)",
-}
-_COST_KEYS = {"input_cost_per_token": "input", "output_cost_per_token": "output",
-              "cache_read_input_token_cost": "cached_input"}
-_ROUTER_NOTES: Mapping[str, str] = {
-    "context_window_fallbacks": "no equivalent (llmgw falls back on failures another target may not have: 429,"
-                                " 5xx, timeouts; a context-window 400 ends routing)",
-    "content_policy_fallbacks": "no equivalent (a refused request is a 400 that ends routing)",
-    "redis_host": "not imported: set state.shared = \"redis://HOST:PORT/0\" to share limits, budgets and cache",
-    "redis_port": "not imported: set state.shared = \"redis://HOST:PORT/0\" to share limits, budgets and cache",
-    "redis_password": "not imported: put the password in state.shared's URL by hand",
-    "redis_url": "not imported: set state.shared to the redis:// URL by hand",
-    "retry_policy": "no equivalent (models.ALIAS.retries retries every retryable failure)",
-    "model_group_retry_policy": "no equivalent (models.ALIAS.retries retries every retryable failure)",
-    "allowed_fails_policy": "no equivalent (routing.cooldown_failures counts every failure)",
-}
-_GENERAL_NOTES: Mapping[str, str] = {
-    "database_url": "no equivalent (llmgw keeps its request log, keys and spend in [state] url, SQLite)",
-    "store_model_in_db": "no equivalent (models live in the profile)",
-    "master_key": "",
-}
-_LITELLM_NOTES: Mapping[str, str] = {
-    "success_callback": "no equivalent (every request is logged to llmgw's own store: `llmgw logs`, `llmgw tail`)",
-    "failure_callback": "no equivalent (every request is logged to llmgw's own store: `llmgw logs`, `llmgw tail`)",
-    "callbacks": "no equivalent (every request is logged to llmgw's own store: `llmgw logs`, `llmgw tail`)",
-    "drop_params": "no blanket equivalent: list the parameters to drop in providers.NAME.drop_params",
-    "max_budget": "no proxy-wide budget: budgets are per team or key ([teams.NAME] budget_usd)",
-    "budget_duration": "no proxy-wide budget: budgets are per team or key ([teams.NAME] budget_usd)",
-    "default_team_settings": "no equivalent (teams, their limits and budgets are [teams.NAME] tables)",
-}
-
-# Settings LiteLLM reads from router_settings or, in older configs, litellm_settings; router_settings wins.
-_ROUTER_KEYS = ("routing_strategy", "num_retries", "timeout", "request_timeout", "cooldown_time", "allowed_fails",
-                "disable_cooldowns", "fallbacks", "default_fallbacks", "model_group_alias")
-
-_STRATEGIES: Mapping[str, tuple[str, str | None]] = {
-    "simple-shuffle": ("loadbalance", None),
-    "latency-based-routing": ("least-latency", None),
-    "least-busy": ("loadbalance", "no equivalent of least-busy; its aliases load-balance (weighted random)"),
-    "usage-based-routing": ("loadbalance", "no equivalent of usage-based routing; its aliases load-balance"),
-    "usage-based-routing-v2": ("loadbalance", "no equivalent of usage-based routing; its aliases load-balance"),
-    "cost-based-routing": ("loadbalance", "no equivalent of cost-based routing; its aliases load-balance"),
-}
-
-
-# --- the translation ---------------------------------------------------------------------------------------------
-
-@dataclass(slots=True)
-class _Deployment:
-    alias: str
-    target: str
-    path: str
-    weight: float | None = None
-    rpm: float | None = None
-    rpm_path: str = ""
-    order: float | None = None
-
-
-@dataclass(slots=True)
-class _State:
-    """What the translation accumulates: the report, the providers by identity, the env names in use."""
-
-    report: list[str] = field(default_factory=list)
-    providers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    identities: dict[tuple[Any, ...], str] = field(default_factory=dict)
-    env_names: set[str] = field(default_factory=set)
-    free: set[str] = field(default_factory=set)   # provider sections that are local servers (priced at zero)
-    prices: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    def note(self, path: str, message: str) -> None:
-        self.report.append(f"{path}: {message}")
-
-
 def translate(config: Any) -> tuple[dict[str, Any], list[str]]:
     """Translate a parsed LiteLLM proxy config into an llmgw profile mapping and report lines (module contract)."""
     if not isinstance(config, dict):
-        raise NotALiteLLMConfig(f"not a LiteLLM proxy config: expected a mapping at the top, got {_kind(config)}")
+        raise NotALiteLLMConfig(f"not a LiteLLM proxy config: expected a mapping at the top, got {yaml_type(config)}")
     if "model_list" not in config:
         raise NotALiteLLMConfig("not a LiteLLM proxy config: no model_list")
     model_list = config["model_list"]
     if not isinstance(model_list, list):
-        raise NotALiteLLMConfig(f"model_list: expected a list of deployments, got {_kind(model_list)}")
-    st = _State(env_names=_referenced_env(config))
+        raise NotALiteLLMConfig(f"model_list: expected a list of deployments, got {yaml_type(model_list)}")
+    st = ImportState(env_names=referenced_env(config))
     for key in config:
-        if key not in _SECTIONS:
+        if key not in SECTIONS:
             st.note(str(key), "unknown section, not imported")
-    router = _section(st, config, "router_settings")
-    settings = _section(st, config, "litellm_settings")
-    general = _section(st, config, "general_settings")
-    for name in _section(st, config, "environment_variables"):
+    router = config_section(st, config, "router_settings")
+    settings = config_section(st, config, "litellm_settings")
+    general = config_section(st, config, "general_settings")
+    for name in config_section(st, config, "environment_variables"):
         st.note(f"environment_variables.{name}", "not imported (set it in llmgw's environment; values are never"
                                                  " copied)")
 
@@ -232,7 +78,7 @@ def translate(config: Any) -> tuple[dict[str, Any], list[str]]:
                 return f"{section_name}.{key}", section[key]
         return None
 
-    deployments = [d for i, raw in enumerate(model_list) if (d := _deployment(st, i, raw)) is not None]
+    deployments = [d for i, raw in enumerate(model_list) if (d := read_deployment(st, i, raw)) is not None]
     strategy = _strategy(st, setting("routing_strategy"))
     models = _aliases(st, deployments, strategy)
     _fallbacks(st, models, setting("fallbacks"), setting("default_fallbacks"))
@@ -246,15 +92,15 @@ def translate(config: Any) -> tuple[dict[str, Any], list[str]]:
         st.note(legacy[0], f"ignored: {timeout[0]} is set too")
     timeout = timeout or legacy
     if timeout is not None:
-        if _positive(timeout[1]):
+        if positive(timeout[1]):
             server["timeout_s"] = timeout[1]
         else:
             st.note(timeout[0], "expected a positive number of seconds; not imported")
     _cooldowns(st, routing, setting("cooldown_time"), setting("allowed_fails"), setting("disable_cooldowns"))
     for section_name, section, handled, notes in (
-            ("router_settings", router, _ROUTER_KEYS, _ROUTER_NOTES),
-            ("litellm_settings", settings, (*_ROUTER_KEYS, "cache", "cache_params"), {**_ROUTER_NOTES,
-                                                                                   **_LITELLM_NOTES})):
+            ("router_settings", router, ROUTER_KEYS, ROUTER_NOTES),
+            ("litellm_settings", settings, (*ROUTER_KEYS, "cache", "cache_params"), {**ROUTER_NOTES,
+                                                                                   **LITELLM_NOTES})):
         for key in section:
             if key not in handled:
                 st.note(f"{section_name}.{key}", notes.get(key, "no equivalent"))
@@ -263,12 +109,12 @@ def translate(config: Any) -> tuple[dict[str, Any], list[str]]:
                 st.note(f"litellm_settings.{key}", f"ignored: router_settings.{key} is set too")
     master = general.get("master_key")
     if master is not None:
-        server["admin_key"] = _secret(st, "general_settings.master_key", master, "LLMGW_ADMIN_KEY")
+        server["admin_key"] = secret_reference(st, "general_settings.master_key", master, "LLMGW_ADMIN_KEY")
         st.note("general_settings.master_key", "became server.admin_key (guards /admin/*); clients of the old proxy"
                                                " need keys here: add [teams] and [keys], or `llmgw keys create`")
     for key in general:
         if key != "master_key":
-            st.note(f"general_settings.{key}", _GENERAL_NOTES.get(key, "no equivalent"))
+            st.note(f"general_settings.{key}", GENERAL_NOTES.get(key, "no equivalent"))
     cache = _cache(st, settings)
     if server:
         profile["server"] = server
@@ -283,294 +129,21 @@ def translate(config: Any) -> tuple[dict[str, Any], list[str]]:
     return profile, list(dict.fromkeys(st.report))
 
 
-def _kind(value: Any) -> str:
-    names = {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "a list",
-             dict: "a mapping", type(None): "nothing"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _section(st: _State, config: Mapping[str, Any], name: str) -> dict[str, Any]:
+def config_section(st: ImportState, config: Mapping[str, Any], name: str) -> dict[str, Any]:
     raw = config.get(name)
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        st.note(name, f"expected a mapping, got {_kind(raw)}; not imported")
+        st.note(name, f"expected a mapping, got {yaml_type(raw)}; not imported")
         return {}
     return raw
 
 
-def _finite(value: Any) -> bool:
-    """A real number (not a boolean, not infinite, not NaN: YAML has ``.inf`` and ``.nan``)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _positive(value: Any) -> bool:
-    return _finite(value) and value > 0
-
-
-def _non_negative(value: Any) -> bool:
-    return _finite(value) and value >= 0
-
-
-def _env_name(value: Any) -> str | None:
-    """``NAME`` of an ``os.environ/NAME`` reference, else None."""
-    if isinstance(value, str) and value.startswith(ENV_PREFIX) and value[len(ENV_PREFIX):]:
-        return value[len(ENV_PREFIX):]
-    return None
-
-
-def _referenced_env(config: Any) -> set[str]:
-    """Every ``os.environ/NAME`` the config references (so a suggested name never collides with one). Each
-    container is visited once: YAML anchors can make a small file a huge tree of shared nodes."""
-    found: set[str] = set()
-    seen: set[int] = set()
-    stack = [config]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict | list):
-            if id(value) not in seen:
-                seen.add(id(value))
-                stack.extend(value.values() if isinstance(value, dict) else value)
-        elif (name := _env_name(value)) is not None:
-            found.add(name)
-    return found
-
-
-def _secret(st: _State, path: str, value: Any, suggested: str) -> str:
-    """An ``env:`` reference for a secret: ``os.environ/NAME`` → ``env:NAME``; a literal → ``env:SUGGESTED`` (a
-    name not used yet) and a report line telling the user to set it. Never returns the literal."""
-    name = _env_name(value)
-    if name is not None:
-        st.env_names.add(name)
-        return f"env:{name}"
-    stem, tail = next(((suggested.removesuffix(t), t) for t in ("_API_KEY", "_KEY") if suggested.endswith(t)),
-                      (suggested, ""))
-    chosen, n = suggested, 2
-    while chosen in st.env_names:
-        chosen, n = f"{stem}_{n}{tail}", n + 1
-    st.env_names.add(chosen)
-    st.note(path, f"a literal secret is not copied: set the environment variable {chosen} to it"
-                  f" (the profile reads env:{chosen})")
-    return f"env:{chosen}"
-
-
-def _deployment(st: _State, i: int, raw: Any) -> _Deployment | None:
-    path = f"model_list[{i}]"
-    if not isinstance(raw, dict):
-        st.note(path, f"expected a mapping with model_name and litellm_params, got {_kind(raw)}; not imported")
-        return None
-    alias = raw.get("model_name")
-    params = raw.get("litellm_params")
-    if not isinstance(alias, str) or not alias:
-        st.note(f"{path}.model_name", "missing or not a string; deployment not imported")
-        return None
-    if not isinstance(params, dict) or not isinstance(params.get("model"), str) or not params["model"]:
-        st.note(f"{path}.litellm_params.model", "missing or not a string; deployment not imported")
-        return None
-    info = raw.get("model_info") or {}
-    if not isinstance(info, dict):
-        st.note(f"{path}.model_info", f"expected a mapping, got {_kind(info)}; not imported")
-        info = {}
-    for key in raw:
-        if key not in ("model_name", "litellm_params", "model_info"):   # rpm/tpm here: the Router's older form
-            st.note(f"{path}.{key}", _PARAM_NOTES.get(key, "no equivalent") if key in ("rpm", "tpm")
-                    else "no equivalent")
-    if "*" in alias or "*" in params["model"]:
-        where = "model_name" if "*" in alias else "litellm_params.model"
-        st.note(f"{path}.{where}", "wildcard routing has no equivalent (aliases are exact names; add one alias per"
-                                   " model); deployment not imported")
-        return None
-    prefix, model = _split_model(params)
-    upstream = _UPSTREAMS.get(prefix)
-    ppath = f"{path}.litellm_params"
-    if upstream is None or not model:
-        label = _UNSUPPORTED.get(prefix)
-        if label:
-            why = f"{label} is not a provider kind here"
-        elif not prefix:
-            why = "no provider prefix llmgw can map (write it as provider/model, e.g. openai/gpt-4o)"
-        else:
-            why = (f"provider {prefix!r} is not one llmgw maps (kinds: openai, anthropic, gemini,"
-                   " openai-compatible)")
-        st.note(f"{ppath}.model", f"{why}; deployment not imported")
-        for key in params:
-            if key not in ("model", "api_key", "api_base"):
-                st.note(f"{ppath}.{key}", f"no equivalent ({why})")
-        return None
-    provider = _provider(st, ppath, upstream, params)
-    if provider is None:
-        return None
-    target = f"{provider}/{model}"
-    dep = _Deployment(alias, target, path)
-    if _positive(raw.get("rpm")):
-        dep.rpm, dep.rpm_path = float(raw["rpm"]), f"{path}.rpm"
-    costs: dict[str, float] = {}
-    for key, value in params.items():
-        kpath = f"{ppath}.{key}"
-        if key in ("model", "api_key", "api_base", "custom_llm_provider"):
-            continue
-        if key == "weight":
-            if _non_negative(value):
-                dep.weight = float(value)
-            else:
-                st.note(kpath, "expected a non-negative number; not imported")
-        elif key == "order":
-            if _positive(value):
-                dep.order = float(value)
-            else:
-                st.note(kpath, "expected a positive number; not imported")
-        elif key in _COST_KEYS and _non_negative(value):
-            costs[_COST_KEYS[key]] = value
-        else:
-            if key == "rpm" and _positive(value):
-                dep.rpm, dep.rpm_path = float(value), kpath
-            st.note(kpath, _PARAM_NOTES.get(key, _PARAM_DEFAULT))
-    for key, value in info.items():
-        kpath = f"{path}.model_info.{key}"
-        if key in _COST_KEYS and _non_negative(value):
-            costs.setdefault(_COST_KEYS[key], value)
-        else:
-            st.note(kpath, _MODEL_INFO_NOTES.get(key, "no equivalent"))
-    _price(st, path, target, costs, free=provider in st.free)
-    return dep
-
-
-def _split_model(params: Mapping[str, Any]) -> tuple[str, str]:
-    """``(litellm provider prefix, model)`` of a deployment; the prefix is "" when none can be told."""
-    model: str = params["model"]
-    custom = params.get("custom_llm_provider")
-    if isinstance(custom, str) and custom:
-        return custom, model.removeprefix(f"{custom}/")
-    head, sep, rest = model.partition("/")
-    if sep and (head in _UPSTREAMS or head in _UNSUPPORTED):
-        return head, rest
-    for start, provider in _BARE_MODELS:
-        if model.startswith(start):
-            return provider, model
-    return (head if sep else ""), (rest if sep else model)
-
-
-def _provider(st: _State, path: str, upstream: _Upstream, params: Mapping[str, Any]) -> str | None:
-    """The ``[providers.NAME]`` a deployment's target uses (one per distinct kind, base URL and key), or None when
-    the deployment cannot be imported (reported)."""
-    kind, name, base_url = upstream.kind, upstream.name, upstream.base_url
-    api_base = params.get("api_base")
-    if api_base is not None:
-        env = _env_name(api_base)
-        if env is not None:
-            st.note(f"{path}.api_base", f"comes from the environment ({env}); a base URL must be written in the"
-                                        " profile: deployment not imported")
-            return None
-        parts = _url(api_base)
-        if parts is None:
-            st.note(f"{path}.api_base", "expected an http:// or https:// URL; deployment not imported")
-            return None
-        if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
-            st.note(f"{path}.api_base", "its user, password, query and fragment are not copied (they may hold a"
-                                        " secret): set providers.NAME.headers by hand if the server needs them")
-            host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-            netloc = host if parts.port is None else f"{host}:{parts.port}"
-            api_base = f"{parts.scheme}://{netloc}{parts.path}"
-        base_url = _base_url(st, f"{path}.api_base", upstream, api_base.rstrip("/"))
-        if kind == "openai" and parts.hostname != _OPENAI_HOST:
-            kind, name = "openai-compatible", _host_label(parts.hostname)
-    raw_key = params.get("api_key")
-    if raw_key is not None and not isinstance(raw_key, str):
-        st.note(f"{path}.api_key", f"expected a string, got {_kind(raw_key)}; not imported")
-        raw_key = None
-    placeholder = raw_key is not None and _env_name(raw_key) is None and raw_key.strip().lower() in _PLACEHOLDER_KEYS
-    if placeholder and kind == "openai-compatible":
-        st.note(f"{path}.api_key", "a placeholder, not a key; left out (the server needs none)")
-        raw_key = None
-    if raw_key is None and upstream.key_env is not None and not (kind == "openai-compatible"
-                                                                  and upstream.kind == "openai"):
-        raw_key = ENV_PREFIX + upstream.key_env   # where LiteLLM reads the key from when api_key is absent
-    identity = (kind, base_url, raw_key)
-    if identity in st.identities:
-        return st.identities[identity]
-    section = name
-    n = 2
-    while section in st.providers:
-        section, n = f"{name}-{n}", n + 1
-    entry: dict[str, Any] = {"kind": kind}
-    if base_url is not None:
-        entry["base_url"] = base_url
-    suggested = re.sub(r"[^A-Z0-9]+", "_", section.upper()) + "_API_KEY"
-    if raw_key is not None:
-        entry["api_key"] = _secret(st, f"{path}.api_key", raw_key, suggested)
-    st.identities[identity] = section
-    st.providers[section] = entry
-    if upstream.local or (kind == "openai-compatible" and _loopback(urlsplit(base_url or "").hostname or "")):
-        st.free.add(section)
-    return section
-
-
-def _url(value: Any) -> SplitResult | None:
-    """An http(s) URL with a host and a valid port, split; None for anything else."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parts = urlsplit(value)
-        parts.port   # noqa: B018 - raises ValueError for a port out of range
-    except ValueError:
-        return None
-    return parts if parts.scheme in ("http", "https") and parts.hostname else None
-
-
-def _base_url(st: _State, path: str, upstream: _Upstream, url: str) -> str:
-    """An ``api_base`` as the base URL llmgw's kind expects (its API root)."""
-    if upstream.kind == "anthropic":
-        return url.removesuffix("/messages").removesuffix("/v1")
-    if upstream.add_v1 and not url.endswith("/v1"):
-        st.note(path, "its OpenAI-compatible API is taken to be under /v1 (base_url ends in /v1); check it")
-        return url + "/v1"
-    return url
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_label(host: str) -> str:
-    """A provider section name for an OpenAI-compatible server: ``local`` for a loopback address, ``server`` for
-    another address, else the first meaningful label of its host name (``api.groq.com`` → ``groq``, ``vllm`` →
-    ``vllm``)."""
-    if _loopback(host):
-        return "local"
-    try:
-        ipaddress.ip_address(host)
-        return "server"
-    except ValueError:
-        pass
-    labels = host.lower().split(".")
-    labels = [x for x in labels[:-1] if x not in ("api", "www", "openai", "inference")] or labels[:1]
-    label = re.sub(r"[^a-z0-9-]+", "-", labels[0]).strip("-")
-    return label or "server"
-
-
-def _price(st: _State, path: str, target: str, costs: Mapping[str, float], *, free: bool) -> None:
-    """``[prices]`` for a target: USD per token times a million when both input and output costs are given; zero
-    for a local server with no costs (as `llmgw profile init` prices one)."""
-    if "input" in costs and "output" in costs:
-        entry = {k: round(v * 1_000_000, 6) for k, v in costs.items()}
-        st.prices[target] = entry
-    elif costs:
-        st.note(f"{path}.model_info", "a price needs both input_cost_per_token and output_cost_per_token;"
-                                      " not imported")
-    elif free:
-        st.prices.setdefault(target, {"input": 0.0, "output": 0.0})
-
-
-def _strategy(st: _State, setting: tuple[str, Any] | None) -> str:
+def _strategy(st: ImportState, setting: tuple[str, Any] | None) -> str:
     if setting is None:
         return "loadbalance"   # LiteLLM's default is simple-shuffle
     path, value = setting
-    mapped = _STRATEGIES.get(value) if isinstance(value, str) else None
+    mapped = STRATEGIES.get(value) if isinstance(value, str) else None
     if mapped is None:
         st.note(path, "unknown routing strategy; aliases with several deployments load-balance")
         return "loadbalance"
@@ -579,9 +152,9 @@ def _strategy(st: _State, setting: tuple[str, Any] | None) -> str:
     return mapped[0]
 
 
-def _aliases(st: _State, deployments: list[_Deployment], strategy: str) -> dict[str, dict[str, Any]]:
+def _aliases(st: ImportState, deployments: list[Deployment], strategy: str) -> dict[str, dict[str, Any]]:
     """One alias per model_name: its deployments' targets (deduplicated, weights merged), the strategy, weights."""
-    grouped: dict[str, list[_Deployment]] = {}
+    grouped: dict[str, list[Deployment]] = {}
     for dep in deployments:
         grouped.setdefault(dep.alias, []).append(dep)
     models: dict[str, dict[str, Any]] = {}
@@ -615,7 +188,7 @@ def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
 
 
-def _fallbacks(st: _State, models: dict[str, dict[str, Any]], fallbacks: tuple[str, Any] | None,
+def _fallbacks(st: ImportState, models: dict[str, dict[str, Any]], fallbacks: tuple[str, Any] | None,
                defaults: tuple[str, Any] | None) -> None:
     """Append each alias's fallback aliases' own targets after its deployments."""
     own = {alias: list(entry["targets"]) for alias, entry in models.items()}
@@ -623,17 +196,17 @@ def _fallbacks(st: _State, models: dict[str, dict[str, Any]], fallbacks: tuple[s
     if fallbacks is not None:
         path, value = fallbacks
         if not isinstance(value, list):
-            st.note(path, f"expected a list of {{model_name: [fallbacks]}} mappings, got {_kind(value)}")
+            st.note(path, f"expected a list of {{model_name: [fallbacks]}} mappings, got {yaml_type(value)}")
             value = []
         for i, item in enumerate(value):
             if not isinstance(item, dict):
-                st.note(f"{path}[{i}]", f"expected a {{model_name: [fallbacks]}} mapping, got {_kind(item)}")
+                st.note(f"{path}[{i}]", f"expected a {{model_name: [fallbacks]}} mapping, got {yaml_type(item)}")
                 continue
             for alias, names in item.items():
                 ipath = f"{path}[{i}].{alias}"
                 names = [names] if isinstance(names, str) else names
                 if not isinstance(names, list):
-                    st.note(ipath, f"expected a list of model names, got {_kind(names)}")
+                    st.note(ipath, f"expected a list of model names, got {yaml_type(names)}")
                     continue
                 if alias not in models:
                     st.note(ipath, f"no imported model_name {alias!r}; fallbacks not imported")
@@ -646,7 +219,7 @@ def _fallbacks(st: _State, models: dict[str, dict[str, Any]], fallbacks: tuple[s
             for alias in models:
                 chains.setdefault(alias, []).extend((f"{path}[{j}]", n) for j, n in enumerate(names) if n != alias)
         else:
-            st.note(path, f"expected a list of model names, got {_kind(value)}")
+            st.note(path, f"expected a list of model names, got {yaml_type(value)}")
     for alias, chain in chains.items():
         entry = models[alias]
         added: list[str] = []
@@ -669,13 +242,13 @@ def _fallbacks(st: _State, models: dict[str, dict[str, Any]], fallbacks: tuple[s
         entry["targets"] = [*entry["targets"], *added]
 
 
-def _group_aliases(st: _State, models: dict[str, dict[str, Any]], setting: tuple[str, Any] | None) -> None:
+def _group_aliases(st: ImportState, models: dict[str, dict[str, Any]], setting: tuple[str, Any] | None) -> None:
     """``model_group_alias: {name: model_name}``: the name becomes an alias with the same targets."""
     if setting is None:
         return
     path, value = setting
     if not isinstance(value, dict):
-        st.note(path, f"expected a mapping of alias names to model names, got {_kind(value)}")
+        st.note(path, f"expected a mapping of alias names to model names, got {yaml_type(value)}")
         return
     for name, spec in value.items():
         target = spec.get("model") if isinstance(spec, dict) else spec
@@ -687,7 +260,7 @@ def _group_aliases(st: _State, models: dict[str, dict[str, Any]], setting: tuple
             models[str(name)] = {k: list(v) if isinstance(v, list) else v for k, v in models[target].items()}
 
 
-def _retries(st: _State, models: dict[str, dict[str, Any]], setting: tuple[str, Any] | None) -> None:
+def _retries(st: ImportState, models: dict[str, dict[str, Any]], setting: tuple[str, Any] | None) -> None:
     if setting is None:
         return
     path, value = setting
@@ -701,10 +274,10 @@ def _retries(st: _State, models: dict[str, dict[str, Any]], setting: tuple[str, 
             entry["retries"] = min(value, MAX_RETRIES)
 
 
-def _cooldowns(st: _State, routing: dict[str, Any], cooldown: tuple[str, Any] | None,
+def _cooldowns(st: ImportState, routing: dict[str, Any], cooldown: tuple[str, Any] | None,
                allowed: tuple[str, Any] | None, disabled: tuple[str, Any] | None) -> None:
     if cooldown is not None:
-        if _non_negative(cooldown[1]):
+        if non_negative(cooldown[1]):
             routing["cooldown_s"] = cooldown[1]
         else:
             st.note(cooldown[0], "expected a non-negative number of seconds; not imported")
@@ -720,11 +293,11 @@ def _cooldowns(st: _State, routing: dict[str, Any], cooldown: tuple[str, Any] | 
         routing["cooldown_s"] = 0
 
 
-def _cache(st: _State, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+def _cache(st: ImportState, settings: Mapping[str, Any]) -> dict[str, Any] | None:
     """``litellm_settings.cache`` (+ ``cache_params``) → ``[cache]``."""
     params = settings.get("cache_params")
     if params is not None and not isinstance(params, dict):
-        st.note("litellm_settings.cache_params", f"expected a mapping, got {_kind(params)}; not imported")
+        st.note("litellm_settings.cache_params", f"expected a mapping, got {yaml_type(params)}; not imported")
         params = {}
     params = params or {}
     if settings.get("cache") is not True:
@@ -744,12 +317,12 @@ def _cache(st: _State, settings: Mapping[str, Any]) -> dict[str, Any] | None:
             elif value not in ("local", "disk"):
                 st.note(path, "no equivalent cache backend (llmgw's cache lives on local disk)")
         elif key in ("ttl", "default_in_memory_ttl", "default_in_redis_ttl"):
-            if _positive(value) and "ttl" not in cache:
+            if positive(value) and "ttl" not in cache:
                 cache["ttl"] = value
-            elif not _positive(value):
+            elif not positive(value):
                 st.note(path, "expected a positive number of seconds; not imported")
         elif key == "similarity_threshold":
-            if _non_negative(value) and value <= 1:
+            if non_negative(value) and value <= 1:
                 cache["threshold"] = value
             else:
                 st.note(path, "expected a number between 0 and 1; not imported")
