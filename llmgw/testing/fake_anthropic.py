@@ -25,25 +25,32 @@ The shapes it reproduces field for field are recorded in :mod:`llmgw.testing.sam
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections import deque
 from types import MappingProxyType
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
 
 from .answers import (
-    content_text,
     count_words,
     cut_answer,
     json_fragments,
-    last_user_text,
-    message_tokens,
-    part_texts,
     split_words,
-    text_tokens,
+)
+from .anthropic_answers import (
+    DEFAULT_MODELS,
+    Answer,
+    Block,
+    anthropic_answer_for,
+    anthropic_input_tokens_for,
+    event_bytes,
+    model_object,
+    signature_for,
+    stream_events,
+    text_block,
+    thinking_for,
+    validate_request,
 )
 from .samples import (
     ANTHROPIC_COUNT_TOKENS_SAMPLE,
@@ -54,7 +61,7 @@ from .samples import (
     ANTHROPIC_STREAM_SAMPLE,
 )
 from .server import FakeServer, call_name, run_cli
-from .wire import bearer_token, by_status, json_response, send_events, sse
+from .wire import bearer_token, by_status, json_response, send_events
 
 __all__ = [
     "ANTHROPIC_COUNT_TOKENS_SAMPLE",
@@ -68,19 +75,6 @@ __all__ = [
     "anthropic_input_tokens_for",
     "make_fake_anthropic_app",
 ]
-
-# ----------------------------------------------------------------------------------------------------------
-# Constants and deterministic helpers
-# ----------------------------------------------------------------------------------------------------------
-
-# (id, display_name, created_at, max_input_tokens, max_tokens), most recently released first as the API lists.
-_DEFAULT_MODELS: Final = (
-    ("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-17T00:00:00Z", 200_000, 64_000),
-    ("claude-opus-4-6", "Claude Opus 4.6", "2026-02-05T00:00:00Z", 200_000, 128_000),
-    ("claude-haiku-4-5-20251001", "Claude Haiku 4.5", "2025-10-01T00:00:00Z", 200_000, 64_000),
-    ("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z", 200_000, 64_000),
-)
-_MIN_THINKING_BUDGET: Final = 1024
 
 # Anthropic's error ``type`` for each HTTP status; other 4xx are invalid_request_error, other 5xx api_error.
 _ERROR_TYPES: Final = MappingProxyType(
@@ -109,249 +103,6 @@ _STREAM_ERROR_MESSAGES: Final = MappingProxyType(
     }
 )
 
-
-def _user_text(message: dict[str, Any]) -> str:
-    """The text of a message as :func:`anthropic_answer_for` reads it."""
-    content = message.get("content")
-    if not isinstance(content, list):
-        return content_text(content)
-    texts = part_texts(content)
-    if texts:
-        return " ".join(texts)
-    return " ".join(
-        content_text(b.get("content")) for b in content if isinstance(b, dict) and b.get("type") == "tool_result"
-    )
-
-
-def _counted_text(content: Any) -> str:
-    """Everything :func:`anthropic_input_tokens_for` counts in a message's content: text, thinking, tool_use
-    inputs (as compact JSON) and tool_result texts, joined by single spaces."""
-    if not isinstance(content, list):
-        return content_text(content)
-    parts: list[str] = []
-    for block in content:
-        if not isinstance(block, dict):
-            continue
-        kind = block.get("type")
-        if kind == "text" and isinstance(block.get("text"), str):
-            parts.append(block["text"])
-        elif kind == "thinking" and isinstance(block.get("thinking"), str):
-            parts.append(block["thinking"])
-        elif kind == "tool_use":
-            parts.append(orjson.dumps(block.get("input", {})).decode())
-        elif kind == "tool_result":
-            parts.append(content_text(block.get("content")))
-    return " ".join(parts)
-
-
-def anthropic_answer_for(messages: list[dict[str, Any]], system: str | list[Any] | None = None) -> str:
-    """The answer the fake gives when no fixed answer is set: ``"Echo: " + <text of the last user message>``.
-
-    The text of a message is its ``content`` when that is a string; when it is a list of blocks, its ``text``
-    blocks joined by single spaces, or -- when it has no text block -- its ``tool_result`` blocks' texts (a
-    string content, or text blocks) joined by single spaces. With no user message the text is empty (answer
-    ``"Echo: "``). ``system`` is accepted so that a request's fields can be passed through, and does not change
-    the answer.
-    """
-    del system
-    return f"Echo: {last_user_text(messages, _user_text)}"
-
-
-def anthropic_input_tokens_for(body: dict[str, Any]) -> int:
-    """The fake's ``usage.input_tokens`` and ``count_tokens`` answer for a request body.
-
-    ``sum(ceil(len(text) / 4) + 3)`` over ``messages`` -- a message's text being its string content, or its
-    text, thinking, tool_use input (compact JSON) and tool_result texts joined by single spaces -- plus
-    ``ceil(len(system text) / 4)`` (a string, or text blocks joined by single spaces) plus
-    ``ceil(len(compact JSON of tools) / 4)`` when ``tools`` is given. Cache tokens (:meth:`FakeAnthropic.set_usage`)
-    are reported on top of this, never subtracted from it.
-    """
-    messages = body.get("messages")
-    total = 0
-    if isinstance(messages, list):
-        total += message_tokens(_counted_text(m.get("content")) for m in messages if isinstance(m, dict))
-    total += text_tokens(content_text(body.get("system")))
-    tools = body.get("tools")
-    if tools:
-        total += text_tokens(orjson.dumps(tools))
-    return total
-
-
-def _thinking_for(messages: list[dict[str, Any]]) -> str:
-    """The text of the fake's ``thinking`` block, when the request enables thinking."""
-    return f"The user wrote: {last_user_text(messages, _user_text)}. I will echo it."
-
-
-def _signature_for(thinking: str) -> str:
-    """A deterministic stand-in for a thinking block's opaque signature."""
-    return base64.b64encode(hashlib.sha256(thinking.encode()).digest() * 2).decode()
-
-
-class _Block(NamedTuple):
-    """One content block: as ``content_block_start`` announces it, its deltas, and as a whole message has it."""
-
-    start: dict[str, Any]
-    deltas: list[dict[str, Any]]
-    final: dict[str, Any]
-
-
-class _Answer(NamedTuple):
-    blocks: list[_Block]
-    stop_reason: str
-    stop_sequence: str | None
-    output_tokens: int
-
-
-def _text_block(pieces: list[str]) -> _Block:
-    return _Block(
-        {"type": "text", "text": ""},
-        [{"type": "text_delta", "text": p} for p in pieces],
-        {"type": "text", "text": "".join(pieces)},
-    )
-
-
-def _event(event: str, payload: dict[str, Any]) -> bytes:
-    return sse(orjson.dumps(payload), event)
-
-
-def _stream_events(start_message: dict[str, Any], answer: _Answer, usage: dict[str, Any]) -> list[bytes]:
-    """The whole event stream of an answer, one ``event:``/``data:`` pair per item."""
-    events = [
-        _event("message_start", {"type": "message_start", "message": start_message}),
-        _event("ping", {"type": "ping"}),
-    ]
-    for index, block in enumerate(answer.blocks):
-        events.append(
-            _event("content_block_start", {"type": "content_block_start", "index": index, "content_block": block.start})
-        )
-        events.extend(
-            _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
-            for delta in block.deltas
-        )
-        events.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
-    delta_usage = {
-        "input_tokens": usage["input_tokens"],
-        "cache_creation_input_tokens": usage["cache_creation_input_tokens"],
-        "cache_read_input_tokens": usage["cache_read_input_tokens"],
-        "output_tokens": usage["output_tokens"],
-    }
-    stop = {"stop_reason": answer.stop_reason, "stop_sequence": answer.stop_sequence}
-    events.append(_event("message_delta", {"type": "message_delta", "delta": stop, "usage": delta_usage}))
-    events.append(_event("message_stop", {"type": "message_stop"}))
-    return events
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _validate(body: Any, *, generation: bool) -> str | None:
-    """The 400 message Anthropic answers an invalid messages (``generation``) or count_tokens body with, or None.
-
-    Messages follow the API's pydantic-style wording (``"max_tokens: Field required"``).
-    """
-    if not isinstance(body, dict):
-        return "Input should be a valid dictionary"
-    if "model" not in body:
-        return "model: Field required"
-    if not isinstance(body["model"], str) or not body["model"]:
-        return "model: Input should be a valid string"
-    max_tokens = body.get("max_tokens")
-    if generation:
-        if "max_tokens" not in body:
-            return "max_tokens: Field required"
-        if not _is_int(max_tokens):
-            return "max_tokens: Input should be a valid integer"
-        if max_tokens < 1:
-            return "max_tokens: Input should be greater than or equal to 1"
-    if "messages" not in body:
-        return "messages: Field required"
-    messages = body["messages"]
-    if not isinstance(messages, list):
-        return "messages: Input should be a valid list"
-    if not messages:
-        return "messages: at least one message is required"
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            return f"messages.{i}: Input should be a valid dictionary"
-        role = message.get("role")
-        if role not in ("user", "assistant", "system"):
-            return f"messages.{i}.role: Input should be 'user', 'assistant' or 'system'"
-        if role == "system" and "content" not in message and "output_config" not in message:
-            return f"messages.{i}: a system message needs content or output_config"
-        if role != "system" and "content" not in message:
-            return f"messages.{i}.content: Field required"
-        content = message.get("content", "")
-        if isinstance(content, list):
-            for j, block in enumerate(content):
-                if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-                    return f"messages.{i}.content.{j}: Input should be a valid dictionary with a 'type'"
-        elif not isinstance(content, str):
-            return f"messages.{i}.content: Input should be a valid string or list"
-    turns = [m for m in messages if m["role"] != "system"]
-    if not turns or turns[0]["role"] != "user":
-        return 'messages: first message must use the "user" role'
-    system = body.get("system")
-    system_ok = system is None or isinstance(system, str)
-    if not system_ok and isinstance(system, list):
-        system_ok = all(
-            isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str) for b in system
-        )
-    if not system_ok:
-        return "system: Input should be a valid string or a list of text blocks"
-    stops = body.get("stop_sequences")
-    if stops is not None and (not isinstance(stops, list) or not all(isinstance(s, str) for s in stops)):
-        return "stop_sequences: Input should be a valid list of strings"
-    if "stream" in body and not isinstance(body["stream"], bool):
-        return "stream: Input should be a valid boolean"
-    tools = body.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        return "tools: Input should be a valid list"
-    thinking = body.get("thinking")
-    if thinking is not None:
-        kind = thinking.get("type") if isinstance(thinking, dict) else None
-        if kind not in ("enabled", "disabled", "adaptive"):
-            return (
-                f"thinking: Input tag '{kind}' found using 'type' does not match any of the expected tags: "
-                "'enabled', 'disabled', 'adaptive'"
-            )
-        if kind == "enabled":
-            budget = thinking.get("budget_tokens")
-            if not _is_int(budget):
-                return "thinking.enabled.budget_tokens: Field required"
-            if budget < _MIN_THINKING_BUDGET:
-                return (
-                    f"thinking.enabled.budget_tokens: Input should be greater than or equal to {_MIN_THINKING_BUDGET}"
-                )
-            if generation and max_tokens <= budget:
-                return "`max_tokens` must be greater than `thinking.budget_tokens`"
-    return None
-
-
-def _model_object(model_id: str) -> dict[str, Any]:
-    """A model object: a known model's, or one made up for any other id (the fake serves every model)."""
-    known = next((m for m in _DEFAULT_MODELS if m[0] == model_id), None)
-    _, display_name, created_at, max_input, max_output = known or (
-        model_id,
-        model_id,
-        "2025-01-01T00:00:00Z",
-        200_000,
-        8_192,
-    )
-    return {
-        "type": "model",
-        "id": model_id,
-        "display_name": display_name,
-        "created_at": created_at,
-        "max_input_tokens": max_input,
-        "max_tokens": max_output,
-        "lifecycle": "active",
-    }
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The fake
-# ----------------------------------------------------------------------------------------------------------
 
 
 class FakeAnthropic(FakeServer):
@@ -545,22 +296,22 @@ class FakeAnthropic(FakeServer):
             web.get("/v1/models/{model:.+}", self._endpoint(self._retrieve_model, parse=False)),
         ]
 
-    def _compose(self, body: dict[str, Any]) -> _Answer:
+    def _compose(self, body: dict[str, Any]) -> Answer:
         """The answer to a (valid) messages body under the fake's current settings."""
         messages = body["messages"]
         budget: int = body["max_tokens"]
-        blocks: list[_Block] = []
+        blocks: list[Block] = []
         output_tokens = 0
 
         thinking = body.get("thinking")
         if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"):
-            cut = cut_answer(_thinking_for(messages), limit=budget)
+            cut = cut_answer(thinking_for(messages), limit=budget)
             text = "".join(cut.pieces)
-            signature = _signature_for(text)
+            signature = signature_for(text)
             deltas: list[dict[str, Any]] = [{"type": "thinking_delta", "thinking": p} for p in cut.pieces]
             deltas.append({"type": "signature_delta", "signature": signature})
             blocks.append(
-                _Block(
+                Block(
                     {"type": "thinking", "thinking": "", "signature": ""},
                     deltas,
                     {"type": "thinking", "thinking": text, "signature": signature},
@@ -569,7 +320,7 @@ class FakeAnthropic(FakeServer):
             output_tokens += cut.words
             budget -= cut.words
             if cut.capped:
-                return _Answer(blocks, "max_tokens", None, output_tokens)
+                return Answer(blocks, "max_tokens", None, output_tokens)
 
         if self._tool_uses is not None:
             uses = self._tool_uses
@@ -577,30 +328,30 @@ class FakeAnthropic(FakeServer):
                 self._tool_uses = None
             if self._answer:
                 pieces = split_words(self._answer)
-                blocks.append(_text_block(pieces))
+                blocks.append(text_block(pieces))
                 output_tokens += count_words(pieces)
             for use in uses:
                 use_id = use["id"] or f"toolu_{self._next_id()}"
                 fragments = json_fragments(orjson.dumps(use["input"]).decode())
                 blocks.append(
-                    _Block(
+                    Block(
                         {"type": "tool_use", "id": use_id, "name": use["name"], "input": {}},
                         [{"type": "input_json_delta", "partial_json": f} for f in ["", *fragments]],
                         {"type": "tool_use", "id": use_id, "name": use["name"], "input": use["input"]},
                     )
                 )
                 output_tokens += len(fragments)
-            return _Answer(blocks, "tool_use", None, output_tokens)
+            return Answer(blocks, "tool_use", None, output_tokens)
 
         text = self._answer if self._answer is not None else anthropic_answer_for(messages, body.get("system"))
         cut = cut_answer(text, stops=body.get("stop_sequences") or [], limit=budget, first_completed=True)
         stop_reason = "max_tokens" if cut.capped else "end_turn" if cut.stop is None else "stop_sequence"
         if cut.pieces:
-            blocks.append(_text_block(cut.pieces))
-        return _Answer(blocks, stop_reason, cut.stop, output_tokens + cut.words)
+            blocks.append(text_block(cut.pieces))
+        return Answer(blocks, stop_reason, cut.stop, output_tokens + cut.words)
 
     async def _create_message(self, request: web.Request, body: Any) -> web.StreamResponse:
-        problem = _validate(body, generation=True)
+        problem = validate_request(body, generation=True)
         if problem is not None:
             return self._error(400, problem)
         answer = self._compose(body)
@@ -611,12 +362,13 @@ class FakeAnthropic(FakeServer):
             # message_start: empty content, no stop reason yet, a placeholder output count (as the API sends).
             start = {**head, "content": [], "stop_reason": None, "stop_sequence": None,
                      "usage": self._usage(input_tokens, 1)}
-            events = _stream_events(start, answer, usage)
+            events = stream_events(start, answer, usage)
             failure = self._stream_failures.popleft() if self._stream_failures else None
             if failure is not None:  # the first events, then the error, and the connection closes
                 error_type, message, after = failure
                 events = events[: min(after, len(events) - 1)]
-                events.append(_event("error", {"type": "error", "error": {"type": error_type, "message": message}}))
+                events.append(event_bytes("error", {"type": "error",
+                                                    "error": {"type": error_type, "message": message}}))
             return await send_events(request, events, delay=self.chunk_delay_s,
                                      headers={"request-id": self._request_id()}, close=failure is not None)
         await self._pace(4 + sum(len(b.deltas) + 2 for b in answer.blocks))  # the stream's events
@@ -630,13 +382,13 @@ class FakeAnthropic(FakeServer):
         return self._json(payload)
 
     async def _count_tokens(self, request: web.Request, body: Any) -> web.StreamResponse:
-        problem = _validate(body, generation=False)
+        problem = validate_request(body, generation=False)
         if problem is not None:
             return self._error(400, problem)
         return self._json({"input_tokens": anthropic_input_tokens_for(body)})
 
     async def _list_models(self, request: web.Request, body: None) -> web.StreamResponse:
-        ids = [m[0] for m in _DEFAULT_MODELS]
+        ids = [m[0] for m in DEFAULT_MODELS]
         raw_limit = request.query.get("limit", "20")
         try:
             limit = int(raw_limit)
@@ -657,7 +409,7 @@ class FakeAnthropic(FakeServer):
             page = ids[begin : begin + limit]
             has_more = begin + limit < len(ids)
         payload = {
-            "data": [_model_object(m) for m in page],
+            "data": [model_object(m) for m in page],
             "has_more": has_more,
             "first_id": page[0] if page else None,
             "last_id": page[-1] if page else None,
@@ -665,7 +417,7 @@ class FakeAnthropic(FakeServer):
         return self._json(payload)
 
     async def _retrieve_model(self, request: web.Request, body: None) -> web.StreamResponse:
-        return self._json(_model_object(request.match_info["model"]))
+        return self._json(model_object(request.match_info["model"]))
 
 
 def make_fake_anthropic_app(state: FakeAnthropic) -> web.Application:
