@@ -9,10 +9,13 @@ Contract (:func:`format_handler`):
 - Whatever happens, ``Pipeline.finish`` runs to its end, so every request — refused, failed or answered — leaves
   exactly one log row and settles what it reserved. A bad request gets a precise 4xx in the client's format and
   never reaches a provider.
+- The answer (a whole reply, an error, or a stream's end) is written to the client before ``Pipeline.finish``
+  runs: the log row, the metrics, settling limits and storing the answer in the cache never delay it.
 - A client that hangs up cancels the handler (and with it the upstream request); the exchange is marked
-  ``client_disconnect``. A hang-up while the exchange is being finished (a stream's client closes the connection
-  as soon as it has the last event, while budgets settle in a shared store) does not cut the finish short: it runs
-  in its own task, which the handler waits for before it ends.
+  ``client_disconnect``, as it is when the connection is gone by the time the answer is written. A hang-up while
+  the exchange is being finished (a client closes the connection as soon as it has the answer, while budgets
+  settle in a shared store) does not cut the finish short: it runs in its own task, which the handler waits for
+  before it ends.
 """
 
 from __future__ import annotations
@@ -140,15 +143,15 @@ def format_handler(wire: WireFormat, route: Route, serving: Callable[[web.Reques
             wire.parse(ex, body)
             await stages.start(ex)
             if ex.error is not None:
-                return wire.render_error(ex.error, proxy_headers(ex, with_cost=False))
+                return await send(request, ex, wire.render_error(ex.error, proxy_headers(ex, with_cost=False)))
             if ex.events is not None:
                 return await wire.render_stream(request, ex, proxy_headers(ex, with_cost=False),
                                                 StreamRecorder(ex, named))
-            return wire.render_reply(ex, proxy_headers(ex, with_cost=True))
+            return await send(request, ex, wire.render_reply(ex, proxy_headers(ex, with_cost=True)))
         except GatewayError as error:
             ex.fail(error)
-            return wire.render_error(error, {"x-llmgw-request-id": ex.id,
-                                             "x-llmgw-overhead-ms": f"{ex.overhead_ms():.3f}"})
+            return await send(request, ex, wire.render_error(error, {"x-llmgw-request-id": ex.id,
+                                                                     "x-llmgw-overhead-ms": f"{ex.overhead_ms():.3f}"}))
         except asyncio.CancelledError:
             ex.client_gone()
             raise
@@ -156,6 +159,20 @@ def format_handler(wire: WireFormat, route: Route, serving: Callable[[web.Reques
             await finish(stages, ex)
 
     return handle
+
+
+async def send(request: web.Request, ex: Exchange, response: web.Response) -> web.Response:
+    """Write ``response`` whole now, before the way out's bookkeeping (see the module contract); aiohttp finds it
+    written when the handler returns. A client already gone is recorded as such (``client_disconnect``)."""
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:   # the client hung up: nothing to write to
+        ex.client_gone()
+        return response
+    if ex.error is None:
+        ex.delivered = True
+    return response
 
 
 async def finish(stages: Pipeline, ex: Exchange) -> None:
