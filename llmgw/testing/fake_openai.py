@@ -26,15 +26,29 @@ from __future__ import annotations
 import base64
 import struct
 import time
-from collections.abc import Iterable
-from types import MappingProxyType
-from typing import Any, Final
+from typing import Any
 
 import orjson
 from aiohttp import web
 
-from .answers import content_text, cut_answer, embedding, json_fragments, last_user_text, message_tokens, text_tokens
+from .answers import cut_answer, embedding, json_fragments, text_tokens
 from .fake_openai_responses import ResponsesFake
+from .openai_answers import (
+    DEFAULT_EMBEDDING_DIMENSIONS,
+    DEFAULT_MODELS,
+    ERROR_KINDS,
+    SSE_DONE,
+    SYSTEM_FINGERPRINT,
+    answer_for,
+    error_response,
+    int_param,
+    model_object,
+    prompt_tokens_for,
+    redact_key,
+    stream_chunks,
+    tool_call_deltas,
+    usage_object,
+)
 from .samples import (
     CHAT_COMPLETION_CHUNK_SAMPLE,
     CHAT_COMPLETION_SAMPLE,
@@ -44,7 +58,7 @@ from .samples import (
     USAGE_CHUNK_SAMPLE,
 )
 from .server import FakeServer, call_name, run_cli
-from .wire import bearer_token, by_status, json_response, send_events, sse
+from .wire import bearer_token, by_status, json_response, send_events
 
 __all__ = [
     "CHAT_COMPLETION_CHUNK_SAMPLE",
@@ -59,157 +73,6 @@ __all__ = [
     "make_fake_openai_app",
     "prompt_tokens_for",
 ]
-
-# ----------------------------------------------------------------------------------------------------------
-# Deterministic helpers
-# ----------------------------------------------------------------------------------------------------------
-
-_SYSTEM_FINGERPRINT: Final = "fp_f4ce0a1e5b"
-_MODEL_CREATED: Final = 1721172741
-_DEFAULT_MODELS: Final = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "text-embedding-3-small")
-_DEFAULT_EMBEDDING_DIMENSIONS: Final = 8
-_SSE_DONE: Final = b"data: [DONE]\n\n"
-
-# OpenAI's error ``type`` and ``code`` for each status fail_next may be asked for; other 4xx get
-# invalid_request_error, other 5xx server_error.
-_ERROR_KINDS: Final = MappingProxyType(
-    {
-        400: ("invalid_request_error", None),
-        401: ("invalid_request_error", "invalid_api_key"),
-        403: ("request_forbidden", None),
-        404: ("invalid_request_error", "model_not_found"),
-        409: ("invalid_request_error", None),
-        422: ("invalid_request_error", None),
-        429: ("requests", "rate_limit_exceeded"),
-        500: ("server_error", None),
-        502: ("server_error", None),
-        503: ("server_error", None),
-        504: ("server_error", None),
-    }
-)
-
-
-def _message_text(message: dict[str, Any]) -> str:
-    """The text of one chat message: a string content, or its ``text`` parts joined by single spaces."""
-    return content_text(message.get("content")) if isinstance(message, dict) else ""
-
-
-def answer_for(messages: list[dict[str, Any]]) -> str:
-    """The answer the fake gives when no fixed answer is set: ``"Echo: " + <text of the last user message>``.
-
-    The text of a message is its ``content`` when that is a string, or its ``text`` parts joined by single
-    spaces when it is a list of parts; with no user message the text is empty (answer ``"Echo: "``).
-    """
-    return f"Echo: {last_user_text(messages, _message_text)}"
-
-
-def prompt_tokens_for(messages: list[dict[str, Any]]) -> int:
-    """The fake's ``usage.prompt_tokens``: ``ceil(len(text) / 4) + 3`` summed over messages (text as in
-    :func:`answer_for`)."""
-    return message_tokens(map(_message_text, messages))
-
-
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {
-            "reasoning_tokens": 0,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0,
-        },
-    }
-
-
-def _error(
-    status: int,
-    message: str,
-    type_: str = "invalid_request_error",
-    *,
-    param: str | None = None,
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
-    """OpenAI's error body, ``{"error": {"message", "type", "param", "code"}}``."""
-    error = {"message": message, "type": type_, "param": param, "code": code}
-    return json_response({"error": error}, status=status, headers=headers)
-
-
-def _redact(key: str) -> str:
-    """Redact a key as OpenAI does in its 401 message, never echoing it whole."""
-    return f"{key[:3]}{'*' * max(len(key) - 7, 3)}{key[-4:]}" if len(key) > 8 else "*" * len(key)
-
-
-def _int_param(body: dict[str, Any], name: str) -> int | web.Response | None:
-    """A positive integer parameter, None when absent, or the 400 OpenAI answers a bad one with."""
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        return _error(400, f"Invalid type for '{name}': expected an integer.", param=name, code="invalid_type")
-    if value < 1:
-        return _error(
-            400,
-            f"Invalid '{name}': integer below minimum value. Expected a value >= 1, but got {value} instead.",
-            param=name,
-            code="integer_below_min_value",
-        )
-    return value
-
-
-def _model_object(model_id: str) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": _MODEL_CREATED, "owned_by": "system"}
-
-
-def _tool_call_deltas(calls: list[dict[str, str]], fragments: list[list[str]]) -> Iterable[dict[str, Any]]:
-    """The stream deltas for tool calls, as OpenAI sends them."""
-    for index, (call, pieces) in enumerate(zip(calls, fragments, strict=True)):
-        head = {
-            "index": index,
-            "id": call["id"],
-            "type": "function",
-            "function": {"name": call["name"], "arguments": ""},
-        }
-        if index == 0:
-            yield {"role": "assistant", "content": None, "tool_calls": [head], "refusal": None}
-        else:
-            yield {"tool_calls": [head]}
-        for piece in pieces:
-            yield {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
-
-
-def _chunks(
-    completion_id: str,
-    created: int,
-    model: str,
-    deltas: list[dict[str, Any]],
-    finish_reason: str,
-    usage: dict[str, Any] | None,
-) -> list[bytes]:
-    """``deltas`` as ``chat.completion.chunk`` events, then the finish chunk, and the usage chunk when ``usage`` is
-    given (with ``"usage": null`` on every other chunk)."""
-    head = orjson.dumps(
-        {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "service_tier": "default",
-            "system_fingerprint": _SYSTEM_FINGERPRINT,
-        }
-    )[:-1]
-    open_choice = head + b',"choices":[{"index":0,"delta":'
-    tail = b"}]" + (b',"usage":null' if usage is not None else b"") + b"}"
-    mid = b',"logprobs":null,"finish_reason":null' + tail
-    events = [sse(open_choice + orjson.dumps(delta) + mid) for delta in deltas]
-    events.append(sse(open_choice + b'{},"logprobs":null,"finish_reason":"' + finish_reason.encode() + b'"' + tail))
-    if usage is not None:
-        events.append(sse(head + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}"))
-    return events
-
 
 # ----------------------------------------------------------------------------------------------------------
 # The fake
@@ -306,27 +169,27 @@ class FakeOpenAI(ResponsesFake, FakeServer):
 
     def _refuse_key(self, key: str | None) -> web.Response:
         if key is None:
-            return _error(
+            return error_response(
                 401,
                 "You didn't provide an API key. You need to provide your API key in an Authorization "
                 "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
             )
-        return _error(
+        return error_response(
             401,
-            f"Incorrect API key provided: {_redact(key)}. You can find your API key at "
+            f"Incorrect API key provided: {redact_key(key)}. You can find your API key at "
             "https://platform.openai.com/account/api-keys.",
             code="invalid_api_key",
         )
 
     def _failure_response(self, status: int, message: str, retry_after: float | None) -> web.Response:
         type_, code = by_status(
-            _ERROR_KINDS, status, client_error=("invalid_request_error", None), server_error=("server_error", None)
+            ERROR_KINDS, status, client_error=("invalid_request_error", None), server_error=("server_error", None)
         )
         headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
-        return _error(status, message, type_, code=code, headers=headers)
+        return error_response(status, message, type_, code=code, headers=headers)
 
     def _invalid_json(self) -> web.Response:
-        return _error(
+        return error_response(
             400,
             "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
             "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent "
@@ -335,13 +198,13 @@ class FakeOpenAI(ResponsesFake, FakeServer):
 
     def _check_body(self, body: Any) -> web.Response | None:
         if not isinstance(body, dict):
-            return _error(400, "The request body must be a JSON object.")
+            return error_response(400, "The request body must be a JSON object.")
         if not isinstance(body.get("model"), str) or not body["model"]:
-            return _error(400, "you must provide a model parameter")
+            return error_response(400, "you must provide a model parameter")
         return None
 
     def _not_found(self, request: web.Request) -> web.Response:
-        return _error(404, f"Invalid URL ({request.method} {request.path})")
+        return error_response(404, f"Invalid URL ({request.method} {request.path})")
 
     # -- endpoints -------------------------------------------------------------------------------------------
 
@@ -360,9 +223,9 @@ class FakeOpenAI(ResponsesFake, FakeServer):
     async def _chat_completions(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         messages = body.get("messages")
         if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-            return _error(400, "Invalid 'messages': expected an array of objects.", param="messages")
+            return error_response(400, "Invalid 'messages': expected an array of objects.", param="messages")
         if not messages:
-            return _error(
+            return error_response(
                 400,
                 "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty "
                 "array instead.",
@@ -372,14 +235,14 @@ class FakeOpenAI(ResponsesFake, FakeServer):
         stream = body.get("stream") is True
         stream_options = body.get("stream_options")
         if stream_options is not None and not stream:
-            return _error(
+            return error_response(
                 400,
                 "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                 param="stream_options",
             )
         limit: int | None = None
         for name in ("max_tokens", "max_completion_tokens"):
-            value = _int_param(body, name)
+            value = int_param(body, name)
             if isinstance(value, web.Response):
                 return value
             if value is not None:
@@ -404,7 +267,7 @@ class FakeOpenAI(ResponsesFake, FakeServer):
                 self._tool_calls = None
             fragments = [json_fragments(call["arguments"]) for call in calls]
             completion_tokens = sum(len(f) + 1 for f in fragments)
-            deltas = list(_tool_call_deltas(calls, fragments))
+            deltas = list(tool_call_deltas(calls, fragments))
             finish_reason = "tool_calls"
             tool_calls = [
                 {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
@@ -420,12 +283,13 @@ class FakeOpenAI(ResponsesFake, FakeServer):
             deltas = [{"role": "assistant", "content": "", "refusal": None}, *({"content": p} for p in cut.pieces)]
             message = {"role": "assistant", "content": "".join(cut.pieces), "refusal": None, "annotations": []}
 
-        usage = _usage(prompt_tokens, completion_tokens)
+        usage = usage_object(prompt_tokens, completion_tokens)
         self._chat_usage_details(usage)
         if stream:
-            events = _chunks(completion_id, created, model, deltas, finish_reason, usage if include_usage else None)
+            events = stream_chunks(completion_id, created, model, deltas, finish_reason,
+                                   usage if include_usage else None)
             return await send_events(
-                request, events, delay=self.chunk_delay_s, done=_SSE_DONE, headers=self._request_id()
+                request, events, delay=self.chunk_delay_s, done=SSE_DONE, headers=self._request_id()
             )
         await self._pace(len(deltas) + 1)  # as long as the stream's chunks, the finish chunk included
         payload = {
@@ -436,7 +300,7 @@ class FakeOpenAI(ResponsesFake, FakeServer):
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
             "usage": usage,
             "service_tier": "default",
-            "system_fingerprint": _SYSTEM_FINGERPRINT,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
         }
         return json_response(payload, headers=self._request_id())
 
@@ -456,16 +320,17 @@ class FakeOpenAI(ResponsesFake, FakeServer):
         ):
             texts = [" ".join(map(str, t)) for t in raw_input]
         else:
-            return _error(
+            return error_response(
                 400, "'input' must be a string, an array of strings, or an array of token arrays.", param="input"
             )
-        dimensions = _int_param(body, "dimensions")
+        dimensions = int_param(body, "dimensions")
         if isinstance(dimensions, web.Response):
             return dimensions
-        dimensions = dimensions or _DEFAULT_EMBEDDING_DIMENSIONS
+        dimensions = dimensions or DEFAULT_EMBEDDING_DIMENSIONS
         encoding = body.get("encoding_format") or "float"
         if encoding not in ("float", "base64"):
-            return _error(400, "Invalid 'encoding_format': expected 'float' or 'base64'.", param="encoding_format")
+            return error_response(400, "Invalid 'encoding_format': expected 'float' or 'base64'.",
+                                  param="encoding_format")
         data = []
         for index, text in enumerate(texts):
             vector: Any = embedding(text, dimensions)
@@ -482,11 +347,11 @@ class FakeOpenAI(ResponsesFake, FakeServer):
         return json_response(payload, headers=self._request_id())
 
     async def _list_models(self, request: web.Request, body: None) -> web.StreamResponse:
-        models = [_model_object(self.model_prefix + m) for m in _DEFAULT_MODELS]
+        models = [model_object(self.model_prefix + m) for m in DEFAULT_MODELS]
         return json_response({"object": "list", "data": models})
 
     async def _retrieve_model(self, request: web.Request, body: None) -> web.StreamResponse:
-        return json_response(_model_object(request.match_info["model"]))
+        return json_response(model_object(request.match_info["model"]))
 
 
 def make_fake_openai_app(state: FakeOpenAI) -> web.Application:
