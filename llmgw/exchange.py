@@ -222,7 +222,7 @@ class Exchange:
     upstream_ms: float = 0.0               # time spent waiting on upstreams (attempts, backoff, stream events)
     streamed_text: list[str] = field(default_factory=list)
     finish_reason: str | None = None
-    delivered: bool = False                # the client has had the whole answer (its stream's finishing event)
+    delivered: bool = False                # the client has had the whole answer (written whole, or its stream's end)
     dropped_params: list[str] = field(default_factory=list)
     findings: list[dict[str, Any]] = field(default_factory=list)  # guardrail findings (never the raw values)
     translation_dropped: list[str] = field(default_factory=list)  # hints lost if the target speaks another format
