@@ -334,6 +334,7 @@ class Router(Stage):
             failure.body = self.scrub.value(failure.body)
         return failure
 
+
 def _deadline_error(ex: Exchange) -> UpstreamTimeout:
     return UpstreamTimeout(f"no answer within the request's deadline, timeout_s (tried: {_tried(ex)})")
 

@@ -33,6 +33,7 @@ from psycopg.rows import dict_row, tuple_row
 from .batches import fixed_parts
 from .database import describe_url as describe
 from .log import COLUMNS, PG_MIGRATIONS, row_values
+from .log_read import ID_PREFIX, where_clause
 from .spool import Spool
 
 log = logging.getLogger("llmgw.log")
@@ -149,16 +150,19 @@ def upsert(conn: psycopg.Connection[Any], batch: Sequence[tuple[Any, ...]]) -> N
 
 
 def _pg(sql: str) -> str:
-    """The shared WHERE clauses (:func:`llmgw.store.log_read._where`) use ``?``; psycopg takes ``%s``."""
+    """The shared WHERE clauses (:func:`llmgw.store.log_read.where_clause`) use ``?``; psycopg takes ``%s``."""
     return sql.replace("?", "%s")
+
+
+def _where_of(filters: dict[str, Any]) -> tuple[str, list[Any]]:
+    """:func:`llmgw.store.log_read.where_clause` for the filters of :func:`query` and :func:`count`."""
+    return where_clause(filters.get("since"), filters.get("until"), filters.get("model"), filters.get("team"),
+                        filters.get("status"))
 
 
 def query(conn: psycopg.Connection[Any], *, limit: int | None = 50, **filters: Any) -> list[dict[str, Any]]:
     """:func:`llmgw.store.log_read.query` against PostgreSQL (rows are dicts)."""
-    from .log_read import _where
-
-    where, params = _where(filters.get("since"), filters.get("until"), filters.get("model"), filters.get("team"),
-                           filters.get("status"))
+    where, params = _where_of(filters)
     sql = f"SELECT * FROM requests{_pg(where)} ORDER BY time DESC"
     if limit is not None:
         sql += " LIMIT %s"
@@ -168,17 +172,12 @@ def query(conn: psycopg.Connection[Any], *, limit: int | None = 50, **filters: A
 
 def count(conn: psycopg.Connection[Any], **filters: Any) -> int:
     """:func:`llmgw.store.log_read.count` against PostgreSQL."""
-    from .log_read import _where
-
-    where, params = _where(filters.get("since"), filters.get("until"), filters.get("model"), filters.get("team"),
-                           filters.get("status"))
+    where, params = _where_of(filters)
     return int(conn.execute(f"SELECT COUNT(*) AS n FROM requests{_pg(where)}", params).fetchone()["n"])
 
 
 def find_all(conn: psycopg.Connection[Any], request_id: str, *, limit: int = 10) -> list[dict[str, Any]]:
     """:func:`llmgw.store.log_read.find_all` against PostgreSQL (``id`` compares bytewise, as in SQLite)."""
-    from .log_read import ID_PREFIX
-
     candidates = [request_id] if request_id.startswith(ID_PREFIX) else [request_id, ID_PREFIX + request_id]
     candidates = [_clean(c) for c in candidates]
     for candidate in candidates:

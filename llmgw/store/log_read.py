@@ -65,7 +65,7 @@ def record_from_row(row: sqlite3.Row, *, bodies: bool = False) -> dict[str, Any]
     return record
 
 
-def _where(since: float | None, until: float | None, model: str | None, team: str | None,
+def where_clause(since: float | None, until: float | None, model: str | None, team: str | None,
            status: str | None) -> tuple[str, list[Any]]:
     """The WHERE clause (``""`` for none) and its parameters for :func:`query` and :func:`count`."""
     where: list[str] = []
@@ -104,7 +104,7 @@ def query(
     (SQLite or PostgreSQL), as for :func:`count`, :func:`find` and :func:`find_all`."""
     if not isinstance(db, sqlite3.Connection):
         return db.query(since=since, until=until, model=model, team=team, status=status, limit=limit)
-    where, params = _where(since, until, model, team, status)
+    where, params = where_clause(since, until, model, team, status)
     sql = f"SELECT * FROM requests{where} ORDER BY time DESC"
     if limit is not None:
         sql += " LIMIT ?"
@@ -124,7 +124,7 @@ def count(
     """How many rows :func:`query` would return without a limit."""
     if not isinstance(db, sqlite3.Connection):
         return int(db.count(since=since, until=until, model=model, team=team, status=status))
-    where, params = _where(since, until, model, team, status)
+    where, params = where_clause(since, until, model, team, status)
     return int(db.execute(f"SELECT COUNT(*) FROM requests{where}", params).fetchone()[0])
 
 

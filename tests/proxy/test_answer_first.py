@@ -11,7 +11,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
 from llmgw.errors import InvalidRequest
@@ -24,6 +24,11 @@ from .conftest import GatewayFactory, log_rows
 
 HI = [{"role": "user", "content": "hi there"}]
 CLOSE = {"Connection": "close"}
+
+
+async def post_closing(client: TestClient, body: dict[str, object]) -> ClientResponse:
+    """A chat request on a connection of its own (closed after the answer), its answer's head within 5 s."""
+    return await asyncio.wait_for(client.post("/v1/chat/completions", json=body, headers=CLOSE), 5)
 
 
 Hold = Callable[[TestClient], asyncio.Event]
@@ -59,8 +64,7 @@ async def test_a_whole_answer_arrives_while_the_bookkeeping_waits(gateway: Gatew
                                                                    hold: Hold) -> None:
     client = await gateway()
     gate = hold(client)
-    resp = await asyncio.wait_for(client.post("/v1/chat/completions", json={"model": "fast", "messages": HI},
-                                                  headers=CLOSE), 5)
+    resp = await post_closing(client, {"model": "fast", "messages": HI})
     body = await asyncio.wait_for(resp.json(), 5)
     assert resp.status == 200 and body["choices"][0]["message"]["content"]
     assert float(resp.headers["x-llmgw-cost-usd"]) >= 0 and resp.headers["x-llmgw-request-id"].startswith("req_")
@@ -83,12 +87,10 @@ async def test_an_error_arrives_while_the_bookkeeping_waits(gateway: GatewayFact
                                                             hold: Hold) -> None:
     client = await gateway()
     gate = hold(client)
-    resp = await asyncio.wait_for(client.post("/v1/chat/completions", json={"model": "nope", "messages": HI},
-                                                  headers=CLOSE), 5)
+    resp = await post_closing(client, {"model": "nope", "messages": HI})
     assert resp.status == 404
     assert "does not exist" in (await asyncio.wait_for(resp.json(), 5))["error"]["message"]
-    bad = await asyncio.wait_for(client.post("/v1/chat/completions", json={"model": "fast", "messages": "hi"},
-                                                 headers=CLOSE), 5)
+    bad = await post_closing(client, {"model": "fast", "messages": "hi"})
     assert bad.status == 400
     gate.set()
     await asyncio.sleep(0.05)
