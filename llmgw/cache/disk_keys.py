@@ -1,16 +1,21 @@
-"""The key log of a disk store: the exact keys stored, in order, so that every process sharing the store knows which
-keys it may hold (:class:`~llmgw.cache.presence.KeyPresence`) and answers a sure miss without reading SQLite.
+"""The key log of a disk store: the exact keys stored, in order. A key's id in the log is also the diskcache key of
+its entry, so every process sharing the store learns where each exact key's entry lies
+(:class:`~llmgw.cache.locations.KeyLocations`) by reading the log, and answers a miss without reading SQLite.
 
 Contract:
 - :func:`create` makes the ``llmgw_keys`` table beside diskcache's ``Cache`` table (in the same database, so a
-  batch's keys commit with its entries). Its ids only grow (``AUTOINCREMENT``): a follower never misses a key by
-  reading from where it stopped.
-- :func:`record` appends keys inside the writer's transaction and trims the log to its last :data:`KEEP` keys.
-- :class:`KeyFollower` (a thread) fills a presence with every key of the ``Cache`` table, then follows the log every
-  ``poll_s`` seconds, stepping over the ids of the keys its own process logged (:meth:`KeyFollower.mine`). A
-  follower that finds keys trimmed before it read them (a gap in the ids) fills again from the ``Cache`` table:
-  nothing stored is ever missed, it is only seen up to ``poll_s`` late. While the database cannot be read it
-  retries every second; the presence stays as it was (still a superset).
+  batch's keys commit with its entries). Its ids only grow (``AUTOINCREMENT``, never reused, even after a clear):
+  a follower never misses a key by reading from where it stopped, and an id names one entry for ever.
+- :func:`record` appends keys inside the writer's transaction, trims the log to its last :data:`KEEP` keys, and
+  returns the ids they got: the diskcache keys to store their entries under.
+- :func:`fill` adds every entry of the ``Cache`` table to a :class:`KeyLocations` (its exact key is the row's
+  ``tag``; a row of an older store, kept under its exact key with no tag, is located by that key). Rows of any
+  other shape are skipped.
+- :class:`KeyFollower` (a thread) follows the log every ``poll_s`` seconds from where the store's opening fill
+  left it, stepping over the ids of the keys its own process logged (:meth:`KeyFollower.mine`). A follower that
+  finds keys trimmed before it read them (a gap in the ids) fills again from the ``Cache`` table: nothing stored is
+  ever missed, it is only seen up to ``poll_s`` late. While the database cannot be read it retries every second;
+  the locations stay as they were.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..store.batches import SQLITE_SIZES, fixed_parts
-from .presence import KeyPresence
+from .locations import KeyLocations
 
 log = logging.getLogger("llmgw.cache")
 
@@ -43,7 +48,8 @@ def create(path: Path) -> None:
 
 def record(con: sqlite3.Connection, keys: Sequence[str]) -> tuple[int, int]:
     """Append ``keys`` (at least one) to the log, inside the caller's transaction on ``con``, and trim it to
-    :data:`KEEP` keys; returns the first and last id they got (one writer at a time: consecutive ids)."""
+    :data:`KEEP` keys; returns the first and last id they got (one writer at a time: consecutive ids, ``keys[i]``
+    got ``first + i``)."""
     for part in fixed_parts(keys, SQLITE_SIZES):
         con.execute(f"INSERT INTO llmgw_keys (key) VALUES {', '.join(['(?)'] * len(part))}", part)
     last = con.execute("SELECT last_insert_rowid()").fetchone()[0]
@@ -52,12 +58,38 @@ def record(con: sqlite3.Connection, keys: Sequence[str]) -> tuple[int, int]:
     return last - len(keys) + 1, last
 
 
-class KeyFollower:
-    """Keeps ``presence`` filled from the store at ``path`` (see the module contract)."""
+def fill(db: sqlite3.Connection, locations: KeyLocations, closing: threading.Event | None = None) -> int:
+    """Add every entry of the ``Cache`` table to ``locations`` (see the module contract); returns the log id to follow
+    from (read first: keys stored while the table is read are in the log after it)."""
+    cursor = db.execute("SELECT coalesce(max(id), 0) FROM llmgw_keys").fetchone()[0]
+    last_row = -1
+    while closing is None or not closing.is_set():
+        rows = db.execute("SELECT rowid, key, tag FROM Cache WHERE rowid > ? AND raw = 1 ORDER BY rowid LIMIT ?",
+                          (last_row, READ_BATCH)).fetchall()
+        keys: list[str] = []
+        locators: list[int | str] = []
+        for _, key, tag in rows:
+            if type(key) is int and type(tag) is str:
+                keys.append(tag)
+                locators.append(key)
+            elif type(key) is str and tag is None:    # an older store's entry, under its exact key
+                keys.append(key)
+                locators.append(key)
+        locations.add(keys, locators)
+        if len(rows) < READ_BATCH:
+            break
+        last_row = rows[-1][0]
+    return int(cursor)
 
-    def __init__(self, path: Path, presence: KeyPresence, closing: threading.Event, *, poll_s: float) -> None:
+
+class KeyFollower:
+    """Keeps ``locations`` following the log of the store at ``path`` from ``cursor`` (see the module contract)."""
+
+    def __init__(self, path: Path, locations: KeyLocations, closing: threading.Event, *, cursor: int | None,
+                 poll_s: float) -> None:
         self.path = path
-        self.presence = presence
+        self.locations = locations
+        self._cursor = cursor
         self.poll_s = poll_s
         self._closing = closing
         # bounded: a follower that cannot read for long reads this process's keys back instead of holding their ids
@@ -65,8 +97,8 @@ class KeyFollower:
         self._thread = threading.Thread(target=self._run, name="llmgw-cache-keys", daemon=True)
 
     def mine(self, ids: tuple[int, int]) -> None:
-        """The log ids ``(first, last)`` of keys this process committed (and added to the presence itself): the
-        follower steps over them instead of reading them back."""
+        """The log ids ``(first, last)`` of keys this process committed (and located itself): the follower steps
+        over them instead of reading them back."""
         self._own.append(ids)
 
     def start(self) -> None:
@@ -78,15 +110,14 @@ class KeyFollower:
 
     def _run(self) -> None:
         db: sqlite3.Connection | None = None
-        cursor: int | None = None       # the last log id read; None: fill (again) from the Cache table
+        cursor = self._cursor           # the last log id read; None: fill (again) from the Cache table
         failing = False
         while not self._closing.is_set():
             try:
                 if db is None:
                     db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
                 if cursor is None:
-                    cursor = self._fill(db)
-                    self.presence.filled()
+                    cursor = fill(db, self.locations, self._closing)
                 cursor = self._follow(db, cursor)
                 if failing:
                     log.info("cache key log %s is read again", self.path)
@@ -104,20 +135,6 @@ class KeyFollower:
         if db is not None:
             db.close()
 
-    def _fill(self, db: sqlite3.Connection) -> int:
-        """Add every key of the Cache table; returns the log id to follow from (read first: keys stored while the
-        table is read are in the log after it)."""
-        cursor = db.execute("SELECT coalesce(max(id), 0) FROM llmgw_keys").fetchone()[0]
-        last_row = -1
-        while not self._closing.is_set():
-            rows = db.execute("SELECT rowid, key FROM Cache WHERE rowid > ? AND raw = 1 ORDER BY rowid LIMIT ?",
-                              (last_row, READ_BATCH)).fetchall()
-            self.presence.add(key for _, key in rows if isinstance(key, str))
-            if len(rows) < READ_BATCH:
-                break
-            last_row = rows[-1][0]
-        return int(cursor)
-
     def _follow(self, db: sqlite3.Connection, cursor: int) -> int | None:
         """Add the keys logged after ``cursor``; returns the new cursor, or None when keys were trimmed unread."""
         own = self._own
@@ -131,7 +148,7 @@ class KeyFollower:
                 return None if own else cursor
             if rows[0][0] > cursor + 1:    # ids only grow by one: the ones between were trimmed or cleared
                 return None
-            self.presence.add(key for _, key in rows)
+            self.locations.add([key for _, key in rows], [id_ for id_, _ in rows])
             cursor = rows[-1][0]
             if len(rows) < READ_BATCH and not (own and own[0][0] <= cursor + 1):
                 return cursor

@@ -6,16 +6,17 @@ GIL while SQLite works and must win it back from the event loop: storing a batch
 thread meant hundreds of GIL hand-offs and thread switches. :func:`insert_new` writes the rows of a batch's new keys
 with a few multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING key`` statements (a key already held is skipped by
 the table's unique index, and the statement says which were written), exactly as ``Cache.set`` would write them for
-a value it keeps in its table: the same columns and values, so diskcache's triggers keep its entry count and size,
-and its reads, eviction and expiry see no difference.
+a value it keeps in its table with a tag: the same columns and values, so diskcache's triggers keep its entry count
+and size, and its reads, eviction and expiry see no difference.
 
 Contract:
 - :func:`writable` says whether a cache's table has the columns written here and the unique index on ``(key,
   raw)`` (diskcache 4 and 5); when it has not, the caller stores with ``Cache.set``.
-- :func:`insert_new` runs inside ``cache.transact()``; it inserts only rows whose key the cache does not hold yet
-  and whose value is smaller than ``disk_min_file_size`` (larger values go to files, which only ``Cache.set``
-  writes), the last one of a key given twice, and returns the keys it inserted. Everything else is left to
-  ``Cache.set`` (an existing row is updated there, and its old file removed).
+- :func:`insert_new` runs inside ``cache.transact()``; it takes ``(key, value, expire_time, tag)`` rows and inserts
+  only those whose key the cache does not hold yet and whose value is smaller than ``disk_min_file_size`` (larger
+  values go to files, which only ``Cache.set`` writes), the last one of a key given twice, and returns the keys it
+  inserted. Everything else is left to ``Cache.set`` (an existing row is updated there, and its old file
+  removed). Keys are strings or integers, tags strings or None.
 """
 
 from __future__ import annotations
@@ -48,17 +49,20 @@ def writable(cache: diskcache.Cache) -> bool:
     return names == CACHE_COLUMNS and keyed and isinstance(getattr(cache, "disk_min_file_size", None), int)
 
 
-def insert_new(cache: diskcache.Cache, rows: Sequence[tuple[str, bytes, float]], now: float) -> set[str]:
-    """Insert the ``(key, value, expire_time)`` rows that may go in one statement (see the module contract), stored
-    at ``now``; returns their keys."""
+Key = str | int
+
+
+def insert_new(cache: diskcache.Cache, rows: Sequence[tuple[Key, bytes, float, str | None]], now: float) -> set[Key]:
+    """Insert the ``(key, value, expire_time, tag)`` rows that may go in one statement (see the module contract),
+    stored at ``now``; returns their keys."""
     limit = cache.disk_min_file_size
-    fresh = {key: (value, expires) for key, value, expires in rows if len(value) < limit}
+    fresh = {key: (value, expires, tag) for key, value, expires, tag in rows if len(value) < limit}
     if not fresh:
         return set()
     con = cache._con
-    values = [(key, True, now, expires, now, 0, None, 0, MODE_RAW, None, sqlite3.Binary(value))
-              for key, (value, expires) in fresh.items()]
-    inserted: set[str] = set()
+    values = [(key, True, now, expires, now, 0, tag, 0, MODE_RAW, None, sqlite3.Binary(value))
+              for key, (value, expires, tag) in fresh.items()]
+    inserted: set[Key] = set()
     for part in fixed_parts(values, SQLITE_SIZES):   # a key the table holds already is skipped, and not returned
         rows = con.execute(f"INSERT INTO Cache ({', '.join(_INSERTED)}) VALUES {', '.join([_ONE_ROW] * len(part))}"
                            " ON CONFLICT (key, raw) DO NOTHING RETURNING key",

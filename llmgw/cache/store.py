@@ -17,9 +17,13 @@ Contract (every store):
 
 :class:`CacheStore` is the per-machine store: entries in diskcache, capped at ``max_mb`` and evicting the least
 recently stored first, the journal in a SQLite table beside them; every process on the machine (``--workers``)
-shares both. A miss is answered from memory when the store surely lacks the key
-(:class:`~llmgw.cache.presence.KeyPresence`, kept filled from the store and its key log by
-:mod:`llmgw.cache.disk_keys`): other processes' entries are seen within about ``POLL_S``. Entries are JSON bytes
+shares both. Each entry is kept under its id in the store's key log (:mod:`llmgw.cache.disk_keys`), a number that
+only grows, with its exact key as the row's tag: storing appends to diskcache's indexes instead of dirtying a random
+page of an index by prompt hash for every answer. Each process knows where every exact key's latest entry lies
+(:class:`~llmgw.cache.locations.KeyLocations`, filled from the store when it opens, then from the key log and the
+journal): a miss is answered from memory, a hit is one read by id whose entry must carry the exact key asked for.
+Other processes' entries are seen within about ``POLL_S``. Storing a key again replaces its entry (the older row is
+deleted in the same transaction when this process knows of it). Entries are JSON bytes
 (:meth:`CacheEntry.to_json`) and the store never unpickles anything it reads (:class:`BytesOnlyDisk`).
 :class:`~llmgw.cache.redis_store.RedisCacheStore` shares them between machines. What both share
 (:class:`CacheEntry`, :class:`CacheUnavailable`, :class:`IndexedStore`, the journal record) is in
@@ -42,7 +46,7 @@ from diskcache.core import MODE_PICKLE
 from . import disk_keys
 from .base import JOURNAL_BATCH, CacheEntry, CacheUnavailable, IndexedStore, JournalRecord
 from .disk_rows import insert_new, writable
-from .presence import KeyPresence
+from .locations import KeyLocations, Locator
 
 if TYPE_CHECKING:
     from ..profile import Profile
@@ -83,11 +87,6 @@ class UnsafeEntry(ValueError):
 
 log = logging.getLogger("llmgw.cache")
 POLL_S = 0.2         # how often the disk store's follower looks for other processes' records
-# Pages the store's write-ahead log takes before it is copied back into the database (SQLite's default: 1,000).
-# Every new entry dirties a random page of the key index; a longer log copies each such page back once for many
-# entries: batches stored alone at 50,000 entries took 27-32 µs per entry instead of 47-56 µs (5-10% of the writer
-# thread's CPU in a loaded server). The log file (beside the store, `cache.db-wal`) grows to about 40 MB.
-WAL_PAGES = 10_000
 
 
 class CacheStore(IndexedStore):
@@ -100,20 +99,20 @@ class CacheStore(IndexedStore):
         self.directory = Path(directory)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)   # cached answers are the owner's alone
         self.disk = diskcache.Cache(str(self.directory), size_limit=int(max_mb * 1024 * 1024),
-                                    eviction_policy="least-recently-stored", cull_limit=0, disk=BytesOnlyDisk,
-                                    sqlite_wal_autocheckpoint=WAL_PAGES)
+                                    eviction_policy="least-recently-stored", cull_limit=0, disk=BytesOnlyDisk)
         journal = self.directory / "journal.sqlite"
         self._journal_path = journal
         self._journal_lock = threading.Lock()
         self._journal = self._connect()
         self._rows_writable = writable(self.disk)
         database = self.directory / diskcache.core.DBNAME
+        self.locations = KeyLocations()
         try:
             disk_keys.create(database)
+            cursor = disk_keys.fill(self.disk._con, self.locations)
         except sqlite3.Error as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
-        self.presence = KeyPresence()
-        self._keys = disk_keys.KeyFollower(database, self.presence, self._closing, poll_s=POLL_S)
+        self._keys = disk_keys.KeyFollower(database, self.locations, self._closing, cursor=cursor, poll_s=POLL_S)
         self._keys.start()
         self.start_following()
 
@@ -125,28 +124,30 @@ class CacheStore(IndexedStore):
                    " partition TEXT NOT NULL, text TEXT, expires REAL NOT NULL, embedder TEXT NOT NULL,"
                    " vector BLOB NOT NULL, origin TEXT NOT NULL)")
         db.execute("CREATE INDEX IF NOT EXISTS journal_expires ON journal(expires)")
+        if "locator" not in {row[1] for row in db.execute("PRAGMA table_info(journal)")}:   # journals of older stores
+            db.execute("ALTER TABLE journal ADD COLUMN locator")
         return db
 
     def get(self, key: str) -> CacheEntry | None:
-        """The live entry under exact key ``key``, or None: without reading SQLite when the key presence knows
-        the store lacks it."""
-        if not self.presence.may_hold(key):
+        """The live entry under exact key ``key``, or None: without reading SQLite when no entry of ``key`` is
+        known (see the module contract)."""
+        locator = self.locations.locate(key)
+        if locator is None:
             return None
-        return self.read_indexed(key)
+        entry = self.read(locator)
+        if entry is None or entry.key != key or entry.expires <= time.time():
+            return None
+        return entry
 
-    def read_indexed(self, key: str) -> CacheEntry | None:
-        """The entry an index row points at, read from the store whatever the presence says: the journal that
-        filled the index may be ahead of the key log that fills the presence."""
+    def read(self, locator: Locator) -> CacheEntry | None:
+        """The entry stored under diskcache key ``locator``, live or not, or None."""
         try:
-            entry = CacheEntry.from_json(self.disk.get(key))
+            return CacheEntry.from_json(self.disk.get(locator))
         except UnsafeEntry as exc:
-            log.warning("cache store %s: ignored %s under %s", self.directory, exc, key[:12])
+            log.warning("cache store %s: ignored %s under %s", self.directory, exc, str(locator)[:12])
             return None
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
-        if entry is None or entry.expires <= time.time():
-            return None
-        return entry
 
     def _write(self, entry: CacheEntry) -> None:
         self._write_many([entry])
@@ -166,23 +167,29 @@ class CacheStore(IndexedStore):
         self._cull()
 
     def _write_many(self, entries: Sequence[CacheEntry]) -> None:
-        """The entries and their keys in one transaction; then the keys in the presence and the journal records
-        (once the entries are committed: a follower that reads a record finds its entry)."""
+        """The entries and their keys in one transaction, each under its new id in the key log, the older entries of
+        their keys deleted; then their locations and journal records (once the entries are committed: a follower
+        that reads a record finds its entry)."""
+        entries = list({e.key: e for e in entries}.values())   # a key given twice: its last entry
+        keys = [e.key for e in entries]
         try:
             with self.disk.transact():
                 now = time.time()
-                rows = [(e.key, e.to_json(), now + max(0.001, e.expires - now)) for e in entries]
+                first, last = disk_keys.record(self.disk._con, keys)
+                rows = [(first + i, e.to_json(), now + max(0.001, e.expires - now), e.key)
+                        for i, e in enumerate(entries)]
+                for key in keys:
+                    older = self.locations.locate(key)
+                    if older is not None:
+                        self.disk.delete(older)
                 inserted = insert_new(self.disk, rows, now) if self._rows_writable else set()
-                for key, value, expires in rows:
-                    if key in inserted:
-                        inserted.discard(key)   # a key given twice: its later entries go through set()
-                    else:
-                        self.disk.set(key, value, expire=expires - now)
-                ids = disk_keys.record(self.disk._con, [key for key, _, _ in rows])
-            self.presence.add(key for key, _, _ in rows)
-            self._keys.mine(ids)
-            for entry in entries:
-                self._journal_insert(entry)
+                for locator, value, expires, key in rows:
+                    if locator not in inserted:
+                        self.disk.set(locator, value, expire=expires - now, tag=key)
+            self.locations.add(keys, range(first, last + 1))
+            self._keys.mine((first, last))
+            for i, entry in enumerate(entries):
+                self._journal_insert(entry, first + i)
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
 
@@ -192,21 +199,22 @@ class CacheStore(IndexedStore):
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
 
-    def _journal_insert(self, entry: CacheEntry) -> None:
+    def _journal_insert(self, entry: CacheEntry, locator: Locator) -> None:
         if entry.vector is None or entry.embedder is None:
             return
         with self._journal_lock:
             self._journal.execute(
-                "INSERT INTO journal (key, partition, text, expires, embedder, vector, origin)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (entry.key, entry.partition, entry.text, entry.expires, entry.embedder, entry.vector, self.origin))
+                "INSERT INTO journal (key, partition, text, expires, embedder, vector, origin, locator)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (entry.key, entry.partition, entry.text, entry.expires, entry.embedder, entry.vector, self.origin,
+                 locator))
 
     def _read_journal(self, cursor: Any, *, wait: bool) -> tuple[list[JournalRecord], Any]:
         last = cursor or 0
         try:
             with self._journal_lock:
                 rows = self._journal.execute(
-                    "SELECT id, key, partition, text, expires, embedder, vector, origin FROM journal"
+                    "SELECT id, key, partition, text, expires, embedder, vector, origin, locator FROM journal"
                     " WHERE id > ? ORDER BY id LIMIT ?", (last, JOURNAL_BATCH)).fetchall()
         except sqlite3.Error as exc:
             raise CacheUnavailable(f"cache journal {self._journal_path}: {exc}") from None
@@ -214,8 +222,12 @@ class CacheStore(IndexedStore):
             if wait:
                 self._closing.wait(POLL_S)
             return [], last
+        # the journal may be read before the key log that says where these entries lie: it says so itself
+        located = [(key, locator) for _, key, *_, origin, locator in rows
+                   if origin != self.origin and isinstance(key, str) and type(locator) is int]
+        self.locations.add([key for key, _ in located], [locator for _, locator in located])
         records = [JournalRecord(CacheEntry(key, partition, text, {}, {}, 0.0, 0.0, expires, embedder, vector), origin)
-                   for _, key, partition, text, expires, embedder, vector, origin in rows]
+                   for _, key, partition, text, expires, embedder, vector, origin, _ in rows]
         return records, rows[-1][0]
 
     def stats(self) -> dict[str, Any]:
@@ -231,6 +243,7 @@ class CacheStore(IndexedStore):
         self.disk.clear()
         with self.disk.transact():
             self.disk._con.execute("DELETE FROM llmgw_keys")
+        self.locations.clear()
         with self._journal_lock:
             self._journal.execute("DELETE FROM journal")
         return count

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import diskcache
 import pytest
 
 from llmgw.cache import disk_rows
-from llmgw.cache.store import WAL_PAGES, CacheEntry, CacheStore
+from llmgw.cache.store import CacheEntry, CacheStore
 
 COMPARED = ("key", "raw", "access_count", "tag", "size", "mode", "filename", "value")
 
@@ -30,18 +29,21 @@ def test_the_rows_are_those_set_writes_and_diskcache_reads_and_counts_them(tmp_p
     by_set, by_rows = diskcache.Cache(str(tmp_path / "set")), diskcache.Cache(str(tmp_path / "rows"))
     assert disk_rows.writable(by_rows)
     now = time.time()
-    values = {f"k{n}": f'{{"n": {n}, "text": "{"é" * n}"}}'.encode() for n in range(300)}
+    values: dict[str | int, bytes] = {f"k{n}": f'{{"n": {n}, "text": "{"é" * n}"}}'.encode() for n in range(300)}
+    values.update({n: f"by id {n}".encode() for n in range(1000, 1100)})     # the store's keys, tagged
+    tags = {key: (f"exact-{key}" if isinstance(key, int) else None) for key in values}
     for key, value in values.items():
-        by_set.set(key, value, expire=60.0)
+        by_set.set(key, value, expire=60.0, tag=tags[key])
     with by_rows.transact():
-        inserted = disk_rows.insert_new(by_rows, [(k, v, now + 60.0) for k, v in values.items()], now)
+        inserted = disk_rows.insert_new(by_rows, [(k, v, now + 60.0, tags[k]) for k, v in values.items()], now)
     assert inserted == set(values)
     expected, got = table(by_set), table(by_rows)
     assert {k: {c: r[c] for c in COMPARED} for k, r in got.items()} == \
         {k: {c: r[c] for c in COMPARED} for k, r in expected.items()}
     assert all(abs(r["expire_time"] - (r["store_time"] + 60.0)) < 1e-6 for r in got.values())
-    assert len(by_rows) == len(by_set) == 300 and by_rows.volume() == by_set.volume()   # the triggers counted
-    assert by_rows.get("k7") == values["k7"]
+    assert len(by_rows) == len(by_set) == 400 and by_rows.volume() == by_set.volume()   # the triggers counted
+    assert by_rows.get("k7") == values["k7"] and by_rows.get(1042) == b"by id 1042"
+    assert by_rows.get(1042, tag=True) == (b"by id 1042", "exact-1042")
     assert by_rows.get("k7", expire_time=True)[1] == pytest.approx(now + 60.0)
 
 
@@ -49,8 +51,8 @@ def test_held_keys_large_values_and_repeats_are_left_to_set(tmp_path: Path) -> N
     cache = diskcache.Cache(str(tmp_path), disk_min_file_size=1024)
     cache.set("held", b"old")
     now = time.time()
-    rows = [("held", b"new", now + 60), ("big", b"x" * 2048, now + 60), ("twice", b"one", now + 60),
-            ("twice", b"two", now + 60), ("new", b"v", now + 60)]
+    rows = [("held", b"new", now + 60, None), ("big", b"x" * 2048, now + 60, None), ("twice", b"one", now + 60, None),
+            ("twice", b"two", now + 60, None), ("new", b"v", now + 60, None)]
     with cache.transact():
         inserted = disk_rows.insert_new(cache, rows, now)
     assert inserted == {"twice", "new"}
@@ -91,20 +93,3 @@ def test_the_store_reads_back_what_a_batch_stored_either_way(tmp_path: Path, row
     assert store.get("c") is None                                                      # expired
     assert len(store.disk) == len(table(store.disk))      # diskcache's own count kept up (expired rows may go)
     store.close()
-
-
-def test_every_connection_of_the_store_keeps_a_long_write_ahead_log(tmp_path: Path) -> None:
-    """The writer thread's connection too (diskcache opens one per thread): its commits are what the WAL length
-    saves copying back; an older store folder is brought to the same setting when it is opened."""
-    old = diskcache.Cache(str(tmp_path / "old"))
-    old.close()
-    for folder in (tmp_path / "new", tmp_path / "old"):
-        store = CacheStore(folder)
-        assert wal_pages(store) == WAL_PAGES > 1000
-        with ThreadPoolExecutor(1) as other_thread:
-            assert other_thread.submit(wal_pages, store).result() == WAL_PAGES
-        store.close()
-
-
-def wal_pages(store: CacheStore) -> int:
-    return int(store.disk._con.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
