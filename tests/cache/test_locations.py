@@ -116,6 +116,30 @@ def test_entries_stored_before_opening_and_by_other_processes_are_found(tmp_path
         second.close()
 
 
+def test_two_processes_storing_the_same_keys_at_once_never_mix_answers(tmp_path: Path) -> None:
+    """Both keep their own rows of a key stored by both before either saw the other's; every lookup, in either
+    process, finds an answer to the key it asked for."""
+    one, two = CacheStore(tmp_path), CacheStore(tmp_path)
+    keys = [f"k{i}" for i in range(200)]
+    try:
+        def store(into: CacheStore, who: str) -> None:
+            for start in range(0, len(keys), 20):
+                into.put_many([entry(k, content=f"{who}:{k}") for k in keys[start:start + 20]])
+
+        threads = [threading.Thread(target=store, args=(s, who)) for s, who in ((one, "one"), (two, "two"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for reader in (one, two):
+            for k in keys:
+                got = found_within(reader, k)     # a row the other deleted is found again once its follower reads
+                assert got is not None and got.key == k and content(got) in (f"one:{k}", f"two:{k}")
+    finally:
+        one.close()
+        two.close()
+
+
 def test_entries_of_an_older_store_layout_are_found(tmp_path: Path) -> None:
     """Earlier stores kept entries under their exact key, untagged: they are still answers."""
     old = diskcache.Cache(str(tmp_path))
@@ -153,8 +177,12 @@ def test_a_follower_behind_the_trimmed_log_fills_again(tmp_path: Path, monkeypat
 
 def test_a_cleared_store_is_followed_from_the_cache_table_again(store: CacheStore, tmp_path: Path) -> None:
     store.put_many([entry("old")])
+    before = CacheStore(tmp_path / "cache")      # opened before the clear: still locates "old"
+    assert before.get("old") is not None
     assert store.clear() == 1
     assert store.get("old") is None and len(store.locations) == 0
+    assert before.get("old") is None              # its locator points at a row that is gone: a miss
+    before.close()
     other = CacheStore(tmp_path / "cache")
     try:
         store.put_many([entry("new")])
