@@ -162,8 +162,9 @@ class CacheStore(IndexedStore):
         (:mod:`llmgw.cache.disk_rows`), and one pass that drops what has expired and evicts the least recently
         stored entries while the store is over ``max_mb``."""
         self._write_many(entries)
-        for entry in entries:
-            self.stored(entry)
+        if self.index is not None:    # only a semantic store indexes what it stored
+            for entry in entries:
+                self.stored(entry)
         self._cull()
 
     def _write_many(self, entries: Sequence[CacheEntry]) -> None:
@@ -188,8 +189,9 @@ class CacheStore(IndexedStore):
                         self.disk.set(locator, value, expire=expires - now, tag=key)
             self.locations.add(keys, range(first, last + 1))
             self._keys.mine((first, last))
-            for i, entry in enumerate(entries):
-                self._journal_insert(entry, first + i)
+            if self.index is not None:    # only a semantic store journals its entries' vectors
+                for i, entry in enumerate(entries):
+                    self._journal_insert(entry, first + i)
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
 
