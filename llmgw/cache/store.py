@@ -122,11 +122,19 @@ class CacheStore(IndexedStore):
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("CREATE TABLE IF NOT EXISTS journal (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL,"
                    " partition TEXT NOT NULL, text TEXT, expires REAL NOT NULL, embedder TEXT NOT NULL,"
-                   " vector BLOB NOT NULL, origin TEXT NOT NULL)")
+                   " vector BLOB NOT NULL, origin TEXT NOT NULL, locator)")
         db.execute("CREATE INDEX IF NOT EXISTS journal_expires ON journal(expires)")
-        if "locator" not in {row[1] for row in db.execute("PRAGMA table_info(journal)")}:   # journals of older stores
-            db.execute("ALTER TABLE journal ADD COLUMN locator")
+        if "locator" not in self._journal_columns(db):   # a journal of an older store
+            try:
+                db.execute("ALTER TABLE journal ADD COLUMN locator")
+            except sqlite3.OperationalError:
+                if "locator" not in self._journal_columns(db):   # not another worker opening it at the same time
+                    raise
         return db
+
+    @staticmethod
+    def _journal_columns(db: sqlite3.Connection) -> set[str]:
+        return {row[1] for row in db.execute("PRAGMA table_info(journal)")}
 
     def get(self, key: str) -> CacheEntry | None:
         """The live entry under exact key ``key``, or None: without reading SQLite when no entry of ``key`` is

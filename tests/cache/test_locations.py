@@ -301,3 +301,53 @@ def test_a_journal_record_is_written_only_once_its_entry_is_committed(tmp_path: 
     finally:
         writer.close()
         reader.close()
+
+
+def old_journal(folder: Path, e: CacheEntry) -> None:
+    """A journal as earlier versions wrote it: no locator column."""
+    folder.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(folder / "journal.sqlite")
+    db.execute("CREATE TABLE journal (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, partition TEXT NOT NULL,"
+               " text TEXT, expires REAL NOT NULL, embedder TEXT NOT NULL, vector BLOB NOT NULL, origin TEXT NOT NULL)")
+    db.execute("INSERT INTO journal (key, partition, text, expires, embedder, vector, origin)"
+               " VALUES (?, ?, ?, ?, ?, ?, ?)",
+               (e.key, e.partition, e.text, e.expires, e.embedder, e.vector, "an-older-process"))
+    db.commit()
+    db.close()
+
+
+def test_a_semantic_entry_of_an_older_store_is_still_found(tmp_path: Path) -> None:
+    emb = HashEmbedder(32)
+    e = semantic("old", emb)
+    old = diskcache.Cache(str(tmp_path))
+    old.set("old", e.to_json(), expire=60)
+    old.close()
+    old_journal(tmp_path, e)
+    store = CacheStore(tmp_path, embedder=emb.name)
+    try:
+        assert store.ready.wait(5)
+        found = store.nearest("p", emb.embed([e.text or ""])[0], 0.9)
+        assert [f.key for f, _ in found] == ["old"]
+        store.put_many([semantic("new", emb)])      # the journal took its new column
+        assert store.get("new") is not None
+    finally:
+        store.close()
+
+
+def test_two_workers_bringing_an_older_journal_up_to_date_at_once_both_open(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    old_journal(tmp_path, semantic("old", HashEmbedder(32)))
+    first = CacheStore(tmp_path)                    # adds the column
+    # the second saw the older columns just before the first added its own: its ALTER fails, and it goes on
+    real = CacheStore._journal_columns
+    calls: list[int] = []
+
+    def columns(db: sqlite3.Connection) -> set[str]:
+        calls.append(1)
+        return set() if len(calls) == 1 else real(db)
+
+    monkeypatch.setattr(CacheStore, "_journal_columns", staticmethod(columns))
+    second = CacheStore(tmp_path)
+    assert len(calls) == 2
+    first.close()
+    second.close()
