@@ -73,8 +73,7 @@ def validate_messages(body: Mapping[str, Any], *, count_only: bool = False, raw:
     messages at any position, roles newer than this gateway), unknown block types and unknown fields are the
     upstream's to judge. A ``user``/``assistant`` message needs a ``content``; other roles may leave it out (a
     ``system`` message may carry only ``output_config``). Numbers are type-checked, never range-checked here: a
-    foreign target's parameter table says which values it accepts. ``raw``: the bytes ``body`` was parsed from (a long
-    body's depth is read from them: :func:`~llmgw.formats.validate.check_depth`).
+    foreign target's parameter table says which values it accepts.
     """
     model = body.get("model")
     if not isinstance(model, str) or not model:

@@ -24,8 +24,7 @@ _NUMBERS = ("temperature", "topP", "topK", "presencePenalty", "frequencyPenalty"
 def validate_generate(body: Mapping[str, Any], alias: str, *, count_only: bool = False,
                       raw: bytes | None = None) -> None:
     """Check a request (see the module contract); ``count_only``: a ``countTokens`` body, whose request may sit in
-    ``generateContentRequest``; ``raw``: the bytes ``body`` was parsed from (a long body's depth is read from them:
-    :func:`~llmgw.formats.validate.check_depth`)."""
+    ``generateContentRequest``."""
     if not alias:
         raise invalid_field("model", "required: the model alias, in the path (models/{model}:generateContent)")
     request, prefix = body, ""

@@ -94,8 +94,7 @@ _DELTA_TEXTS = ("reasoning_content", "reasoning", "content", "refusal")   # a de
 
 
 def validate_chat(body: Mapping[str, Any], *, raw: bytes | None = None) -> None:
-    """Check the fields the gateway relies on; everything else is the upstream's to judge. ``raw``: the bytes
-    ``body`` was parsed from (a long body's depth is read from them: :func:`~llmgw.formats.validate.check_depth`)."""
+    """Check the fields the gateway relies on; everything else is the upstream's to judge."""
     check_model(body)
     messages = body.get("messages")
     if messages is None:
@@ -121,7 +120,6 @@ def validate_chat(body: Mapping[str, Any], *, raw: bytes | None = None) -> None:
 
 
 def validate_embeddings(body: Mapping[str, Any], *, raw: bytes | None = None) -> None:
-    """Check an embeddings request's model and input; ``raw`` as for :func:`validate_chat`."""
     check_model(body)
     value = body.get("input")
     if value is None:

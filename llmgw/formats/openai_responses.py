@@ -57,8 +57,7 @@ _TERMINAL = frozenset({"response.completed", "response.incomplete"})
 
 def validate_responses(body: Mapping[str, Any], *, count_only: bool = False, raw: bytes | None = None) -> None:
     """Check a Responses API request (or an ``input_tokens`` request with ``count_only``): see the module contract.
-    Numbers are type-checked, never range-checked: the target judges their values. ``raw``: the bytes ``body`` was
-    parsed from (a long body's depth is read from them: :func:`~llmgw.formats.validate.check_depth`)."""
+    Numbers are type-checked, never range-checked: the target judges their values."""
     check_model(body)
     source = body.get("input")
     if source is not None and not isinstance(source, str | list):
