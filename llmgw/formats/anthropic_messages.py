@@ -64,7 +64,7 @@ def error_type(status: int) -> str:
     return _ERROR_TYPES.get(status, "api_error")
 
 
-def validate_messages(body: Mapping[str, Any], *, count_only: bool = False, raw: bytes | None = None) -> None:
+def validate_messages(body: Mapping[str, Any], *, count_only: bool = False) -> None:
     """Check an Anthropic Messages request (or a count_tokens request with ``count_only``).
 
     Only what the gateway itself relies on is checked — the alias (``model``), the shape of the messages and their
@@ -120,7 +120,7 @@ def validate_messages(body: Mapping[str, Any], *, count_only: bool = False, raw:
     choice = body.get("tool_choice")
     if choice is not None and not (isinstance(choice, dict) and isinstance(choice.get("type"), str)):
         raise invalid_field("tool_choice", "must be an object with a 'type' (auto, any, tool, none, ...)")
-    check_depth(body, raw=raw)
+    check_depth(body)
 
 
 # --- texts ------------------------------------------------------------------------------------------------------
@@ -177,7 +177,7 @@ class AnthropicMessages(WireFormat):
 
     def parse(self, ex: Exchange, body: dict[str, Any]) -> None:
         count_only = ex.endpoint == "count_tokens"
-        validate_messages(body, count_only=count_only, raw=ex.raw_body)
+        validate_messages(body, count_only=count_only)
         ex.client_body = body
         ex.alias = body["model"]
         if count_only:

@@ -21,8 +21,7 @@ from .validate import check_depth, invalid_field, is_int, is_number
 _NUMBERS = ("temperature", "topP", "topK", "presencePenalty", "frequencyPenalty")
 
 
-def validate_generate(body: Mapping[str, Any], alias: str, *, count_only: bool = False,
-                      raw: bytes | None = None) -> None:
+def validate_generate(body: Mapping[str, Any], alias: str, *, count_only: bool = False) -> None:
     """Check a request (see the module contract); ``count_only``: a ``countTokens`` body, whose request may sit in
     ``generateContentRequest``."""
     if not alias:
@@ -55,7 +54,7 @@ def validate_generate(body: Mapping[str, Any], alias: str, *, count_only: bool =
     config = get(request, "toolConfig")
     if config is not None and not isinstance(config, Mapping):
         raise invalid_field(f"{prefix}toolConfig", "must be an object")
-    check_depth(body, raw=raw)
+    check_depth(body)
 
 
 def _check_content(content: Any, where: str) -> None:

@@ -156,7 +156,7 @@ class GeminiGenerate(WireFormat):
     def parse(self, ex: Exchange, body: dict[str, Any]) -> None:
         count_only = ex.endpoint == "count_tokens"
         alias = ex.route_params.get("model", "")
-        validate_generate(body, alias, count_only=count_only, raw=ex.raw_body)
+        validate_generate(body, alias, count_only=count_only)
         ex.client_body = body
         ex.alias = alias
         if count_only:

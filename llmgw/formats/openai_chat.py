@@ -93,7 +93,7 @@ _DONE = encode_data(b"[DONE]")
 _DELTA_TEXTS = ("reasoning_content", "reasoning", "content", "refusal")   # a delta's text channels
 
 
-def validate_chat(body: Mapping[str, Any], *, raw: bytes | None = None) -> None:
+def validate_chat(body: Mapping[str, Any]) -> None:
     """Check the fields the gateway relies on; everything else is the upstream's to judge."""
     check_model(body)
     messages = body.get("messages")
@@ -116,10 +116,10 @@ def validate_chat(body: Mapping[str, Any], *, raw: bytes | None = None) -> None:
         problem = _FIELD_CHECKS[name](body[name])
         if problem is not None:
             raise invalid_field(name, problem)
-    check_depth(body, raw=raw)
+    check_depth(body)
 
 
-def validate_embeddings(body: Mapping[str, Any], *, raw: bytes | None = None) -> None:
+def validate_embeddings(body: Mapping[str, Any]) -> None:
     check_model(body)
     value = body.get("input")
     if value is None:
@@ -132,7 +132,7 @@ def validate_embeddings(body: Mapping[str, Any], *, raw: bytes | None = None) ->
     dims = body.get("dimensions")
     if dims is not None and (not is_int(dims) or dims < 1):
         raise invalid_field("dimensions", "must be a positive integer")
-    check_depth(body, raw=raw)
+    check_depth(body)
 
 
 # --- texts ------------------------------------------------------------------------------------------------------
@@ -219,9 +219,9 @@ class OpenAIChat(WireFormat):
 
     def parse(self, ex: Exchange, body: dict[str, Any]) -> None:
         if ex.endpoint == "embeddings":
-            validate_embeddings(body, raw=ex.raw_body)
+            validate_embeddings(body)
         else:
-            validate_chat(body, raw=ex.raw_body)
+            validate_chat(body)
             ex.stream = body.get("stream") is True
             ex.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         ex.body = ex.client_body = body

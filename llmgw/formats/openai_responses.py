@@ -55,7 +55,7 @@ _CANONICAL_ITEMS = frozenset({"message", "function_call", "function_call_output"
 _TERMINAL = frozenset({"response.completed", "response.incomplete"})
 
 
-def validate_responses(body: Mapping[str, Any], *, count_only: bool = False, raw: bytes | None = None) -> None:
+def validate_responses(body: Mapping[str, Any], *, count_only: bool = False) -> None:
     """Check a Responses API request (or an ``input_tokens`` request with ``count_only``): see the module contract.
     Numbers are type-checked, never range-checked: the target judges their values."""
     check_model(body)
@@ -83,7 +83,7 @@ def validate_responses(body: Mapping[str, Any], *, count_only: bool = False, raw
     choice = body.get("tool_choice")
     if choice is not None and not isinstance(choice, str | dict):
         raise invalid_field("tool_choice", "must be a string (auto, none, required) or a tool choice object")
-    check_depth(body, raw=raw)
+    check_depth(body)
 
 
 def _check_items(items: list[Any], where: str) -> None:
@@ -175,7 +175,7 @@ class OpenAIResponses(WireFormat):
 
     def parse(self, ex: Exchange, body: dict[str, Any]) -> None:
         count_only = ex.endpoint == "count_tokens"
-        validate_responses(body, count_only=count_only, raw=ex.raw_body)
+        validate_responses(body, count_only=count_only)
         ex.client_body = body
         ex.alias = body["model"]
         if count_only:
