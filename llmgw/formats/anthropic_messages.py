@@ -35,7 +35,7 @@ from ..translate.anthropic_stream import OpenAIStreamToAnthropic, error_event
 from .base import Route, WireFormat
 from .streaming import forward_stream
 from .texts import TextFn, schema_texts, text_at, visit_value
-from .validate import check_depth, invalid_field, is_int, is_number
+from .validate import invalid_field, is_int, is_number
 
 if TYPE_CHECKING:
     from ..guardrails.stream import StreamGuard
@@ -120,7 +120,6 @@ def validate_messages(body: Mapping[str, Any], *, count_only: bool = False) -> N
     choice = body.get("tool_choice")
     if choice is not None and not (isinstance(choice, dict) and isinstance(choice.get("type"), str)):
         raise invalid_field("tool_choice", "must be an object with a 'type' (auto, any, tool, none, ...)")
-    check_depth(body)
 
 
 # --- texts ------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..translate.gemini_client import get
-from .validate import check_depth, invalid_field, is_int, is_number
+from .validate import invalid_field, is_int, is_number
 
 _NUMBERS = ("temperature", "topP", "topK", "presencePenalty", "frequencyPenalty")
 
@@ -54,7 +54,6 @@ def validate_generate(body: Mapping[str, Any], alias: str, *, count_only: bool =
     config = get(request, "toolConfig")
     if config is not None and not isinstance(config, Mapping):
         raise invalid_field(f"{prefix}toolConfig", "must be an object")
-    check_depth(body)
 
 
 def _check_content(content: Any, where: str) -> None:

@@ -28,7 +28,7 @@ from ..sse import encode_data
 from .base import Route, WireFormat
 from .streaming import forward_stream
 from .texts import TextFn, content_text, json_text_at, schema_texts, text_at, visit_value
-from .validate import check_depth, check_model, invalid_field, is_int, is_number
+from .validate import check_model, invalid_field, is_int, is_number
 
 if TYPE_CHECKING:
     from ..guardrails.stream import StreamGuard
@@ -116,7 +116,6 @@ def validate_chat(body: Mapping[str, Any]) -> None:
         problem = _FIELD_CHECKS[name](body[name])
         if problem is not None:
             raise invalid_field(name, problem)
-    check_depth(body)
 
 
 def validate_embeddings(body: Mapping[str, Any]) -> None:
@@ -132,7 +131,6 @@ def validate_embeddings(body: Mapping[str, Any]) -> None:
     dims = body.get("dimensions")
     if dims is not None and (not is_int(dims) or dims < 1):
         raise invalid_field("dimensions", "must be a positive integer")
-    check_depth(body)
 
 
 # --- texts ------------------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from . import responses_guard as guarding
 from .base import Route, WireFormat
 from .streaming import forward_stream
 from .texts import TextFn, json_text_at, schema_texts, text_at, visit_value
-from .validate import check_depth, check_model, invalid_field, is_int, is_number
+from .validate import check_model, invalid_field, is_int, is_number
 
 if TYPE_CHECKING:
     from ..guardrails.stream import StreamGuard
@@ -83,7 +83,6 @@ def validate_responses(body: Mapping[str, Any], *, count_only: bool = False) -> 
     choice = body.get("tool_choice")
     if choice is not None and not isinstance(choice, str | dict):
         raise invalid_field("tool_choice", "must be a string (auto, none, required) or a tool choice object")
-    check_depth(body)
 
 
 def _check_items(items: list[Any], where: str) -> None:

@@ -3,9 +3,9 @@
 Contract (:func:`format_handler`):
 - The pipeline's ``headers`` phases (authentication) run first, on the headers alone: a refused request is
   answered at once and its body is never read (nor parsed, validated or logged).
-- The body is read once (size limit, orjson), the route's format validates it and fills the exchange, and the
-  exchange goes through the whole pipeline — every endpoint alike (chat, embeddings, count_tokens): auth, limits,
-  guardrails, cache, routing, meter.
+- The body is read once (size limit, orjson, at most ``MAX_DEPTH`` levels of nesting), the route's format validates
+  it and fills the exchange, and the exchange goes through the whole pipeline — every endpoint alike (chat,
+  embeddings, count_tokens): auth, limits, guardrails, cache, routing, meter.
 - Whatever happens, ``Pipeline.finish`` runs to its end, so every request — refused, failed or answered — leaves
   exactly one log row and settles what it reserved. A bad request gets a precise 4xx in the client's format and
   never reaches a provider.
@@ -31,6 +31,7 @@ from ..errors import GatewayError, InvalidRequest, PayloadTooLarge
 from ..exchange import Exchange
 from ..formats import Route, WireFormat, named
 from ..formats.streaming import StreamRecorder
+from ..formats.validate import parse_body
 from ..profile import Profile
 from ..uncancelled import to_the_end
 from .pipeline import Pipeline
@@ -51,7 +52,8 @@ class Serving(Protocol):
 
 async def read_json(request: web.Request, max_bytes: int,
                     timeout_s: float | None = None) -> tuple[dict[str, Any], bytes]:
-    """The request body as a JSON object, or a precise :class:`GatewayError`; a body still arriving after
+    """The request body as a JSON object nested at most ``MAX_DEPTH`` levels deep
+    (:func:`~llmgw.formats.validate.parse_body`), or a precise :class:`GatewayError`; a body still arriving after
     ``timeout_s`` is a 408 (``server.body_timeout_s``; aiohttp then reads what is left for at most its lingering
     time, and closes the connection)."""
     content = request.content
@@ -74,7 +76,7 @@ async def read_json(request: web.Request, max_bytes: int,
     if not raw:
         raise InvalidRequest("request body is empty; expected a JSON object", code="invalid_json")
     try:
-        body = orjson.loads(raw)
+        body = parse_body(raw)   # within the nesting limit
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):

@@ -16,9 +16,10 @@ from .conftest import GatewayFactory, log_rows
 OK = {"role": "user", "content": "hi"}
 
 
-def deep(levels: int) -> str:
-    return '{"model": "real", "messages": [{"role": "user", "content": "x"}], "metadata": ' + \
-        '{"a": ' * levels + "1" + "}" * levels + "}"
+def deep(levels: int, pad: int = 0) -> str:
+    """A chat body with ``levels`` nested objects in its metadata (and a user of ``pad`` brackets: a long body)."""
+    return '{"model": "real", "messages": [{"role": "user", "content": "x"}], "user": "' + "[{" * pad + \
+        '", "metadata": ' + '{"a": ' * levels + "1" + "}" * levels + "}"
 
 
 CASES = [
@@ -50,6 +51,7 @@ CASES = [
     ("max_tokens bool", json.dumps({"model": "real", "messages": [OK], "max_tokens": True}).encode(),
      400, "invalid_value", "max_tokens"),
     ("too deep", deep(100).encode(), 400, "nesting_too_deep", "nested deeper"),
+    ("too deep, long", deep(64, pad=20_000).encode(), 400, "nesting_too_deep", "nested deeper"),
     ("way too deep", deep(2000).encode(), 400, None, None),
     ("unknown alias", json.dumps({"model": "nope", "messages": [OK]}).encode(), 404, "model_not_found", "'nope'"),
 ]
@@ -75,6 +77,21 @@ async def test_bad_chat_request_is_refused_and_logged(
     await client.close()
     rows = log_rows(tmp_path)
     assert [r["status"] for r in rows] == [status, 200]
+
+
+async def test_a_long_body_at_the_depth_limit_is_served_without_visiting_every_value(
+        gateway: GatewayFactory, upstream: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmgw.formats import validate
+
+    walked: list[object] = []
+    monkeypatch.setattr(validate, "check_depth", walked.append)
+    client = await gateway(upstream=upstream.base_url)
+    body = deep(63, pad=20_000).encode()     # the root object and 63 in its metadata: exactly the limit
+    assert len(body) >= validate.LONG_BODY_BYTES
+    resp = await client.post("/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
+    assert resp.status == 200
+    assert walked == []
+    await client.close()
 
 
 async def test_body_over_max_body_mb_is_413(gateway: GatewayFactory, upstream: FakeOpenAI, tmp_path: Path) -> None:
