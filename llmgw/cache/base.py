@@ -159,11 +159,6 @@ class IndexedStore:
     def get(self, key: str) -> CacheEntry | None:
         raise NotImplementedError
 
-    def read_indexed(self, key: str) -> CacheEntry | None:
-        """The entry an index row points at (its journal record said it was stored); None when it is gone. A store
-        whose ``get`` filters keys by what it has seen stored reads itself here."""
-        return self.get(key)
-
     def _write(self, entry: CacheEntry) -> None:
         raise NotImplementedError
 
@@ -224,7 +219,7 @@ class IndexedStore:
             return []
         found = []
         for key, score in self.index.search(partition, vector, threshold, limit, rule=rule):
-            entry = self.read_indexed(key)
+            entry = self.get(key)   # None: expired or evicted since it was indexed
             if entry is None:
                 self.index.remove(key)
                 continue
