@@ -151,7 +151,15 @@ def _parts_texts(holder: dict[str, Any], key: str, where: str, fn: TextFn) -> No
                 text_at(part, "refusal", f"{where}.{key}[{j}].refusal", fn)
 
 
+_PLAIN_MESSAGE = frozenset({"role", "content"})
+# Request members other than the messages that hold texts: most requests have none of them.
+_REQUEST_TEXT_MEMBERS = frozenset({"tools", "prediction", "user", "stop", "metadata", "response_format"})
+
+
 def _message_texts(message: dict[str, Any], where: str, fn: TextFn) -> None:
+    if message.keys() <= _PLAIN_MESSAGE:   # the common message: its content is its only text
+        _parts_texts(message, "content", where, fn)
+        return
     if isinstance(message.get("name"), str):
         text_at(message, "name", f"{where}.name", fn)
     _parts_texts(message, "content", where, fn)
@@ -174,6 +182,8 @@ def chat_request_texts(body: dict[str, Any], fn: TextFn) -> None:
     for i, message in enumerate(body.get("messages") or []):
         if isinstance(message, dict):
             _message_texts(message, f"messages[{i}]", fn)
+    if _REQUEST_TEXT_MEMBERS.isdisjoint(body):
+        return
     for i, tool in enumerate(body.get("tools") or []):
         function = tool.get("function") if isinstance(tool, dict) else None
         if isinstance(function, dict):

@@ -61,17 +61,23 @@ def scan_body(walk: Walk, scan: Scan, *, before: Callable[[str], str] | None = N
     if on_text is not None:
         for text, _ in items:
             on_text(text)
-    prepared = items if before is None else [(before(text), where) for text, where in items]
-    out = [text for text, _ in prepared]
-    originals = out[:] if before is None else [text for text, _ in items]
-    for group in groups(prepared):
-        if scan.blocked is not None:
-            break
-        judged = scan.texts([prepared[i] for i in group])
-        for i, text in zip(group, judged, strict=True):
-            out[i] = text
-    if out == originals:
-        return False
+    if len(items) == 1:   # one text (a one-message request, most answers): a group of its own
+        text, where = items[0]
+        out = [scan.text(before(text) if before is not None else text, where)]
+        if out[0] == text:
+            return False
+    else:
+        prepared = items if before is None else [(before(text), where) for text, where in items]
+        out = [text for text, _ in prepared]
+        originals = out[:] if before is None else [text for text, _ in items]
+        for group in groups(prepared):
+            if scan.blocked is not None:
+                break
+            judged = scan.texts([prepared[i] for i in group])
+            for i, text in zip(group, judged, strict=True):
+                out[i] = text
+        if out == originals:
+            return False
     position = iter(range(len(items)))
 
     def put(text: str, where: str) -> str:

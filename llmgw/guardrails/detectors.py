@@ -310,10 +310,10 @@ def _phone_match(text: str, m: re.Match[str], regions: Collection[str]) -> Match
     if sum(map(str.isdigit, candidate)) < 7:
         return None
     before = _before(text, m.start())
-    if _DATE.match(candidate) or _NOT_PHONE_CONTEXT.search(before):
-        return None
     grouped = m.group(1) is not None or not candidate.isdigit()
-    if not grouped and not _PHONE_CONTEXT.search(before):
+    if not grouped and not _PHONE_CONTEXT.search(before):   # a bare digit run needs phone wording
+        return None
+    if _DATE.match(candidate) or _NOT_PHONE_CONTEXT.search(before):
         return None
     found = _phone_prefix(candidate, regions)
     if found is None:
@@ -383,7 +383,7 @@ class PiiDetector:
         short = max(SPANS[e] for e in self.entities) + MARGIN
         self.span = SECRET_SPAN if "api_key" in self.entities else short
         self._short = short
-        self._finders = tuple((self._finder(e), e in _IN_RUNS_ONLY) for e in self.entities)
+        self._finders = tuple((self._finder(e), _MIN_RUN.get(e, 0)) for e in self.entities)
 
     def reach(self, text: str, low: int, high: int) -> int:
         """How far a value starting in ``text[low:high]`` can run: the longest short entity past ``high``, or a
@@ -402,36 +402,41 @@ class PiiDetector:
         return cut
 
     def _finder(self, entity: str) -> Finder:
-        if entity == "api_key":
-            return lambda text, runs, taken: find_secrets(text)
-        if entity == "email":
-            return lambda text, runs, taken: find_emails(text)
-        if entity == "iban":
-            return lambda text, runs, taken: find_ibans(text)
         if entity == "phone":
             regions = self.regions
             return lambda text, runs, taken: find_phones(text, regions, runs, taken)
-        finder: Callable[[str, list[Run]], Iterator[Match]] = _RUN_FINDERS[entity]
-        return lambda text, runs, taken: finder(text, runs)
+        return _FINDERS[entity]
 
     def find(self, text: str) -> list[Match]:
         """Non-overlapping matches in ``text``, by position."""
         if not text:
             return []
         runs = number_runs(text)
-        occupied = bytearray(len(text))
+        longest = max(end - start for start, end in runs) if runs else 0
+        occupied: bytearray | None = None   # one byte per character, set where a match took it; made at the first
         found: list[Match] = []
-        for finder, in_runs_only in self._finders:
-            if in_runs_only and not runs:   # a text without a run of digits holds no phone, card or SSN
+        for finder, min_run in self._finders:
+            if min_run > longest:   # no run of digits long enough for a card, an SSN or a phone number
                 continue
             for match in finder(text, runs, occupied):
-                if occupied.find(1, match.start, match.end) == -1:
-                    occupied[match.start:match.end] = b"\x01" * (match.end - match.start)
-                    found.append(match)
-        found.sort(key=lambda m: m.start)
+                if occupied is None:
+                    occupied = bytearray(len(text))
+                elif occupied.find(1, match.start, match.end) != -1:
+                    continue
+                occupied[match.start:match.end] = b"\x01" * (match.end - match.start)
+                found.append(match)
+        if len(found) > 1:
+            found.sort(key=lambda m: m.start)
         return found
 
 
-_RUN_FINDERS: Mapping[str, Callable[[str, list[Run]], Iterator[Match]]] = MappingProxyType({
-    "credit_card": find_cards, "ssn": find_ssns, "ip": find_ips})
-_IN_RUNS_ONLY = frozenset({"phone", "credit_card", "ssn"})   # found only around number_runs (IPv6 is not)
+# Each entity's finder, as (text, runs, characters taken) -> matches (phone numbers: per detector, for its regions).
+_FINDERS: Mapping[str, Finder] = MappingProxyType({
+    "api_key": lambda text, runs, taken: find_secrets(text),
+    "email": lambda text, runs, taken: find_emails(text),
+    "iban": lambda text, runs, taken: find_ibans(text),
+    "credit_card": lambda text, runs, taken: find_cards(text, runs),
+    "ssn": lambda text, runs, taken: find_ssns(text, runs),
+    "ip": lambda text, runs, taken: find_ips(text, runs)})
+# The shortest run of digits (number_runs) each entity needs: none for those found elsewhere (IPv6 is not in a run).
+_MIN_RUN: Mapping[str, int] = MappingProxyType({"credit_card": 12, "ssn": 9, "phone": 7})

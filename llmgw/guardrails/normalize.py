@@ -95,6 +95,8 @@ def _bmp_table() -> Any:
 
 _SEP_CHARS = frozenset(" \t\r\n-_./")
 _SEP_HINT = re.compile(r"[_/\n](?=[ \t\-_./]{0,3}[\d(])|[ \t\-_./]{2}(?=[ \t\r\n\-_./]{0,3}[\d(])")
+# Where a separator fold can begin in ASCII text: a fold needs a digit or ")" just before its run of separators.
+_SEP_GATE = re.compile(r"[0-9)][ \t\r\n\-_./]")
 _BRACKETED = re.compile(r"[\[({<] ?(?i:(?P<at>at|@)|dot|\.) ?[\])}>]")
 _ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})")
 _SHORT = 512     # below this many characters, non-ASCII text is folded character by character
@@ -278,7 +280,10 @@ def _folds(text: str) -> list[tuple[int, int, str]]:
                 end += 1
             found.append((start, end, "@" if m.group("at") else "."))
     last = 0
-    for m in _SEP_HINT.finditer(text):
+    if text.isascii():   # no hint before the first digit (or ")") followed by a separator can become a fold
+        gate = _SEP_GATE.search(text)
+        last = len(text) if gate is None else gate.start()
+    for m in _SEP_HINT.finditer(text, last):
         if m.start() < last:
             continue
         start, end = m.span()

@@ -11,7 +11,10 @@ Contract (how the pipeline calls it; see docs/guardrails.md):
   ``ex.body`` are rewritten in place with placeholders (one table for both, so the same value gets the same
   placeholder whichever body a provider is sent). ``flag`` → findings recorded only. Bodies over
   :data:`OFFLOAD_BYTES` are scanned in a worker thread; a cancelled request stops its scan.
-- The scan of each phase has a CPU budget (:data:`~llmgw.guardrails.engine.DEFAULT_BUDGET_S`); past it, a rule
+- The scan of each phase has a CPU budget (:data:`~llmgw.guardrails.engine.DEFAULT_BUDGET_S`; a request body under
+  :data:`UNMETERED_BYTES` is scanned without reading the clock, unless the budget is under :data:`SMALL_SCAN_S`: even
+  dense with phone numbers it is scanned in tens of milliseconds, and holds far fewer values than the cap); past
+  it, a rule
   with ``over_budget = "block"`` (the default) refuses the request (413 ``guardrail_scan_budget``) or the answer,
   and rules with ``over_budget = "allow"`` let it through unscanned, with a finding saying so.
 - The log keeps only what the guard has judged: ``ex.raw_body`` is cleared (the log then serialises the redacted
@@ -58,6 +61,8 @@ from ..profile import ModelConfig, Profile
 from .base import Stage
 
 OFFLOAD_BYTES = 256 * 1024   # request bodies larger than this are scanned in a worker thread
+UNMETERED_BYTES = 8 * 1024   # request bodies smaller than this are scanned without counting against the budget
+SMALL_SCAN_S = 0.25          # ... unless the budget is smaller than this (8 kB of dense phone numbers: ~30 ms)
 
 
 @dataclass
@@ -111,6 +116,7 @@ class GuardrailStage(Stage):
         self.models = models
         self.teams = teams
         self.budget_s = budget_s
+        self._meter_small = budget_s is not None and budget_s < SMALL_SCAN_S   # a budget even a small body may pass
         self.counts: Counter[tuple[str, str]] = Counter()
         self.clean_texts = CleanTexts()   # request texts the request rules found nothing in: not scanned again
         # Data classes apply only when some team has one and some model alias lists approved ones.
@@ -146,15 +152,19 @@ class GuardrailStage(Stage):
         if not self.request_rules:
             state.scanned = True
             return
-        if len(ex.raw_body) > OFFLOAD_BYTES:   # a big body: let the event loop breathe while it is scanned
+        size = len(ex.raw_body)
+        if size > OFFLOAD_BYTES:   # a big body: let the event loop breathe while it is scanned
             budget = Budget(self.budget_s)
             try:
                 await asyncio.to_thread(self._judge_request, ex, state, budget)
             except asyncio.CancelledError:
                 budget.cancel()
                 raise
-        else:   # on the loop nothing else runs meanwhile: wall time is this scan's CPU time, and cheaper to read
+        elif size >= UNMETERED_BYTES or self._meter_small:
+            # On the loop nothing else runs meanwhile: wall time is this scan's CPU time, and cheaper to read.
             self._judge_request(ex, state, Budget(self.budget_s, clock=time.perf_counter))
+        else:   # a small body is scanned in far less than its budget, and holds far fewer values than the cap
+            self._judge_request(ex, state, None)
 
     def _data_class_refusal(self, ex: Exchange) -> PermissionDenied | None:
         data_class = _data_class(self.teams.get(ex.team)) if ex.team else None
@@ -169,10 +179,10 @@ class GuardrailStage(Stage):
                                 f" only for {approved} (models.{ex.alias}.data_classes)",
                                 code="data_class_not_allowed", param="model")
 
-    def _judge_request(self, ex: Exchange, state: GuardState, budget: Budget) -> None:
-        """The request phase's work, on the loop or in a worker thread; never raises."""
+    def _judge_request(self, ex: Exchange, state: GuardState, budget: Budget | None) -> None:
+        """The request phase's work, on the loop or in a worker thread; never raises. ``budget`` None: unmetered."""
         scan = Scan(self.request_rules, "request", state.table, budget=budget, clean=self.clean_texts)
-        outer = budget.enter()
+        outer = budget.enter() if budget is not None else True
         try:
             try:
                 if ex.raw_body:   # read again: an earlier stage may have added a key to the parsed body
@@ -190,7 +200,8 @@ class GuardrailStage(Stage):
             ex.findings.extend(found)
             _note_scan(ex, "request", found)
         finally:
-            budget.leave(outer)
+            if budget is not None:
+                budget.leave(outer)
 
     def _scan_request(self, ex: Exchange, state: GuardState, scan: Scan) -> None:
         body = ex.client_body or ex.body
@@ -223,8 +234,8 @@ class GuardrailStage(Stage):
     async def after_route(self, ex: Exchange) -> None:
         """Restore placeholders into the answer and apply the response rules (see the module contract)."""
         state = ex.guard
-        if state is None or ex.error is not None:
-            return
+        if state is None or ex.error is not None or not (self.response_rules or state.table.restorable):
+            return   # nothing to restore, nothing to check
         if self.response_rules:
             allow = frozenset(state.table.restorable.values())
             state.response_scan = Scan(self.response_rules, "response", state.table, allow=allow, restoring=False,

@@ -153,3 +153,39 @@ def _probe_while_posting(url: str, body: bytes) -> list[Any]:
 def test_the_stage_budget_is_the_documented_one() -> None:
     assert stage().budget_s == 1.0
     assert os.cpu_count()    # the bounds above assume at least one core of our own
+
+
+class _CountedBudget(Budget):
+    made: list[float | None] = []
+
+    def __init__(self, seconds: float | None = 1.0, *args: Any, **kwargs: Any) -> None:
+        _CountedBudget.made.append(seconds)
+        super().__init__(seconds, *args, **kwargs)
+
+
+@pytest.mark.parametrize(("content_chars", "budget_s", "metered"), [
+    (200, 1.0, False),            # a small body: scanned without the clock
+    (20_000, 1.0, True),          # past UNMETERED_BYTES: metered on the loop
+    (200, 0.1, True),             # a budget under SMALL_SCAN_S meters even a small body
+    (200, None, False),
+])
+async def test_only_bodies_that_could_use_a_budget_are_metered(monkeypatch: pytest.MonkeyPatch, content_chars: int,
+                                                               budget_s: float | None, metered: bool) -> None:
+    from llmgw.stages import guardrails as module
+
+    monkeypatch.setattr(module, "Budget", _CountedBudget)
+    _CountedBudget.made = []
+    rules = parse_rules([{"name": "pii", "kind": "pii", "action": "redact"}])
+    guard = GuardrailStage(rules, {}, {}, budget_s=budget_s)
+    ex = make_exchange({"messages": [{"role": "user", "content": "call +1 415 555 2671 " + "x" * content_chars}]})
+    await guard.request(ex)
+    assert ex.error is None and "<PHONE_1>" in ex.client_body["messages"][0]["content"], "scanned either way"
+    assert (len(_CountedBudget.made) == 1) is metered
+
+
+async def test_a_small_body_past_a_tiny_budget_is_still_refused() -> None:
+    rules = parse_rules([{"name": "pii", "kind": "pii", "action": "redact"}])
+    guard = GuardrailStage(rules, {}, {}, budget_s=0.0)
+    ex = make_exchange({"messages": [{"role": "user", "content": "call +1 415 555 2671"}]})
+    await guard.request(ex)
+    assert ex.error is not None and ex.error.code == "guardrail_scan_budget"
