@@ -4,10 +4,11 @@ per-entry round trips.
 ``Cache.set`` runs two statements per entry (look for the key, then insert or update), each of which lets go of the
 GIL while SQLite works and must win it back from the event loop: storing a batch of answers from the cache's writer
 thread meant hundreds of GIL hand-offs and thread switches. :func:`insert_new` writes the rows of a batch's new keys
-with a few multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING key`` statements (a key already held is skipped by
-the table's unique index, and the statement says which were written), exactly as ``Cache.set`` would write them for
+with a few multi-row ``INSERT … ON CONFLICT DO NOTHING`` statements, exactly as ``Cache.set`` would write them for
 a value it keeps in its table with a tag: the same columns and values, so diskcache's triggers keep its entry count
-and size, and its reads, eviction and expiry see no difference.
+and size, and its reads, eviction and expiry see no difference. The keys already held are read first, in one
+statement per part, and the others inserted without ``RETURNING``: each returned row would be one more step of
+SQLite, and one more hand-off of the GIL between the writer thread and the event loop.
 
 Contract:
 - :func:`writable` says whether a cache's table has the columns written here and the unique index on ``(key,
@@ -60,12 +61,14 @@ def insert_new(cache: diskcache.Cache, rows: Sequence[tuple[Key, bytes, float, s
     if not fresh:
         return set()
     con = cache._con
+    keys = list(fresh)
+    held: set[Key] = set()
+    for part in fixed_parts(keys, SQLITE_SIZES):   # in the caller's write transaction: nobody adds one meanwhile
+        held.update(key for (key,) in con.execute(
+            f"SELECT key FROM Cache WHERE raw = 1 AND key IN ({', '.join('?' * len(part))})", part))
     values = [(key, True, now, expires, now, 0, tag, 0, MODE_RAW, None, sqlite3.Binary(value))
-              for key, (value, expires, tag) in fresh.items()]
-    inserted: set[Key] = set()
-    for part in fixed_parts(values, SQLITE_SIZES):   # a key the table holds already is skipped, and not returned
-        rows = con.execute(f"INSERT INTO Cache ({', '.join(_INSERTED)}) VALUES {', '.join([_ONE_ROW] * len(part))}"
-                           " ON CONFLICT (key, raw) DO NOTHING RETURNING key",
-                           [value for row in part for value in row]).fetchall()
-        inserted.update(key for (key,) in rows)
-    return inserted
+              for key, (value, expires, tag) in fresh.items() if key not in held]
+    for part in fixed_parts(values, SQLITE_SIZES):
+        con.execute(f"INSERT INTO Cache ({', '.join(_INSERTED)}) VALUES {', '.join([_ONE_ROW] * len(part))}"
+                    " ON CONFLICT (key, raw) DO NOTHING", [value for row in part for value in row])
+    return {row[0] for row in values}

@@ -130,6 +130,22 @@ class Histogram:
             out.append(f"{self.name}_count{_labels(self.label_names, labels)} {format_value(running)}")
 
 
+MAX_SERIES_CACHE = 10_000   # label-set bundles remembered by Metrics.observe
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """The label values one kind of row feeds: built once, so that counting a row is a few dictionary updates."""
+
+    alias: str
+    target: str
+    requests: Labels          # (alias, target, team, status)
+    tokens: tuple[tuple[str, Labels], ...]   # (row column, (alias, target, team, kind))
+    spend: Labels             # (alias, target, team)
+    route: Labels             # (alias, target)
+    alias_only: Labels        # (alias,)
+
+
 class Metrics:
     """The gateway's metric families, fed by :meth:`observe` with each finished request's log row."""
 
@@ -157,40 +173,57 @@ class Metrics:
         self.anomaly = Counter("llmgw_spend_anomaly", "1 when a group's recent spend is far above its baseline"
                                " (see `llmgw cost report`).", ("group",))
         self.log_writer: Any = None   # the request-log writer, whose backlog (and dropped rows) are shown
+        self._series: dict[tuple[Any, ...], _Series] = {}   # (alias, target, team, status) as in rows -> label sets
 
     def _alias(self, alias: str) -> str:
         if self.aliases is None or alias in self.aliases:
             return alias
         return UNKNOWN_ALIAS
 
+    def _series_of(self, alias: Any, target: Any, team: Any, status: Any) -> _Series:
+        """The label sets a row with these values feeds, made once per combination (aliases outside the profile
+        fold into one, so the combinations are as few as the profile's aliases, targets and teams, times the
+        statuses; past :data:`MAX_SERIES_CACHE` the memory starts over)."""
+        if len(self._series) >= MAX_SERIES_CACHE:
+            self._series.clear()
+        name, target_name, team_name = self._alias(str(alias or "")), str(target or ""), str(team or "")
+        series = _Series(name, target_name, (name, target_name, team_name, str(int(status or 0))),
+                         tuple((column, (name, target_name, team_name, kind)) for kind, column in _TOKEN_COLUMNS),
+                         (name, target_name, team_name), (name, target_name), (name,))
+        self._series[(alias, target, team, status)] = series
+        return series
+
     def observe(self, row: Mapping[str, Any]) -> None:
         """Count one finished request (an :meth:`Exchange.log_row` dict)."""
-        alias, target, team = self._alias(str(row.get("alias") or "")), str(row.get("target") or ""), \
-            str(row.get("team") or "")
-        status = int(row.get("status") or 0)
-        self.requests.inc((alias, target, team, str(status)))
-        error = row.get("error") or ("client_disconnect" if row.get("outcome") == "client_disconnect" else None)
+        get = row.get
+        key = (get("alias"), get("target"), get("team"), get("status"))
+        series = self._series.get(key) or self._series_of(*key)
+        requests = self.requests.values
+        requests[series.requests] = requests.get(series.requests, 0.0) + 1.0
+        error = get("error") or ("client_disconnect" if get("outcome") == "client_disconnect" else None)
         if error:
-            self.errors.inc((alias, target, str(error)))
-        for kind, column in _TOKEN_COLUMNS:
-            amount = row.get(column) or 0
+            self.errors.inc((series.alias, series.target, str(error)))
+        tokens = self.tokens.values
+        for column, labels in series.tokens:
+            amount = get(column)
             if amount:
-                self.tokens.inc((alias, target, team, kind), amount)
-        self.cost.inc((alias, target, team), float(row.get("cost_usd") or 0.0))
-        cache = row.get("cache")
-        if cache in ("hit", "semantic"):
-            self.cache_hits.inc((alias, str(cache)))
-        attempts = row.get("attempts")
-        count = len(attempts) if isinstance(attempts, (list, tuple)) else int(attempts or 0)
-        if count > 1 and status < 400:
-            self.fallbacks.inc((alias,))
-        self.latency.observe((alias, target), float(row.get("latency_ms") or 0.0) / 1000.0)
-        ttft = row.get("ttft_ms")
+                tokens[labels] = tokens.get(labels, 0.0) + amount
+        cost = self.cost.values
+        cost[series.spend] = cost.get(series.spend, 0.0) + float(get("cost_usd") or 0.0)
+        cache = get("cache")
+        if cache == "hit" or cache == "semantic":
+            self.cache_hits.inc((series.alias, str(cache)))
+        attempts = get("attempts")
+        if attempts and (len(attempts) if isinstance(attempts, (list, tuple)) else int(attempts)) > 1 \
+                and int(get("status") or 0) < 400:
+            self.fallbacks.inc(series.alias_only)
+        self.latency.observe(series.route, float(get("latency_ms") or 0.0) / 1000.0)
+        ttft = get("ttft_ms")
         if ttft is not None:
-            self.ttft.observe((alias, target), float(ttft) / 1000.0)
-        overhead = row.get("overhead_ms")
+            self.ttft.observe(series.route, float(ttft) / 1000.0)
+        overhead = get("overhead_ms")
         if overhead is not None:
-            self.overhead.observe((alias,), float(overhead) / 1000.0)
+            self.overhead.observe(series.alias_only, float(overhead) / 1000.0)
 
     @property
     def _counters(self) -> tuple[Counter, ...]:
