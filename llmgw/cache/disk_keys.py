@@ -27,6 +27,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import orjson
+
 from ..store.batches import SQLITE_SIZES, fixed_parts
 from .locations import KeyLocations
 
@@ -50,8 +52,12 @@ def record(con: sqlite3.Connection, keys: Sequence[str]) -> tuple[int, int]:
     """Append ``keys`` (at least one) to the log, inside the caller's transaction on ``con``, and trim it to
     :data:`KEEP` keys; returns the first and last id they got (one writer at a time: consecutive ids, ``keys[i]``
     got ``first + i``)."""
-    for part in fixed_parts(keys, SQLITE_SIZES):
-        con.execute(f"INSERT INTO llmgw_keys (key) VALUES {', '.join(['(?)'] * len(part))}", part)
+    try:   # one statement (one SQLite step, one GIL hand-off) for the whole batch, in the keys' order
+        con.execute("INSERT INTO llmgw_keys (key) SELECT value FROM json_each(?) ORDER BY key",
+                    (orjson.dumps(list(keys)).decode(),))
+    except sqlite3.OperationalError:   # an SQLite built without JSON functions: a few multi-row statements
+        for part in fixed_parts(keys, SQLITE_SIZES):
+            con.execute(f"INSERT INTO llmgw_keys (key) VALUES {', '.join(['(?)'] * len(part))}", part)
     last = con.execute("SELECT last_insert_rowid()").fetchone()[0]
     if last > KEEP:
         con.execute("DELETE FROM llmgw_keys WHERE id <= ?", (last - KEEP,))

@@ -6,9 +6,11 @@ GIL while SQLite works and must win it back from the event loop: storing a batch
 thread meant hundreds of GIL hand-offs and thread switches. :func:`insert_new` writes the rows of a batch's new keys
 with a few multi-row ``INSERT … ON CONFLICT DO NOTHING`` statements, exactly as ``Cache.set`` would write them for
 a value it keeps in its table with a tag: the same columns and values, so diskcache's triggers keep its entry count
-and size, and its reads, eviction and expiry see no difference. The keys already held are read first, in one
-statement per part, and the others inserted without ``RETURNING``: each returned row would be one more step of
-SQLite, and one more hand-off of the GIL between the writer thread and the event loop.
+and size, and its reads, eviction and expiry see no difference. The keys already held are read first (unless the
+caller knows there are none), and the others inserted without ``RETURNING``; each part is padded to one of
+:data:`PART_SIZES` rows by repeating its last row (which then meets its own key and writes nothing), so a batch of up
+to 256 entries is one statement. Every statement, and every row a statement returns, is one more step of SQLite,
+and one more hand-off of the GIL between the writer thread and the event loop.
 
 Contract:
 - :func:`writable` says whether a cache's table has the columns written here and the unique index on ``(key,
@@ -28,7 +30,7 @@ from collections.abc import Sequence
 import diskcache
 from diskcache.core import MODE_RAW
 
-from ..store.batches import SQLITE_SIZES, fixed_parts
+from ..store.batches import padded_parts
 
 CACHE_COLUMNS = ("rowid", "key", "raw", "store_time", "expire_time", "access_time", "access_count", "tag", "size",
                  "mode", "filename", "value")
@@ -53,22 +55,27 @@ def writable(cache: diskcache.Cache) -> bool:
 Key = str | int
 
 
-def insert_new(cache: diskcache.Cache, rows: Sequence[tuple[Key, bytes, float, str | None]], now: float) -> set[Key]:
+PART_SIZES = (16, 64, 256)   # rows per statement: a part is padded to one of these by repeating its last row
+
+
+def insert_new(cache: diskcache.Cache, rows: Sequence[tuple[Key, bytes, float, str | None]], now: float, *,
+               unheld: bool = False) -> set[Key]:
     """Insert the ``(key, value, expire_time, tag)`` rows that may go in one statement (see the module contract),
-    stored at ``now``; returns their keys."""
+    stored at ``now``; returns their keys. ``unheld``: the caller knows the cache holds none of the keys (ids it
+    has just been given), and they are not looked for."""
     limit = cache.disk_min_file_size
     fresh = {key: (value, expires, tag) for key, value, expires, tag in rows if len(value) < limit}
     if not fresh:
         return set()
     con = cache._con
-    keys = list(fresh)
     held: set[Key] = set()
-    for part in fixed_parts(keys, SQLITE_SIZES):   # in the caller's write transaction: nobody adds one meanwhile
-        held.update(key for (key,) in con.execute(
-            f"SELECT key FROM Cache WHERE raw = 1 AND key IN ({', '.join('?' * len(part))})", part))
+    if not unheld:
+        for part in padded_parts(list(fresh), PART_SIZES):   # in the caller's write transaction: none added meanwhile
+            held.update(key for (key,) in con.execute(
+                f"SELECT key FROM Cache WHERE raw = 1 AND key IN ({', '.join('?' * len(part))})", part))
     values = [(key, True, now, expires, now, 0, tag, 0, MODE_RAW, None, sqlite3.Binary(value))
               for key, (value, expires, tag) in fresh.items() if key not in held]
-    for part in fixed_parts(values, SQLITE_SIZES):
+    for part in padded_parts(values, PART_SIZES):   # a repeated row meets its own key: nothing more is written
         con.execute(f"INSERT INTO Cache ({', '.join(_INSERTED)}) VALUES {', '.join([_ONE_ROW] * len(part))}"
                     " ON CONFLICT (key, raw) DO NOTHING", [value for row in part for value in row])
     return {row[0] for row in values}

@@ -191,7 +191,7 @@ class CacheStore(IndexedStore):
                     older = self.locations.locate(key)
                     if older is not None:
                         self.disk.delete(older)
-                inserted = insert_new(self.disk, rows, now) if self._rows_writable else set()
+                inserted = insert_new(self.disk, rows, now, unheld=True) if self._rows_writable else set()
                 for locator, value, expires, key in rows:
                     if locator not in inserted:
                         self.disk.set(locator, value, expire=expires - now, tag=key)

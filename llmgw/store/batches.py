@@ -3,6 +3,8 @@
 A batch of rows goes to a database in multi-row ``INSERT`` statements, one round trip each instead of one per row.
 :func:`fixed_parts` cuts the batch into parts whose sizes come from a short list (the largest that fits first), so
 that only a handful of statement texts ever exist and the database's statement cache keeps them all prepared.
+Where a repeated row changes nothing (an insert that skips a key it holds, a lookup), :func:`padded_parts` instead
+pads the last part to the next size by repeating its last item: one statement per part of the largest size.
 """
 
 from __future__ import annotations
@@ -24,3 +26,15 @@ def fixed_parts(items: Sequence[T], sizes: Sequence[int]) -> Iterator[Sequence[T
         size = next(n for n in sizes if n <= len(items) - start)
         yield items[start:start + size]
         start += size
+
+
+def padded_parts(items: Sequence[T], sizes: Sequence[int]) -> Iterator[list[T]]:
+    """Consecutive parts of ``items`` (at most the largest of ``sizes`` each), each padded to the smallest of
+    ``sizes`` that holds it by repeating its last item."""
+    largest = max(sizes)
+    for start in range(0, len(items), largest):
+        part = list(items[start:start + largest])
+        size = min(n for n in sizes if n >= len(part))
+        if size > len(part):
+            part += [part[-1]] * (size - len(part))
+        yield part

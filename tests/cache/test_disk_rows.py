@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import diskcache
@@ -93,3 +94,46 @@ def test_the_store_reads_back_what_a_batch_stored_either_way(tmp_path: Path, row
     assert store.get("c") is None                                                      # expired
     assert len(store.disk) == len(table(store.disk))      # diskcache's own count kept up (expired rows may go)
     store.close()
+
+
+def test_parts_are_padded_with_their_last_row_to_a_fixed_size() -> None:
+    from llmgw.store.batches import padded_parts
+
+    assert list(padded_parts([1, 2, 3], (4, 16))) == [[1, 2, 3, 3]]
+    assert [len(p) for p in padded_parts(list(range(20)), (4, 16))] == [16, 4]
+    assert list(padded_parts(list(range(20)), (4, 16)))[1] == [16, 17, 18, 19]
+    assert [len(p) for p in padded_parts(list(range(17)), (4, 16))] == [16, 4]
+    assert list(padded_parts(list(range(17)), (4, 16)))[1] == [16, 16, 16, 16]
+    assert list(padded_parts([], (4, 16))) == []
+
+
+class _Counting:
+    """A connection that counts the statements run through it."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con, self.statements = con, []
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        self.statements.append(sql)
+        return self.con.execute(sql, *args)
+
+
+@pytest.mark.parametrize("count", [1, 15, 16, 17, 100, 300])
+def test_a_batch_of_unheld_keys_is_written_in_padded_statements_counted_once(tmp_path: Path, count: int) -> None:
+    cache = diskcache.Cache(str(tmp_path))
+    counting = _Counting(cache._con)
+    seen = SimpleNamespace(_con=counting, disk_min_file_size=cache.disk_min_file_size)
+    now = time.time()
+    rows = [(1000 + n, f'{{"n": {n}}}'.encode(), now + 60.0, f"exact-{n}") for n in range(count)]
+    with cache.transact():
+        inserted = disk_rows.insert_new(seen, rows, now, unheld=True)   # type: ignore[arg-type]
+    assert inserted == {1000 + n for n in range(count)}
+    assert len(cache) == count, "a repeated row is written once and counted once"
+    assert cache.get(1000 + count - 1, tag=True) == (f'{{"n": {count - 1}}}'.encode(), f"exact-{count - 1}")
+    assert len(counting.statements) == -(-count // 256), "one statement per 256 rows, no lookup"
+    held = _Counting(cache._con)
+    with cache.transact():
+        again = disk_rows.insert_new(SimpleNamespace(_con=held, disk_min_file_size=cache.disk_min_file_size),
+                                     rows, now + 1.0)   # type: ignore[arg-type]
+    assert again == set() and len(cache) == count
+    assert len(held.statements) == -(-count // 256), "held keys: one lookup per 256 keys, nothing inserted"

@@ -351,3 +351,27 @@ def test_two_workers_bringing_an_older_journal_up_to_date_at_once_both_open(tmp_
     assert len(calls) == 2
     first.close()
     second.close()
+
+
+class _NoJson:
+    """A connection whose SQLite has no JSON functions."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if "json_each" in sql:
+            raise sqlite3.OperationalError("no such table: json_each")
+        return self.con.execute(sql, *args)
+
+
+@pytest.mark.parametrize("json", [True, False])
+def test_the_key_log_records_a_batch_in_order_with_or_without_json_functions(tmp_path: Path, json: bool) -> None:
+    path = tmp_path / "cache.db"
+    disk_keys.create(path)
+    con = sqlite3.connect(path, isolation_level=None)
+    keys = [f"{n:064x}" for n in (5, 3, 9, 1, 7)] * 70     # 350 keys, repeats included, in no sorted order
+    first, last = disk_keys.record(con if json else _NoJson(con), keys)   # type: ignore[arg-type]
+    again = disk_keys.record(con, ["ab" * 32])
+    assert (first, last) == (1, 350) and again == (351, 351)
+    assert [key for (key,) in con.execute("SELECT key FROM llmgw_keys ORDER BY id")] == [*keys, "ab" * 32]
