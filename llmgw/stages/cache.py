@@ -63,7 +63,12 @@ class CacheLookup:
 def directives(ex: Exchange) -> frozenset[str]:
     """The cache directives of ``ex`` (``no-cache``, ``no-store``), from its ``cache_control`` field."""
     raw = ex.cache_control
+    if not raw:   # most requests ask nothing of the cache
+        return _NO_DIRECTIVES
     return frozenset(d.strip().lower() for d in raw.split(",") if d.strip())
+
+
+_NO_DIRECTIVES: frozenset[str] = frozenset()
 
 
 @dataclass
