@@ -189,6 +189,7 @@ class Exchange:
     body: dict[str, Any] = field(default_factory=dict)        # canonical (OpenAI Chat Completions) request
     client_body: dict[str, Any] = field(default_factory=dict) # the request as the client sent it
     raw_body: bytes = b""
+    raw_keys: int | None = None            # object keys in raw_body as it was parsed (None: not counted)
     alias: str = ""
     stream: bool = False
     include_usage: bool = False            # the client asked for a usage chunk in its stream

@@ -28,7 +28,6 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from typing import Any
 
 from ..errors import GatewayError, PayloadTooLarge
@@ -185,7 +184,7 @@ def as_redacting(rules: Sequence[Rule]) -> tuple[Rule, ...]:
     return tuple(replace(r, action="redact", restore=False) for r in rules if r.kind in VALUE_KINDS)
 
 
-@dataclass
+@dataclass(slots=True)
 class Scan:
     """Accumulates one phase's judgement over many texts (see the module contract)."""
 
@@ -204,10 +203,13 @@ class Scan:
     worst: int = 0                      # the most severe action recorded (SEVERITY)
     _recorded: int = 0
     _overflow: Counter[tuple[str, str, str, str]] | None = field(default=None, repr=False)   # made when needed
+    _rules_by_name: dict[str, Rule] | None = field(default=None, repr=False)                 # made when needed
 
-    @cached_property
+    @property
     def _by_name(self) -> dict[str, Rule]:
-        return {r.name: r for r in self.rules}
+        if self._rules_by_name is None:
+            self._rules_by_name = {r.name: r for r in self.rules}
+        return self._rules_by_name
 
     def find(self, text: str) -> list[Finding]:
         """The merged findings in ``text`` (nothing recorded); none, without a scan, for a text ``clean`` knows."""

@@ -31,7 +31,7 @@ from ..errors import GatewayError, InvalidRequest, PayloadTooLarge
 from ..exchange import Exchange
 from ..formats import Route, WireFormat, named
 from ..formats.streaming import StreamRecorder
-from ..formats.validate import parse_body
+from ..formats.validate import parse_counted
 from ..profile import Profile
 from ..uncancelled import to_the_end
 from .pipeline import Pipeline
@@ -51,9 +51,10 @@ class Serving(Protocol):
 
 
 async def read_json(request: web.Request, max_bytes: int,
-                    timeout_s: float | None = None) -> tuple[dict[str, Any], bytes]:
+                    timeout_s: float | None = None) -> tuple[dict[str, Any], bytes, int | None]:
     """The request body as a JSON object nested at most ``MAX_DEPTH`` levels deep
-    (:func:`~llmgw.formats.validate.parse_body`), or a precise :class:`GatewayError`; a body still arriving after
+    (:func:`~llmgw.formats.validate.parse_counted`), its bytes and the number of object keys the parse found (None:
+    not counted), or a precise :class:`GatewayError`; a body still arriving after
     ``timeout_s`` is a 408 (``server.body_timeout_s``; aiohttp then reads what is left for at most its lingering
     time, and closes the connection)."""
     content = request.content
@@ -76,12 +77,12 @@ async def read_json(request: web.Request, max_bytes: int,
     if not raw:
         raise InvalidRequest("request body is empty; expected a JSON object", code="invalid_json")
     try:
-        body = parse_body(raw)   # within the nesting limit
+        body, keys = parse_counted(raw)   # within the nesting limit
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object", code="invalid_json")
-    return body, raw
+    return body, raw, keys
 
 
 def proxy_headers(ex: Exchange, *, with_cost: bool) -> dict[str, str]:
@@ -141,7 +142,7 @@ def format_handler(wire: WireFormat, route: Route, serving: Callable[[web.Reques
             await stages.admit(ex)
             if ex.error is not None:   # refused on its headers: the body is never read
                 raise ex.error
-            body, ex.raw_body = await read_json(request, max_bytes, profile.server.body_timeout_s)
+            body, ex.raw_body, ex.raw_keys = await read_json(request, max_bytes, profile.server.body_timeout_s)
             wire.parse(ex, body)
             await stages.start(ex)
             if ex.error is not None:

@@ -65,7 +65,7 @@ UNMETERED_BYTES = 8 * 1024   # request bodies smaller than this are scanned with
 SMALL_SCAN_S = 0.25          # ... unless the budget is smaller than this (8 kB of dense phone numbers: ~30 ms)
 
 
-@dataclass
+@dataclass(slots=True)
 class GuardState:
     """What the stage knows about one exchange between ``request`` and ``response`` (``ex.guard``)."""
 
@@ -185,8 +185,8 @@ class GuardrailStage(Stage):
         outer = budget.enter() if budget is not None else True
         try:
             try:
-                if ex.raw_body:   # read again: an earlier stage may have added a key to the parsed body
-                    check_duplicate_keys(ex.raw_body)
+                if ex.raw_body:   # not the parsed body's keys now: an earlier stage may have added one
+                    check_duplicate_keys(ex.raw_body, keys=ex.raw_keys)
                 self._scan_request(ex, state, scan)
             except GatewayError as error:
                 ex.fail(error)

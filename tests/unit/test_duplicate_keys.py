@@ -49,3 +49,30 @@ def test_a_duplicate_is_found_in_the_raw_body_alone() -> None:
     assert duplicate_key(raw) == "messages[0].content"
     clean = b'{"model": "m", "messages": [{"role": "user", "content": "a \\":\\" b", "c\\"d": 1}]}'
     assert duplicate_key(clean) is None
+
+
+@pytest.mark.parametrize("value", [v for v in TRICKY_VALUES if isinstance(v, dict)])
+def test_the_parse_counts_the_keys_it_visits(value: Any) -> None:
+    import orjson
+
+    parsed, keys = validate.parse_counted(orjson.dumps(value))
+    assert parsed == value and keys == walked(value)
+
+
+def test_a_long_body_is_not_counted_and_is_parsed_again_for_duplicates(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = b'{"model": "m", "pad": "' + b"x" * validate.LONG_BODY_BYTES + b'", "model": "n"}'
+    parsed, keys = validate.parse_counted(raw)
+    assert parsed["model"] == "n" and (keys is None) == bool(validate._PAD)   # padded: the parse was not visited
+    assert duplicate_key(raw, keys=keys) == "model"
+
+
+def test_the_counted_keys_spare_a_second_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = b'{"model": "m", "messages": [{"role": "user", "content": "hi", "content": "smuggled"}]}'
+    clean = b'{"model": "m", "messages": [{"role": "user", "content": "a \\":\\" b", "c\\"d": 1}]}'
+    counted = {body: validate.parse_counted(body)[1] for body in (raw, clean)}
+    parses: list[bytes] = []
+    real = validate.orjson.loads
+    monkeypatch.setattr(validate.orjson, "loads", lambda data: parses.append(data) or real(data))
+    assert duplicate_key(clean, keys=counted[clean]) is None
+    assert parses == [], "a clean body is judged by its key ends and the parse's count alone"
+    assert duplicate_key(raw, keys=counted[raw]) == "messages[0].content"
