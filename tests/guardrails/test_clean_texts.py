@@ -153,3 +153,24 @@ def test_threads_at_once_keep_it_bounded() -> None:
     for t in threads:
         t.join()
     assert errors == [] and len(clean) <= 100 + len(threads)   # an eviction that met another thread waits
+
+
+def test_a_full_memory_adds_as_fast_as_an_empty_one() -> None:
+    """Dropping the least recently seen text costs the same however long the memory has been full (a dict whose
+    first key is dropped again and again walks past every earlier hole to find the next one)."""
+    import os
+    import time
+
+    clean = CleanTexts(max_texts=20_000, min_chars=1)
+    keys = [os.urandom(16) for _ in range(140_000)]
+
+    def per_add(batch: list[bytes]) -> float:
+        started = time.perf_counter()
+        for key in batch:
+            clean.add(key)
+        return (time.perf_counter() - started) / len(batch)
+
+    filling = min(per_add(keys[i:i + 5_000]) for i in range(0, 20_000, 5_000))
+    full = max(per_add(keys[i:i + 30_000]) for i in range(20_000, 140_000, 30_000))
+    assert len(clean) == 20_000
+    assert full < 4 * filling + 2e-6, f"{full * 1e6:.2f} us per addition when full, {filling * 1e6:.2f} when filling"

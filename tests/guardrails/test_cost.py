@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -156,7 +156,7 @@ def test_the_stage_budget_is_the_documented_one() -> None:
 
 
 class _CountedBudget(Budget):
-    made: list[float | None] = []
+    made: ClassVar[list[float | None]] = []
 
     def __init__(self, seconds: float | None = 1.0, *args: Any, **kwargs: Any) -> None:
         _CountedBudget.made.append(seconds)
