@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -102,16 +103,17 @@ _ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})")
 _SHORT = 512     # below this many characters, non-ASCII text is folded character by character
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class View:
-    """A normalised text and the way back to the original (see the module contract).
+    """A normalised text and the way back to the original (see the module contract); never changed once made (not
+    frozen only because a frozen dataclass costs four times as much to make, once per text scanned).
 
     ``_segments`` lists, by position, the pieces whose length changed: ``(view_start, view_end, orig_start,
     orig_end)``. Everything between them is copied one to one."""
 
     text: str
-    _segments: list[tuple[int, int, int, int]] = field(default_factory=list, repr=False)
-    _starts: list[int] = field(default_factory=list, repr=False)
+    _segments: Sequence[tuple[int, int, int, int]] = field(default=(), repr=False)
+    _starts: Sequence[int] = field(default=(), repr=False)
     _parent: View | None = field(default=None, repr=False)
 
     @property
