@@ -28,7 +28,7 @@ from ..formats import named
 DELIVERY_PARAMS = frozenset({"stream", "stream_options", "model", "messages"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)   # made per request, never changed: not frozen (4x dearer to make)
 class RequestKeys:
     """The keys of one request: its partition, its exact key, and the last user turn's text (or None)."""
 

@@ -52,7 +52,7 @@ CACHEABLE_FINISH = frozenset({"stop", "tool_calls"})
 LOCAL_WRITE_DELAY_S = 0.05   # how long a local store's answers may wait to be committed together
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)   # made per request, never changed: not frozen (4x dearer to make)
 class CacheLookup:
     """What the stage knows about one exchange between ``request`` and ``response`` (``ex.cache_lookup``)."""
 
