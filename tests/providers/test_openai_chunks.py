@@ -208,3 +208,41 @@ def test_the_opening_chunk_without_text_is_not_learnt_and_the_first_text_chunk_i
     assert template.chunk is None
     chunk_events(payloads(chunk("Hi"), chunk(" there")), merge=True, template=template)
     assert template.chunk is not None and template.chunk["choices"][0]["delta"] == {"content": "Hi"}
+
+
+def _one_by_one(template: TextTemplate, datas: list[bytes], prefix: bytes, suffix: bytes) -> list[str]:
+    """The texts a payload-by-payload reader takes: each of the learnt shape with exactly one string between."""
+    texts = []
+    for data in datas:
+        if not (data.startswith(prefix) and data.endswith(suffix)):
+            break
+        try:
+            texts.append(orjson.loads(data[len(prefix) - 1:len(data) - len(suffix) + 1]))
+        except orjson.JSONDecodeError:
+            break
+    return texts
+
+
+def test_the_template_reads_exactly_the_payloads_of_its_shape_with_one_string_each() -> None:
+    """Payloads of the learnt shape are read up to the first whose middle is not exactly one JSON string: forged
+    middles (a lone quote, a string and a half, a string left open by an escaped quote) stop the read, also where
+    two of them would read as strings if their middles were joined."""
+    import random
+
+    template = TextTemplate()
+    chunk_events(payloads(chunk("a"), chunk("b")), merge=True, template=template)
+    prefix = b'{"id":"c1","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"content":"'
+    suffix = b'"},"finish_reason":null}]}'
+    pieces = [orjson.dumps(chunk(t)) for t in ("x", "", "é\n", '"q"', "\\", "👋", "a\\\"b")]
+    pieces += [prefix[:-1] + b'"' + suffix[1:],                       # a middle of one quote
+               prefix + b'x","' + suffix, prefix + b'x\\"' + suffix,  # a string and a half; an open string
+               prefix + b'x"' + b' "y' + suffix, orjson.dumps(chunk("z", finish="stop")), b"{}"]
+    rng = random.Random(7)
+    for _ in range(3000):
+        datas = [rng.choice(pieces) for _ in range(rng.randrange(1, 9))]
+        start = rng.randrange(len(datas))
+        texts, upto = template.read(datas, start)
+        assert texts == _one_by_one(template, datas[start:], prefix, suffix), datas
+        assert upto == start + len(texts)
+    forged = [prefix + b'x","' + suffix, prefix[:-1] + b'"' + suffix[1:]]    # '["x","' + ',' + '"]' reads 2
+    assert template.read(forged, 0) == ([], 0)
