@@ -169,14 +169,14 @@ def duplicate_key(raw: bytes | str, parsed: Any = _UNSET, *, keys: int | None = 
     again; ``keys``, the key count of ``raw`` as parsed (:func:`parse_counted`), spares even that. Only when the
     counts differ is the document parsed again, slowly, to name the key."""
     data = raw.encode() if isinstance(raw, str) else raw
-    if keys is not None:
-        if _key_ends(data) == keys:
-            return None
-        parsed = orjson.loads(data)
-    elif parsed is _UNSET:
-        parsed = orjson.loads(data)
-    if keys is None and _key_ends(data) == _keys_in(parsed):
+    if keys is None:
+        if parsed is _UNSET:
+            parsed = orjson.loads(data)
+        keys = _keys_in(parsed)
+    if _key_ends(data) == keys:
         return None
+    if parsed is _UNSET:   # to name the key
+        parsed = orjson.loads(data)
     found: list[str] = []
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
