@@ -11,12 +11,12 @@ Contract (how the pipeline calls it; see docs/guardrails.md):
   ``ex.body`` are rewritten in place with placeholders (one table for both, so the same value gets the same
   placeholder whichever body a provider is sent). ``flag`` → findings recorded only. Bodies over
   :data:`OFFLOAD_BYTES` are scanned in a worker thread; a cancelled request stops its scan.
-- The scan of each phase has a CPU budget (:data:`~llmgw.guardrails.engine.DEFAULT_BUDGET_S`; a request body under
-  :data:`UNMETERED_BYTES` is scanned without reading the clock, unless the budget is under :data:`SMALL_SCAN_S`: even
-  dense with phone numbers it is scanned in tens of milliseconds, and holds far fewer values than the cap); past
-  it, a rule
-  with ``over_budget = "block"`` (the default) refuses the request (413 ``guardrail_scan_budget``) or the answer,
-  and rules with ``over_budget = "allow"`` let it through unscanned, with a finding saying so.
+- The scan of each phase has a CPU budget (:data:`~llmgw.guardrails.engine.DEFAULT_BUDGET_S`; a request whose raw
+  body is under :data:`UNMETERED_BYTES` is scanned without reading the clock, unless the budget is under
+  :data:`SMALL_SCAN_S`: even dense with phone numbers it is scanned in tens of milliseconds, and holds far fewer
+  values than the cap); past it, a rule with ``over_budget = "block"`` (the default) refuses the request (413
+  ``guardrail_scan_budget``) or the answer, and rules with ``over_budget = "allow"`` let it through unscanned, with
+  a finding saying so.
 - The log keeps only what the guard has judged: ``ex.raw_body`` is cleared (the log then serialises the redacted
   body), or replaced by a PII-masked copy when PII was flagged or the request blocked; an exchange whose request
   was not scanned to the end (refused before the guard, a duplicate key, the budget) keeps no request body at all.
@@ -160,7 +160,7 @@ class GuardrailStage(Stage):
             except asyncio.CancelledError:
                 budget.cancel()
                 raise
-        elif size >= UNMETERED_BYTES or self._meter_small:
+        elif not size or size >= UNMETERED_BYTES or self._meter_small:   # no bytes (a replay): size unknown
             # On the loop nothing else runs meanwhile: wall time is this scan's CPU time, and cheaper to read.
             self._judge_request(ex, state, Budget(self.budget_s, clock=time.perf_counter))
         else:   # a small body is scanned in far less than its budget, and holds far fewer values than the cap

@@ -168,16 +168,21 @@ class _CountedBudget(Budget):
     (20_000, 1.0, True),          # past UNMETERED_BYTES: metered on the loop
     (200, 0.1, True),             # a budget under SMALL_SCAN_S meters even a small body
     (200, None, False),
+    (None, 1.0, True),            # no raw bytes (a replayed exchange): the body's size is not known, metered
 ])
-async def test_only_bodies_that_could_use_a_budget_are_metered(monkeypatch: pytest.MonkeyPatch, content_chars: int,
-                                                               budget_s: float | None, metered: bool) -> None:
+async def test_only_bodies_that_could_use_a_budget_are_metered(monkeypatch: pytest.MonkeyPatch,
+                                                               content_chars: int | None, budget_s: float | None,
+                                                               metered: bool) -> None:
     from llmgw.stages import guardrails as module
 
     monkeypatch.setattr(module, "Budget", _CountedBudget)
     _CountedBudget.made = []
     rules = parse_rules([{"name": "pii", "kind": "pii", "action": "redact"}])
     guard = GuardrailStage(rules, {}, {}, budget_s=budget_s)
-    ex = make_exchange({"messages": [{"role": "user", "content": "call +1 415 555 2671 " + "x" * content_chars}]})
+    text = "call +1 415 555 2671 " + "x" * (content_chars or 0)
+    ex = make_exchange({"messages": [{"role": "user", "content": text}]})
+    if content_chars is None:
+        ex.raw_body = b""
     await guard.request(ex)
     assert ex.error is None and "<PHONE_1>" in ex.client_body["messages"][0]["content"], "scanned either way"
     assert (len(_CountedBudget.made) == 1) is metered
