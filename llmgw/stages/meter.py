@@ -122,10 +122,11 @@ def complete_usage(ex: Exchange) -> None:
         usage.input_tokens = ex.estimated_input_tokens()
         ex.usage_estimated = True
     interrupted = ex.outcome == "client_disconnect" or ex.error is not None
-    delivered = _delivered_tokens(ex)
-    if (interrupted or usage.output_tokens == 0) and delivered > usage.output_tokens:
-        usage.output_tokens = delivered
-        ex.usage_estimated = True
+    if interrupted or usage.output_tokens == 0:   # else the upstream's count stands: the text is not measured
+        delivered = _delivered_tokens(ex)
+        if delivered > usage.output_tokens:
+            usage.output_tokens = delivered
+            ex.usage_estimated = True
 
 
 def _delivered_tokens(ex: Exchange) -> int:

@@ -139,3 +139,29 @@ def test_clamp_quick_check_agrees_with_the_count_by_count_checks() -> None:
             quick, each = Usage(**given), Usage(**given)   # type: ignore[arg-type]
             assert quick.clamp() == each.clamp_each(), given
             assert dataclasses.astuple(quick) == dataclasses.astuple(each), given
+
+
+async def test_a_complete_answer_with_reported_usage_is_not_measured_again(monkeypatch: Any) -> None:
+    """The answer's text is only measured when the upstream's count may fall short (none reported, or the answer cut
+    short): a whole answer's text is not walked again for nothing."""
+    from llmgw.exchange import UpstreamReply
+    from llmgw.stages import meter as module
+
+    measured: list[str] = []
+    real = module._delivered_tokens
+    monkeypatch.setattr(module, "_delivered_tokens", lambda ex: measured.append(ex.id) or real(ex))
+    stage, rows, _ = meter()
+    whole, cut, silent = (make_exchange(model=PRICED) for _ in range(3))
+    for ex in (whole, cut, silent):
+        ex.reply = UpstreamReply({"choices": [{"index": 0, "message": {"role": "assistant", "content": "x" * 400}}]},
+                                 None, None)
+    whole.usage = Usage(input_tokens=10, output_tokens=3)
+    cut.usage = Usage(input_tokens=10, output_tokens=3)
+    cut.client_gone()
+    silent.usage = Usage(input_tokens=10, output_tokens=0)
+    for ex in (whole, cut, silent):
+        ex.target = PRICED.targets[0]
+        stage.after_answer(ex)
+        await stage.response(ex)
+    assert measured == [cut.id, silent.id]
+    assert [r["output_tokens"] for r in rows.rows] == [3, 100, 100]
