@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 
-MAX_TEXTS = 50_000      # ~100 bytes each: about 5 MB at most
+MAX_TEXTS = 50_000      # ~150 bytes each (digest and ordered entry): about 8 MB at most
 MIN_CHARS = 64
 
 
