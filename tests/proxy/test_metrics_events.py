@@ -131,6 +131,17 @@ def test_unknown_aliases_fold_into_one_series() -> None:
     assert not any("made-up" in line for line in metrics.render().splitlines())
 
 
+def test_a_flood_of_made_up_aliases_keeps_the_label_memory_bounded() -> None:
+    from llmgw.proxy import metrics as module
+
+    metrics = Metrics(aliases={"fast"})
+    for i in range(module.MAX_SERIES_CACHE + 500):
+        metrics.observe(row(alias=f"made-up-{i}", status=404, error="model_not_found", target="", provider=""))
+    assert len(metrics._series) <= module.MAX_SERIES_CACHE
+    assert value(metrics, "llmgw_requests_total", alias="unknown", target="", team="search", status="404") == \
+        module.MAX_SERIES_CACHE + 500
+
+
 def test_spend_anomaly_gauge_hook() -> None:
     metrics = Metrics()
     metrics.set_spend_anomalies({"team=search": True, "team=ads": False})
