@@ -55,7 +55,9 @@ def writable(cache: diskcache.Cache) -> bool:
 Key = str | int
 
 
-PART_SIZES = (16, 64, 256)   # rows per statement: a part is padded to one of these by repeating its last row
+# Rows per statement: a part is padded to the next of these by repeating its last row. Each padding row costs about
+# what a new one does (its parameters bound, the unique index probed), so the sizes double: never twice the rows.
+PART_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 def insert_new(cache: diskcache.Cache, rows: Sequence[tuple[Key, bytes, float, str | None]], now: float, *,

@@ -107,6 +107,19 @@ def test_parts_are_padded_with_their_last_row_to_a_fixed_size() -> None:
     assert list(padded_parts([], (4, 16))) == []
 
 
+@pytest.mark.parametrize(("count", "padded"), [(1, [1]), (3, [4]), (125, [128]), (129, [256]), (300, [256, 64])])
+def test_a_batch_is_padded_to_at_most_twice_its_rows(tmp_path: Path, count: int, padded: list[int]) -> None:
+    cache = diskcache.Cache(str(tmp_path))
+    counting = _Counting(cache._con)
+    seen = SimpleNamespace(_con=counting, disk_min_file_size=cache.disk_min_file_size)
+    now = time.time()
+    rows = [(1000 + n, b"{}", now + 60.0, f"exact-{n}") for n in range(count)]
+    with cache.transact():
+        disk_rows.insert_new(seen, rows, now, unheld=True)   # type: ignore[arg-type]
+    assert [sql.count("(?") for sql in counting.statements] == padded
+    assert len(cache) == count
+
+
 class _Counting:
     """A connection that counts the statements run through it."""
 
