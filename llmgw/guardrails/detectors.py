@@ -224,6 +224,8 @@ def find_ips(text: str, runs: list[Run] | None = None) -> Iterator[Match]:
 
 def _ipv4s(text: str, runs: list[Run] | None) -> Iterator[Match]:
     for pos, endpos in _windows(text, runs, 7, 0, 2):
+        if text.count(".", pos, endpos) < 3:   # an address is digits and three dots, all inside one run
+            continue
         for m in _IPV4.finditer(text, pos, endpos):
             match = _ipv4_match(text, m)
             if match is not None:

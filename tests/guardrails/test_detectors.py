@@ -125,6 +125,23 @@ def test_ip_skipped(text: str) -> None:
     assert found(text) == []
 
 
+def test_a_digit_run_without_three_dots_is_not_searched_for_an_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmgw.guardrails import detectors
+
+    searched: list[str] = []
+    real = detectors._IPV4
+
+    class Spy:
+        def finditer(self, text: str, pos: int, endpos: int):  # type: ignore[no-untyped-def]
+            searched.append(text[pos:endpos])
+            return real.finditer(text, pos, endpos)
+
+    monkeypatch.setattr(detectors, "_IPV4", Spy())
+    assert found("order 1234567890 and 10.1 2.3 then 8.8.8.8") == [("ip", "8.8.8.8")]
+    assert searched == ["8.8.8.8"]
+    assert found("at 1.2.3.4.5.6 and 10.0.0.7.") == [("ip", "10.0.0.7")]   # dots, then the pattern decides
+
+
 # --- phone ---
 
 
