@@ -17,13 +17,16 @@ Contract (every store):
 
 :class:`CacheStore` is the per-machine store: entries in diskcache, capped at ``max_mb`` and evicting the least
 recently stored first, the journal in a SQLite table beside them; every process on the machine (``--workers``)
-shares both. Each entry is kept under its id in the store's key log (:mod:`llmgw.cache.disk_keys`), a number that
-only grows, with its exact key as the row's tag: storing appends to diskcache's indexes instead of dirtying a random
-page of an index by prompt hash for every answer. Each process knows where every exact key's latest entry lies
-(:class:`~llmgw.cache.locations.KeyLocations`, filled from the store when it opens, then from the key log and the
-journal): a miss is answered from memory, a hit is one read by id whose entry must carry the exact key asked for.
-Other processes' entries are seen within about ``POLL_S``. Storing a key again replaces its entry (the older row is
-deleted in the same transaction when this process knows of it). Entries are JSON bytes
+shares both. A store that passes ``max_mb`` evicts down to :data:`EVICT_TO` of it in one transaction, so that the
+batches after it evict nothing (diskcache's own cull, which still runs after each batch for what has expired and for
+any excess the estimate left, evicts ten entries a transaction: a store kept at its cap that way paid more than a
+dozen commits a batch). Each entry is kept under its id in the store's key log (:mod:`llmgw.cache.disk_keys`), a
+number that only grows, with its exact key as the row's tag: storing appends to diskcache's indexes instead of
+dirtying a random page of an index by prompt hash for every answer. Each process knows where every exact key's
+latest entry lies (:class:`~llmgw.cache.locations.KeyLocations`, filled from the store when it opens, then from the
+key log and the journal): a miss is answered from memory, a hit is one read by id whose entry must carry the exact
+key asked for. Other processes' entries are seen within about ``POLL_S``. Storing a key again replaces its entry
+(the older row is deleted in the same transaction when this process knows of it). Entries are JSON bytes
 (:meth:`CacheEntry.to_json`) and the store never unpickles anything it reads (:class:`BytesOnlyDisk`).
 :class:`~llmgw.cache.redis_store.RedisCacheStore` shares them between machines. What both share
 (:class:`CacheEntry`, :class:`CacheUnavailable`, :class:`IndexedStore`, the journal record) is in
@@ -33,6 +36,7 @@ deleted in the same transaction when this process knows of it). Entries are JSON
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -41,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import diskcache
-from diskcache.core import MODE_PICKLE
+from diskcache.core import EVICTION_POLICY, MODE_PICKLE
 
 from . import disk_keys
 from .base import JOURNAL_BATCH, CacheEntry, CacheUnavailable, IndexedStore, JournalRecord
@@ -54,6 +58,9 @@ if TYPE_CHECKING:
 
 __all__ = ["JOURNAL_BATCH", "CacheEntry", "CacheStore", "CacheUnavailable", "IndexedStore", "JournalRecord",
            "open_store"]
+
+EVICT_TO = 0.9   # share of max_mb a store that passed it is evicted down to
+
 
 class BytesOnlyDisk(diskcache.Disk):
     """diskcache's serialiser, made safe: it stores bytes and plain keys only and never unpickles what it reads (a
@@ -205,9 +212,31 @@ class CacheStore(IndexedStore):
 
     def _cull(self) -> None:
         try:
+            if self.disk.volume() > self.disk.size_limit:
+                self._evict()
             self.disk.cull()
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(f"cache store {self.directory}: {exc}") from None
+
+    def _evict(self) -> None:
+        """Evict the least recently stored entries (the store's eviction order) until about :data:`EVICT_TO` of
+        ``max_mb`` is left, in one transaction: as many entries as the excess holds at the store's average bytes
+        per entry. The size is read again inside the transaction: another worker may have evicted meanwhile."""
+        oldest = EVICTION_POLICY[self.disk.eviction_policy]["cull"]
+        if oldest is None:
+            return
+        con = self.disk._con
+        files: list[str] = []
+        with self.disk.transact():
+            volume, count = self.disk.volume(), len(self.disk)
+            if volume <= self.disk.size_limit or count <= 0:
+                return
+            rows = min(count, math.ceil((volume - self.disk.size_limit * EVICT_TO) * count / volume))
+            now = time.time()
+            files = [name for (name,) in con.execute(oldest.format(fields="filename", now=now), (rows,)) if name]
+            con.execute(f"DELETE FROM Cache WHERE rowid IN ({oldest.format(fields='rowid', now=now)})", (rows,))
+        for name in files:   # values too large for the table live in files of their own: gone with their rows
+            self.disk._disk.remove(name)
 
     def _journal_insert(self, entry: CacheEntry, locator: Locator) -> None:
         if entry.vector is None or entry.embedder is None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from llmgw.cache.base import CacheEntry, CacheUnavailable
 from llmgw.cache.config import CacheConfig
-from llmgw.cache.store import CacheStore
+from llmgw.cache.store import EVICT_TO, CacheStore
 from llmgw.cache.writer import WriteBehind
 from llmgw.exchange import UpstreamReply, Usage
 from llmgw.stages.cache import CacheStage
@@ -186,6 +186,57 @@ def test_the_disk_store_stays_under_max_mb_evicting_the_least_recently_stored(tm
         assert len(store.disk) < 120
         store.put(big("last"))                                  # one at a time too
         assert store.disk.volume() <= 1.0 * 1024 * 1024 and store.get("last") is not None
+    finally:
+        store.close()
+
+
+def test_a_disk_store_past_its_cap_evicts_a_margin_at_once_so_the_next_batches_evict_nothing(tmp_path: Path) -> None:
+    """Kept at its cap ten entries at a time, a store paid a transaction per ten entries on every batch; it now
+    evicts down to EVICT_TO of the cap once, oldest first, and the batches after that only add."""
+    store = CacheStore(tmp_path / "cache", max_mb=1.0)
+    now = time.time()
+    cap = 1024 * 1024
+
+    def answer(key: str) -> CacheEntry:
+        return CacheEntry(key, "p", None, {"choices": [{"message": {"content": key + "x" * 4_000}}]}, {}, 0.01,
+                          now, now + 600)
+
+    try:
+        stored = 0
+        while len(store.disk) == stored:     # until a batch evicts
+            store.put_many([answer(f"k{stored + i}") for i in range(20)])
+            stored += 20
+            assert stored < 2_000
+        assert store.disk.volume() <= EVICT_TO * cap + 64 * 1024   # the margin, within a few pages
+        kept = len(store.disk)
+        assert store.get(f"k{stored - 1}") is not None and store.get("k0") is None
+        oldest_kept = stored - kept
+        assert store.get(f"k{oldest_kept}") is not None and store.get(f"k{oldest_kept - 1}") is None
+        store.put_many([answer(f"n{i}") for i in range(20)])
+        assert len(store.disk) == kept + 20                # nothing evicted: the margin took them
+        assert store.get(f"k{oldest_kept}") is not None
+        assert store.disk.volume() <= cap
+    finally:
+        store.close()
+
+
+def test_evicting_entries_kept_in_files_removes_their_files(tmp_path: Path) -> None:
+    store = CacheStore(tmp_path / "cache", max_mb=1.0)
+    now = time.time()
+
+    def large(key: str) -> CacheEntry:     # over diskcache's 32 KiB: the value lives in a file of its own
+        return CacheEntry(key, "p", None, {"choices": [{"message": {"content": key + "y" * 60_000}}]}, {}, 0.01,
+                          now, now + 600)
+
+    def files() -> set[str]:
+        return {str(p.relative_to(store.directory)) for p in store.directory.rglob("*.val")}
+
+    try:
+        for batch in range(4):
+            store.put_many([large(f"f{batch}-{i}") for i in range(10)])
+        listed = {name for (name,) in store.disk._con.execute("SELECT filename FROM Cache WHERE filename IS NOT NULL")}
+        assert len(listed) == len(store.disk) < 40 and files() == listed   # evicted rows took their files along
+        assert store.disk.volume() <= 1024 * 1024 and store.get("f3-9") is not None
     finally:
         store.close()
 
