@@ -84,6 +84,22 @@ def test_wal_mode_is_on(db_path: Path) -> None:
         db.close()
 
 
+def test_the_writer_keeps_its_statement_journals_in_memory(db_path: Path) -> None:
+    """A batch with bodies outgrows SQLite's in-memory statement journal; with temp files it would make, write
+    and delete one for every batch."""
+    writer = LogWriter(db_path)
+    try:
+        assert writer._db.execute("PRAGMA temp_store").fetchone()[0] == 2   # MEMORY
+        writer.write(make_row("req_one"))
+    finally:
+        writer.close()
+    db = connect(db_path, readonly=True)
+    try:
+        assert [r["id"] for r in db.execute("SELECT id FROM requests")] == ["req_one"]
+    finally:
+        db.close()
+
+
 def test_rerunning_migrate_is_a_no_op(db_path: Path) -> None:
     write_rows(db_path, [make_row("req_keep")])
     db = connect(db_path)
