@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import time
 import zlib
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -242,8 +243,9 @@ class _Pieces:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; parses what arrives for the response it is serving."""
 
-    def __init__(self, key: tuple[str, int, bool]) -> None:
+    def __init__(self, key: tuple[str, int, bool], loop: asyncio.AbstractEventLoop) -> None:
         self.key = key
+        self.loop = loop   # the loop it was opened on: its responses wait there
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -415,8 +417,7 @@ class UpstreamClient:
         conn = self._checkout(target.key)
         if conn is None:
             conn = await self._connect(target, timeout.sock_connect if timeout is not None else None)
-        loop = asyncio.get_running_loop()
-        response = UpstreamResponse(conn, loop, timeout.sock_read if timeout is not None else None,
+        response = UpstreamResponse(conn, conn.loop, timeout.sock_read if timeout is not None else None,
                                     self.max_body_bytes)
         conn.response = response
         assert conn.transport is not None
@@ -436,7 +437,7 @@ class UpstreamClient:
         idle = self._idle.get(key)
         if not idle:
             return None
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()
         while idle:
             conn = idle.pop()
             if self._stale(conn, now):
@@ -456,7 +457,7 @@ class UpstreamClient:
                 for number, (family, address) in enumerate(addresses, 1):
                     try:   # each address in the resolver's order, until one answers
                         _, conn = await loop.create_connection(
-                            partial(_Connection, target.key), address, target.port, family=family, ssl=tls,
+                            partial(_Connection, target.key, loop), address, target.port, family=family, ssl=tls,
                             server_hostname=target.host if tls is not None else None)
                         break
                     except OSError as exc:
@@ -478,7 +479,7 @@ class UpstreamClient:
                 or response._exc is not None:
             self._forget(conn)
             return
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()
         conn.idle_since = now
         idle = self._idle.setdefault(conn.key, [])
         if idle and self._stale(idle[0], now):   # the oldest expires first; checkout drops any other found closed
