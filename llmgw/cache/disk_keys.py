@@ -8,6 +8,9 @@ Contract:
   a follower never misses a key by reading from where it stopped, and an id names one entry for ever.
 - :func:`record` appends keys inside the writer's transaction, trims the log to its last :data:`KEEP` keys, and
   returns the ids they got: the diskcache keys to store their entries under.
+- :func:`forget_evicted` drops, inside the caller's transaction, every key logged before the oldest entry left in
+  the ``Cache`` table: those entries are gone, and the log is part of the store's size, so that a small store would
+  otherwise fill its ``max_mb`` with the keys of entries it no longer holds.
 - :func:`fill` adds every entry of the ``Cache`` table to a :class:`KeyLocations` (its exact key is the row's
   ``tag``; a row of an older store, kept under its exact key with no tag, is located by that key). Rows of any
   other shape are skipped.
@@ -62,6 +65,14 @@ def record(con: sqlite3.Connection, keys: Sequence[str]) -> tuple[int, int]:
     if last > KEEP:
         con.execute("DELETE FROM llmgw_keys WHERE id <= ?", (last - KEEP,))
     return last - len(keys) + 1, last
+
+
+def forget_evicted(con: sqlite3.Connection) -> None:
+    """Drop the keys logged before the oldest entry kept (see the module contract); all of them when no entry is
+    kept under an id. A follower still behind them finds a gap in the ids and fills again from the table."""
+    con.execute("DELETE FROM llmgw_keys WHERE id < coalesce("
+                "(SELECT key FROM Cache WHERE typeof(key) = 'integer' AND raw = 1 ORDER BY key LIMIT 1),"
+                " (SELECT max(id) + 1 FROM llmgw_keys))")
 
 
 def fill(db: sqlite3.Connection, locations: KeyLocations, closing: threading.Event | None = None) -> int:

@@ -20,16 +20,16 @@ recently stored first, the journal in a SQLite table beside them; every process 
 shares both. A store that passes ``max_mb`` evicts down to :data:`EVICT_TO` of it in one transaction, so that the
 batches after it evict nothing (diskcache's own cull, which still runs after each batch for what has expired and for
 any excess the estimate left, evicts ten entries a transaction: a store kept at its cap that way paid more than a
-dozen commits a batch). Each entry is kept under its id in the store's key log (:mod:`llmgw.cache.disk_keys`), a
-number that only grows, with its exact key as the row's tag: storing appends to diskcache's indexes instead of
-dirtying a random page of an index by prompt hash for every answer. Each process knows where every exact key's
-latest entry lies (:class:`~llmgw.cache.locations.KeyLocations`, filled from the store when it opens, then from the
-key log and the journal): a miss is answered from memory, a hit is one read by id whose entry must carry the exact
-key asked for. Other processes' entries are seen within about ``POLL_S``. Storing a key again replaces its entry
-(the older row is deleted in the same transaction when this process knows of it). Entries are JSON bytes
-(:meth:`CacheEntry.to_json`) and the store never unpickles anything it reads (:class:`BytesOnlyDisk`).
-:class:`~llmgw.cache.redis_store.RedisCacheStore` shares them between machines. What both share
-(:class:`CacheEntry`, :class:`CacheUnavailable`, :class:`IndexedStore`, the journal record) is in
+dozen commits a batch); the key log forgets the evicted entries' keys then. Each entry is kept under its id in the
+store's key log (:mod:`llmgw.cache.disk_keys`), a number that only grows, with its exact key as the row's tag:
+storing appends to diskcache's indexes instead of dirtying a random page of an index by prompt hash for every
+answer. Each process knows where every exact key's latest entry lies (:class:`~llmgw.cache.locations.KeyLocations`,
+filled from the store when it opens, then from the key log and the journal): a miss is answered from memory, a hit
+is one read by id whose entry must carry the exact key asked for. Other processes' entries are seen within about
+``POLL_S``. Storing a key again replaces its entry (the older row is deleted in the same transaction when this
+process knows of it). Entries are JSON bytes (:meth:`CacheEntry.to_json`) and the store never unpickles anything it
+reads (:class:`BytesOnlyDisk`). :class:`~llmgw.cache.redis_store.RedisCacheStore` shares them between machines. What
+both share (:class:`CacheEntry`, :class:`CacheUnavailable`, :class:`IndexedStore`, the journal record) is in
 :mod:`llmgw.cache.base` and importable from here too.
 """
 
@@ -235,6 +235,7 @@ class CacheStore(IndexedStore):
             now = time.time()
             files = [name for (name,) in con.execute(oldest.format(fields="filename", now=now), (rows,)) if name]
             con.execute(f"DELETE FROM Cache WHERE rowid IN ({oldest.format(fields='rowid', now=now)})", (rows,))
+            disk_keys.forget_evicted(con)
         for name in files:   # values too large for the table live in files of their own: gone with their rows
             self.disk._disk.remove(name)
 

@@ -175,6 +175,40 @@ def test_a_follower_behind_the_trimmed_log_fills_again(tmp_path: Path, monkeypat
         writer.close()
 
 
+def test_a_small_store_keeps_its_room_for_entries_not_for_the_keys_of_evicted_ones(tmp_path: Path) -> None:
+    """The key log is part of the store's size: kept at 200,000 keys, it filled a small store's max_mb with the
+    keys of entries long evicted, and the entries kept shrank with every batch."""
+    store = CacheStore(tmp_path, max_mb=1.0)
+    other = CacheStore(tmp_path)          # another worker, following the log
+    try:
+        stored = 0
+
+        def batch() -> None:
+            nonlocal stored
+            store.put_many([entry(f"k{stored + i}", content="x" * 600) for i in range(100)])
+            stored += 100
+
+        while stored < 3_000:
+            batch()
+        kept_early = len(store.disk)
+        while stored < 15_000:
+            batch()
+        database = tmp_path / diskcache.core.DBNAME
+        db = sqlite3.connect(database, isolation_level=None)
+        logged = db.execute("SELECT count(*) FROM llmgw_keys").fetchone()[0]
+        oldest = db.execute("SELECT min(key) FROM Cache").fetchone()[0]
+        first_logged = db.execute("SELECT min(id) FROM llmgw_keys").fetchone()[0]
+        db.close()
+        assert len(store.disk) >= 0.95 * kept_early       # was 84% of it, and falling with every batch
+        assert logged <= len(store.disk) and first_logged >= oldest   # only the keys of entries still kept
+        assert content(store.get(f"k{stored - 1}")) == "x" * 600
+        assert content(found_within(other, f"k{stored - 1}")) == "x" * 600   # the follower still finds new ones
+        assert other.get("k0") is None
+    finally:
+        other.close()
+        store.close()
+
+
 def test_a_cleared_store_is_followed_from_the_cache_table_again(store: CacheStore, tmp_path: Path) -> None:
     store.put_many([entry("old")])
     before = CacheStore(tmp_path / "cache")      # opened before the clear: still locates "old"
